@@ -1,0 +1,112 @@
+"""Writing and reading dataset folders: streamed, atomic, and accepting Hub ids where a folder is accepted.
+
+Every dataset rankset writes goes through :func:`write_dataset_dict`: rows are streamed from generators
+into Arrow files (memory flat in the number of rows), saved under a temporary name beside ``out`` and
+renamed into place, so a killed run never leaves a half-written dataset at ``out``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rankset.errors import InputError, PublishError
+
+
+def write_dataset_dict(
+    out: str | Path,
+    splits: dict[str, tuple[Callable[..., Iterator[dict[str, Any]]], dict[str, Any]]],
+    features: Any,
+    description: str | None = None,
+    num_proc: int | None = None,
+    card: str | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    overwrite: bool = True,
+) -> Any:
+    """Stream each split from ``generator(**gen_kwargs)`` and save the DatasetDict atomically at ``out``.
+
+    ``splits`` maps a split name to ``(generator, gen_kwargs)``; with ``num_proc`` > 1, list-valued
+    gen_kwargs are sharded across processes, as ``Dataset.from_generator`` does. ``card`` becomes
+    ``out/README.md``; ``extra_files`` are written beside it. Returns the DatasetDict loaded from ``out``.
+    """
+    import datasets
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists; pass --overwrite or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix=".cache-", dir=out.parent) as cache_dir:
+        built = {}
+        for name, (generator, gen_kwargs) in splits.items():
+            info = datasets.DatasetInfo(description=description) if description else None
+            proc = num_proc if (num_proc and num_proc > 1 and _shardable(gen_kwargs)) else None
+            built[name] = datasets.Dataset.from_generator(
+                generator,
+                features=features,
+                gen_kwargs=gen_kwargs,
+                cache_dir=cache_dir,
+                num_proc=proc,
+                info=info,
+                split=datasets.NamedSplit(name),
+            )
+        dsd = datasets.DatasetDict(built)
+        dsd.save_to_disk(str(staging))
+        del dsd, built
+    if card is not None:
+        (staging / "README.md").write_text(card)
+    for fname, data in (extra_files or {}).items():
+        (staging / fname).write_bytes(data)
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, trash)
+        os.replace(staging, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+    return datasets.load_from_disk(str(out))
+
+
+def _shardable(gen_kwargs: dict[str, Any]) -> bool:
+    lists = [v for v in gen_kwargs.values() if isinstance(v, list)]
+    return bool(lists) and all(len(v) > 1 for v in lists)
+
+
+def is_dataset_folder(path: str | Path) -> bool:
+    """A folder written by ``save_to_disk`` (a DatasetDict or a single Dataset)."""
+    p = Path(path)
+    return (p / "dataset_dict.json").is_file() or (p / "dataset_info.json").is_file()
+
+
+def looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not Path(name).exists() and not name.startswith((".", "/", "~"))
+
+
+def load_dataset_dict(path_or_id: str | Path) -> Any:
+    """A DatasetDict from a dataset folder, or from the Hub for ``user/name`` (with a clear offline error)."""
+    import datasets
+
+    path = Path(path_or_id)
+    if is_dataset_folder(path):
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.Dataset):
+            loaded = datasets.DatasetDict({"train": loaded})
+        return loaded
+    name = str(path_or_id)
+    if looks_like_hub_id(name):
+        try:
+            return datasets.load_dataset(name)
+        except Exception as e:  # the Hub client raises many types; all mean "could not get it"
+            raise PublishError(
+                f"cannot load Hub dataset {name!r}: {e}. Check the id, your network and HF_TOKEN for private "
+                f"datasets; offline, pass a local folder written by `rankset` instead"
+            ) from e
+    if path.exists():
+        raise InputError(f"{path} is not a dataset folder (no dataset_dict.json); pass a folder written by rankset")
+    raise InputError(f"{path_or_id} does not exist and is not a Hub id of the form user/name")
