@@ -1,0 +1,159 @@
+"""A real HTTP server on 127.0.0.1 for the harvest tests (no test ever reaches the internet).
+
+Tests register routes on the session server and get absolute URLs back:
+
+    def test_x(web):
+        url = web.route("/img/a.jpg", body=jpeg_bytes, headers={"Content-Type": "image/jpeg"})
+        web.route("/flaky", responses=[Reply(503, headers={"Retry-After": "1"}), Reply(200, body=b"...")])
+        web.route("/slow", handler=lambda req: time.sleep(2) or Reply(200, body=b"..."))
+
+Each route answers with a fixed ``Reply``, a sequence of replies (the last one repeats), or a handler
+``(request) -> Reply``. ``web.hits(path)`` counts the requests a path received; ``web.requests`` keeps every
+request's path and headers. Routes are cleared after each test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    chunk_delay: float = 0.0  # seconds between 64 KiB chunks, to simulate a slow body
+
+
+@dataclass
+class SeenRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Route:
+    def __init__(self, replies: Sequence[Reply] | None, handler: Callable[[SeenRequest], Reply] | None):
+        self.replies = list(replies or [])
+        self.handler = handler
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def answer(self, request: SeenRequest) -> Reply:
+        with self.lock:
+            index = self.calls
+            self.calls += 1
+        if self.handler is not None:
+            return self.handler(request)
+        return self.replies[min(index, len(self.replies) - 1)]
+
+
+class LoopbackWeb:
+    """The route table behind the server; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.routes: dict[str, _Route] = {}
+        self.requests: list[SeenRequest] = []
+        self.lock = threading.Lock()
+
+    def route(
+        self,
+        path: str,
+        body: bytes | str = b"",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        responses: Sequence[Reply] | None = None,
+        handler: Callable[[SeenRequest], Reply] | None = None,
+    ) -> str:
+        """Register ``path`` (without query string) and return its absolute URL."""
+        if responses is None and handler is None:
+            data = body.encode() if isinstance(body, str) else body
+            responses = [Reply(status, data, dict(headers or {}))]
+        with self.lock:
+            self.routes[path] = _Route(responses, handler)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def hits(self, path: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if r.path == path)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.routes.clear()
+            self.requests.clear()
+
+
+def _make_handler(web: LoopbackWeb) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            seen = SeenRequest(self.command, parts.path, parts.query, dict(self.headers), self.rfile.read(length))
+            with web.lock:
+                web.requests.append(seen)
+                route = web.routes.get(parts.path)
+            reply = route.answer(seen) if route else Reply(404, b"not found", {"Content-Type": "text/plain"})
+            try:
+                self.send_response(reply.status)
+                headers = {k.lower(): v for k, v in reply.headers.items()}
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                if "content-length" not in headers:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if reply.chunk_delay:
+                    import time
+
+                    for start in range(0, len(reply.body), 65536):
+                        time.sleep(reply.chunk_delay)
+                        self.wfile.write(reply.body[start : start + 65536])
+                        self.wfile.flush()
+                else:
+                    self.wfile.write(reply.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (size cap, timeout): that is what some tests want
+
+        do_GET = do_POST = do_HEAD = _serve
+
+    return Handler
+
+
+@pytest.fixture(scope="session")
+def _loopback_server() -> Iterator[LoopbackWeb]:
+    web = LoopbackWeb()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(web))
+    server.daemon_threads = True
+    web.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="loopback-web", daemon=True)
+    thread.start()
+    yield web
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def web(_loopback_server: LoopbackWeb) -> Iterator[LoopbackWeb]:
+    """The loopback web server with an empty route table (unknown paths answer 404)."""
+    _loopback_server.reset()
+    yield _loopback_server
+    _loopback_server.reset()
