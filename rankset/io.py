@@ -11,7 +11,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +21,21 @@ from rankset.errors import InputError, PublishError
 
 def write_dataset_dict(
     out: str | Path,
-    splits: dict[str, tuple[Callable[..., Iterator[dict[str, Any]]], dict[str, Any]]],
+    splits: dict[str, tuple[Callable[..., Iterator[dict[str, Any]]], dict[str, Any]] | Iterable[dict[str, Any]]],
     features: Any,
     description: str | None = None,
     num_proc: int | None = None,
-    card: str | None = None,
+    card: str | Callable[[], str] | None = None,
     extra_files: dict[str, bytes] | None = None,
     overwrite: bool = True,
 ) -> Any:
-    """Stream each split from ``generator(**gen_kwargs)`` and save the DatasetDict atomically at ``out``.
+    """Stream each split's rows into Arrow files and save the DatasetDict atomically at ``out``.
 
-    ``splits`` maps a split name to ``(generator, gen_kwargs)``; with ``num_proc`` > 1, list-valued
-    gen_kwargs are sharded across processes, as ``Dataset.from_generator`` does. ``card`` becomes
-    ``out/README.md``; ``extra_files`` are written beside it. Returns the DatasetDict loaded from ``out``.
+    ``splits`` maps a split name to either an iterable of rows (consumed in this process, in order: the
+    caller may parallelise producing them) or ``(generator, gen_kwargs)``; with ``num_proc`` > 1, list-valued
+    gen_kwargs are sharded across processes, as ``Dataset.from_generator`` does. ``card`` (text, or a
+    function called once every row is written, so it can report counts) becomes ``out/README.md``;
+    ``extra_files`` are written beside it. Returns the DatasetDict loaded from ``out``.
     """
     import datasets
 
@@ -41,10 +44,53 @@ def write_dataset_dict(
         raise InputError(f"{out} exists; pass --overwrite or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory(prefix=".cache-", dir=out.parent) as cache_dir:
+    try:
+        with quiet_datasets():
+            _write_staging(staging, splits, features, description, num_proc)
+        if card is not None:
+            (staging / "README.md").write_text(card() if callable(card) else card)
+        for fname, data in (extra_files or {}).items():
+            (staging / fname).write_bytes(data)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, trash)
+        os.replace(staging, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+    return datasets.load_from_disk(str(out))
+
+
+@contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Silence HF datasets' own progress bars (casts, saves) while our rich bars and tables are on screen."""
+    import datasets
+
+    were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if were_on:
+            datasets.enable_progress_bars()
+
+
+def _write_staging(
+    staging: Path, splits: dict[str, Any], features: Any, description: str | None, num_proc: int | None
+) -> None:
+    import datasets
+
+    with tempfile.TemporaryDirectory(prefix=".cache-", dir=staging.parent) as cache_dir:
         built = {}
-        for name, (generator, gen_kwargs) in splits.items():
+        for name, spec in splits.items():
             info = datasets.DatasetInfo(description=description) if description else None
+            if not isinstance(spec, tuple):
+                built[name] = _write_rows(spec, features, Path(cache_dir) / f"{name}.arrow", info, name)
+                continue
+            generator, gen_kwargs = spec
             proc = num_proc if (num_proc and num_proc > 1 and _shardable(gen_kwargs)) else None
             built[name] = datasets.Dataset.from_generator(
                 generator,
@@ -55,21 +101,20 @@ def write_dataset_dict(
                 info=info,
                 split=datasets.NamedSplit(name),
             )
-        dsd = datasets.DatasetDict(built)
-        dsd.save_to_disk(str(staging))
-        del dsd, built
-    if card is not None:
-        (staging / "README.md").write_text(card)
-    for fname, data in (extra_files or {}).items():
-        (staging / fname).write_bytes(data)
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, trash)
-        os.replace(staging, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-    return datasets.load_from_disk(str(out))
+        datasets.DatasetDict(built).save_to_disk(str(staging))
+        del built
+
+
+def _write_rows(rows: Iterable[dict[str, Any]], features: Any, path: Path, info: Any, split: str) -> Any:
+    """Encode and write rows one by one (memory flat in their number), then map the file as a Dataset."""
+    import datasets
+    from datasets.arrow_writer import ArrowWriter
+
+    with ArrowWriter(features=features, path=str(path)) as writer:
+        for row in rows:
+            writer.write(features.encode_example(row))
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path), info=info, split=datasets.NamedSplit(split))
 
 
 def _shardable(gen_kwargs: dict[str, Any]) -> bool:

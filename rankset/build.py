@@ -1,0 +1,257 @@
+"""``rankset build``: cut nested ranked patch sets out of pictures and write them as a Hugging Face dataset.
+
+Data flow: inputs.py lists the source pictures; each worker process decodes a picture once (reduced JPEG
+decode where every patch is downscaled), cuts ``sets_per_image`` sets of k patches (geometry.py) and encodes
+them as JPEG; the main process streams the rows to Arrow in input order (io.py), so memory stays flat and
+the output is the same whatever ``num_proc`` is. A picture that cannot be read is skipped with its reason.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankset.errors import ConfigError, ImageError
+from rankset.geometry import NestedSet, draft_factor, nested_boxes
+from rankset.inputs import SourcePicture, describe_input, iter_dataset, list_folder, list_pool
+
+MIN_PATCH_SIDE = 2.0  # source pixels: below this the smallest patch is a smear, not a picture
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Parameters of one build; the paper's defaults (k=5, s=0.75, r=8, 224 px)."""
+
+    input: str
+    out: str
+    k: int = 5
+    s: float = 0.75
+    r: float = 8.0
+    size: int = 224
+    sets_per_image: int = 1
+    seed: int = 0
+    val_fraction: float = 0.0
+    num_proc: int = 1
+    split: str = "train"
+    quality: int = 90
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.k >= 2, "--k", self.k, "an integer >= 2 (a set needs at least one pair)"),
+            (0.0 < self.s < 1.0, "--s", self.s, "a ratio strictly between 0 and 1"),
+            (self.r >= 1.0, "--r", self.r, "a number >= 1 (the anchor region is 1/r of the picture)"),
+            (self.size >= 16, "--size", self.size, "an integer >= 16 pixels"),
+            (self.sets_per_image >= 1, "--sets-per-image", self.sets_per_image, "an integer >= 1"),
+            (0.0 <= self.val_fraction < 1.0, "--val-fraction", self.val_fraction, "a fraction in [0, 1)"),
+            (self.num_proc >= 1, "--num-proc", self.num_proc, "an integer >= 1"),
+            (1 <= self.quality <= 100, "--quality", self.quality, "a JPEG quality from 1 to 100"),
+        ]
+        for ok, flag, value, expected in checks:
+            if not ok:
+                raise ConfigError(f"{flag} {value!r} is out of range: expected {expected}")
+
+    def params(self) -> dict[str, Any]:
+        """What the dataset card and ``info.description`` record."""
+        keys = ("k", "s", "r", "size", "sets_per_image", "seed", "val_fraction", "quality")
+        return {"kind": "ranked-sets", **{key: getattr(self, key) for key in keys}}
+
+
+@dataclass
+class BuildSummary:
+    input_kind: str
+    sources: int = 0
+    used: int = 0
+    sets: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    licenses: Counter = field(default_factory=Counter)
+    reduced_decodes: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["licenses"] = dict(self.licenses)
+        return d
+
+
+def source_rng(seed: int, source_id: str) -> np.random.Generator:
+    """Each picture's own generator: its sets do not depend on what else is in the input or on num_proc."""
+    return np.random.default_rng([seed, zlib.crc32(source_id.encode("utf-8"))])
+
+
+def cut_sets(picture: SourcePicture, cfg: BuildConfig) -> tuple[list[dict[str, Any]], str | None, int]:
+    """The rows of one picture's sets, or no rows and the reason it was skipped; plus the draft factor used."""
+    from rankset.images import cut_patches, decode_oriented, encode_jpeg
+
+    rng = source_rng(cfg.seed, picture.source_id)
+    sets: list[NestedSet] = []
+
+    def plan(width: int, height: int) -> int:
+        sets.extend(nested_boxes(width, height, cfg.k, cfg.s, cfg.r, rng) for _ in range(cfg.sets_per_image))
+        smallest = min(ns.sides[-1] for ns in sets)
+        return draft_factor(smallest, cfg.size)
+
+    try:
+        data = picture.read()
+        img, full = decode_oriented(data, picture.path or picture.source_id, plan=plan)
+    except (ImageError, OSError) as e:
+        return [], str(e), 1
+    factor = round(full[0] / img.width) if img.width else 1
+    if min(ns.sides[-1] for ns in sets) < MIN_PATCH_SIDE:
+        return [], f"{picture.source_id}: {full[0]}x{full[1]} is too small for k={cfg.k}, s={cfg.s}", factor
+    rows = []
+    for j, ns in enumerate(sets):
+        patches = cut_patches(img, full, ns.boxes, cfg.size)
+        rows.append(
+            {
+                "set_id": f"{picture.source_id}-{j}",
+                "source_id": picture.source_id,
+                "images": [{"bytes": encode_jpeg(p, cfg.quality), "path": None} for p in patches],
+                "boxes": [list(b) for b in ns.boxes],
+                "anchor": list(ns.anchor),
+                "source_size": list(full),
+                "license": picture.license,
+                "author": picture.author,
+                "source_url": picture.source_url,
+            }
+        )
+    return rows, None, factor
+
+
+def _cut_sets_task(args: tuple[SourcePicture, BuildConfig]) -> tuple[str, list[dict[str, Any]], str | None, int]:
+    picture, cfg = args
+    return (picture.source_id, *cut_sets(picture, cfg))
+
+
+def assign_splits(ids: list[str], val_fraction: float, seed: int) -> dict[str, str]:
+    """Exactly round(val_fraction * n) pictures go to ``validation``, chosen by a seeded hash of their id.
+
+    Splitting by picture (not by set) keeps the sets of one picture out of both splits.
+    """
+    n_val = int(round(val_fraction * len(ids)))
+    order = sorted(ids, key=lambda i: (zlib.crc32(f"{seed}:{i}".encode()), i))
+    val = set(order[:n_val])
+    return {i: ("validation" if i in val else "train") for i in ids}
+
+
+def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture]]:
+    kind = describe_input(cfg.input)
+    if kind == "pool":
+        pictures = list_pool(Path(cfg.input))
+        return kind, len(pictures), pictures
+    if kind == "folder":
+        pictures = list_folder(Path(cfg.input))
+        return kind, len(pictures), pictures
+    n, rows = iter_dataset(cfg.input, cfg.split)
+    return kind, n, rows
+
+
+def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
+    """Build the ranked-set DatasetDict at ``cfg.out`` (atomically) and return what happened."""
+    from rankset.card import ranked_set_card
+    from rankset.io import write_dataset_dict
+    from rankset.schema import encode_build_info, ranked_features
+
+    start = time.perf_counter()
+    kind, n, pictures = list_sources(cfg)
+    summary = BuildSummary(input_kind=kind, sources=n)
+    if cfg.val_fraction > 0:
+        pictures = list(pictures)  # the split needs every id up front (paths or bytes already in memory)
+        split_of = assign_splits([p.source_id for p in pictures], cfg.val_fraction, cfg.seed)
+        by_split = {s: [p for p in pictures if split_of[p.source_id] == s] for s in ("train", "validation")}
+    else:
+        by_split = {"train": pictures}
+
+    with _progress(progress, n) as advance, _worker_pool(cfg.num_proc) as pool:
+
+        def rows_of(items: Iterable[SourcePicture], split: str) -> Iterator[dict[str, Any]]:
+            summary.sets[split] = 0
+            for source_id, rows, error, factor in _map_in_chunks(pool, items, cfg):
+                advance()
+                if error is not None:
+                    summary.skipped.append((source_id, error))
+                    continue
+                summary.used += 1
+                summary.reduced_decodes += factor > 1
+                for row in rows:
+                    summary.licenses[row["license"] or "unknown"] += 1
+                    summary.sets[split] += 1
+                    yield row
+
+        write_dataset_dict(
+            cfg.out,
+            {split: rows_of(items, split) for split, items in by_split.items()},
+            ranked_features(cfg.k),
+            description=encode_build_info({**cfg.params(), "input": str(cfg.input)}),
+            card=lambda: ranked_set_card(cfg, summary),
+        )
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _map_in_chunks(
+    pool: Any, items: Iterable[SourcePicture], cfg: BuildConfig, chunk: int = 64
+) -> Iterator[tuple[str, list[dict[str, Any]], str | None, int]]:
+    """Results in input order; at most ``chunk`` pictures in flight, so memory does not grow with the input."""
+    batch: list[tuple[SourcePicture, BuildConfig]] = []
+    for item in items:
+        batch.append((item, cfg))
+        if len(batch) == chunk:
+            yield from (pool.map(_cut_sets_task, batch, chunksize=2) if pool else map(_cut_sets_task, batch))
+            batch = []
+    if batch:
+        yield from (pool.map(_cut_sets_task, batch, chunksize=2) if pool else map(_cut_sets_task, batch))
+
+
+class _worker_pool:
+    """A process pool when num_proc > 1 (fork where available: workers inherit imports), else None."""
+
+    def __init__(self, num_proc: int):
+        self.num_proc = num_proc
+        self.pool: Any = None
+
+    def __enter__(self) -> Any:
+        if self.num_proc > 1:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self.pool = mp.get_context(method).Pool(self.num_proc)
+        return self.pool
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+class _progress:
+    """A rich progress bar over source pictures (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.bar.start()
+        task = self.bar.add_task("cutting ranked sets", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,153 @@
+"""Where ranked sets are cut from: a harvest pool, a folder of pictures, or a dataset with an ``image`` column.
+
+Each input becomes a list of :class:`SourcePicture` (paths, or bytes for datasets), sorted so the same
+input always gives the same order, with licence and attribution carried along.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rankset.errors import InputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".mpo", ".ppm", ".pgm"}
+# Files that sit beside pictures and are never pictures themselves; anything else is tried and, if it is not
+# a picture, reported as skipped.
+SIDECAR_SUFFIXES = {".json", ".csv", ".txt", ".md", ".mat", ".toml", ".yaml", ".yml", ".xml", ".parquet", ".npy"}
+
+
+@dataclass(frozen=True)
+class SourcePicture:
+    source_id: str
+    path: str | None = None
+    data: bytes | None = None
+    license: str | None = None
+    author: str | None = None
+    source_url: str | None = None
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None, "a SourcePicture has either bytes or a path"
+        return Path(self.path).read_bytes()
+
+
+def describe_input(path_or_id: str | Path) -> str:
+    """``pool``, ``dataset``, ``folder`` or ``hub`` for an INPUT argument; raises InputError when it is none."""
+    from rankset.io import is_dataset_folder, looks_like_hub_id
+
+    p = Path(path_or_id)
+    if (p / "pool.json").is_file():
+        return "pool"
+    if is_dataset_folder(p):
+        return "dataset"
+    if p.is_dir():
+        return "folder"
+    if looks_like_hub_id(str(path_or_id)):
+        return "hub"
+    if p.exists():
+        raise InputError(f"{p} is a file; INPUT must be a pool, a folder of pictures or a dataset folder")
+    raise InputError(f"{p} does not exist; INPUT must be a pool, a folder of pictures, a dataset folder or a Hub id")
+
+
+def list_folder(root: Path) -> list[SourcePicture]:
+    """Every candidate picture below ``root`` (recursively, hidden files left out), in path order."""
+    files = [
+        f
+        for f in sorted(root.rglob("*"))
+        if f.is_file()
+        and not any(part.startswith(".") for part in f.relative_to(root).parts)
+        and f.suffix.lower() not in SIDECAR_SUFFIXES
+    ]
+    stems = [f.stem for f in files]
+    unique = len(set(stems)) == len(stems)
+    pictures = []
+    for f in files:
+        source_id = f.stem if unique else f.relative_to(root).with_suffix("").as_posix().replace("/", "-")
+        meta = _sidecar(f)
+        pictures.append(
+            SourcePicture(
+                source_id=source_id,
+                path=str(f),
+                license=meta.get("license"),
+                author=meta.get("author"),
+                source_url=meta.get("source_url") or f.resolve().as_uri(),
+            )
+        )
+    return pictures
+
+
+def _sidecar(f: Path) -> dict[str, str]:
+    """Attribution from ``<file>.json`` when present (the same convention as ``harvest local``)."""
+    for candidate in (f.with_name(f.name + ".json"), f.with_suffix(".json")):
+        if candidate.is_file():
+            try:
+                value = json.loads(candidate.read_text())
+            except (OSError, json.JSONDecodeError):
+                return {}
+            return {k: str(v) for k, v in value.items() if v is not None} if isinstance(value, dict) else {}
+    return {}
+
+
+def list_pool(root: Path) -> list[SourcePicture]:
+    """The pool's stored pictures with status ok and, where dedup/filter have run, ``kept``."""
+    from harvest.pool import Pool, iter_kept_images
+
+    pool = Pool.open(root)
+    pictures = []
+    for row in sorted(iter_kept_images(pool), key=lambda r: r["id"]):
+        pictures.append(
+            SourcePicture(
+                source_id=row["id"],
+                path=str(pool.path_of(row["path"])),
+                license=_text(row.get("license")),
+                author=_text(row.get("author")),
+                source_url=_text(row.get("page_url")) or _text(row.get("url")),
+            )
+        )
+    return pictures
+
+
+def _text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
+def iter_dataset(path_or_id: str, split: str) -> tuple[int, Iterator[SourcePicture]]:
+    """Rows of a dataset's ``split`` with an ``image`` column, as encoded bytes (never decoded here)."""
+    import datasets
+
+    from rankset.io import load_dataset_dict, quiet_datasets
+
+    dsd = load_dataset_dict(path_or_id)
+    if split not in dsd:
+        raise InputError(f"{path_or_id} has no split {split!r}; its splits are {sorted(dsd)}; pass --split")
+    ds = dsd[split]
+    if "image" not in ds.column_names:
+        raise InputError(
+            f"{path_or_id} split {split!r} has no `image` column (columns: {ds.column_names}); "
+            "a ranked-set dataset cannot be an INPUT of build"
+        )
+    with quiet_datasets():
+        ds = ds.cast_column("image", datasets.Image(decode=False))
+    has = set(ds.column_names)
+
+    def rows() -> Iterator[SourcePicture]:
+        for i, row in enumerate(ds):
+            image = row["image"] or {}
+            data = image.get("bytes")
+            if data is None and image.get("path"):
+                data = Path(image["path"]).read_bytes()
+            yield SourcePicture(
+                source_id=str(row["image_id"]) if "image_id" in has else f"{split}-{i:06d}",
+                data=data or b"",
+                license=row.get("license") if "license" in has else None,
+                author=row.get("author") if "author" in has else None,
+                source_url=row.get("source_url") if "source_url" in has else None,
+            )
+
+    return len(ds), rows()

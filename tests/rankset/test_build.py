@@ -1,0 +1,261 @@
+"""rankset build: ranked sets cut from folders, pools and datasets, exactly as DESIGN.md's schema says."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from rankset.build import BuildConfig, build_ranked_sets
+from rankset.errors import ConfigError
+from rankset.schema import RANKED_FIELDS, decode_build_info
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    """R grows with x, G with y: a pixel's colour tells where in the source it came from."""
+    xs = np.linspace(0, 255, width)[None, :].repeat(height, 0)
+    ys = np.linspace(0, 255, height)[:, None].repeat(width, 1)
+    return Image.fromarray(np.stack([xs, ys, np.full_like(xs, 128)], -1).astype(np.uint8))
+
+
+def save(img: Image.Image, path: Path, **kwargs: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **kwargs)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "pics"
+    for i, (w, h) in enumerate([(320, 240), (240, 320), (400, 300), (300, 300)]):
+        save(gradient(w, h), root / f"img{i}.jpg", quality=95)
+    return root
+
+
+def build(src: Path | str, out: Path, **kwargs: object) -> tuple:
+    cfg = BuildConfig(str(src), str(out), size=kwargs.pop("size", 32), **kwargs)  # type: ignore[arg-type]
+    summary = build_ranked_sets(cfg, progress=False)
+    return summary, datasets.load_from_disk(str(out))
+
+
+def patch_array(image: dict) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image["bytes"])).convert("RGB"), dtype=np.float64)
+
+
+def test_folder_build_writes_the_ranked_schema_and_card(folder: Path, tmp_path: Path) -> None:
+    summary, dsd = build(folder, tmp_path / "ds", k=4, s=0.5, r=4, sets_per_image=2, seed=3)
+    ds = dsd["train"]
+    assert tuple(ds.column_names) == RANKED_FIELDS
+    assert len(ds) == 8 and summary.used == 4 and summary.sets == {"train": 8}
+    row = ds[0]
+    assert row["set_id"] == "img0-0" and row["source_id"] == "img0"
+    assert len(row["images"]) == 4 and all(im.size == (32, 32) for im in row["images"])
+    assert row["source_size"] == [320, 240]
+    sides = [b[2] - b[0] for b in row["boxes"]]
+    assert sides == pytest.approx([sides[0] * 0.5**j for j in range(4)], rel=1e-5)
+    info = decode_build_info(ds.info.description)
+    assert (info["k"], info["s"], info["r"], info["size"], info["seed"]) == (4, 0.5, 4, 32, 3)
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "| k (patches per set) | 4 |" in card and "| seed | 3 |" in card and "| train | 8 |" in card
+    assert row["source_url"].startswith("file://")
+
+
+def test_patches_show_the_pixels_inside_their_boxes(folder: Path, tmp_path: Path) -> None:
+    _, dsd = build(folder, tmp_path / "ds", size=64)
+    for row in dsd["train"].cast_column("images", datasets.List(datasets.Image(decode=False))):
+        w, h = row["source_size"]
+        for image, (x0, y0, x1, y1) in zip(row["images"], row["boxes"], strict=True):
+            mean = patch_array(image).mean(axis=(0, 1))
+            # a linear gradient's mean over a box is its value at the box centre
+            assert mean[0] == pytest.approx(255 * ((x0 + x1) / 2) / (w - 1), abs=4)
+            assert mean[1] == pytest.approx(255 * ((y0 + y1) / 2) / (h - 1), abs=4)
+
+
+def test_large_jpeg_uses_reduced_decode_without_moving_patches(tmp_path: Path) -> None:
+    save(gradient(3200, 2400), tmp_path / "big" / "big.jpg", quality=92)
+    summary, dsd = build(tmp_path / "big", tmp_path / "ds", k=3, s=0.8, r=8, size=64)
+    assert summary.reduced_decodes == 1
+    row = dsd["train"].cast_column("images", datasets.List(datasets.Image(decode=False)))[0]
+    for image, (x0, _, x1, _) in zip(row["images"], row["boxes"], strict=True):
+        assert patch_array(image).mean(axis=(0, 1))[0] == pytest.approx(255 * ((x0 + x1) / 2) / 3199, abs=4)
+
+
+def test_exif_orientation_is_applied_before_cutting(tmp_path: Path) -> None:
+    upright = gradient(200, 300)  # what the viewer should see: 200 wide, 300 tall
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # orientation 6 means: rotate 270 to display
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save(stored, tmp_path / "rot" / "rot.jpg", exif=exif.tobytes(), quality=95)
+    _, dsd = build(tmp_path / "rot", tmp_path / "ds", size=48)
+    row = dsd["train"].cast_column("images", datasets.List(datasets.Image(decode=False)))[0]
+    assert row["source_size"] == [200, 300]
+    x0, y0, x1, y1 = row["boxes"][0]
+    mean = patch_array(row["images"][0]).mean(axis=(0, 1))
+    assert mean[0] == pytest.approx(255 * ((x0 + x1) / 2) / 199, abs=5)
+    assert mean[1] == pytest.approx(255 * ((y0 + y1) / 2) / 299, abs=5)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1"])
+def test_every_pixel_mode_becomes_rgb(tmp_path: Path, mode: str) -> None:
+    img = gradient(96, 64)
+    converted = (
+        Image.fromarray((np.asarray(img)[..., 0].astype(np.uint16) * 257)) if mode == "I;16" else img.convert(mode)
+    )
+    ext = "tif" if mode == "CMYK" else "png"
+    save(converted, tmp_path / "m" / f"x.{ext}")
+    summary, dsd = build(tmp_path / "m", tmp_path / "ds")
+    assert summary.skipped == [] and len(dsd["train"]) == 1
+    assert all(im.mode == "RGB" for im in dsd["train"][0]["images"])
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_run_goes_on(folder: Path, tmp_path: Path) -> None:
+    good = (folder / "img0.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "words.jpg").write_bytes(b"this is not a picture")
+    (folder / "notes.csv").write_text("a,b\n")  # a sidecar, never treated as a picture
+    summary, dsd = build(folder, tmp_path / "ds")
+    reasons = dict(summary.skipped)
+    assert set(reasons) == {"truncated", "empty", "words"}
+    assert "empty file" in reasons["empty"]
+    assert "truncated" in reasons["truncated"] or "corrupt" in reasons["truncated"]
+    assert "not an image" in reasons["words"]
+    assert len(dsd["train"]) == 4
+
+
+def test_same_seed_same_bytes_and_num_proc_does_not_change_output(folder: Path, tmp_path: Path) -> None:
+    _, a = build(folder, tmp_path / "a", seed=5, sets_per_image=2)
+    _, b = build(folder, tmp_path / "b", seed=5, sets_per_image=2, num_proc=2)
+    _, c = build(folder, tmp_path / "c", seed=6, sets_per_image=2)
+    assert a["train"].data.equals(b["train"].data)
+    assert a["train"]["anchor"] != c["train"]["anchor"]
+
+
+def test_validation_split_is_by_picture_with_the_exact_fraction(folder: Path, tmp_path: Path) -> None:
+    summary, dsd = build(folder, tmp_path / "ds", val_fraction=0.25, sets_per_image=3)
+    assert summary.sets == {"train": 9, "validation": 3}
+    assert set(dsd["train"]["source_id"]).isdisjoint(dsd["validation"]["source_id"])
+
+
+def test_pool_input_uses_only_kept_rows_and_carries_attribution(tmp_path: Path) -> None:
+    from harvest.pool import Pool
+
+    pool = Pool.create(tmp_path / "pool")
+    rows = []
+    for i, kept in enumerate([True, False, None]):
+        buf = io.BytesIO()
+        gradient(120 + i, 90).save(buf, "JPEG")
+        sha, rel = pool.store_image(buf.getvalue(), "jpg")
+        rows.append(
+            {
+                "id": sha,
+                "url": f"http://example.org/{i}.jpg",
+                "page_url": f"http://example.org/p{i}",
+                "status": "ok",
+                "path": rel,
+                "license": "cc-by-4.0",
+                "author": f"A{i}",
+                "kept": kept,
+            }
+        )
+    rows.append({"url": "http://example.org/broken.jpg", "status": "http_404", "error": "404"})
+    pool.append_rows(rows)
+    summary, dsd = build(tmp_path / "pool", tmp_path / "ds")
+    ds = dsd["train"]
+    assert summary.input_kind == "pool" and len(ds) == 2
+    assert set(ds["source_id"]) == {rows[0]["id"], rows[2]["id"]}
+    assert set(ds["author"]) == {"A0", "A2"} and set(ds["license"]) == {"cc-by-4.0"}
+    assert set(ds["source_url"]) == {"http://example.org/p0", "http://example.org/p2"}
+
+
+def test_dataset_input_reads_the_image_column_of_the_chosen_split(tmp_path: Path) -> None:
+    from rankset.io import write_dataset_dict
+    from rankset.schema import labeled_features
+
+    def rows(split: str, n: int):
+        for i in range(n):
+            buf = io.BytesIO()
+            gradient(80, 60).save(buf, "JPEG")
+            yield {
+                "image_id": f"{split}_{i}",
+                "image": {"bytes": buf.getvalue(), "path": None},
+                "points": [],
+                "count": 0,
+                "dataset": "t",
+                "split": split,
+            }
+
+    write_dataset_dict(tmp_path / "lab", {"train": rows("train", 3), "test": rows("test", 2)}, labeled_features())
+    summary, dsd = build(tmp_path / "lab", tmp_path / "ds")
+    assert summary.input_kind == "dataset"
+    assert sorted(dsd["train"]["source_id"]) == ["train_0", "train_1", "train_2"]
+    with pytest.raises(Exception, match="no split 'validation'"):
+        build(tmp_path / "lab", tmp_path / "ds2", split="validation")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"k": 1}, "--k"),
+        ({"s": 1.0}, "--s"),
+        ({"s": 0.0}, "--s"),
+        ({"r": 0.5}, "--r"),
+        ({"size": 8}, "--size"),
+        ({"sets_per_image": 0}, "--sets-per-image"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+    ],
+)
+def test_invalid_parameters_fail_before_work_naming_the_flag(kwargs: dict, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        BuildConfig("in", "out", **kwargs)
+
+
+def test_a_build_that_dies_midway_leaves_the_old_dataset_untouched(folder: Path, tmp_path: Path, monkeypatch) -> None:
+    import rankset.build as build_module
+
+    build(folder, tmp_path / "ds")
+    before = (tmp_path / "ds" / "train" / "dataset_info.json").read_bytes()
+    calls = {"n": 0}
+    real = build_module.cut_sets
+
+    def dying(picture, cfg):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(picture, cfg)
+
+    monkeypatch.setattr(build_module, "cut_sets", dying)
+    with pytest.raises(KeyboardInterrupt):
+        build(folder, tmp_path / "ds", seed=9)
+    assert (tmp_path / "ds" / "train" / "dataset_info.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")] == []
+
+
+def test_preview_draws_sets_to_a_png(folder: Path, tmp_path: Path) -> None:
+    from rankset.preview import render_preview
+
+    build(folder, tmp_path / "ds")
+    out = render_preview(str(tmp_path / "ds"), tmp_path / "p.png", n=2)
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.width > img.height
+
+
+def test_cli_build_and_preview_wiring(folder: Path, tmp_path: Path) -> None:
+    from rankset.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["build", str(folder), "--out", str(tmp_path / "ds"), "--size", "32", "--k", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ds" / "dataset_dict.json").read_text())["splits"] == ["train"]
+    bad = runner.invoke(app, ["build", str(folder), "--out", str(tmp_path / "x"), "--k", "1"])
+    assert bad.exit_code == 2 and "--k" in bad.output
+    missing = runner.invoke(app, ["build", str(tmp_path / "nope"), "--out", str(tmp_path / "y")])
+    assert missing.exit_code == 1
+    result = runner.invoke(app, ["preview", str(tmp_path / "ds"), "--out", str(tmp_path / "p.png"), "--n", "1"])
+    assert result.exit_code == 0 and (tmp_path / "p.png").is_file()
