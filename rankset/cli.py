@@ -69,3 +69,108 @@ def preview(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
     typer.echo(f"wrote {path}")
+
+
+@app.command("import")
+def import_benchmark_command(
+    format: str = typer.Argument(..., help="shanghaitech|ucf-cc-50|ucf-qnrf|jhu-crowd|nwpu-crowd|mall|points"),
+    root: str = typer.Argument(..., help="The folder the benchmark was unpacked into."),
+    out: str = typer.Option(..., "--out", help="Dataset folder to write (replaced atomically)."),
+    name: str = typer.Option(None, "--name", help="Dataset name stored in each row (default: from the format/folder)."),
+    fold: int = typer.Option(None, "--fold", help="ucf-cc-50 only: standard fold F (1..5) becomes split `test`."),
+) -> None:
+    """Import a crowd-counting benchmark as a labeled dataset: original image bytes, head points, counts."""
+    from rankset.errors import ConfigError, RanksetError
+    from rankset.importers import ImportConfig, import_benchmark
+    from rankset.importers.summary import print_import_summary
+
+    try:
+        cfg = ImportConfig(format, root, out, name=name, fold=fold)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        summary = import_benchmark(cfg)
+    except RanksetError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_import_summary(summary)
+
+
+@app.command()
+def info(
+    dataset: str = typer.Argument(..., help="A dataset folder written by rankset, or a Hub id user/name."),
+    out: str = typer.Option(None, "--out", help="Histogram PNG to write (default: DATASET/info.png)."),
+) -> None:
+    """Per-split counts of a labeled or ranked-set dataset, and a histogram PNG of people per image."""
+    from rankset.errors import ConfigError, RanksetError
+    from rankset.info import InfoConfig, dataset_report, print_dataset_report
+
+    try:
+        cfg = InfoConfig(dataset, out=out)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        report = dataset_report(cfg)
+    except RanksetError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_dataset_report(report)
+
+
+@app.command()
+def synth(
+    n: int = typer.Option(..., "--n", help="Scenes to render."),
+    out: str = typer.Option(..., "--out", help="Dataset folder (or, with --unlabeled, JPEG folder) to write."),
+    unlabeled: bool = typer.Option(False, "--unlabeled", help="Write plain JPEGs + counts.csv (eval only)."),
+    seed: int = typer.Option(0, "--seed", help="Scene i is rendered from (seed, i) alone."),
+    size: str = typer.Option("512x384", "--size", help="WIDTHxHEIGHT of every scene."),
+    splits: str = typer.Option("train=1", "--splits", help="e.g. train=0.8,validation=0.1,test=0.1"),
+    max_count: int = typer.Option(1000, "--max-count", help="Largest head count a scene is drawn with."),
+    num_proc: int = typer.Option(1, "--num-proc", help="Worker processes rendering scenes."),
+) -> None:
+    """Render synthetic crowd scenes with exact head points and depth (labeled schema, dataset "synth")."""
+    from rankset.errors import ConfigError, RanksetError
+    from rankset.synth import SynthConfig, parse_size, parse_splits, synth_dataset, synth_unlabeled
+    from rankset.synth.report import print_synth_summary
+
+    try:
+        width, height = parse_size(size)
+        cfg = SynthConfig(n, out, seed, width, height, unlabeled, parse_splits(splits), max_count, num_proc)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        summary = synth_unlabeled(cfg) if unlabeled else synth_dataset(cfg)
+    except (RanksetError, OSError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_synth_summary(summary)
+
+
+@app.command()
+def push(
+    dataset: str = typer.Argument(..., help="A ranked-set or labeled dataset folder (or Hub id) to publish."),
+    repo_id: str = typer.Option(..., "--repo-id", help="Hub dataset repo USER/NAME (created if missing)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    revision: str = typer.Option("main", "--revision", help="Branch to commit to (created if missing)."),
+    dry_run: Path = typer.Option(None, "--dry-run", help="Write the exact upload files to this folder instead."),
+    licenses: str = typer.Option(None, "--licenses", help="Licence families to publish, e.g. cc0,pdm,by,by-sa."),
+    allow_unknown_license: bool = typer.Option(False, "--allow-unknown-license", help="Publish unknown licences."),
+    dataset_license: str = typer.Option(None, "--dataset-license", help="Licence id of a dataset without one."),
+    max_shard_size: str = typer.Option("500MB", "--max-shard-size", help="Largest Parquet shard, e.g. 500MB."),
+) -> None:
+    """Upload a dataset as Parquet shards + dataset card + attribution.csv to the Hub (token: HF_TOKEN)."""
+    from rankset.errors import ConfigError, RanksetError
+    from rankset.licenses import parse_license_list
+    from rankset.publish import PublishConfig, print_publish_summary, publish_dataset
+
+    try:
+        families = parse_license_list(licenses) if licenses is not None else None
+        cfg = PublishConfig(dataset, repo_id, private, revision, dry_run, families, allow_unknown_license,
+                            dataset_license, max_shard_size)  # fmt: skip
+        summary = publish_dataset(cfg)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except RanksetError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_publish_summary(summary, dry_run=dry_run is not None)

@@ -1,0 +1,77 @@
+"""ShanghaiTech Part A / Part B (Zhang et al., CVPR 2016), and any folder in the same layout.
+
+```
+part_A/ (or part_A_final/, part_B/ ...)
+  train_data/images/IMG_1.jpg   train_data/ground-truth/GT_IMG_1.mat
+  test_data/images/IMG_1.jpg    test_data/ground-truth/GT_IMG_1.mat
+```
+
+ROOT may also be one split folder (``images/`` + ``ground-truth/``). Points are ``image_info[0,0][0,0][0]``,
+an (N, 2) array of x, y. The dataset is named ``shanghaitech-a`` / ``-b`` when ROOT or its parent is named
+part_A / part_B, else ``shanghaitech``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rankset.errors import AnnotationError
+from rankset.importers.base import Annotation, Importer, Pair, Plan, image_files, pair_by_id, register_importer
+from rankset.importers.matfile import load_mat, mat_points, mat_variable
+
+if TYPE_CHECKING:
+    from rankset.importers.writer import ImportConfig
+
+SPLIT_FOLDERS = {"train_data": "train", "test_data": "test"}
+PART = re.compile(r"part_?([ab])(?:_final)?$", re.IGNORECASE)
+
+
+@register_importer("shanghaitech")
+class ShanghaiTechImporter(Importer):
+    layout = (
+        "ROOT/train_data/images/IMG_N.jpg with ROOT/train_data/ground-truth/GT_IMG_N.mat (and test_data/ alike), "
+        "or a single split folder ROOT/images/IMG_N.jpg with ROOT/ground-truth/GT_IMG_N.mat"
+    )
+
+    def plan(self, config: ImportConfig) -> Plan:
+        root = config.root
+        split_dirs = {split: root / folder for folder, split in SPLIT_FOLDERS.items() if (root / folder).is_dir()}
+        if not split_dirs and (root / "images").is_dir():
+            split_dirs = {SPLIT_FOLDERS.get(root.name.lower(), "train"): root}
+        if not split_dirs:
+            raise self.no_layout(root)
+        plan = Plan(dataset=dataset_name(root), splits={})
+        for split, folder in split_dirs.items():
+            if not (folder / "ground-truth").is_dir():
+                raise self.no_layout(root, f"{folder / 'images'} has no sibling folder {folder / 'ground-truth'}")
+            annotations = {
+                p.stem[len("GT_") :]: p
+                for p in sorted((folder / "ground-truth").glob("*.mat"))
+                if p.stem.upper().startswith("GT_")
+            }
+            pairs, skipped = pair_by_id(split, image_files(folder / "images"), annotations)
+            plan.splits[split] = pairs
+            plan.skipped.extend(skipped)
+        return plan
+
+    def read(self, pair: Pair) -> Annotation:
+        assert pair.annotation is not None, "ShanghaiTech pairs always carry an annotation"
+        info = mat_variable(load_mat(pair.annotation), "image_info", pair.annotation)
+        try:
+            location = info[0, 0][0, 0][0]
+        except (IndexError, TypeError, ValueError, KeyError) as e:
+            raise AnnotationError(
+                f"{pair.annotation.name}: image_info is not the ShanghaiTech struct (image_info[0,0][0,0][0] = points)"
+            ) from e
+        return Annotation(points=mat_points(location, pair.annotation, "image_info location"))
+
+
+def dataset_name(root: Path) -> str:
+    """``shanghaitech-a``/``-b`` when ROOT or its parent is a part_A/part_B folder, else ``shanghaitech``."""
+    for folder in (root.resolve(), root.resolve().parent):
+        match = PART.match(folder.name)
+        if match:
+            return f"shanghaitech-{match.group(1).lower()}"
+    return "shanghaitech"
