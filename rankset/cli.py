@@ -152,21 +152,25 @@ def push(
     repo_id: str = typer.Option(..., "--repo-id", help="Hub dataset repo USER/NAME (created if missing)."),
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
     revision: str = typer.Option("main", "--revision", help="Branch to commit to (created if missing)."),
-    dry_run: Path = typer.Option(None, "--dry-run", help="Write the exact upload files to this folder instead."),
-    licenses: str = typer.Option(None, "--licenses", help="Licence families to publish, e.g. cc0,pdm,by,by-sa."),
+    dry_run: str | None = typer.Option(None, "--dry-run", help="Write the exact upload files to this folder instead."),
+    licenses: str | None = typer.Option(None, "--licenses", help="Licence families to publish, e.g. cc0,pdm,by,by-sa."),
     allow_unknown_license: bool = typer.Option(False, "--allow-unknown-license", help="Publish unknown licences."),
-    dataset_license: str = typer.Option(None, "--dataset-license", help="Licence id of a dataset without one."),
+    dataset_license: str | None = typer.Option(None, "--dataset-license", help="Licence id of a dataset without one."),
     max_shard_size: str = typer.Option("500MB", "--max-shard-size", help="Largest Parquet shard, e.g. 500MB."),
 ) -> None:
     """Upload a dataset as Parquet shards + dataset card + attribution.csv to the Hub (token: HF_TOKEN)."""
+    from pathlib import Path
+
     from rankset.errors import ConfigError, RanksetError
     from rankset.licenses import parse_license_list
     from rankset.publish import PublishConfig, print_publish_summary, publish_dataset
 
     try:
         families = parse_license_list(licenses) if licenses is not None else None
-        cfg = PublishConfig(dataset, repo_id, private, revision, dry_run, families, allow_unknown_license,
-                            dataset_license, max_shard_size)  # fmt: skip
+        out = Path(dry_run) if dry_run else None
+        cfg = PublishConfig(
+            dataset, repo_id, private, revision, out, families, allow_unknown_license, dataset_license, max_shard_size
+        )
         summary = publish_dataset(cfg)
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e

@@ -1,0 +1,245 @@
+"""rankset synth: camera geometry, layout sampling, rendering, and the dataset / JPEG writers (all offline, CPU)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from rankset.cli import app
+from rankset.errors import ConfigError
+from rankset.io import load_dataset_dict
+from rankset.schema import DEPTH_SCALE, labeled_features
+from rankset.synth import (
+    Camera,
+    SynthConfig,
+    ground_depth_rows,
+    parse_size,
+    parse_splits,
+    project,
+    sample_count,
+    sample_plan,
+    save_contact_sheet,
+    split_indices,
+    synth_dataset,
+    synth_unlabeled,
+    synthesize_scene,
+)
+from rankset.synth.camera import backproject_to_plane
+from rankset.synth.people import Figure
+from rankset.synth.render import _visible_heads
+from rankset.synth.writer import render_row
+
+SMALL = (160, 120)
+
+
+def _camera(tilt_degrees: float = 30.0) -> Camera:
+    return Camera(width=320, height=240, focal_px=300.0, height_m=8.0, tilt_rad=math.radians(tilt_degrees))
+
+
+def test_projection_of_ground_points_backprojects_to_the_same_place() -> None:
+    camera = _camera()
+    x, z = np.array([-3.0, 0.0, 2.5, 10.0]), np.array([6.0, 15.0, 20.0, 40.0])
+    u, v, depth = project(camera, x, np.zeros_like(x), z)
+    back_x, back_z, back_depth = backproject_to_plane(camera, u, v)
+    np.testing.assert_allclose(back_x, x, atol=1e-9)
+    np.testing.assert_allclose(back_z, z, atol=1e-9)
+    np.testing.assert_allclose(back_depth, depth, atol=1e-9)
+
+
+def test_optical_axis_hits_image_centre_and_far_ground_approaches_the_horizon() -> None:
+    camera = _camera(tilt_degrees=30.0)
+    # the optical axis meets the ground at Z = height / tan(tilt)
+    u, v, depth = project(camera, np.array([0.0]), np.array([0.0]), np.array([8.0 / math.tan(math.radians(30))]))
+    assert (u[0], v[0]) == pytest.approx((160.0, 120.0))
+    assert depth[0] == pytest.approx(8.0 / math.sin(math.radians(30)))
+    _, far_v, _ = project(camera, np.array([0.0]), np.array([0.0]), np.array([1e7]))
+    assert far_v[0] == pytest.approx(camera.horizon_v, abs=1e-3)
+
+
+def test_ground_depth_grows_toward_the_horizon_and_is_zero_for_sky() -> None:
+    camera = Camera(width=320, height=240, focal_px=300.0, height_m=5.0, tilt_rad=math.radians(15))
+    depth = ground_depth_rows(camera)
+    horizon_row = math.ceil(camera.horizon_v)
+    assert 0 < horizon_row < camera.height, "this camera must see the horizon"
+    assert np.all(depth[: horizon_row - 1] == 0)
+    ground = depth[horizon_row + 1 :]
+    assert np.all(ground > 0)
+    assert np.all(np.diff(ground) < 0), "rows nearer the bottom are nearer the camera"
+
+
+def test_count_sampler_is_log_uniform_so_sparse_and_dense_are_equally_common() -> None:
+    rng = np.random.default_rng(7)
+    counts = np.array([sample_count(rng, 1000) for _ in range(3000)])
+    assert counts.min() >= 0 and counts.max() <= 1000
+    assert 0.27 < np.mean((counts >= 1) & (counts < 10)) < 0.40  # log-uniform: a third per decade
+    assert 0.27 < np.mean(counts >= 100) < 0.40
+
+
+def test_layouts_cover_sparse_and_dense_scenes() -> None:
+    counts = [len(sample_plan(np.random.default_rng([3, i]), 512, 384).crowd) for i in range(80)]
+    assert sum(c < 20 for c in counts) >= 10
+    assert sum(c > 300 for c in counts) >= 5
+    assert max(counts) <= 1000
+
+
+def test_heads_higher_in_the_image_are_smaller_and_farther() -> None:
+    checked = 0
+    for i in range(40):
+        crowd = sample_plan(np.random.default_rng([5, i]), 512, 384).crowd
+        if len(crowd) < 40:
+            continue
+        upper = crowd.head_v < np.median(crowd.head_v)
+        assert crowd.head_px[upper].mean() < crowd.head_px[~upper].mean()
+        assert crowd.depth[upper].mean() > crowd.depth[~upper].mean()
+        checked += 1
+    assert checked >= 5
+
+
+def test_head_points_follow_the_projection_of_each_person() -> None:
+    plan = sample_plan(np.random.default_rng([9, 1]), 512, 384)
+    crowd = plan.crowd
+    assert len(crowd) > 0
+    u, v, _ = project(plan.camera, crowd.x, crowd.stature - 0.11, crowd.z)
+    np.testing.assert_allclose(crowd.head_u, u)
+    np.testing.assert_allclose(crowd.head_v, v)
+
+
+def test_same_seed_gives_same_bytes_and_another_seed_differs() -> None:
+    first = render_row(4, 0, *SMALL, 1000, True)
+    again = render_row(4, 0, *SMALL, 1000, True)
+    other = render_row(4, 1, *SMALL, 1000, True)
+    assert first["image"]["bytes"] == again["image"]["bytes"]
+    assert first["depth"]["bytes"] == again["depth"]["bytes"]
+    assert first["points"] == again["points"]
+    assert first["image"]["bytes"] != other["image"]["bytes"]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_points_lie_inside_the_image_and_count_is_their_number(index: int) -> None:
+    scene = synthesize_scene(np.random.default_rng([11, index]), *SMALL)
+    width, height = SMALL
+    assert scene.image.shape == (height, width, 3) and scene.depth.shape == (height, width)
+    assert scene.count == len(scene.points) == len(scene.head_px)
+    assert np.all((scene.points[:, 0] >= 0) & (scene.points[:, 0] < width))
+    assert np.all((scene.points[:, 1] >= 0) & (scene.points[:, 1] < height))
+    # every counted head sits on something with depth: a person, never the sky
+    if scene.count:
+        columns, rows = scene.points[:, 0].astype(int), scene.points[:, 1].astype(int)
+        assert np.all(scene.depth[rows, columns] > 0)
+
+
+def test_a_fully_hidden_head_is_not_counted_but_a_partly_hidden_one_is() -> None:
+    ids = np.zeros((40, 40), dtype=np.int32)
+    figures = [Figure(10, 30, 10, 10, 5.0, 40.0), Figure(30, 30, 30, 10, 5.0, 40.0)]
+    ids[5:16, 5:16] = 3  # person 1's head fully painted over by a nearer label
+    ids[5:16, 25:36] = 2  # person 2's head drawn ...
+    ids[5:16, 25:31] = 3  # ... then a nearer label covers its left half
+    assert _visible_heads(ids, figures).tolist() == [False, True]
+
+
+def test_depth_png_round_trips_in_metres_times_depth_scale() -> None:
+    scene = synthesize_scene(np.random.default_rng([2, 3]), *SMALL)
+    decoded = np.asarray(Image.open(io.BytesIO(scene.depth_png_bytes())), dtype=np.float64) / DEPTH_SCALE
+    np.testing.assert_allclose(decoded, scene.depth, atol=0.5 / DEPTH_SCALE + 1e-6)
+    assert decoded.max() > 0
+
+
+def test_dataset_reloads_with_labeled_features_depth_and_splits(tmp_path) -> None:
+    out = tmp_path / "synth"
+    config = SynthConfig(n=4, out=out, seed=3, width=128, height=96, splits=parse_splits("train=0.5,validation=0.5"))
+    summary = synth_dataset(config)
+    dsd = load_dataset_dict(out)
+    assert set(dsd) == {"train", "validation"} and summary.split_sizes == {"train": 2, "validation": 2}
+    assert dsd["train"].features == labeled_features(("depth",))
+    row = dsd["validation"][1]
+    assert row["image_id"] == "synth_00003" and row["dataset"] == "synth" and row["split"] == "validation"
+    assert row["count"] == len(row["points"])
+    assert row["image"].size == (128, 96)
+    expected = render_row(3, 3, 128, 96, 1000, True)
+    assert row["points"] == [[pytest.approx(x), pytest.approx(y)] for x, y in expected["points"]]
+    depth = np.asarray(row["depth"])
+    assert depth.dtype == np.uint16 and depth.shape == (96, 128) and depth.max() > 0
+    assert summary.total_heads == sum(dsd["train"]["count"]) + sum(dsd["validation"]["count"])
+
+
+def test_unlabeled_writes_jpegs_and_evaluation_only_counts(tmp_path) -> None:
+    out = tmp_path / "pictures"
+    summary = synth_unlabeled(SynthConfig(n=3, out=out, seed=1, width=96, height=64, unlabeled=True))
+    jpegs = sorted(p.name for p in out.glob("*.jpg"))
+    assert jpegs == ["synth_00000.jpg", "synth_00001.jpg", "synth_00002.jpg"]
+    assert (out / "synth_00002.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert (out / "counts.csv").read_text().startswith("# evaluation only")
+    table = pd.read_csv(out / "counts.csv", comment="#")
+    assert table["count"].tolist() == list(summary.counts)
+    assert table["count"].tolist()[1] == render_row(1, 1, 96, 64, 1000, False)["count"]
+
+
+def test_scene_bytes_do_not_depend_on_run_length_or_worker_count(tmp_path) -> None:
+    short, long = tmp_path / "short", tmp_path / "long"
+    synth_unlabeled(SynthConfig(n=2, out=short, seed=5, width=96, height=64, unlabeled=True))
+    synth_unlabeled(SynthConfig(n=3, out=long, seed=5, width=96, height=64, unlabeled=True, num_proc=2))
+    for name in ("synth_00000.jpg", "synth_00001.jpg"):
+        assert (short / name).read_bytes() == (long / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"n": 0}, "--n"),
+        ({"width": 32}, "--size"),
+        ({"splits": (("train", 0.5), ("test", 0.4))}, "--splits"),
+        ({"splits": (("training", 1.0),)}, "--splits"),
+        ({"num_proc": 0}, "--num-proc"),
+        ({"max_count": 0}, "--max-count"),
+        ({"unlabeled": True, "splits": (("train", 0.5), ("test", 0.5))}, "--unlabeled"),
+    ],
+)
+def test_config_errors_name_the_flag(tmp_path, kwargs: dict, flag: str) -> None:
+    values = {"n": 2, "out": tmp_path, **kwargs}
+    with pytest.raises(ConfigError, match=flag):
+        SynthConfig(**values)
+
+
+def test_size_and_split_parsers_accept_the_documented_forms() -> None:
+    assert parse_size("640x480") == (640, 480)
+    assert parse_splits("train=0.8, test=0.2") == (("train", 0.8), ("test", 0.2))
+    with pytest.raises(ConfigError, match="--size"):
+        parse_size("640")
+    with pytest.raises(ConfigError, match="--splits"):
+        parse_splits("train:0.8")
+
+
+def test_split_indices_are_contiguous_and_add_up_exactly() -> None:
+    blocks = split_indices(10, (("train", 0.8), ("validation", 0.1), ("test", 0.1)))
+    assert blocks == {"train": list(range(8)), "validation": [8], "test": [9]}
+    assert {k: len(v) for k, v in split_indices(7, (("train", 0.5), ("test", 0.5))).items()} == {"train": 4, "test": 3}
+
+
+def test_contact_sheet_is_a_png_with_one_panel_pair_per_scene(tmp_path) -> None:
+    scenes = [synthesize_scene(np.random.default_rng([0, i]), 128, 96) for i in range(2)]
+    path = save_contact_sheet(scenes, tmp_path / "sheet.png", columns=2)
+    with Image.open(path) as sheet:
+        assert sheet.format == "PNG" and sheet.width > sheet.height
+
+
+def test_cli_synth_writes_a_dataset_and_rejects_bad_splits(tmp_path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(app, ["synth", "--n", "2", "--out", str(out), "--size", "96x64", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert load_dataset_dict(out)["train"].num_rows == 2
+    bad = runner.invoke(app, ["synth", "--n", "2", "--out", str(out), "--splits", "train=0.5"])
+    assert bad.exit_code == 2 and "--splits" in bad.output
+
+
+def test_cli_synth_unlabeled_writes_jpegs(tmp_path) -> None:
+    out = tmp_path / "jpegs"
+    result = CliRunner().invoke(app, ["synth", "--n", "2", "--out", str(out), "--size", "96x64", "--unlabeled"])
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("synth_*.jpg"))) == 2 and (out / "counts.csv").is_file()
