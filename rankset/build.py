@@ -155,7 +155,7 @@ def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture]]:
 
 def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
     """Build the ranked-set DatasetDict at ``cfg.out`` (atomically) and return what happened."""
-    from rankset.card import ranked_set_card
+    from rankset.card import pool_commands, ranked_set_card
     from rankset.io import write_dataset_dict
     from rankset.schema import encode_build_info, ranked_features
 
@@ -189,7 +189,9 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
             cfg.out,
             {split: rows_of(items, split) for split, items in by_split.items()},
             ranked_features(cfg.k),
-            description=encode_build_info({**cfg.params(), "input": str(cfg.input)}),
+            description=encode_build_info(
+                {**cfg.params(), "input": str(cfg.input), "pool_commands": pool_commands(cfg.input)}
+            ),
             card=lambda: ranked_set_card(cfg, summary),
         )
     summary.seconds = time.perf_counter() - start

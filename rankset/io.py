@@ -123,9 +123,15 @@ def _shardable(gen_kwargs: dict[str, Any]) -> bool:
 
 
 def is_dataset_folder(path: str | Path) -> bool:
-    """A folder written by ``save_to_disk`` (a DatasetDict or a single Dataset)."""
+    """A folder written by ``save_to_disk`` (a DatasetDict or a single Dataset), or a Parquet Hub snapshot."""
     p = Path(path)
-    return (p / "dataset_dict.json").is_file() or (p / "dataset_info.json").is_file()
+    return (p / "dataset_dict.json").is_file() or (p / "dataset_info.json").is_file() or is_parquet_snapshot(p)
+
+
+def is_parquet_snapshot(path: str | Path) -> bool:
+    """A folder laid out as on the Hub (``rankset push`` output, a downloaded snapshot): ``data/*.parquet``."""
+    data = Path(path) / "data"
+    return data.is_dir() and any(data.glob("*.parquet"))
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -138,6 +144,19 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
     import datasets
 
     path = Path(path_or_id)
+    if is_parquet_snapshot(path):  # the README's `configs` (or the data/{split}-* names) say which file is which split
+        from rankset.card import card_build_info
+        from rankset.schema import encode_build_info
+
+        try:
+            with quiet_datasets():
+                loaded = datasets.load_dataset(str(path))
+        except Exception as e:  # a broken shard or card: say which folder, not a deep datasets traceback
+            raise InputError(f"cannot read the Parquet dataset folder {path}: {e}") from e
+        build_info = card_build_info(path / "README.md")
+        for split in loaded.values():  # Parquet keeps only the features; the card keeps how the data was built
+            split.info.description = encode_build_info(build_info) if build_info else split.info.description
+        return loaded
     if is_dataset_folder(path):
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.Dataset):

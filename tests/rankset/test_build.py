@@ -105,7 +105,7 @@ def test_exif_orientation_is_applied_before_cutting(tmp_path: Path) -> None:
 def test_every_pixel_mode_becomes_rgb(tmp_path: Path, mode: str) -> None:
     img = gradient(96, 64)
     converted = (
-        Image.fromarray((np.asarray(img)[..., 0].astype(np.uint16) * 257)) if mode == "I;16" else img.convert(mode)
+        Image.fromarray(np.asarray(img)[..., 0].astype(np.uint16) * 257) if mode == "I;16" else img.convert(mode)
     )
     ext = "tif" if mode == "CMYK" else "png"
     save(converted, tmp_path / "m" / f"x.{ext}")

@@ -1,0 +1,390 @@
+"""``rankset push``: a dataset folder as Parquet shards + dataset card + attribution, uploaded to the Hub in one commit.
+
+Data flow: load the dataset (folder or Hub id) -> keep the rows the licence policy allows (licenses.py) ->
+write an upload folder (``data/{split}-{i:05d}-of-{n:05d}.parquet`` with images embedded, ``README.md``,
+``attribution.csv``) -> either move it to ``--dry-run OUT`` or upload exactly those files in one commit. Both
+paths read the same folder, so a dry run is byte-identical to what would be uploaded. This is the only module
+of rankset that talks to the Hub's write API.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rankset.errors import ConfigError, InputError, PublishError
+from rankset.licenses import LicensePolicy, license_id
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
+UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+ATTRIBUTION_COLUMNS = (
+    "split",
+    "source_id",
+    "rows",
+    "title",
+    "author",
+    "license",
+    "license_url",
+    "source_url",
+    "page_url",
+)
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``500MB``, ``1GiB`` or a plain integer (the ``--max-shard-size`` forms)."""
+    if isinstance(text, int):
+        return text
+    match = SIZE.match(str(text))
+    if not match:
+        raise ConfigError(f"--max-shard-size {text!r} is not a size; use e.g. 500MB, 1GB, 256MiB or a byte count")
+    return int(float(match.group(1)) * UNITS[(match.group(2) or "B").upper()])
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """One ``rankset push``: what to publish, where, and under which licence policy."""
+
+    dataset: str
+    repo_id: str
+    private: bool = False
+    revision: str = "main"
+    dry_run: Path | None = None
+    licenses: tuple[str, ...] | None = None
+    allow_unknown_license: bool = False
+    dataset_license: str | None = None
+    max_shard_size: str | int = "500MB"
+
+    def __post_init__(self) -> None:
+        if not REPO_ID.match(self.repo_id):
+            raise ConfigError(f"--repo-id {self.repo_id!r} is not a Hub id; expected USER/NAME (letters, digits, -_.)")
+        if not self.revision.strip() or any(c.isspace() for c in self.revision):
+            raise ConfigError(f"--revision {self.revision!r} is not a branch name; use e.g. main or v1")
+        if parse_size(self.max_shard_size) < 1_000:
+            raise ConfigError(f"--max-shard-size {self.max_shard_size!r} is below 1KB; use e.g. 500MB")
+        if self.dataset_license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.dataset_license):
+            raise ConfigError(
+                f"--dataset-license {self.dataset_license!r} is not a licence id; use a lower-case Hub id such "
+                "as cc-by-4.0, cc-by-nc-4.0 or other"
+            )
+        if self.dry_run is not None:
+            out = Path(self.dry_run)
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise ConfigError(f"--dry-run {out} exists and is not an empty folder; choose a new folder")
+        LicensePolicy(self.licenses, self.allow_unknown_license)  # validates --licenses
+
+    @property
+    def policy(self) -> LicensePolicy:
+        return LicensePolicy(self.licenses, self.allow_unknown_license)
+
+
+@dataclass
+class PublishSummary:
+    """What was (or, for a dry run, would be) published, and what was left out and why."""
+
+    repo_id: str
+    kind: str
+    destination: str = ""
+    rows: dict[str, int] = field(default_factory=dict)
+    left_out: Counter = field(default_factory=Counter)
+    licenses: Counter = field(default_factory=Counter)
+    files: dict[str, int] = field(default_factory=dict)
+    pictures: int = 0
+
+
+def hub_token() -> str:
+    """The Hub token from ``HF_TOKEN`` or the stored login; fails at once, before any work, when there is none."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise PublishError(
+            "no Hugging Face token: set HF_TOKEN to a token with write access, or run `hf auth login`; "
+            "use --dry-run OUT to write the files without uploading"
+        )
+    return token
+
+
+def publish_dataset(cfg: PublishConfig, progress: bool = True) -> PublishSummary:
+    """Publish ``cfg.dataset`` to ``cfg.repo_id`` (or write the upload folder to ``cfg.dry_run``)."""
+    from rankset.io import load_dataset_dict
+    from rankset.schema import dataset_kind, decode_build_info
+
+    token = None if cfg.dry_run is not None else hub_token()
+    dsd = load_dataset_dict(cfg.dataset)
+    first = next(iter(dsd.values()), None)
+    if first is None:
+        raise InputError(f"{cfg.dataset} holds no splits; nothing to publish")
+    kind = dataset_kind(first.column_names)
+    if kind == "unknown":
+        raise InputError(
+            f"{cfg.dataset} is neither a ranked-set nor a labeled dataset (columns {first.column_names}); "
+            "pass a folder written by `rankset build`, `rankset import` or `rankset synth`"
+        )
+    if cfg.dataset_license is not None and "license" in first.column_names:
+        raise ConfigError(
+            f"--dataset-license {cfg.dataset_license}: {cfg.dataset} has a license column per row; "
+            "--dataset-license is for datasets without one (filter rows with --licenses instead)"
+        )
+    summary = PublishSummary(repo_id=cfg.repo_id, kind=kind)
+    selected = {}
+    for split, ds in dsd.items():
+        keep, licenses, left_out = select_rows(ds, cfg.policy, cfg.dataset_license)
+        summary.left_out.update(left_out)
+        summary.licenses.update(licenses)
+        if keep:
+            selected[split] = ds.select(keep) if len(keep) < len(ds) else ds
+            summary.rows[split] = len(keep)
+    if not selected:
+        reasons = "; ".join(f"{n} rows: {reason}" for reason, n in summary.left_out.most_common())
+        raise PublishError(
+            f"every row of {cfg.dataset} was left out by the licence policy ({reasons}); widen --licenses, "
+            "pass --allow-unknown-license, or (for a dataset without a license column) --dataset-license ID"
+        )
+    build_info = decode_build_info(first.info.description)
+    staging_parent = Path(cfg.dry_run).parent if cfg.dry_run is not None else None
+    if staging_parent is not None:
+        staging_parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".rankset-push-", dir=staging_parent))
+    try:
+        write_upload_folder(staging, selected, cfg, summary, build_info, progress)
+        summary.files = {rel: (staging / rel).stat().st_size for rel in upload_files(staging)}
+        if cfg.dry_run is not None:
+            out = Path(cfg.dry_run)
+            if out.is_dir():
+                out.rmdir()  # empty (checked by the config): replaced by the finished folder in one rename
+            os.replace(staging, out)
+            summary.destination = str(out)
+        else:
+            assert token is not None, "a token is required for an upload"
+            summary.destination = upload_folder(staging, cfg, token, summary)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def select_rows(ds: Any, policy: LicensePolicy, dataset_license: str | None) -> tuple[list[int], Counter, Counter]:
+    """Indices of the rows the policy publishes, their licences, and the number left out per reason.
+
+    Only the small ``license`` column is read; a dataset without one has ``dataset_license`` on every row.
+    """
+    has_column = "license" in ds.column_names
+    values = ds.select_columns(["license"])[:]["license"] if has_column else [dataset_license] * len(ds)
+    keep: list[int] = []
+    licenses: Counter = Counter()
+    left_out: Counter = Counter()
+    for i, value in enumerate(values):
+        reason = policy.refusal(value)
+        if reason is None:
+            keep.append(i)
+            licenses[license_id(value) or "unknown"] += 1
+        else:
+            left_out[reason] += 1
+    return keep, licenses, left_out
+
+
+def write_upload_folder(
+    folder: Path,
+    splits: dict[str, Any],
+    cfg: PublishConfig,
+    summary: PublishSummary,
+    build_info: dict[str, Any],
+    progress: bool = True,
+) -> None:
+    """Parquet shards per split, ``attribution.csv`` and ``README.md`` (the dataset card) under ``folder``."""
+    from rankset.card import hub_card
+
+    max_bytes = parse_size(cfg.max_shard_size)
+    plans = {split: shard_count(ds, max_bytes) for split, ds in splits.items()}
+    with _progress(progress, sum(plans.values())) as advance:
+        for split, ds in splits.items():
+            for index in range(plans[split]):
+                shard = ds.shard(num_shards=plans[split], index=index, contiguous=True)
+                write_shard(shard, folder, split, index, plans[split])
+                advance()
+    pool_rows = pool_attribution(build_info.get("input")) if summary.kind == "ranked" else {}
+    rows = attribution_rows(splits, summary.kind, cfg.dataset_license, pool_rows)
+    summary.pictures = len(rows)
+    (folder / "attribution.csv").write_bytes(attribution_csv(rows))
+    card = hub_card(
+        repo_id=cfg.repo_id,
+        kind=summary.kind,
+        build_info=build_info,
+        splits=summary.rows,
+        licenses=dict(summary.licenses),
+        left_out=dict(summary.left_out),
+        policy=cfg.policy.describe(),
+        dataset_license=cfg.dataset_license,
+        pictures=len(rows),
+    )
+    (folder / "README.md").write_text(card, encoding="utf-8")
+
+
+def shard_count(ds: Any, max_bytes: int) -> int:
+    """Shards for one split: its Arrow size over ``max_bytes``, at least 1 and at most one per row."""
+    whole = ds.data.nbytes
+    total_rows = len(ds.data) or 1
+    nbytes = whole * len(ds) / total_rows  # a selection holds about its share of the table's bytes
+    return max(1, min(len(ds), math.ceil(nbytes / max_bytes)))
+
+
+def write_shard(shard: Any, folder: Path, split: str, index: int, count: int) -> Path:
+    """One Parquet shard with every image's bytes embedded (a path to a local file would not travel)."""
+    from datasets.table import embed_table_storage
+
+    from rankset.io import quiet_datasets
+
+    path = folder / "data" / f"{split}-{index:05d}-of-{count:05d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_datasets():
+        embedded = shard.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)
+        embedded.with_format(None).to_parquet(str(path))
+    return path
+
+
+def pool_attribution(input_path: str | None) -> dict[str, dict[str, Any]]:
+    """Image URL, page, title and licence URL per pool id, when the dataset was built from a pool still on disk."""
+    if not input_path or not (Path(input_path) / "pool.json").is_file():
+        return {}
+    from harvest.pool import Pool
+
+    columns = ["id", "url", "page_url", "title", "license_url", "status"]
+    df = Pool(Path(input_path)).read_index(columns=columns)
+    df = df[df["id"].notna()].sort_values("status", key=lambda s: s != "ok").drop_duplicates("id")
+    return {row["id"]: row for row in df.to_dict("records")}
+
+
+def attribution_rows(
+    splits: dict[str, Any], kind: str, dataset_license: str | None, pool_rows: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per published picture and split: who made it, under which licence, where it came from."""
+    id_column = "source_id" if kind == "ranked" else "image_id"
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for split, ds in splits.items():
+        names = set(ds.column_names)
+        columns = [c for c in (id_column, "license", "author", "source_url", "title") if c in names]
+        for record in ds.select_columns(columns).with_format(None):
+            key = (split, str(record[id_column]))
+            if key in out:
+                out[key]["rows"] += 1
+                continue
+            pool = pool_rows.get(key[1], {})
+            out[key] = {
+                "split": split,
+                "source_id": key[1],
+                "rows": 1,
+                "title": _text(pool.get("title")) or _text(record.get("title")),
+                "author": _text(record.get("author")),
+                "license": _text(record.get("license")) if "license" in names else dataset_license,
+                "license_url": _text(pool.get("license_url")),
+                "source_url": _text(pool.get("url")) or _text(record.get("source_url")),
+                "page_url": _text(pool.get("page_url")),
+            }
+    return list(out.values())
+
+
+def attribution_csv(rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ATTRIBUTION_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if row.get(key) is None else row[key] for key in ATTRIBUTION_COLUMNS})
+    return buffer.getvalue().encode("utf-8")
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value) or None
+
+
+def upload_files(folder: Path) -> list[str]:
+    """Every file of the upload folder as a repo path, in a stable order."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def upload_folder(folder: Path, cfg: PublishConfig, token: str, summary: PublishSummary) -> str:
+    """Create the repo (and branch) if needed and commit the folder's files in one commit; returns the commit URL.
+
+    Shards a previous push left under ``data/`` that this one does not write are deleted in the same commit,
+    so ``data/train-*`` never mixes two pushes.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    api = HfApi(token=token)
+    files = upload_files(folder)
+    try:
+        api.create_repo(cfg.repo_id, repo_type="dataset", private=cfg.private, exist_ok=True)
+        if cfg.revision != "main":
+            api.create_branch(cfg.repo_id, branch=cfg.revision, repo_type="dataset", exist_ok=True)
+        existing = api.list_repo_files(cfg.repo_id, repo_type="dataset", revision=cfg.revision)
+        stale = [p for p in existing if p.startswith("data/") and p not in files]
+        operations: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in stale]
+        operations += [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
+        splits = ", ".join(f"{split} {n}" for split, n in summary.rows.items())
+        commit = api.create_commit(
+            cfg.repo_id,
+            operations,
+            commit_message=f"rankset push: {summary.kind} dataset ({splits} rows)",
+            repo_type="dataset",
+            revision=cfg.revision,
+        )
+    except Exception as e:  # the Hub client raises HTTP, offline and OS errors alike; all mean "not uploaded"
+        raise PublishError(
+            f"upload to https://huggingface.co/datasets/{cfg.repo_id} (revision {cfg.revision}) failed: "
+            f"{type(e).__name__}: {str(e).rstrip('.')}. Check your network, that HF_TOKEN can write to "
+            f"{cfg.repo_id}, and that HF_HUB_OFFLINE is unset; --dry-run OUT writes the files without uploading"
+        ) from e
+    return str(getattr(commit, "commit_url", None) or f"https://huggingface.co/datasets/{cfg.repo_id}")
+
+
+def print_publish_summary(summary: PublishSummary, dry_run: bool) -> None:
+    """The end-of-run tables: rows per split and licence, rows left out per reason, files written."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    verb = "would publish (dry run)" if dry_run else "published"
+    table = Table(title=f"rankset push {summary.repo_id}: {verb} -> {summary.destination}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for split, n in summary.rows.items():
+        table.add_row(f"{split} rows", str(n))
+    table.add_row("pictures in attribution.csv", str(summary.pictures))
+    for name, n in sorted(summary.licenses.items()):
+        table.add_row(f"rows licensed {name}", str(n))
+    for reason, n in sorted(summary.left_out.items()):
+        table.add_row(f"left out: {reason}", str(n))
+    table.add_row("files", f"{len(summary.files)} ({sum(summary.files.values()) / 1e6:.1f} MB)")
+    console.print(table)
+
+
+class _progress:
+    """A rich progress bar over shards written (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+        self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
+        self.bar.start()
+        task = self.bar.add_task("writing parquet shards", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
