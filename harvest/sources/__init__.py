@@ -4,6 +4,22 @@
 registers itself on import with ``@register_source("name")``; this package imports them all below.
 """
 
-from harvest.sources.base import Candidate, SearchSource, create_source, list_sources, register_source
+from harvest.sources.base import (
+    DEFAULT_SOURCES,
+    Candidate,
+    ResultPage,
+    SearchSource,
+    create_source,
+    list_sources,
+    register_source,
+)
 
-__all__ = ["Candidate", "SearchSource", "create_source", "list_sources", "register_source"]
+__all__ = [
+    "DEFAULT_SOURCES",
+    "Candidate",
+    "ResultPage",
+    "SearchSource",
+    "create_source",
+    "list_sources",
+    "register_source",
+]

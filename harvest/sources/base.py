@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
-from harvest.errors import ConfigError
+from harvest.errors import ConfigError, FetchError, HarvestError, SourceError
+
+# The sources a keyword search uses when none are named: both give licence and author for every image.
+DEFAULT_SOURCES: tuple[str, ...] = ("wikimedia", "openverse")
+# A search ends after this many pages in a row whose results were all skipped (say, a query matching only SVGs).
+MAX_BARREN_PAGES = 10
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,19 @@ class Candidate:
         return row
 
 
+@dataclass(frozen=True)
+class ResultPage:
+    """What a source's pure parser makes of one response: candidates, the next-page token, items it skipped.
+
+    ``next_token`` is None on the last page. ``skipped`` counts results left out, by reason (``not_raster_image``,
+    ``no_image_url``, ...), so a run summary can say why a page of 50 gave 40 candidates.
+    """
+
+    candidates: list[Candidate]
+    next_token: Any = None
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
 class SearchSource:
     """Base class. Subclasses set ``name`` and implement :meth:`search`.
 
@@ -44,15 +65,116 @@ class SearchSource:
     name: str = ""
     default_endpoint: str = ""
     requires_env: tuple[str, ...] = ()
+    key_help: str = ""  # where to get the key named in requires_env
+    secret_params: tuple[str, ...] = ()  # query parameters whose values never appear in an error message
 
     def __init__(self, endpoint: str | None = None, session: Any = None, timeout: float = 30.0):
+        for variable in self.requires_env:
+            if not os.environ.get(variable):
+                raise ConfigError(
+                    f"source {self.name!r} needs an API key in the environment variable {variable}, which is not set; "
+                    f"{self.key_help or 'see the source documentation'}. Set it (export {variable}=...) or leave "
+                    f"{self.name!r} out of --sources"
+                )
+        if timeout <= 0:
+            raise ConfigError(f"timeout for source {self.name!r} is {timeout}; expected a number of seconds > 0")
         self.endpoint = endpoint or self.default_endpoint
+        if session is None:  # standalone use: a plain session that still says who is asking
+            import requests
+
+            from harvest.net import DEFAULT_USER_AGENT
+
+            session = requests.Session()
+            session.headers["User-Agent"] = DEFAULT_USER_AGENT
         self.session = session
         self.timeout = timeout
+        self.skipped: Counter[str] = Counter()  # results left out over this source's searches, by reason
 
     def search(self, query: str, limit: int) -> Iterator[Candidate]:
         """Yield at most ``limit`` candidates for ``query``, following the engine's pagination."""
         raise NotImplementedError
+
+    def url(self, path: str) -> str:
+        """``path`` under the endpoint (``url("/v1/images/")``), whether or not the endpoint ends with a slash."""
+        return self.endpoint.rstrip("/") + path
+
+    def get(self, url: str, params: Any = None, headers: dict[str, str] | None = None) -> Any:
+        """GET with this source's timeout; a network failure or an HTTP error status raises :class:`FetchError`."""
+        import requests
+
+        try:
+            response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+        except HarvestError:
+            raise
+        except requests.RequestException as e:
+            raise FetchError(self._redact(f"source {self.name!r}: request to {url} failed: {e}", params)) from e
+        if response.status_code >= 400:
+            snippet = " ".join(response.text[:200].split())
+            message = f"source {self.name!r}: {response.url} answered HTTP {response.status_code}"
+            raise FetchError(self._redact(message + (f": {snippet}" if snippet else ""), params))
+        return response
+
+    def _redact(self, message: str, params: Any) -> str:
+        """``message`` with the values of :attr:`secret_params` (API keys) replaced, since errors end up in logs."""
+        if not isinstance(params, dict):
+            return message
+        for name in self.secret_params:
+            secret = str(params.get(name) or "")
+            if secret:
+                message = message.replace(quote_plus(secret), "***").replace(secret, "***")
+        return message
+
+    def get_json(self, url: str, params: Any = None, headers: dict[str, str] | None = None) -> Any:
+        """GET and decode JSON; a body that is not JSON raises :class:`SourceError` naming source and endpoint."""
+        response = self.get(url, params=params, headers=headers)
+        try:
+            return response.json()
+        except ValueError as e:
+            kind = response.headers.get("Content-Type", "no Content-Type")
+            raise SourceError(
+                f"source {self.name!r} (endpoint {self.endpoint}): {response.url} did not answer JSON ({kind}): "
+                f"{' '.join(response.text[:120].split())!r}"
+            ) from e
+
+    def parse(self, parser: Callable[..., ResultPage], body: Any, *args: Any) -> ResultPage:
+        """Run a pure parser; a response of the wrong shape raises :class:`SourceError` naming source and endpoint."""
+        try:
+            return parser(body, *args)
+        except (SourceError, KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            detail = f"{type(e).__name__}: {e}" if not isinstance(e, SourceError) else str(e)
+            raise SourceError(
+                f"source {self.name!r} (endpoint {self.endpoint}) answered in an unexpected form: {detail}"
+            ) from e
+
+    def paginate(self, fetch_page: Callable[[Any], ResultPage], first_token: Any, limit: int) -> Iterator[Candidate]:
+        """Follow next-page tokens from ``first_token``, yielding at most ``limit`` distinct image URLs.
+
+        No page is requested once ``limit`` candidates are out. Stops on the last page (token None), on a token
+        already followed, on a page that brings nothing new: no unseen URL and nothing skipped (some engines
+        repeat their last page instead of ending), and after :data:`MAX_BARREN_PAGES` pages of skipped results only.
+        """
+        if limit <= 0:
+            return
+        seen: set[str] = set()
+        followed: list[Any] = []
+        token, barren = first_token, 0
+        while token is not None and token not in followed and barren < MAX_BARREN_PAGES:
+            followed.append(token)
+            page = fetch_page(token)
+            self.skipped.update(page.skipped)
+            fresh = 0
+            for candidate in page.candidates:
+                if candidate.url in seen:
+                    continue
+                seen.add(candidate.url)
+                fresh += 1
+                yield candidate
+                if len(seen) >= limit:
+                    return
+            if not fresh and not page.skipped:
+                return
+            barren = 0 if fresh else barren + 1
+            token = page.next_token
 
 
 _REGISTRY: dict[str, type[SearchSource]] = {}

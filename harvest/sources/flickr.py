@@ -1,0 +1,124 @@
+"""Flickr: ``flickr.photos.search`` over the REST API, restricted to Creative Commons and public-domain photos.
+
+Needs an API key in ``FLICKR_API_KEY``. Asks for JSON without a callback (``format=json&nojsoncallback=1``) and
+for the original, large and medium URLs with licence, owner name and original size in one call (``extras``).
+Pages are numbered; the answer's ``pages`` says where they end. An error comes back as HTTP 200 with
+``"stat": "fail"`` and a message, which becomes a SourceError.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from harvest.errors import ConfigError, SourceError
+from harvest.sources.base import Candidate, ResultPage, SearchSource, register_source
+from harvest.sources.text import strip_html
+
+KEY_VARIABLE = "FLICKR_API_KEY"
+MAX_PAGE_SIZE = 500
+
+# flickr.photos.licenses.getInfo: id -> (normal form, licence URL). Ids 1-6 are the CC 2.0 licences.
+FLICKR_LICENSES: dict[int, tuple[str, str | None]] = {
+    0: ("all-rights-reserved", None),
+    1: ("cc-by-nc-sa-2.0", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
+    2: ("cc-by-nc-2.0", "https://creativecommons.org/licenses/by-nc/2.0/"),
+    3: ("cc-by-nc-nd-2.0", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
+    4: ("cc-by-2.0", "https://creativecommons.org/licenses/by/2.0/"),
+    5: ("cc-by-sa-2.0", "https://creativecommons.org/licenses/by-sa/2.0/"),
+    6: ("cc-by-nd-2.0", "https://creativecommons.org/licenses/by-nd/2.0/"),
+    7: ("nkcr", "https://www.flickr.com/commons/usage/"),  # "No known copyright restrictions" (Flickr Commons)
+    8: ("usgov", "http://www.usa.gov/copyright.shtml"),  # "United States Government Work"
+    9: ("cc0-1.0", "https://creativecommons.org/publicdomain/zero/1.0/"),
+    10: ("pdm", "https://creativecommons.org/publicdomain/mark/1.0/"),
+}
+# Every id above except "All Rights Reserved": what the search asks for unless told otherwise.
+OPEN_LICENSE_IDS: tuple[int, ...] = tuple(sorted(set(FLICKR_LICENSES) - {0}))
+# Preferred size first: the original, then large (1024 px), then medium (800 px).
+_SIZES = ("o", "l", "c")
+
+
+def _integer(value: Any) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+def parse_flickr_page(body: Any, query: str) -> ResultPage:
+    """Candidates of one ``flickr.photos.search`` answer and the next page number (None on the last page)."""
+    if not isinstance(body, dict):
+        raise SourceError(f"expected a JSON object, got {type(body).__name__}")
+    if body.get("stat") != "ok":
+        raise SourceError(f"Flickr said stat={body.get('stat')!r}, code {body.get('code')}: {body.get('message')}")
+    photos = body["photos"]
+    skipped: Counter[str] = Counter()
+    candidates = []
+    for photo in photos["photo"]:
+        size = next((s for s in _SIZES if photo.get(f"url_{s}")), None)
+        if size is None:
+            skipped["no_image_url"] += 1
+            continue
+        license_id = _integer(photo.get("license"))
+        license_name, license_url = FLICKR_LICENSES.get(license_id, (None, None))  # type: ignore[arg-type]
+        if license_name is None and license_id is not None:
+            license_name = f"flickr-license-{license_id}"  # an id newer than the table: keep it, never guess
+        candidates.append(
+            Candidate(
+                url=photo[f"url_{size}"],
+                source="flickr",
+                query=query,
+                page_url=f"https://www.flickr.com/photos/{photo['owner']}/{photo['id']}/",
+                title=strip_html(photo.get("title")),
+                author=strip_html(photo.get("ownername")),
+                license=license_name,
+                license_url=license_url,
+                width=_integer(photo.get(f"width_{size}")),
+                height=_integer(photo.get(f"height_{size}")),
+            )
+        )
+    page, pages = int(photos["page"]), int(photos["pages"])
+    return ResultPage(candidates, page + 1 if page < pages and photos["photo"] else None, dict(skipped))
+
+
+@register_source("flickr")
+class FlickrSource(SearchSource):
+    """Flickr photo search (opt-in; needs ``FLICKR_API_KEY``), CC and public-domain licences only by default."""
+
+    default_endpoint = "https://api.flickr.com/services/rest/"
+    requires_env = (KEY_VARIABLE,)
+    secret_params = ("api_key",)
+    key_help = "get a free non-commercial key at https://www.flickr.com/services/apps/create/"
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        session: Any = None,
+        timeout: float = 30.0,
+        license_ids: tuple[int, ...] = OPEN_LICENSE_IDS,
+    ):
+        super().__init__(endpoint=endpoint, session=session, timeout=timeout)
+        if not license_ids:
+            raise ConfigError("flickr license_ids is empty; pass Flickr licence ids such as (4, 5, 9, 10)")
+        self.license_ids = tuple(license_ids)
+
+    def search(self, query: str, limit: int) -> Iterator[Candidate]:
+        per_page = min(max(limit, 1), MAX_PAGE_SIZE)  # fixed: page numbers count in units of per_page
+        params = {
+            "method": "flickr.photos.search",
+            "api_key": os.environ[KEY_VARIABLE],
+            "text": query,
+            "license": ",".join(str(i) for i in self.license_ids),
+            "media": "photos",
+            "content_type": "1",  # photos only, no screenshots or drawings
+            "sort": "relevance",
+            "extras": "url_o,url_l,url_c,license,owner_name,o_dims",
+            "per_page": str(per_page),
+            "format": "json",
+            "nojsoncallback": "1",
+        }
+
+        def fetch(page: int) -> ResultPage:
+            body = self.get_json(self.endpoint, params={**params, "page": str(page)})
+            return self.parse(parse_flickr_page, body, query)
+
+        yield from self.paginate(fetch, 1, limit)
