@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from harvest.writer import Summary
 
 app = typer.Typer(
     name="harvest",
@@ -16,3 +21,182 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """Collect crowd photos into a content-addressed pool (POOL/index/*.parquet + POOL/images/)."""
+
+
+@app.command("keywords")
+def keywords(
+    terms: str = typer.Option(..., "--terms", help="Comma-separated search terms, e.g. crowded,beach."),
+    out: str = typer.Option(..., "--out", help="Pool folder (created if new)."),
+    sources: str = typer.Option("wikimedia,openverse", "--sources", help="Comma-separated search sources."),
+    per_term: int = typer.Option(50, "--per-term", help="Candidates taken per term and source."),
+    endpoint: list[str] = typer.Option([], "--endpoint", help="SOURCE=URL: another API URL for a source (repeat)."),
+    workers: int = typer.Option(16, "--workers", help="Download threads."),
+    host_rate: float = typer.Option(2.0, "--host-rate", help="Requests per second per host (0: no limit)."),
+    timeout: float = typer.Option(15.0, "--timeout", help="Connect and read timeout, seconds."),
+    retries: int = typer.Option(3, "--retries", help="Retries on 429/5xx, timeouts and dropped connections."),
+    max_retry_wait: float = typer.Option(60.0, "--max-retry-wait", help="Give up when Retry-After asks longer."),
+    max_bytes: int = typer.Option(20 * 1024 * 1024, "--max-bytes", help="Largest image body, bytes."),
+    min_side: int = typer.Option(224, "--min-side", help="Smallest accepted shorter side, pixels."),
+    max_pixels: int = typer.Option(89_478_485, "--max-pixels", help="Decompression-bomb limit, pixels."),
+    ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt and X-Robots-Tag."),
+    allow_private_hosts: bool = typer.Option(False, "--allow-private-hosts", help="Allow private/loopback hosts."),
+    user_agent: str | None = typer.Option(None, "--user-agent", help="User-Agent header (default names crowdrank)."),
+) -> None:
+    """Search each term in each source and download the images into the pool."""
+    from rich.console import Console
+
+    from harvest.collect import KeywordsConfig, harvest_keywords
+    from harvest.errors import ConfigError, HarvestError
+    from harvest.fetch import FetchConfig
+
+    try:
+        endpoints = dict(_split_pair(item, "--endpoint") for item in endpoint)
+        fetch = FetchConfig(
+            workers=workers, host_rate=host_rate, timeout=timeout, retries=retries, max_retry_wait=max_retry_wait,
+            max_bytes=max_bytes, min_side=min_side, max_pixels=max_pixels, ignore_robots=ignore_robots,
+            allow_private_hosts=allow_private_hosts, user_agent=user_agent,
+        )  # fmt: skip
+        config = KeywordsConfig(out=out, terms=_split_list(terms), sources=_split_list(sources), per_term=per_term,
+                                endpoints=endpoints, fetch=fetch)  # fmt: skip
+        summary = harvest_keywords(config)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except HarvestError as e:
+        Console(stderr=True).print(f"[red]harvest keywords failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    _print_summary(summary)
+    if summary.search_failures and summary.candidates == 0:
+        raise typer.Exit(1)  # every search failed (offline? wrong --endpoint?): nothing was harvested
+
+
+@app.command("local")
+def local(
+    folder: str = typer.Argument(..., help="Folder of pictures, searched recursively."),
+    out: str = typer.Option(..., "--out", help="Pool folder (created if new)."),
+    workers: int = typer.Option(4, "--workers", help="Parallel decode checks."),
+    min_side: int = typer.Option(224, "--min-side", help="Smallest accepted shorter side, pixels."),
+    max_pixels: int = typer.Option(89_478_485, "--max-pixels", help="Decompression-bomb limit, pixels."),
+    max_bytes: int = typer.Option(50 * 1024 * 1024, "--max-bytes", help="Largest accepted file, bytes."),
+) -> None:
+    """Ingest a folder of pictures into the pool (sidecar <file>.json gives license/author/title/source_url)."""
+    from rich.console import Console
+
+    from harvest.errors import ConfigError, HarvestError
+    from harvest.local import LocalConfig, ingest_local
+
+    try:
+        config = LocalConfig(root=folder, out=out, workers=workers, min_side=min_side, max_pixels=max_pixels,
+                             max_bytes=max_bytes)  # fmt: skip
+        summary = ingest_local(config)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except HarvestError as e:
+        Console(stderr=True).print(f"[red]harvest local failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    _print_summary(summary)
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _split_pair(text: str, flag: str) -> tuple[str, str]:
+    from harvest.errors import ConfigError
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ConfigError(f"{flag} expects SOURCE=URL, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _print_summary(summary: Summary) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(summary.table())
+    for failure in summary.search_failures:
+        console.print(f"[yellow]search failed:[/yellow] {failure}")
+
+
+@app.command("dedup")
+def dedup(
+    pool: str = typer.Argument(..., help="Pool folder."),
+    threshold: int = typer.Option(10, "--threshold", help="Most pHash bits two near-duplicates may differ in."),
+    dhash_threshold: int | None = typer.Option(None, "--dhash-threshold", help="dHash vote (default: --threshold)."),
+    exclude_like: list[str] = typer.Option([], "--exclude-like", help="Evaluation images: folder or dataset (repeat)."),
+    clip_threshold: float | None = typer.Option(None, "--clip-threshold", help="Also merge cosine >= this, e.g. 0.94."),
+    clip_model: str | None = typer.Option(None, "--clip-model", help="Embedding cache tag (default: newest)."),
+    workers: int = typer.Option(0, "--workers", help="Hashing processes (0: one per core)."),
+) -> None:
+    """Mark exact and near-duplicate pictures (dup_of) and near-copies of evaluation images (leak_of)."""
+    from rich.console import Console
+
+    from harvest.dedup_pool import DedupConfig, dedup_pool
+    from harvest.errors import ConfigError, HarvestError
+
+    try:
+        config = DedupConfig(pool=pool, threshold=threshold, dhash_threshold=dhash_threshold,
+                             exclude_like=tuple(exclude_like), clip_threshold=clip_threshold, clip_model=clip_model,
+                             workers=workers)  # fmt: skip
+        summary = dedup_pool(config)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except HarvestError as e:
+        Console(stderr=True).print(f"[red]harvest dedup failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    Console().print(summary.table())
+
+
+@app.command("filter")
+def filter_(
+    pool: str = typer.Argument(..., help="Pool folder."),
+    model: str = typer.Option("ViT-B-32", "--model", help="open_clip architecture."),
+    pretrained: str = typer.Option("laion2b_s34b_b79k", "--pretrained", help="open_clip pretrained tag."),
+    checkpoint: str | None = typer.Option(None, "--checkpoint", help="Local weights file (instead of --pretrained)."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Keep pictures with clip_score >= this (0..1)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Pictures per model call."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    workers: int = typer.Option(2, "--workers", help="DataLoader decoding processes."),
+) -> None:
+    """Score every picture as a crowd scene with CLIP zero-shot prompts; keep those >= --threshold."""
+    from rich.console import Console
+
+    from harvest.clip_filter import FilterConfig, filter_pool
+    from harvest.errors import ConfigError, HarvestError
+
+    try:
+        config = FilterConfig(pool=pool, model=model, pretrained=pretrained, checkpoint=checkpoint,
+                              threshold=threshold, batch_size=batch_size, device=device, workers=workers)  # fmt: skip
+        summary = filter_pool(config)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except HarvestError as e:
+        Console(stderr=True).print(f"[red]harvest filter failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    Console().print(summary.table())
+
+
+@app.command("report")
+def report(
+    pool: str = typer.Argument(..., help="Pool folder."),
+    out: str | None = typer.Option(None, "--out", help="Report folder (default: POOL/report)."),
+    examples: int = typer.Option(24, "--examples", help="Pictures per contact sheet."),
+) -> None:
+    """Count tables (by source, status, licence, kept) and PNG contact sheets, histogram, duplicates, leaks."""
+    from rich.console import Console
+
+    from harvest.errors import ConfigError, HarvestError
+    from harvest.report import ReportConfig, build_report
+
+    try:
+        summary = build_report(ReportConfig(pool=pool, out=out, examples=examples))
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except HarvestError as e:
+        Console(stderr=True).print(f"[red]harvest report failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    console = Console()
+    for table in summary.tables():
+        console.print(table)
+    figures = ", ".join(p.name for p in summary.figures) or "none yet"
+    console.print(f"wrote {summary.out}/counts.csv; figures: {figures}")

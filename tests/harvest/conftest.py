@@ -138,10 +138,20 @@ def _make_handler(web: LoopbackWeb) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (size cap, timeout) are expected here, so their resets are not printed."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture(scope="session")
 def _loopback_server() -> Iterator[LoopbackWeb]:
     web = LoopbackWeb()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(web))
+    server = _QuietServer(("127.0.0.1", 0), _make_handler(web))
     server.daemon_threads = True
     web.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, name="loopback-web", daemon=True)

@@ -1,0 +1,221 @@
+"""The downloader: one URL in, one :class:`FetchResult` out, never an exception.
+
+``fetch_one`` follows redirects itself (at most 5) so that every hop passes robots.txt and the private-host
+guard; retries 429/5xx answers, timeouts and dropped connections with exponential backoff, honouring
+``Retry-After``; streams the body under a byte cap; and checks the bytes with :func:`harvest.images.check_image`.
+Every failure is a status class (``http_404``, ``timeout``, ``robots``, …) plus a readable message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from harvest.errors import ConfigError
+from harvest.images import DEFAULT_MAX_PIXELS, ImageCheck, check_image
+from harvest.net import BlockedHostError, HostRateLimiter, RobotsCache, parse_retry_after, x_robots_refusal
+from harvest.pool import utc_now
+
+MAX_REDIRECTS = 5
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+BODY_DEADLINE_FACTOR = 5  # a whole body must arrive within this many --timeout periods (stops trickling servers)
+CHUNK_BYTES = 64 * 1024
+_BAD_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How to download: concurrency, politeness, limits, and how often to flush rows to the pool."""
+
+    workers: int = 16
+    host_rate: float = 2.0  # requests per second per host; 0 means no limit
+    timeout: float = 15.0  # connect and read timeout, seconds
+    retries: int = 3
+    backoff: float = 1.0  # first retry waits this long, then twice as long each time
+    max_retry_wait: float = 60.0  # a Retry-After above this gives up instead of waiting
+    max_bytes: int = 20 * 1024 * 1024
+    min_side: int = 224
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    ignore_robots: bool = False
+    allow_private_hosts: bool = False
+    user_agent: str | None = None
+    flush_rows: int = 256  # write a pool part after this many rows …
+    flush_seconds: float = 30.0  # … or after this many seconds, whichever comes first
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.workers <= 256, f"--workers must be between 1 and 256, got {self.workers}")
+        _require(self.host_rate >= 0, f"--host-rate must be >= 0 requests/s (0 = no limit), got {self.host_rate}")
+        _require(0 < self.timeout <= 600, f"--timeout must be in (0, 600] seconds, got {self.timeout}")
+        _require(0 <= self.retries <= 10, f"--retries must be between 0 and 10, got {self.retries}")
+        _require(self.backoff >= 0, f"backoff must be >= 0 seconds, got {self.backoff}")
+        _require(self.max_retry_wait >= 0, f"--max-retry-wait must be >= 0 seconds, got {self.max_retry_wait}")
+        _require(self.max_bytes >= 1024, f"--max-bytes must be at least 1024, got {self.max_bytes}")
+        _require(self.min_side >= 0, f"--min-side must be >= 0 pixels, got {self.min_side}")
+        _require(self.max_pixels >= 1, f"--max-pixels must be >= 1, got {self.max_pixels}")
+        _require(self.flush_rows >= 1, f"flush_rows must be >= 1, got {self.flush_rows}")
+        _require(self.flush_seconds > 0, f"flush_seconds must be > 0, got {self.flush_seconds}")
+        if self.user_agent is not None:
+            _require(
+                bool(self.user_agent.strip()) and "\n" not in self.user_agent,
+                f"--user-agent must be one non-empty line, got {self.user_agent!r}",
+            )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class FetchResult:
+    """What became of one URL: ``status`` ``ok`` with the bytes, or a failure class with a message."""
+
+    url: str
+    status: str
+    error: str | None = None
+    final_url: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    check: ImageCheck | None = None
+    size: int | None = None  # bytes of the body read, when one was read
+    fetched_at: str = field(default_factory=utc_now)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class _Failure(Exception):
+    """Internal: ends the fetch of one URL with a status class."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def fetch_one(
+    session: requests.Session,
+    url: str,
+    config: FetchConfig,
+    robots: RobotsCache,
+    limiter: HostRateLimiter,
+) -> FetchResult:
+    """Download and check one image URL; every outcome, good or bad, is a :class:`FetchResult`."""
+    current = url
+    try:
+        for _hop in range(MAX_REDIRECTS + 1):
+            _check_target(current, session, config, robots)
+            response = _get_with_retries(session, current, config, limiter)
+            if response.status_code in REDIRECT_STATUSES and response.headers.get("Location"):
+                response.close()
+                current = urljoin(current, response.headers["Location"])
+                continue
+            with response:
+                data, check = _read_image(response, config)
+            kept = data if check.ok else None
+            return FetchResult(url, check.status, check.error, current, kept, check, len(data))
+        raise _Failure("too_many_redirects", f"more than {MAX_REDIRECTS} redirects; the last one pointed to {current}")
+    except _Failure as failure:
+        return FetchResult(url, failure.status, str(failure), current)
+
+
+def _check_target(url: str, session: requests.Session, config: FetchConfig, robots: RobotsCache) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Failure("bad_url", f"only http(s) URLs with a host are fetched, got {url!r}")
+    if config.ignore_robots:
+        return
+    try:
+        allowed = robots.allowed(url, session)
+    except BlockedHostError as e:
+        raise _Failure("blocked_host", str(e)) from e
+    if not allowed:
+        raise _Failure("robots", f"robots.txt of {parts.hostname} disallows {parts.path or '/'} for crowdrank")
+
+
+def _get_with_retries(
+    session: requests.Session, url: str, config: FetchConfig, limiter: HostRateLimiter
+) -> requests.Response:
+    """One GET without following redirects, retried on 429/5xx, timeouts and dropped connections."""
+    for attempt in range(config.retries + 1):
+        last_try = attempt == config.retries
+        limiter.wait(url)
+        try:
+            response = session.get(url, stream=True, allow_redirects=False, timeout=(config.timeout, config.timeout))
+        except BlockedHostError as e:
+            raise _Failure("blocked_host", str(e)) from e
+        except _BAD_URL_ERRORS as e:
+            raise _Failure("bad_url", f"cannot request {url!r}: {e}") from e
+        except requests.exceptions.Timeout as e:
+            if last_try:
+                raise _Failure("timeout", f"no answer within --timeout {config.timeout} s ({_tries(attempt)})") from e
+            time.sleep(config.backoff * 2**attempt)
+            continue
+        except requests.exceptions.RequestException as e:
+            if last_try:
+                raise _Failure("connection_error", f"{type(e).__name__}: {e} ({_tries(attempt)})") from e
+            time.sleep(config.backoff * 2**attempt)
+            continue
+        status = response.status_code
+        if status in RETRY_STATUSES and not last_try:
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            response.close()
+            if wait is not None and wait > config.max_retry_wait:
+                raise _Failure(
+                    f"http_{status}",
+                    f"HTTP {status} asks to retry after {wait:.0f} s, "
+                    f"over --max-retry-wait {config.max_retry_wait:.0f} s",
+                )
+            time.sleep(wait if wait is not None else config.backoff * 2**attempt)
+            continue
+        if status >= 400 or (300 <= status < 400 and not _is_redirect(response)):
+            response.close()
+            suffix = f" ({_tries(attempt)})" if status in RETRY_STATUSES else ""
+            raise _Failure(f"http_{status}", f"HTTP {status} {response.reason}{suffix}")
+        return response
+    raise AssertionError("the retry loop returns or raises on its last try")
+
+
+def _is_redirect(response: requests.Response) -> bool:
+    return response.status_code in REDIRECT_STATUSES and bool(response.headers.get("Location"))
+
+
+def _tries(attempt: int) -> str:
+    return "1 try" if attempt == 0 else f"{attempt + 1} tries"
+
+
+def _read_image(response: requests.Response, config: FetchConfig) -> tuple[bytes, ImageCheck]:
+    """Stream the body under the byte cap and the body deadline, then check the bytes."""
+    if not config.ignore_robots:
+        directive = x_robots_refusal(response.headers.get("X-Robots-Tag"))
+        if directive:
+            raise _Failure("noai", f"the server forbids this use with X-Robots-Tag: {directive}")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > config.max_bytes:
+        raise _Failure("too_large", f"Content-Length {declared} is over --max-bytes {config.max_bytes}")
+    deadline = time.monotonic() + BODY_DEADLINE_FACTOR * config.timeout
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(CHUNK_BYTES):
+            size += len(chunk)
+            if size > config.max_bytes:
+                raise _Failure("too_large", f"body is over --max-bytes {config.max_bytes}")
+            if time.monotonic() > deadline:
+                limit = BODY_DEADLINE_FACTOR * config.timeout
+                raise _Failure("timeout", f"the body took longer than {limit:g} s ({BODY_DEADLINE_FACTOR} x --timeout)")
+            chunks.append(chunk)
+    except requests.exceptions.ChunkedEncodingError as e:
+        raise _Failure("truncated", f"the connection closed before the body ended ({size} bytes read): {e}") from e
+    except requests.exceptions.ConnectionError as e:
+        if "timed out" in str(e).lower():
+            raise _Failure("timeout", f"the body stalled for more than --timeout {config.timeout} s") from e
+        raise _Failure("connection_error", f"the body broke off after {size} bytes: {e}") from e
+    except requests.exceptions.RequestException as e:
+        raise _Failure("connection_error", f"the body broke off after {size} bytes: {e}") from e
+    data = b"".join(chunks)
+    return data, check_image(data, config.max_pixels, config.min_side)

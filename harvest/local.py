@@ -1,0 +1,158 @@
+"""``harvest local``: a folder of pictures (searched recursively) into the pool, with the downloader's checks.
+
+Each file becomes one row (mode and source ``local``, url its ``file://`` URI) whatever its fate: magic bytes,
+a full decode under the bomb guard and the size floor decide ``ok`` or a failure class. Attribution comes from
+a sidecar ``<file>.json`` (``license``, ``author``, ``title``, ``source_url``, optional ``license_url``) when
+there is one. Files whose URI is already in the pool are skipped, so a rerun ingests nothing twice. Decode
+checks run in a thread pool (Pillow releases the GIL while decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harvest.collect import run_unordered
+from harvest.errors import ConfigError
+from harvest.images import DEFAULT_MAX_PIXELS, check_image, pixel_limit
+from harvest.pool import Pool, utc_now
+from harvest.writer import PoolWriter, Summary, known_found_by, run_progress
+
+SIDECAR_FIELDS = ("license", "author", "title", "source_url", "license_url")
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """``harvest local DIR --out POOL``: which folder, which pool, and the same checks as the downloader."""
+
+    root: Path
+    out: Path
+    workers: int = 4
+    min_side: int = 224
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = 50 * 1024 * 1024
+    flush_rows: int = 256
+    flush_seconds: float = 30.0
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        object.__setattr__(self, "out", Path(self.out))
+        if not self.root.is_dir():
+            raise ConfigError(f"DIR {self.root} is not a folder; pass the folder of pictures to ingest")
+        if self.out.resolve() == self.root or self.root in self.out.resolve().parents:
+            raise ConfigError(f"--out {self.out} lies inside DIR {self.root}; choose a pool folder outside it")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"--workers must be between 1 and 64, got {self.workers}")
+        if self.min_side < 0:
+            raise ConfigError(f"--min-side must be >= 0 pixels, got {self.min_side}")
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be >= 1, got {self.max_pixels}")
+        if self.max_bytes < 1024:
+            raise ConfigError(f"--max-bytes must be at least 1024, got {self.max_bytes}")
+        if self.flush_rows < 1 or self.flush_seconds <= 0:
+            raise ConfigError(
+                f"flush_rows must be >= 1 and flush_seconds > 0, got {self.flush_rows} and {self.flush_seconds}"
+            )
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record.update(root=str(self.root), out=str(self.out))
+        return record
+
+
+def iter_picture_files(root: Path) -> Iterator[Path]:
+    """Every file under ``root`` in a stable order, except hidden files and ``.json`` sidecars."""
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and not name.lower().endswith(".json"):
+                yield Path(folder) / name
+
+
+def read_sidecar(path: Path) -> tuple[dict[str, str | None], str | None]:
+    """Attribution from ``<file>.json`` (nulls when absent) and a message when the sidecar is unreadable."""
+    sidecar = path.with_name(path.name + ".json")
+    fields: dict[str, str | None] = dict.fromkeys(SIDECAR_FIELDS)
+    if not sidecar.is_file():
+        return fields, None
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return fields, f"sidecar {sidecar.name} ignored: {e}"
+    if not isinstance(data, dict):
+        return fields, f"sidecar {sidecar.name} ignored: expected a JSON object, got {type(data).__name__}"
+    for key in SIDECAR_FIELDS:
+        value = data.get(key)
+        fields[key] = None if value is None else str(value)
+    return fields, None
+
+
+def _ingest_file(pool: Pool, path: Path, config: LocalConfig, query: str) -> dict[str, Any]:
+    """The pool row of one file; its bytes are stored when they pass every check."""
+    url = path.resolve().as_uri()
+    attribution, sidecar_error = read_sidecar(path)
+    row: dict[str, Any] = {
+        "url": url,
+        "page_url": attribution["source_url"],
+        "source": "local",
+        "mode": "local",
+        "query": query,
+        "found_by": [f"local:{query}"],
+        "title": attribution["title"],
+        "author": attribution["author"],
+        "license": attribution["license"],
+        "license_url": attribution["license_url"],
+        "fetched_at": utc_now(),
+    }
+    try:
+        size = path.stat().st_size
+        if size > config.max_bytes:
+            return row | {"status": "too_large", "error": f"{size} bytes is over --max-bytes {config.max_bytes}"}
+        data = path.read_bytes()
+    except OSError as e:
+        return row | {"status": "unreadable", "error": f"cannot read the file: {e}"}
+    check = check_image(data, config.max_pixels, config.min_side)
+    row.update(status=check.status, error=check.error, format=check.format, width=check.width, height=check.height)
+    row["bytes"] = len(data)
+    if check.ok:
+        row["id"], row["path"] = pool.store_image(data, check.extension)
+        row["error"] = sidecar_error
+    return row
+
+
+def ingest_local(config: LocalConfig) -> Summary:
+    """Ingest every picture under ``config.root`` not yet in the pool; returns the run summary."""
+    started = time.monotonic()
+    pool = Pool.create(config.out)
+    pool.log_command(command="local", config=config.to_record())
+    summary = Summary("local")
+    known = known_found_by(pool)
+    query = str(config.root)
+
+    def new_files(progress: Any) -> Iterator[Path]:
+        for path in iter_picture_files(config.root):
+            summary.candidates += 1
+            if path.resolve().as_uri() in known:
+                summary.known += 1
+                continue
+            progress.add_total()
+            yield path
+
+    with (
+        pixel_limit(config.max_pixels),
+        run_progress(config.show_progress, "harvest local") as progress,
+        PoolWriter(pool, config.flush_rows, config.flush_seconds) as writer,
+    ):
+        rows = run_unordered(lambda p: _ingest_file(pool, p, config, query), new_files(progress), config.workers)
+        for row in rows:
+            writer.add(row)
+            summary.add("local", row["status"], row["bytes"] if row.get("id") else None)
+            progress.advance()
+    summary.elapsed_s = time.monotonic() - started
+    return summary

@@ -1,0 +1,254 @@
+"""Polite, guarded HTTP: the session factory, the private-host guard, robots.txt, per-host rate limits.
+
+Every request harvest makes (search APIs and image downloads alike) goes through a session from
+:func:`make_session`. Its connections check the address they actually connected to, so a host that resolves
+(or re-resolves, or redirects) to a private, loopback or link-local address is refused before a byte is sent,
+unless ``allow_private_hosts`` is set (tests talk to 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import ipaddress
+import threading
+import time
+import urllib.robotparser
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from harvest import __version__
+from harvest.errors import HarvestError
+
+PROJECT_URL = "https://github.com/crowdrank/crowdrank"
+ROBOTS_TOKEN = "crowdrank"  # the product token robots.txt groups and X-Robots-Tag scopes are matched against
+DEFAULT_USER_AGENT = (
+    f"crowdrank/{__version__} (+{PROJECT_URL}; collects crowd photos for crowd-counting research; "
+    "honours robots.txt and X-Robots-Tag noai)"
+)
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
+NOAI_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "none"})
+_VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
+
+
+class BlockedHostError(HarvestError):
+    """A connection reached a private, loopback or link-local address while those are refused.
+
+    Deliberately not an ``OSError``: urllib3 would wrap an ``OSError`` into a retryable connection error,
+    and a refused host must never be retried.
+    """
+
+
+def is_blocked_address(address: str) -> bool:
+    """Whether an IP address is one a crawler must not reach: private, loopback, link-local, reserved, …"""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+
+
+class _GuardMixin:
+    """Checks the peer address of every new socket (after DNS, so rebinding tricks are caught too)."""
+
+    host: str
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        peer = sock.getpeername()[0]
+        if is_blocked_address(peer):
+            sock.close()
+            raise BlockedHostError(
+                f"refused {self.host} ({peer}): a private, loopback or link-local address; "
+                "pass --allow-private-hosts to allow it"
+            )
+        return sock
+
+
+class _GuardedHTTPConnection(_GuardMixin, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardMixin, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """An adapter whose connection pools refuse blocked peer addresses."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+class HarvestSession(requests.Session):
+    """A ``requests.Session`` with a default timeout (requests has none) and at most 5 redirects."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+        self.max_redirects = 5
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def make_session(
+    user_agent: str | None = None, allow_private_hosts: bool = False, timeout: float = 30.0
+) -> requests.Session:
+    """A session for one worker: descriptive User-Agent, default timeout, private-host guard.
+
+    Proxies and .netrc from the environment are ignored (``trust_env = False``): the guard checks the address
+    actually connected to, which behind a proxy would be the proxy's.
+    """
+    session = HarvestSession(timeout)
+    session.trust_env = False
+    session.headers["User-Agent"] = user_agent or DEFAULT_USER_AGENT
+    if not allow_private_hosts:
+        adapter = _GuardedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
+
+
+def host_key(url: str) -> str:
+    """``scheme://host:port`` of a URL: the unit robots.txt and rate limits apply to."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class HostRateLimiter:
+    """At most ``rate`` requests per second per host, shared by every worker thread (``rate <= 0``: no limit).
+
+    Each call reserves the next free slot of its host under a lock and sleeps outside it, so workers
+    fetching other hosts never wait. ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next_slot: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, url: str) -> float:
+        """Block until the URL's host may be asked again; return the seconds waited."""
+        if self.interval == 0.0:
+            return 0.0
+        key = host_key(url)
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot.get(key, now))
+            self._next_slot[key] = slot + self.interval
+        delay = slot - now
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+
+class RobotsCache:
+    """robots.txt per host, fetched once per run (one fetch even when many workers ask at once).
+
+    Per RFC 9309: a 4xx answer means no rules (allow all); a 5xx answer or a network failure means
+    complete disallow for this run.
+    """
+
+    def __init__(self, limiter: HostRateLimiter | None = None, token: str = ROBOTS_TOKEN) -> None:
+        self.limiter = limiter
+        self.token = token
+        self._parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def allowed(self, url: str, session: requests.Session) -> bool:
+        """Whether robots.txt of the URL's host lets crowdrank fetch it (fetching robots.txt with ``session``)."""
+        key = host_key(url)
+        with self._lock:
+            host_lock = self._host_locks.setdefault(key, threading.Lock())
+        with host_lock:
+            parser = self._parsers.get(key)
+            if parser is None:
+                parser = self._fetch(key, session)
+                self._parsers[key] = parser
+        return parser.can_fetch(self.token, url)
+
+    def _fetch(self, key: str, session: requests.Session) -> urllib.robotparser.RobotFileParser:
+        parser = urllib.robotparser.RobotFileParser(f"{key}/robots.txt")
+        self.fetches += 1
+        if self.limiter is not None:
+            self.limiter.wait(key)
+        try:
+            with session.get(f"{key}/robots.txt", stream=True) as response:
+                if 400 <= response.status_code < 500:
+                    parser.allow_all = True
+                    return parser
+                if response.status_code >= 500:
+                    parser.disallow_all = True
+                    return parser
+                body = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True)
+        except BlockedHostError:
+            raise
+        except (requests.RequestException, OSError):
+            parser.disallow_all = True
+            return parser
+        parser.parse(body.decode("utf-8", errors="replace").splitlines())
+        return parser
+
+
+def x_robots_refusal(values: str | None, token: str = ROBOTS_TOKEN) -> str | None:
+    """The directive of an ``X-Robots-Tag`` header that forbids our use (``noai``, ``noimageai``, ``noindex``).
+
+    Directives may be scoped to a crawler (``googlebot: noindex``); a scope applies to the directives after
+    it until the next scope, and only scopes naming ``token`` (or none) concern us. Returns None if allowed.
+    """
+    if not values:
+        return None
+    applies = True
+    for raw in values.split(","):
+        token_text = raw.strip().lower()
+        if ":" in token_text:
+            head, _, rest = token_text.partition(":")
+            head = head.strip()
+            if head not in _VALUED_DIRECTIVES:
+                applies = head == token
+                token_text = rest.strip()
+        if applies and token_text in NOAI_DIRECTIVES:
+            return token_text
+    return None
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP-date); None when absent or bad."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, (when - now).total_seconds())

@@ -1,0 +1,204 @@
+"""Rows into the pool, safely: buffered atomic parts, the end-of-run compaction, the run summary and progress.
+
+Shared by every stage that adds rows (``keywords``, ``qbe``, ``local``). Rows are flushed as a new part every
+``flush_rows`` rows or ``flush_seconds`` seconds, so a killed run loses only the rows in memory; their URLs
+have no row yet and are simply fetched again by the next run. A URL found again later (another term, source
+or run) does not get a second row: its new ``source:query`` tags are merged into ``found_by`` by
+:func:`compact_pool` at the end of the run, which rewrites the table through ``Pool.rewrite``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harvest.pool import Pool
+
+MAX_PARTS = 64  # more parts than this after a run and the compaction merges them into few
+
+
+class PoolWriter:
+    """Buffers rows and appends them to the pool as atomic parts; use as a context manager to flush at exit."""
+
+    def __init__(self, pool: Pool, flush_rows: int, flush_seconds: float) -> None:
+        self.pool = pool
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.rows: list[dict[str, Any]] = []
+        self.written = 0
+        self._last_flush = time.monotonic()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.pool.append_rows(self.rows)
+            self.written += len(self.rows)
+            self.rows = []
+        self._last_flush = time.monotonic()
+
+    def __enter__(self) -> PoolWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()  # also on Ctrl-C: what was fetched is kept
+
+
+def known_found_by(pool: Pool) -> dict[str, list[str]]:
+    """``url -> found_by`` for every row already in the pool: these URLs are never fetched again."""
+    df = pool.read_index(columns=["url", "found_by"])
+    return {url: _tags(tags) for url, tags in zip(df["url"], df["found_by"], strict=True) if isinstance(url, str)}
+
+
+def _tags(value: Any) -> list[str]:
+    if value is None or (isinstance(value, float) and value != value):
+        return []
+    return [str(tag) for tag in value]
+
+
+def merge_found_by(df: pd.DataFrame, extra_found_by: dict[str, list[str]]) -> pd.DataFrame:
+    """One row per URL: add the extra tags to ``found_by`` and fold repeated URLs into their best row.
+
+    The row kept for a repeated URL is its first ``ok`` row (else its first row); ``found_by`` becomes the
+    union of all its rows' tags, in the order they were found.
+    """
+    df = df.reset_index(drop=True)
+    found = [_tags(tags) for tags in df["found_by"]]
+    urls = df["url"].tolist()
+    for i, url in enumerate(urls):
+        for tag in extra_found_by.get(url, ()):
+            if tag not in found[i]:
+                found[i].append(tag)
+    keep: dict[str, int] = {}
+    for i, url in enumerate(urls):
+        if url not in keep:
+            keep[url] = i
+            continue
+        first = keep[url]
+        merged = found[first] + [tag for tag in found[i] if tag not in found[first]]
+        if df.at[first, "status"] != "ok" and df.at[i, "status"] == "ok":
+            keep[url] = i
+        found[keep[url]] = merged
+    df["found_by"] = found
+    return df.loc[sorted(keep.values())].reset_index(drop=True)
+
+
+def compact_pool(pool: Pool, extra_found_by: dict[str, list[str]], max_parts: int = MAX_PARTS) -> bool:
+    """Merge late ``found_by`` tags and repeated URLs, and fold many small parts; returns whether it rewrote."""
+    parts = pool.part_files()
+    if not parts or (not extra_found_by and len(parts) <= max_parts):
+        return False
+    df = pool.read_index()
+    merged = merge_found_by(df, extra_found_by)
+    if len(parts) <= max_parts and len(merged) == len(df) and _same_tags(df["found_by"], merged["found_by"]):
+        return False
+    pool.rewrite(merged)
+    return True
+
+
+def _same_tags(before: pd.Series, after: pd.Series) -> bool:
+    return all(_tags(a) == _tags(b) for a, b in zip(before, after, strict=True))
+
+
+@dataclass
+class Summary:
+    """Counts of one run: rows by (source, status), URLs skipped as already known, search failures."""
+
+    command: str
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    candidates: int = 0
+    known: int = 0  # already in the pool before this run (or written earlier in it): not fetched
+    repeats: int = 0  # returned again while its first fetch was still running: not fetched
+    stored_bytes: int = 0
+    search_failures: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def add(self, source: str, status: str, size: int | None = None) -> None:
+        self.counts[(source, status)] += 1
+        self.stored_bytes += size or 0
+
+    @property
+    def rows(self) -> int:
+        return sum(count for (_, status), count in self.counts.items() if status != "search_error")
+
+    @property
+    def ok(self) -> int:
+        return sum(count for (_, status), count in self.counts.items() if status == "ok")
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "rows": self.rows,
+            "ok": self.ok,
+            "candidates": self.candidates,
+            "known": self.known,
+            "repeats": self.repeats,
+            "stored_bytes": self.stored_bytes,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "by_source_status": {f"{src}/{status}": n for (src, status), n in sorted(self.counts.items())},
+            "search_failures": list(self.search_failures),
+        }
+
+    def table(self) -> Any:
+        """A rich table: one line per source and status, then the totals."""
+        from rich.table import Table
+
+        table = Table(title=f"harvest {self.command}: {self.rows} new rows, {self.ok} ok")
+        table.add_column("source")
+        table.add_column("status")
+        table.add_column("rows", justify="right")
+        for (source, status), count in sorted(self.counts.items()):
+            table.add_row(source, status, str(count), style=None if status == "ok" else "yellow")
+        table.caption = (
+            f"{self.candidates} candidates: {self.known} already in the pool, {self.repeats} found again this run "
+            f"(not fetched twice); {_human_bytes(self.stored_bytes)} in {self.elapsed_s:.1f} s"
+        )
+        return table
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable: the loop returns at GB")
+
+
+class _Progress:
+    """A rich progress bar whose total grows as work is queued (search results arrive lazily)."""
+
+    def __init__(self, progress: Any, description: str) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=0) if progress is not None else None
+
+    def add_total(self, n: int = 1) -> None:
+        if self._progress is not None:
+            total = self._progress.tasks[0].total or 0
+            self._progress.update(self._task, total=total + n)
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+
+@contextmanager
+def run_progress(show: bool, description: str) -> Iterator[_Progress]:
+    """A progress bar (``show``) or a silent stand-in with the same methods."""
+    if not show:
+        yield _Progress(None, description)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        yield _Progress(progress, description)

@@ -1,0 +1,264 @@
+"""collect / harvest_keywords: search results into pool rows, one per URL, each URL fetched once, kill-safe."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from harvest.cli import app
+from harvest.collect import KeywordsConfig, collect, harvest_keywords
+from harvest.errors import ConfigError
+from harvest.fetch import FetchConfig
+from harvest.pool import Pool
+from harvest.sources.base import Candidate, SearchSource, register_source
+from harvest.writer import merge_found_by
+from tests.harvest.conftest import Reply, SeenRequest
+
+REPO = Path(__file__).resolve().parents[2]
+JPEG = {"Content-Type": "image/jpeg"}
+
+
+@register_source("loopback-test")
+class LoopbackTestSource(SearchSource):
+    """A search engine for tests: ``GET endpoint?q=TERM`` answers a JSON list of ``{url, title}``."""
+
+    def search(self, query: str, limit: int) -> Iterator[Candidate]:
+        response = self.session.get(self.endpoint, params={"q": query}, timeout=self.timeout)
+        response.raise_for_status()
+        for item in response.json()[:limit]:
+            yield Candidate(url=item["url"], source=self.name, query=query, title=item["title"], license="cc0-1.0")
+
+
+def jpeg(seed: int, size: tuple[int, int] = (32, 24)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def fetch_config(**overrides: object) -> FetchConfig:
+    settings: dict[str, object] = dict(
+        workers=3, host_rate=0, timeout=2.0, retries=0, min_side=8, allow_private_hosts=True, show_progress=False
+    )
+    settings.update(overrides)
+    return FetchConfig(**settings)  # type: ignore[arg-type]
+
+
+def serve_search(web, results: dict[str, list[str]]) -> str:
+    """Register /search answering each term's image URLs; returns the endpoint."""
+
+    def answer(request: SeenRequest) -> Reply:
+        term = parse_qs(request.query).get("q", [""])[0]
+        items = [{"url": url, "title": f"{term} #{i}"} for i, url in enumerate(results.get(term, []))]
+        return Reply(200, json.dumps(items).encode(), {"Content-Type": "application/json"})
+
+    return web.route("/search", handler=answer)
+
+
+def keywords_config(out: Path, endpoint: str, terms: tuple[str, ...], **fetch: object) -> KeywordsConfig:
+    return KeywordsConfig(
+        out=out, terms=terms, sources=("loopback-test",), per_term=10, endpoints={"loopback-test": endpoint},
+        fetch=fetch_config(**fetch),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def images(web) -> dict[str, str]:
+    """Five image URLs; /img/copy.jpg serves the same bytes as /img/0.jpg."""
+    urls = {f"{i}": web.route(f"/img/{i}.jpg", body=jpeg(i), headers=JPEG) for i in range(4)}
+    urls["copy"] = web.route("/img/copy.jpg", body=jpeg(0), headers=JPEG)
+    return urls
+
+
+def stored_files(pool_dir: Path) -> list[Path]:
+    return [p for p in (pool_dir / "images").rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+def test_keywords_writes_one_row_per_url_merges_found_by_and_stores_identical_bytes_once(web, images, tmp_path) -> None:
+    endpoint = serve_search(
+        web, {"a": [images["0"], images["1"], images["2"]], "b": [images["2"], images["3"], images["copy"]]}
+    )
+    summary = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a", "b")))
+
+    df = pd.read_parquet(tmp_path / "pool" / "index")
+    assert sorted(df["url"]) == sorted(images.values())
+    assert summary.ok == 5 and summary.rows == 5
+    shared = df.set_index("url").loc[images["2"]]
+    assert list(shared["found_by"]) == ["loopback-test:a", "loopback-test:b"]
+    assert (shared["query"], shared["title"], shared["license"]) == ("a", "a #2", "cc0-1.0")
+    assert all(web.hits(f"/img/{name}.jpg") == 1 for name in images)
+    copies = df[df["url"].isin([images["0"], images["copy"]])]
+    assert copies["id"].nunique() == 1 and len(stored_files(tmp_path / "pool")) == 4
+    first = df.set_index("url").loc[images["1"]]
+    assert (tmp_path / "pool" / first["path"]).read_bytes() == jpeg(1)
+    assert (first["width"], first["height"], first["format"], first["bytes"]) == (32, 24, "JPEG", len(jpeg(1)))
+    commands = json.loads((tmp_path / "pool" / "pool.json").read_text())["commands"]
+    assert commands[-1]["command"] == "keywords" and commands[-1]["config"]["terms"] == ["a", "b"]
+
+
+def test_a_rerun_fetches_nothing_and_a_new_term_only_extends_found_by(web, images, tmp_path) -> None:
+    endpoint = serve_search(web, {"a": [images["0"], images["1"]], "c": [images["1"], images["3"]]})
+    harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a",)))
+    again = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a",)))
+    assert (again.rows, again.known) == (0, 2)
+    later = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("c",)))
+    assert (later.rows, later.known) == (1, 1)
+
+    df = Pool.open(tmp_path / "pool").read_index().set_index("url")
+    assert len(df) == 3 and df.index.is_unique
+    assert list(df.loc[images["1"], "found_by"]) == ["loopback-test:a", "loopback-test:c"]
+    assert web.hits("/img/0.jpg") == web.hits("/img/1.jpg") == web.hits("/img/3.jpg") == 1
+
+
+def test_every_failure_is_a_row_with_its_status(web, images, tmp_path) -> None:
+    web.route("/img/gone.jpg", status=404)
+    web.route("/img/page.jpg", body=b"<html>login</html>", headers=JPEG)
+    web.route("/img/cut.jpg", body=jpeg(5, (64, 64))[:300], headers=JPEG)
+    names = ["0", "gone", "page", "cut"]
+    candidates = [Candidate(url=web.url(f"/img/{n}.jpg"), source="test", query="faults") for n in names]
+    summary = collect(Pool.create(tmp_path / "pool"), candidates, fetch_config())
+    df = Pool.open(tmp_path / "pool").read_index().set_index("url")
+    statuses = [df.loc[web.url(f"/img/{n}.jpg"), "status"] for n in names]
+    assert statuses == ["ok", "http_404", "not_image", "truncated"]
+    assert df["error"].notna().sum() == 3 and df["id"].notna().sum() == 1
+    assert summary.counts[("test", "http_404")] == 1 and summary.ok == 1
+
+
+def test_without_allow_private_hosts_loopback_images_are_blocked_rows(web, images, tmp_path) -> None:
+    candidates = [Candidate(url=images["0"], source="test", query="x")]
+    collect(Pool.create(tmp_path / "pool"), candidates, fetch_config(allow_private_hosts=False))
+    row = Pool.open(tmp_path / "pool").read_index().iloc[0]
+    assert row["status"] == "blocked_host" and web.hits("/img/0.jpg") == 0
+
+
+def test_without_allow_private_hosts_a_loopback_search_is_a_recorded_failure(web, images, tmp_path) -> None:
+    endpoint = serve_search(web, {"a": [images["0"]]})
+    summary = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a",), allow_private_hosts=False))
+    assert summary.rows == 0 and summary.counts[("loopback-test", "search_error")] == 1
+    assert "BlockedHostError" in summary.search_failures[0]
+    assert web.hits("/search") == 0
+
+
+def test_keywords_uses_the_real_openverse_source_through_its_endpoint(web, images, tmp_path) -> None:
+    results = [
+        {"url": images["1"], "title": "<b>Fans</b>", "creator": "Ann", "license": "by", "license_version": "4.0"}
+    ]
+    body = json.dumps({"results": results, "page_count": 1}).encode()
+    web.route("/v1/images/", body=body, headers={"Content-Type": "application/json"})
+    config = KeywordsConfig(
+        out=tmp_path / "pool", terms=("fans",), sources=("openverse",), endpoints={"openverse": web.base_url},
+        fetch=fetch_config(),
+    )  # fmt: skip
+    summary = harvest_keywords(config)
+    row = Pool.open(tmp_path / "pool").read_index().iloc[0]
+    assert summary.ok == 1 and (row["source"], row["query"], row["author"]) == ("openverse", "fans", "Ann")
+    assert list(row["found_by"]) == ["openverse:fans"]
+
+
+def test_merge_found_by_folds_repeated_urls_into_the_ok_row() -> None:
+    df = pd.DataFrame(
+        {
+            "url": ["u1", "u2", "u1"],
+            "status": ["timeout", "ok", "ok"],
+            "id": [None, "b", "a"],
+            "found_by": [["s:x"], ["s:y"], ["t:z", "s:x"]],
+        }
+    )
+    merged = merge_found_by(df, {"u2": ["t:w", "s:y"]}).set_index("url")
+    assert list(merged.index) == ["u2", "u1"]
+    assert merged.loc["u1", "id"] == "a" and merged.loc["u1", "found_by"] == ["s:x", "t:z"]
+    assert merged.loc["u2", "found_by"] == ["s:y", "t:w"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flag"),
+    [({"terms": ()}, "--terms"), ({"sources": ("nope",)}, "--sources"), ({"per_term": 0}, "--per-term"),
+     ({"endpoints": {"wikimedia": "http://x"}}, "--endpoint")],
+)  # fmt: skip
+def test_bad_keywords_config_names_the_flag(tmp_path, overrides: dict, flag: str) -> None:
+    settings = {"out": tmp_path, "terms": ("a",), "sources": ("loopback-test",)} | overrides
+    with pytest.raises(ConfigError, match=flag):
+        KeywordsConfig(**settings)
+
+
+KILLABLE_RUN = """
+import sys
+from harvest.collect import collect
+from harvest.fetch import FetchConfig
+from harvest.pool import Pool
+from harvest.sources.base import Candidate
+
+pool_dir, base, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+candidates = [Candidate(url=f"{base}/slow/{i}.jpg", source="test", query="kill") for i in range(n)]
+config = FetchConfig(workers=2, host_rate=0, timeout=5, retries=0, min_side=8, allow_private_hosts=True,
+                     show_progress=False, flush_rows=1)
+collect(Pool.create(pool_dir), candidates, config)
+"""
+
+
+def test_a_run_killed_midway_and_rerun_loses_and_doubles_nothing(web, tmp_path) -> None:
+    n, workers = 24, 2
+    for i in range(n):
+        web.route(f"/slow/{i}.jpg", handler=lambda _r, i=i: time.sleep(0.1) or Reply(200, jpeg(i), JPEG))
+    pool_dir = tmp_path / "pool"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_RUN, str(pool_dir), web.base_url, str(n)], cwd=REPO, env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:
+            if Pool.is_pool(pool_dir) and len(Pool(pool_dir).read_index()) >= 4:
+                break
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    rows_at_kill = len(Pool.open(pool_dir).read_index())
+    assert 4 <= rows_at_kill < n, "the kill should land mid-run"
+
+    candidates = [Candidate(url=web.url(f"/slow/{i}.jpg"), source="test", query="kill") for i in range(n)]
+    collect(Pool.open(pool_dir), candidates, fetch_config(workers=workers, flush_rows=1))
+
+    df = Pool.open(pool_dir).read_index()
+    assert len(df) == n and df["url"].is_unique and (df["status"] == "ok").all()
+    assert len(stored_files(pool_dir)) == n
+    hits = [web.hits(f"/slow/{i}.jpg") for i in range(n)]
+    assert max(hits) <= 2
+    # Only URLs whose fetch was in flight (not yet written as a row) when the kill came are fetched again.
+    assert sum(hits) - n <= 2 * workers
+
+
+def test_cli_keywords_is_wired_to_the_library(web, images, tmp_path) -> None:
+    endpoint = serve_search(web, {"a": [images["0"], images["1"]]})
+    args = ["keywords", "--terms", "a", "--sources", "loopback-test", "--endpoint", f"loopback-test={endpoint}",
+            "--out", str(tmp_path / "pool"), "--allow-private-hosts", "--min-side", "8", "--workers", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output and len(Pool.open(tmp_path / "pool").read_index()) == 2
+
+
+def test_cli_keywords_rejects_a_malformed_endpoint(tmp_path) -> None:
+    args = ["keywords", "--terms", "a", "--endpoint", "no-equals-sign", "--out", str(tmp_path / "pool")]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and "SOURCE=URL" in result.output
+
+
+def test_cli_keywords_exits_1_when_every_search_failed(web, tmp_path) -> None:
+    endpoint = serve_search(web, {"a": []})
+    args = ["keywords", "--terms", "a", "--sources", "loopback-test", "--endpoint", f"loopback-test={endpoint}",
+            "--out", str(tmp_path / "pool")]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and "search failed" in result.output and "BlockedHostError" in result.output

@@ -1,0 +1,138 @@
+"""harvest local: a folder of pictures into the pool, with the downloader's checks; a rerun ingests nothing twice."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from harvest.cli import app
+from harvest.errors import ConfigError
+from harvest.local import LocalConfig, ingest_local, iter_picture_files, read_sidecar
+from harvest.pool import Pool
+
+
+def encode(size: tuple[int, int], fmt: str = "JPEG", color: tuple[int, int, int] = (90, 120, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB" if fmt != "PNG-L" else "L", size, color if fmt != "PNG-L" else 0).save(
+        buffer, "PNG" if fmt == "PNG-L" else fmt
+    )
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A folder with good pictures, a copy, faults, sidecars and a hidden file."""
+    root = tmp_path / "photos"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "one.jpg").write_bytes(encode((40, 30)))
+    (root / "a" / "one.jpg.json").write_text(
+        json.dumps({"license": "cc-by-4.0", "author": "Ann", "title": "Square", "source_url": "https://example.org/1"})
+    )
+    (root / "a" / "b" / "two.png").write_bytes(encode((32, 32), "PNG"))
+    (root / "a" / "b" / "two.png.json").write_text("{not json")
+    (root / "copy-of-one.jpg").write_bytes(encode((40, 30)))
+    (root / "notes.txt").write_text("not a picture")
+    (root / "cut.jpg").write_bytes(encode((64, 64), color=(1, 200, 3))[:200])
+    (root / "tiny.jpg").write_bytes(encode((8, 8)))
+    (root / "bomb.png").write_bytes(encode((1500, 1500), "PNG-L"))
+    (root / ".hidden.jpg").write_bytes(encode((40, 30)))
+    return root
+
+
+def config(root: Path, out: Path, **overrides: object) -> LocalConfig:
+    settings: dict[str, object] = dict(workers=2, min_side=16, max_pixels=1_000_000, show_progress=False)
+    settings.update(overrides)
+    return LocalConfig(root=root, out=out, **settings)  # type: ignore[arg-type]
+
+
+def by_name(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(name=[Path(url).name for url in df["url"]]).set_index("name")
+
+
+def test_local_ingests_every_file_with_the_right_status(photos: Path, tmp_path: Path) -> None:
+    summary = ingest_local(config(photos, tmp_path / "pool"))
+    df = by_name(pd.read_parquet(tmp_path / "pool" / "index"))
+    expected = {
+        "one.jpg": "ok",
+        "two.png": "ok",
+        "copy-of-one.jpg": "ok",
+        "notes.txt": "not_image",
+        "cut.jpg": "truncated",
+        "tiny.jpg": "too_small",
+        "bomb.png": "decompression_bomb",
+    }
+    assert df["status"].to_dict() == expected
+    assert summary.rows == 7 and summary.ok == 3
+    assert set(df["source"]) == {"local"} and set(df["mode"]) == {"local"}
+    assert df.loc["one.jpg", "url"] == (photos / "a" / "one.jpg").resolve().as_uri()
+    assert list(df.loc["one.jpg", "found_by"]) == [f"local:{photos.resolve()}"]
+
+
+def test_identical_files_are_two_rows_but_one_stored_image(photos: Path, tmp_path: Path) -> None:
+    ingest_local(config(photos, tmp_path / "pool"))
+    df = by_name(Pool.open(tmp_path / "pool").read_index())
+    assert df.loc["one.jpg", "id"] == df.loc["copy-of-one.jpg", "id"]
+    stored = [p for p in (tmp_path / "pool" / "images").rglob("*") if p.is_file()]
+    assert len(stored) == 2
+    assert (tmp_path / "pool" / df.loc["two.png", "path"]).read_bytes() == (photos / "a" / "b" / "two.png").read_bytes()
+
+
+def test_sidecars_give_attribution_and_a_broken_one_is_noted(photos: Path, tmp_path: Path) -> None:
+    ingest_local(config(photos, tmp_path / "pool"))
+    df = by_name(Pool.open(tmp_path / "pool").read_index())
+    one = df.loc["one.jpg"]
+    assert (one["license"], one["author"], one["title"], one["page_url"]) == (
+        "cc-by-4.0",
+        "Ann",
+        "Square",
+        "https://example.org/1",
+    )
+    assert pd.isna(df.loc["copy-of-one.jpg", "license"])
+    assert df.loc["two.png", "status"] == "ok" and "two.png.json" in df.loc["two.png", "error"]
+
+
+def test_a_rerun_ingests_nothing_twice_and_picks_up_new_files(photos: Path, tmp_path: Path) -> None:
+    ingest_local(config(photos, tmp_path / "pool"))
+    again = ingest_local(config(photos, tmp_path / "pool"))
+    assert (again.rows, again.known) == (0, 7)
+    (photos / "new.jpg").write_bytes(encode((50, 50), color=(7, 7, 7)))
+    later = ingest_local(config(photos, tmp_path / "pool"))
+    df = Pool.open(tmp_path / "pool").read_index()
+    assert later.rows == 1 and len(df) == 8 and df["url"].is_unique
+    commands = json.loads((tmp_path / "pool" / "pool.json").read_text())["commands"]
+    assert [c["command"] for c in commands] == ["local", "local", "local"]
+
+
+def test_iter_picture_files_skips_hidden_files_and_sidecars(photos: Path) -> None:
+    names = [p.name for p in iter_picture_files(photos)]
+    assert names == ["bomb.png", "copy-of-one.jpg", "cut.jpg", "notes.txt", "tiny.jpg", "one.jpg", "two.png"]
+
+
+def test_read_sidecar_without_a_file_gives_nulls(tmp_path: Path) -> None:
+    fields, error = read_sidecar(tmp_path / "x.jpg")
+    assert set(fields.values()) == {None} and error is None
+
+
+def test_an_output_inside_the_input_folder_is_refused(photos: Path) -> None:
+    with pytest.raises(ConfigError, match="--out"):
+        LocalConfig(root=photos, out=photos / "pool")
+
+
+def test_cli_local_is_wired_to_the_library(photos: Path, tmp_path: Path) -> None:
+    args = ["local", str(photos), "--out", str(tmp_path / "pool"), "--min-side", "16", "--workers", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "local" in result.output and len(Pool.open(tmp_path / "pool").read_index()) == 7
+
+
+def test_cli_local_rejects_a_missing_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["local", str(tmp_path / "nowhere"), "--out", str(tmp_path / "pool")], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 2 and "not a folder" in result.output

@@ -1,0 +1,149 @@
+"""The polite, guarded session: private-host guard, User-Agent, default timeout, rate limits, robots, headers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from harvest.net import (
+    BlockedHostError,
+    HostRateLimiter,
+    RobotsCache,
+    is_blocked_address,
+    make_session,
+    parse_retry_after,
+    x_robots_refusal,
+)
+from tests.harvest.conftest import Reply
+
+
+@pytest.mark.parametrize(
+    ("address", "blocked"),
+    [
+        ("127.0.0.1", True),
+        ("10.1.2.3", True),
+        ("192.168.0.10", True),
+        ("172.16.5.5", True),
+        ("169.254.169.254", True),  # cloud metadata, link-local
+        ("::1", True),
+        ("fe80::1%eth0", True),
+        ("::ffff:127.0.0.1", True),  # IPv4-mapped loopback
+        ("0.0.0.0", True),
+        ("93.184.216.34", False),
+        ("2606:4700:4700::1111", False),
+    ],
+)
+def test_is_blocked_address_refuses_private_loopback_and_link_local(address: str, blocked: bool) -> None:
+    assert is_blocked_address(address) is blocked
+
+
+def test_the_default_session_refuses_loopback_before_sending_a_request(web) -> None:
+    url = web.route("/secret", body=b"internal")
+    with make_session() as session, pytest.raises(BlockedHostError, match="--allow-private-hosts"):
+        session.get(url)
+    assert web.hits("/secret") == 0
+
+
+def test_allow_private_hosts_lets_the_session_reach_loopback(web) -> None:
+    url = web.route("/open", body=b"hello")
+    with make_session(allow_private_hosts=True) as session:
+        assert session.get(url).content == b"hello"
+
+
+def test_the_session_sends_a_descriptive_user_agent_or_the_given_one(web) -> None:
+    url = web.route("/ua", body=b"")
+    with make_session(allow_private_hosts=True) as session:
+        session.get(url)
+    with make_session("lab-crawler/1.0", allow_private_hosts=True) as session:
+        session.get(url)
+    first, second = (r.headers["User-Agent"] for r in web.requests if r.path == "/ua")
+    assert first.startswith("crowdrank/0.1.0 (+http") and "robots.txt" in first
+    assert second == "lab-crawler/1.0"
+
+
+def test_the_session_applies_its_default_timeout(web) -> None:
+    url = web.route("/slow", handler=lambda _r: time.sleep(1.0) or Reply(200, b"late"))
+    with make_session(allow_private_hosts=True, timeout=0.2) as session, pytest.raises(requests.Timeout):
+        session.get(url)
+
+
+class FakeClock:
+    """A clock that only moves when the limiter sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_the_rate_limiter_spaces_requests_to_one_host_only() -> None:
+    clock = FakeClock()
+    limiter = HostRateLimiter(4.0, clock=clock, sleep=clock.sleep)
+    waits = [limiter.wait("http://a.example/1.jpg") for _ in range(3)]
+    other = limiter.wait("http://b.example/1.jpg")
+    assert waits == [0.0, 0.25, 0.25]
+    assert other == 0.0
+    assert limiter.wait("HTTP://A.EXAMPLE/2.jpg") == 0.25  # same host, other spelling
+
+
+def test_a_rate_of_zero_never_waits() -> None:
+    clock = FakeClock()
+    limiter = HostRateLimiter(0, clock=clock, sleep=clock.sleep)
+    assert [limiter.wait("http://a.example/") for _ in range(5)] == [0.0] * 5 and clock.sleeps == []
+
+
+def test_robots_rules_are_applied_per_path_and_fetched_once_per_host(web) -> None:
+    web.route("/robots.txt", body="User-agent: *\nDisallow: /private/\n\nUser-agent: crowdrank\nDisallow: /noai/\n")
+    robots = RobotsCache()
+    with make_session(allow_private_hosts=True) as session:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda p: robots.allowed(web.url(p), session), ["/a.jpg"] * 8))
+        assert answers == [True] * 8
+        assert robots.allowed(web.url("/noai/x.jpg"), session) is False
+        assert robots.allowed(web.url("/private/x.jpg"), session) is True  # crowdrank has its own group
+    assert web.hits("/robots.txt") == 1
+
+
+@pytest.mark.parametrize(("status", "allowed"), [(404, True), (410, True), (500, False), (503, False)])
+def test_robots_4xx_allows_all_and_5xx_disallows_all(web, status: int, allowed: bool) -> None:
+    web.route("/robots.txt", status=status, body=b"")
+    with make_session(allow_private_hosts=True) as session:
+        assert RobotsCache().allowed(web.url("/a.jpg"), session) is allowed
+
+
+@pytest.mark.parametrize(
+    ("header", "refusal"),
+    [
+        ("noai", "noai"),
+        ("NoImageAI", "noimageai"),
+        ("noarchive, noindex", "noindex"),
+        ("none", "none"),
+        ("noarchive", None),
+        ("googlebot: noindex", None),
+        ("googlebot: noindex, crowdrank: noai", "noai"),
+        ("crowdrank: noimageai", "noimageai"),
+        ("unavailable_after: 25 Jun 2030 15:00:00 PST", None),
+        (None, None),
+    ],
+)
+def test_x_robots_tag_refusals(header: str | None, refusal: str | None) -> None:
+    assert x_robots_refusal(header) == refusal
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    assert parse_retry_after("7", now) == 7.0
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0  # in the past: go now
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
