@@ -200,3 +200,55 @@ def report(
         console.print(table)
     figures = ", ".join(p.name for p in summary.figures) or "none yet"
     console.print(f"wrote {summary.out}/counts.csv; figures: {figures}")
+
+
+@app.command("qbe")
+def qbe(
+    examples: str = typer.Option(..., "--examples", help="Example pictures: a folder, or a labeled dataset (train)."),
+    out: str = typer.Option(..., "--out", help="Pool folder (created if new)."),
+    sources: str = typer.Option("clip-knn", "--sources", help="Comma-separated: clip-knn, google-lens, local."),
+    per_query: int = typer.Option(10, "--per-query", help="Answers kept per example and backend (paper: 10)."),
+    endpoint: list[str] = typer.Option([], "--endpoint", help="SOURCE=URL, e.g. clip-knn=http://host:1234 (repeat)."),
+    public_url_prefix: str | None = typer.Option(None, "--public-url-prefix", help="URL prefix + file name (Lens)."),
+    from_pool: str | None = typer.Option(None, "--from-pool", help="Pool whose pictures `local` ranks."),
+    exclude_like: list[str] = typer.Option([], "--exclude-like", help="More evaluation sets to guard (repeat)."),
+    knn_index: str = typer.Option("laion5B-L-14", "--knn-index", help="clip-knn indice_name."),
+    knn_query: str = typer.Option("image", "--knn-query", help="clip-knn query: image or embedding."),
+    model: str = typer.Option("ViT-B-32", "--model", help="open_clip model (local, --knn-query embedding)."),
+    pretrained: str = typer.Option("laion2b_s34b_b79k", "--pretrained", help="open_clip pretrained tag."),
+    checkpoint: str | None = typer.Option(None, "--checkpoint", help="Local weights file (instead of --pretrained)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    workers: int = typer.Option(16, "--workers", help="Download threads."),
+    host_rate: float = typer.Option(2.0, "--host-rate", help="Requests per second per host (0: no limit)."),
+    timeout: float = typer.Option(15.0, "--timeout", help="Connect and read timeout, seconds."),
+    min_side: int = typer.Option(224, "--min-side", help="Smallest accepted shorter side, pixels."),
+    ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt and X-Robots-Tag."),
+    allow_private_hosts: bool = typer.Option(False, "--allow-private-hosts", help="Allow private/loopback hosts."),
+) -> None:
+    """Query by example: each example's nearest pictures from k-NN, Google Lens or another pool, into the pool."""
+    from rich.console import Console
+
+    from harvest.errors import ConfigError, HarvestError
+    from harvest.fetch import FetchConfig
+    from harvest.qbe import QbeConfig, harvest_qbe
+
+    try:
+        fetch = FetchConfig(workers=workers, host_rate=host_rate, timeout=timeout, min_side=min_side,
+                            ignore_robots=ignore_robots, allow_private_hosts=allow_private_hosts)  # fmt: skip
+        config = QbeConfig(
+            out=out, examples=examples, sources=_split_list(sources), per_query=per_query,
+            endpoints=dict(_split_pair(item, "--endpoint") for item in endpoint), public_url_prefix=public_url_prefix,
+            from_pool=from_pool, exclude_like=tuple(exclude_like), knn_index=knn_index, knn_query=knn_query,
+            model=model, pretrained=None if checkpoint else pretrained, checkpoint=checkpoint, device=device,
+            fetch=fetch,
+        )  # fmt: skip
+        summary = harvest_qbe(config)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except HarvestError as e:
+        Console(stderr=True).print(f"[red]harvest qbe failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    _print_summary(summary.fetch)
+    Console().print(summary.table())
+    if summary.searches == 0:
+        raise typer.Exit(1)  # no example was answered by any backend (offline? wrong --endpoint? no key?)

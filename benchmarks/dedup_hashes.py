@@ -1,0 +1,116 @@
+"""Benchmark: near-duplicate grouping of random-plus-perturbed 64-bit hash pairs (pHash + dHash).
+
+For each size N, 90% of the hashes are uniform random and 10% are copies of random others with 0..t+2
+bits flipped in each hash (some within the threshold, some just outside). It reports the banded
+(multi-index hashing) grouping time, and on a subset the recall and precision against exact brute force
+(computed with torch on ``--device``) together with the speed ratio brute force / banded on that subset.
+
+    python benchmarks/dedup_hashes.py --sizes 100000 1000000 --thresholds 6 10 --subset 20000 --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def perturbed_hashes(rng: np.random.Generator, n: int, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` (pHash, dHash) pairs: uniform, with 10% copies of other items flipped by 0..threshold+2 bits."""
+    phash = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
+    dhash = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
+    copies = rng.choice(n, size=n // 10, replace=False)
+    originals = rng.integers(0, n, size=len(copies))
+    for hashes in (phash, dhash):
+        flips = rng.integers(0, threshold + 3, size=len(copies))
+        masks = np.zeros(len(copies), dtype=np.uint64)
+        for bit_round in range(int(flips.max()) + 1):
+            bits = rng.integers(0, 64, size=len(copies)).astype(np.uint64)
+            masks |= np.where(flips > bit_round, np.uint64(1) << bits, np.uint64(0))
+        hashes[copies] = hashes[originals] ^ masks
+    return phash, dhash
+
+
+def brute_force_pairs(phash: np.ndarray, dhash: np.ndarray, threshold: int, device: str) -> set[tuple[int, int]]:
+    """Exact all-pairs search over blocks of rows: numpy popcount on CPU, a 16-bit lookup table in torch elsewhere."""
+    from harvest.dedup import hamming
+
+    found: set[tuple[int, int]] = set()
+    block = 1024
+    if device == "cpu":
+        for start in range(0, len(phash), block):
+            close = (hamming(phash[start : start + block, None], phash[None, :]) <= threshold) & (
+                hamming(dhash[start : start + block, None], dhash[None, :]) <= threshold
+            )  # (block, N)
+            rows, cols = np.nonzero(close)
+            rows = rows + start
+            keep = rows < cols
+            found.update(zip(rows[keep].tolist(), cols[keep].tolist(), strict=True))
+        return found
+    import torch
+
+    table = torch.tensor([bin(v).count("1") for v in range(1 << 16)], dtype=torch.int16, device=device)
+
+    def popcount(x: torch.Tensor) -> torch.Tensor:
+        return sum(table[(x >> shift) & 0xFFFF] for shift in (0, 16, 32, 48))
+
+    p = torch.from_numpy(phash.view(np.int64)).to(device)
+    d = torch.from_numpy(dhash.view(np.int64)).to(device)
+    for start in range(0, len(p), block):
+        close = (popcount(p[start : start + block, None] ^ p[None, :]) <= threshold) & (
+            popcount(d[start : start + block, None] ^ d[None, :]) <= threshold
+        )  # (block, N)
+        rows, cols = torch.nonzero(close, as_tuple=True)
+        rows = rows + start
+        keep = rows < cols
+        found.update(zip(rows[keep].tolist(), cols[keep].tolist(), strict=True))
+    return found
+
+
+def main() -> None:
+    from harvest.dedup import near_duplicate_groups, near_duplicate_pairs
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--thresholds", type=int, nargs="+", default=[6, 10])
+    parser.add_argument("--subset", type=int, default=20_000, help="items checked against brute force")
+    parser.add_argument("--device", default="cpu", help="torch device of the brute-force reference")
+    parser.add_argument("--max-seconds", type=float, default=600, help="skip (N, t) cells predicted slower")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    print(f"{'N':>9} {'t':>3} {'group s':>9} {'groups>1':>9} | {'subset':>7} {'recall':>7} {'precision':>9} "
+          f"{'banded s':>9} {'brute s':>9} {'brute/banded':>12} {'brute@N (est) s':>16}")  # fmt: skip
+    for threshold in args.thresholds:
+        rng = np.random.default_rng(args.seed)
+        sub_p, sub_d = perturbed_hashes(rng, args.subset, threshold)
+        start = time.perf_counter()
+        i, j = near_duplicate_pairs(sub_p, sub_d, threshold, threshold)
+        banded_s = time.perf_counter() - start
+        start = time.perf_counter()
+        expected = brute_force_pairs(sub_p, sub_d, threshold, args.device)
+        brute_s = time.perf_counter() - start
+        found = set(zip(i.tolist(), j.tolist(), strict=True))
+        recall = len(found & expected) / max(len(expected), 1)
+        precision = len(found & expected) / max(len(found), 1)
+        for n in args.sizes:
+            # expected candidates ~ keys * N^2 / 2^(bits per key + 1); skip cells that would take far too long
+            bits = 128 / (threshold + 1)
+            candidates = (threshold + 1) ** 2 * n * n / 2 ** (bits + 1)
+            if candidates / 5e7 > args.max_seconds:  # ~5e7 candidates/s measured on 2 CPU cores
+                print(f"{n:>9} {threshold:>3} {'skipped':>9} (~{candidates:.1e} candidate pairs predicted)")
+                continue
+            phash, dhash = perturbed_hashes(np.random.default_rng(args.seed + n), n, threshold)
+            start = time.perf_counter()
+            labels = near_duplicate_groups(phash, dhash, threshold, threshold)
+            group_s = time.perf_counter() - start
+            groups = int((np.bincount(labels) > 1).sum())
+            brute_at_n = brute_s * (n / args.subset) ** 2
+            print(f"{n:>9} {threshold:>3} {group_s:>9.2f} {groups:>9} | {args.subset:>7} {recall:>7.4f} "
+                  f"{precision:>9.4f} {banded_s:>9.3f} {brute_s:>9.3f} {brute_s / banded_s:>12.1f} "
+                  f"{brute_at_n:>16.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""`harvest filter`: a zero-shot crowd-scene score for every pool picture, from CLIP prompt ensembles.
+
+The classifier is built as open_clip's zero-shot classifiers are: for each class, every template is filled
+with the class name, the text embeddings are normalised and averaged, and the mean is renormalised. The
+image logits are ``100 * image @ classes.T``; after a softmax, ``clip_score`` is the probability mass of
+the crowd classes. Image and text embeddings are cached in the pool, so changing ``--threshold`` re-scores
+without loading the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures
+from harvest.errors import ConfigError
+
+CROWD_CLASSES = (
+    "a dense crowd of people",
+    "a protest or demonstration",
+    "a crowded train station",
+    "a crowded shopping mall",
+    "a packed stadium",
+    "a crowded beach",
+    "a street festival",
+    "a concert audience",
+    "a crowded market",
+    "pilgrims at a mass gathering",
+)
+NEGATIVE_CLASSES = (
+    "an empty street",
+    "a portrait of a single person",
+    "a landscape",
+    "an object",
+    "a page of text",
+    "a drawing",
+    "an empty room",
+    "a small group of people",
+    "an animal",
+    "a building",
+)
+TEMPLATES = (
+    "a photo of {}.",
+    "a picture of {}.",
+    "an image of {}.",
+    "a blurry photo of {}.",
+    "a wide-angle photo of {}.",
+    "an aerial photo of {}.",
+)
+LOGIT_SCALE = 100.0
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Options of ``harvest filter``; see the CLI help for each."""
+
+    pool: Path
+    model: str = "ViT-B-32"
+    pretrained: str | None = "laion2b_s34b_b79k"
+    checkpoint: Path | None = None
+    threshold: float = 0.5
+    batch_size: int = 64
+    device: str = "auto"
+    workers: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pool", Path(self.pool))
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"--threshold {self.threshold} is not a probability; pass a value in [0, 1]")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size} must be >= 1 (e.g. 64 on CPU, 256 on a GPU)")
+        if self.workers < 0:
+            raise ConfigError(f"--workers {self.workers} must be >= 0 (0 decodes in the main process)")
+        if not _DEVICE_PATTERN.match(self.device):
+            raise ConfigError(f"--device {self.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise ConfigError(f"--checkpoint {self.checkpoint} is not a file; pass an open_clip checkpoint (.pt)")
+        if self.checkpoint is None and not self.pretrained:
+            raise ConfigError("pass --pretrained TAG (e.g. laion2b_s34b_b79k) or --checkpoint PATH for the weights")
+
+
+@dataclass
+class FilterSummary:
+    """What a filter run did, for the end-of-run table."""
+
+    eligible: int = 0
+    embedded: int = 0
+    from_cache: int = 0
+    failed: int = 0
+    above_threshold: int = 0
+    kept: int = 0
+    model_loaded: bool = False
+    model: str = ""
+    threshold: float = 0.5
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> Any:
+        """A rich table of the counts, for the end of the run."""
+        from rich.table import Table
+
+        table = Table(title=f"harvest filter ({self.model}, threshold {self.threshold:g})")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        for label, value in (
+            ("eligible pictures", self.eligible),
+            ("embedded now", self.embedded),
+            ("embeddings from the cache", self.from_cache),
+            ("undecodable pictures (status decode_error)", self.failed),
+            ("scored >= threshold", self.above_threshold),
+            ("rows kept (also after dedup)", self.kept),
+            ("model weights loaded", "yes" if self.model_loaded else "no (cached embeddings)"),
+        ):
+            table.add_row(label, str(value))
+        return table
+
+
+def prompt_fingerprint(classnames: Sequence[str], templates: Sequence[str]) -> str:
+    """A short digest of a prompt set: cached text embeddings are only reused for the same prompts."""
+    return hashlib.sha256(json.dumps([list(classnames), list(templates)]).encode()).hexdigest()[:12]
+
+
+def class_embeddings(model: Any, tokenizer: Any, classnames: Sequence[str], templates: Sequence[str], device: Any):
+    """(C, D) class embeddings: the renormalised mean of each class's normalised template embeddings."""
+    import torch
+
+    texts = [template.format(name) for name in classnames for template in templates]
+    with torch.inference_mode():
+        embedded = model.encode_text(tokenizer(texts).to(device), normalize=True).float()  # (C * T, D)
+    per_class = embedded.reshape(len(classnames), len(templates), -1).mean(dim=1)  # (C, D)
+    return torch.nn.functional.normalize(per_class, dim=-1).cpu().numpy()
+
+
+def crowd_scores(image_embeddings: np.ndarray, classes: np.ndarray, crowd_classes: int) -> np.ndarray:
+    """Softmax mass of the first ``crowd_classes`` classes for each (normalised) image embedding."""
+    logits = LOGIT_SCALE * np.asarray(image_embeddings, dtype=np.float64) @ np.asarray(classes, dtype=np.float64).T
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs[:, :crowd_classes].sum(axis=1)
+
+
+def filter_pool(config: FilterConfig) -> FilterSummary:
+    """Score every eligible pool picture, cache embeddings, and rewrite ``clip_*`` and ``kept`` atomically."""
+    from harvest.embed import EmbeddingCache, load_clip, model_tag
+    from harvest.pool import Pool
+
+    pool = Pool.open(config.pool)
+    df = pool.read_index()
+    summary = FilterSummary(threshold=config.threshold)
+    tag = model_tag(config.model, config.pretrained, config.checkpoint)
+    summary.model = tag
+    cache = EmbeddingCache(pool.root, tag)
+    classnames = list(CROWD_CLASSES) + list(NEGATIVE_CLASSES)
+    fingerprint = prompt_fingerprint(classnames, TEMPLATES)
+
+    eligible = df[eligible_mask(df)].drop_duplicates("id")
+    summary.eligible = len(eligible)
+    cached_ids, cached = cache.load()
+    known = set(cached_ids)
+    missing = eligible[~eligible["id"].isin(known)]
+    summary.from_cache = len(eligible) - len(missing)
+    classes = cache.load_text(fingerprint)
+
+    if len(missing) or (classes is None and len(eligible)):  # an empty pool needs no model
+        bundle = load_clip(config.model, config.pretrained, config.checkpoint, config.device)
+        summary.model_loaded = True
+        if classes is None:
+            classes = class_embeddings(bundle.model, bundle.tokenizer, classnames, TEMPLATES, bundle.device)
+            cache.save_text(fingerprint, classes)
+        if len(missing):
+            paths = [str(pool.path_of(p)) for p in missing["path"]]
+            embeddings, errors = _embed_with_progress(bundle, paths, config)
+            good = np.array([not e for e in errors], dtype=bool)
+            summary.failures = {i: e for i, e in zip(missing["id"], errors, strict=True) if e}
+            ids = missing["id"].to_numpy()
+            cache.append(list(ids[good]), embeddings[good])
+            summary.embedded = int(good.sum())
+            summary.failed = len(summary.failures)
+        cached_ids, cached = cache.load()
+
+    position = {image_id: k for k, image_id in enumerate(cached_ids)}
+    scores = crowd_scores(cached, classes, len(CROWD_CLASSES)) if len(cached) and classes is not None else []
+    score_of = {image_id: float(scores[position[image_id]]) for image_id in eligible["id"] if image_id in position}
+    df = mark_decode_failures(df, summary.failures)
+    df["clip_score"] = df["id"].map(score_of).astype("float64")
+    df["clip_model"] = np.where(df["clip_score"].notna(), tag, None)
+    df["clip_kept"] = np.where(df["clip_score"].notna(), df["clip_score"] >= config.threshold, None)
+    df["kept"] = kept_mask(df)
+    pool.rewrite(df)
+    pool.log_command(stage="filter", model=tag, threshold=config.threshold)
+    summary.above_threshold = int(sum(score >= config.threshold for score in score_of.values()))
+    summary.kept = int(df["kept"].sum())
+    return summary
+
+
+def _embed_with_progress(bundle: Any, paths: list[str], config: FilterConfig) -> tuple[np.ndarray, list[str]]:
+    from rich.progress import Progress
+
+    from harvest.embed import embed_pictures
+
+    with Progress(disable=not config.progress, transient=True) as progress:
+        task = progress.add_task("embedding pictures", total=len(paths))
+        return embed_pictures(
+            bundle,
+            paths,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            on_progress=lambda n: progress.advance(task, n),
+        )

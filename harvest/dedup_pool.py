@@ -1,0 +1,228 @@
+"""`harvest dedup`: mark exact and near-duplicate pictures, and near-copies of evaluation images, in a pool.
+
+Steps: hash every eligible picture once (pHash + dHash, stored in the pool so a re-run with another
+threshold decodes nothing); group near-duplicates transitively (:mod:`harvest.dedup`), optionally merging
+groups whose cached CLIP embeddings are nearly identical; keep the largest picture of each group and give
+the others ``dup_of``; give ``leak_of`` to every group that near-copies an evaluation image. Evidence
+columns are recomputed from scratch on every run, so re-running is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures
+from harvest.dedup import cosine_pairs, group_labels, near_duplicate_groups, representatives
+from harvest.errors import ConfigError
+from harvest.hashing import hash_files, hex_to_uint64
+
+if TYPE_CHECKING:
+    from harvest.pool import Pool
+
+# Defaults chosen on the generated test pictures (tests/harvest/test_dedup.py): resized, re-compressed,
+# brightened and 2%-cropped copies stay within 10 bits on both hashes; distinct scenes were >= 16 apart.
+DEFAULT_PHASH_THRESHOLD = 10
+DEFAULT_DHASH_THRESHOLD = 10
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Options of ``harvest dedup``; see the CLI help for each."""
+
+    pool: Path
+    threshold: int = DEFAULT_PHASH_THRESHOLD
+    dhash_threshold: int | None = None  # None: the same as ``threshold``
+    exclude_like: tuple[str, ...] = ()
+    clip_threshold: float | None = None
+    clip_model: str | None = None  # an embedding-cache tag; None: the newest cache in the pool
+    workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pool", Path(self.pool))
+        for flag, value in (("--threshold", self.threshold), ("--dhash-threshold", self.dhash_threshold)):
+            if value is not None and not 0 <= value <= 32:
+                raise ConfigError(f"{flag} {value} is out of range; pass Hamming bits in 0..32 (default 10)")
+        if self.clip_threshold is not None and not 0.0 < self.clip_threshold <= 1.0:
+            raise ConfigError(f"--clip-threshold {self.clip_threshold} must be a cosine in (0, 1], e.g. 0.94")
+        if self.workers < 0:
+            raise ConfigError(f"--workers {self.workers} must be >= 0 (0: one per core)")
+
+    @property
+    def dhash_bits(self) -> int:
+        return self.threshold if self.dhash_threshold is None else self.dhash_threshold
+
+
+@dataclass
+class DedupSummary:
+    """What a dedup run did, for the end-of-run table."""
+
+    eligible_rows: int = 0
+    unique_images: int = 0
+    hashed: int = 0
+    hashes_reused: int = 0
+    decode_failures: int = 0
+    exact_duplicate_rows: int = 0
+    near_duplicate_groups: int = 0
+    near_duplicate_images: int = 0
+    clip_merged_pairs: int = 0
+    exclusion_images: int = 0
+    exclusion_failures: int = 0
+    leaked_images: int = 0
+    kept: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> Any:
+        """A rich table of the counts, for the end of the run."""
+        from rich.table import Table
+
+        table = Table(title="harvest dedup")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        for label, value in (
+            ("eligible rows (status ok, stored)", self.eligible_rows),
+            ("unique pictures hashed now", self.hashed),
+            ("unique pictures with stored hashes", self.hashes_reused),
+            ("undecodable pictures (status decode_error)", self.decode_failures),
+            ("byte-identical re-found rows", self.exact_duplicate_rows),
+            ("near-duplicate groups", self.near_duplicate_groups),
+            ("near-duplicate pictures marked dup_of", self.near_duplicate_images),
+            ("pairs merged by CLIP similarity", self.clip_merged_pairs),
+            ("evaluation images (--exclude-like)", self.exclusion_images),
+            ("evaluation images that failed to decode", self.exclusion_failures),
+            ("pictures marked leak_of", self.leaked_images),
+            ("rows kept", self.kept),
+        ):
+            table.add_row(label, str(value))
+        return table
+
+
+def _hash_missing(pool: Pool, images: pd.DataFrame, config: DedupConfig, summary: DedupSummary) -> pd.DataFrame:
+    """Fill ``phash``/``dhash`` of the unique images that lack them; decode failures go to the summary."""
+    from rich.progress import Progress
+
+    missing = images[images["phash"].isna() | images["dhash"].isna()]
+    summary.hashes_reused = len(images) - len(missing)
+    if len(missing) == 0:
+        return images
+    with Progress(disable=not config.progress, transient=True) as progress:
+        task = progress.add_task("hashing pictures", total=len(missing))
+        results = hash_files(
+            [(i, pool.path_of(p)) for i, p in zip(missing["id"], missing["path"], strict=True)],
+            workers=config.workers,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    by_id = {r.key: r for r in results}
+    images = images.copy()
+    fill = images["id"].isin(by_id)
+    images.loc[fill, "phash"] = [by_id[i].phash for i in images.loc[fill, "id"]]
+    images.loc[fill, "dhash"] = [by_id[i].dhash for i in images.loc[fill, "id"]]
+    summary.failures = {r.key: r.error for r in results if r.error is not None}
+    summary.hashed = len(results) - len(summary.failures)
+    summary.decode_failures = len(summary.failures)
+    return images
+
+
+def _merge_by_clip(pool_root: Path, ids: list[str], labels: np.ndarray, config: DedupConfig) -> tuple[np.ndarray, int]:
+    """Join hash groups whose pictures' cached CLIP embeddings reach ``clip_threshold`` cosine similarity."""
+    from harvest.embed import EmbeddingCache
+
+    tags = EmbeddingCache.tags(pool_root)
+    tag = config.clip_model or (tags[0] if tags else None)
+    if tag is None or tag not in tags:
+        raise ConfigError(
+            f"--clip-threshold needs cached CLIP embeddings in {pool_root}/embeddings (found: {tags or 'none'}); "
+            f"run `harvest filter {pool_root}` first"
+        )
+    cached_ids, embeddings = EmbeddingCache(pool_root, tag).load()
+    row_of = {image_id: k for k, image_id in enumerate(cached_ids)}
+    present = [k for k, image_id in enumerate(ids) if image_id in row_of]
+    if not present:
+        return labels, 0
+    i, j = cosine_pairs(embeddings[[row_of[ids[k]] for k in present]], config.clip_threshold)
+    present_arr = np.asarray(present)
+    merged = group_labels(int(labels.max()) + 1, labels[present_arr[i]], labels[present_arr[j]])
+    return merged[labels], len(i)
+
+
+def _text_column(df: pd.DataFrame, values: list[str | None]) -> pd.Series:
+    """A nullable text column aligned with ``df`` (object dtype, so an all-null column stays assignable)."""
+    return pd.Series(values, index=df.index, dtype=object)
+
+
+def dedup_pool(config: DedupConfig) -> DedupSummary:
+    """Mark duplicates and leaks in the pool: columns ``phash``, ``dhash``, ``dup_of``, ``leak_of`` and ``kept``."""
+    from harvest.leakage import ExclusionSet, find_leaks, load_exclusion_set
+    from harvest.pool import Pool
+
+    exclusions = ExclusionSet()
+    for spec in config.exclude_like:  # before any pool work: a bad --exclude-like fails at once
+        exclusions.extend(load_exclusion_set(spec, workers=config.workers))
+    pool = Pool.open(config.pool)
+    df = pool.read_index()
+    if "dhash" not in df.columns:
+        df["dhash"] = None
+    summary = DedupSummary(exclusion_images=len(exclusions.keys), exclusion_failures=len(exclusions.failures))
+
+    eligible = eligible_mask(df)
+    summary.eligible_rows = int(eligible.sum())
+    images = df.loc[eligible, ["id", "path", "width", "height", "bytes", "phash", "dhash"]]
+    images = images.groupby("id", sort=False).first().reset_index()  # one row per stored picture
+    images = _hash_missing(pool, images, config, summary)
+    df = mark_decode_failures(df, summary.failures)
+    images = images[images["phash"].notna() & images["dhash"].notna()].reset_index(drop=True)
+    summary.unique_images = len(images)
+
+    phash, dhash = hex_to_uint64(images["phash"]), hex_to_uint64(images["dhash"])
+    labels = near_duplicate_groups(phash, dhash, config.threshold, config.dhash_bits)
+    if config.clip_threshold is not None and len(images):
+        labels, summary.clip_merged_pairs = _merge_by_clip(pool.root, images["id"].tolist(), labels, config)
+    area = images["width"].fillna(0).astype(np.int64) * images["height"].fillna(0).astype(np.int64)
+    rank = np.empty(len(images), dtype=np.int64)
+    rank[np.lexsort((images["bytes"].fillna(0).to_numpy(), area.to_numpy()))] = np.arange(len(images))
+    reps = representatives(labels, rank)  # the largest picture (then the most bytes) of each group
+    ids = images["id"].to_numpy()
+    dup_of = {ids[k]: ids[r] for k, r in enumerate(reps.tolist()) if r != k}
+    group_sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    summary.near_duplicate_groups = int((group_sizes > 1).sum())
+    summary.near_duplicate_images = len(dup_of)
+
+    leak_of: dict[str, str] = {}
+    if len(exclusions.keys) and len(images):
+        direct = find_leaks(phash, dhash, exclusions, config.threshold, config.dhash_bits)
+        key_of_label: dict[int, str] = {}
+        for position, key in direct.items():
+            key_of_label.setdefault(int(labels[position]), key)
+        leak_of = {ids[k]: key_of_label[int(lab)] for k, lab in enumerate(labels.tolist()) if lab in key_of_label}
+        summary.leaked_images = len(leak_of)
+
+    eligible = eligible_mask(df).tolist()
+    row_ids = df["id"].tolist()
+    phash_of = dict(zip(images["id"], images["phash"], strict=True))
+    dhash_of = dict(zip(images["id"], images["dhash"], strict=True))
+    refound = df["id"].notna() & df["id"].duplicated(keep="first")  # same bytes found at another URL
+    dup_column = [
+        (dup_of.get(i) or (i if again else None)) if ok else None
+        for i, ok, again in zip(row_ids, eligible, refound.tolist(), strict=True)
+    ]
+    df["phash"] = _text_column(df, [phash_of.get(i) for i in row_ids])
+    df["dhash"] = _text_column(df, [dhash_of.get(i) for i in row_ids])
+    df["dup_of"] = _text_column(df, dup_column)
+    df["leak_of"] = _text_column(df, [leak_of.get(i) if ok else None for i, ok in zip(row_ids, eligible, strict=True)])
+    summary.exact_duplicate_rows = int((refound & pd.Series(eligible, index=df.index)).sum())
+    df["kept"] = kept_mask(df)
+    pool.rewrite(df)
+    pool.log_command(
+        stage="dedup",
+        threshold=config.threshold,
+        dhash_threshold=config.dhash_bits,
+        clip_threshold=config.clip_threshold,
+        exclude_like=list(config.exclude_like),
+    )
+    summary.kept = int(df["kept"].sum())
+    return summary

@@ -1,0 +1,106 @@
+"""The leakage guard: find pool pictures that near-copy an evaluation image (`harvest dedup --exclude-like`).
+
+Training on a resized or re-compressed copy of a test image inflates every reported number, so such pool
+pictures get ``leak_of`` (the evaluation image's id or file stem) and are not kept. Evaluation images come
+from a folder of pictures or from the ``test`` split of a labeled dataset (folder or Hub id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harvest.dedup import cross_matches
+from harvest.errors import ConfigError
+from harvest.hashing import hash_bytes, hash_files, hex_to_uint64
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass
+class ExclusionSet:
+    """Hashes of evaluation images: ``keys[k]`` (id or file stem) has ``phash[k]`` and ``dhash[k]``."""
+
+    keys: list[str] = field(default_factory=list)
+    phash: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    dhash: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def extend(self, other: ExclusionSet) -> None:
+        self.keys += other.keys
+        self.phash = np.concatenate([self.phash, other.phash])
+        self.dhash = np.concatenate([self.dhash, other.dhash])
+        self.failures.update(other.failures)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_exclusion_set(spec: str | Path, workers: int = 0) -> ExclusionSet:
+    """Hash the evaluation images named by ``spec``: a dataset folder or Hub id (its test split), or a folder."""
+    from rankset.io import is_dataset_folder, looks_like_hub_id
+
+    path = Path(spec)
+    if path.is_dir() and not is_dataset_folder(path):
+        files = _folder_images(path)
+        if not files:
+            raise ConfigError(f"--exclude-like {spec} holds no pictures ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        results = hash_files([(p.stem, p) for p in files], workers=workers)
+    elif is_dataset_folder(path) or looks_like_hub_id(str(spec)):
+        results = [hash_bytes(key, data) for key, data in _test_split_images(spec)]
+    else:
+        raise ConfigError(f"--exclude-like {spec} is neither a folder of pictures, a dataset folder nor a Hub id")
+    good = [r for r in results if r.error is None]
+    return ExclusionSet(
+        keys=[r.key for r in good],
+        phash=hex_to_uint64(r.phash for r in good),
+        dhash=hex_to_uint64(r.dhash for r in good),
+        failures={r.key: r.error for r in results if r.error is not None},
+    )
+
+
+def _test_split_images(spec: str | Path) -> list[tuple[str, bytes]]:
+    """(image_id, encoded bytes) of a labeled dataset's ``test`` split."""
+    import datasets
+
+    from rankset.io import load_dataset_dict
+
+    try:
+        dsd = load_dataset_dict(spec)
+    except Exception as e:  # rankset raises its own tree; to the user it is a bad --exclude-like value
+        raise ConfigError(f"--exclude-like {spec}: {e}") from e
+    if "test" not in dsd:
+        raise ConfigError(f"--exclude-like {spec} has no test split (splits: {', '.join(dsd)}); pass a labeled set")
+    test = dsd["test"]
+    if "image" not in test.column_names or "image_id" not in test.column_names:
+        raise ConfigError(f"--exclude-like {spec}: its test split lacks image/image_id; pass a labeled dataset")
+    test = test.cast_column("image", datasets.Image(decode=False))
+    images = []
+    for row in test.select_columns(["image_id", "image"]):
+        data = row["image"]["bytes"]
+        if data is None and row["image"]["path"]:
+            data = Path(row["image"]["path"]).read_bytes()
+        images.append((str(row["image_id"]), data or b""))
+    return images
+
+
+def find_leaks(
+    phash: np.ndarray, dhash: np.ndarray, exclusions: ExclusionSet, phash_threshold: int, dhash_threshold: int
+) -> dict[int, str]:
+    """Map pool position -> the key of the closest evaluation image it near-copies (by pHash distance)."""
+    from harvest.dedup import hamming
+
+    pool_index, excl_index = cross_matches(
+        phash, dhash, exclusions.phash, exclusions.dhash, phash_threshold, dhash_threshold
+    )
+    if len(pool_index) == 0:
+        return {}
+    distance = hamming(np.asarray(phash)[pool_index], exclusions.phash[excl_index])
+    order = np.lexsort((distance, pool_index))  # closest evaluation image first for each pool picture
+    leaks: dict[int, str] = {}
+    for k in order.tolist():
+        leaks.setdefault(int(pool_index[k]), exclusions.keys[int(excl_index[k])])
+    return leaks

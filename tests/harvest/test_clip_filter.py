@@ -1,0 +1,186 @@
+"""CLIP filter: the real open_clip path on a tiny random model, the scoring maths, caching and offline errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harvest.clip_filter import (
+    CROWD_CLASSES,
+    NEGATIVE_CLASSES,
+    TEMPLATES,
+    FilterConfig,
+    class_embeddings,
+    crowd_scores,
+    filter_pool,
+)
+from harvest.dedup_pool import DedupConfig, dedup_pool
+from harvest.embed import EmbeddingCache, load_clip, register_model_configs
+from harvest.errors import ConfigError, ModelUnavailableError
+from harvest.pool import Pool
+from tests.harvest.imagegen import add_pictures, edited_copies, scene
+
+TINY = "crowdrank-test-tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny open_clip model saved as a local checkpoint file (what --checkpoint takes)."""
+    import open_clip
+    import torch
+
+    register_model_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY, pretrained=None)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Pool:
+    pool = Pool.create(tmp_path / "pool")
+    pictures = {f"scene{seed}": scene(seed, 96, 72) for seed in range(5)}
+    pictures["scene0-resized"] = edited_copies(scene(0, 96, 72))["resized"]
+    add_pictures(pool, pictures)
+    broken_id, broken_path = pool.store_image(b"\xff\xd8\xff\xe0 truncated", "jpg")
+    pool.append_rows([{"id": broken_id, "url": "http://b/broken.jpg", "status": "ok", "path": broken_path}])
+    return pool
+
+
+def config(pool: Pool, checkpoint: Path, **overrides) -> FilterConfig:
+    options = {"model": TINY, "checkpoint": checkpoint, "device": "cpu", "workers": 0, "batch_size": 4}
+    options.update(overrides)
+    return FilterConfig(pool.root, progress=False, **options)
+
+
+def test_crowd_score_is_the_softmax_mass_of_the_crowd_classes() -> None:
+    classes = np.eye(4, dtype=np.float32)  # classes 0, 1 are crowd; 2, 3 are negatives
+    images = np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0.5, 0, 0.5, 0]], dtype=np.float32)
+    scores = crowd_scores(images, classes, crowd_classes=2)
+    assert scores[0] > 0.99 and scores[1] < 0.01
+    assert scores[2] == pytest.approx(np.exp(50) / (np.exp(50) * 2 + 2), rel=1e-6)  # tie between classes 0 and 2
+
+
+def test_class_embeddings_match_open_clips_zero_shot_classifier(tiny_checkpoint: Path) -> None:
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+
+    bundle = load_clip(TINY, None, tiny_checkpoint, device="cpu")
+    names = list(CROWD_CLASSES[:3]) + list(NEGATIVE_CLASSES[:2])
+    ours = class_embeddings(bundle.model, bundle.tokenizer, names, TEMPLATES, bundle.device)
+    reference = build_zero_shot_classifier(bundle.model, bundle.tokenizer, names, TEMPLATES, device="cpu")
+    assert ours.shape == (5, 32)
+    np.testing.assert_allclose(ours, reference.T.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_filter_scores_every_picture_and_keeps_those_above_the_threshold(pool: Pool, tiny_checkpoint: Path) -> None:
+    summary = filter_pool(config(pool, tiny_checkpoint, threshold=0.5, workers=1))
+    df = pool.read_index().set_index("url")
+    scored = df[df["clip_score"].notna()]
+    assert len(scored) == 6 and summary.embedded == 6 and summary.model_loaded
+    assert scored["clip_score"].between(0, 1).all()
+    assert (scored["kept"] == (scored["clip_score"] >= 0.5)).all()
+    assert scored["clip_model"].str.startswith(f"{TINY}__ckpt-tiny-").all()
+    broken = df.loc["http://b/broken.jpg"]
+    assert broken["status"] == "decode_error" and not broken["kept"] and summary.failed == 1
+    cached_ids, embeddings = EmbeddingCache(pool.root, summary.model).load()
+    assert sorted(cached_ids) == sorted(scored["id"]) and embeddings.shape == (6, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+
+
+def test_changing_the_threshold_rescores_from_the_cache_without_loading_the_model(
+    pool: Pool, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filter_pool(config(pool, tiny_checkpoint, threshold=0.5))
+    first = pool.read_index().set_index("url")["clip_score"]
+    median = float(first.dropna().median())
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although every embedding is cached")
+
+    monkeypatch.setattr("harvest.embed.load_clip", no_model)
+    summary = filter_pool(config(pool, tiny_checkpoint, threshold=median))
+    df = pool.read_index().set_index("url")
+    assert not summary.model_loaded and summary.from_cache == 6
+    pd.testing.assert_series_equal(df["clip_score"], first)
+    assert df["kept"].sum() == (first >= median).sum() == summary.above_threshold
+
+
+def test_filter_after_dedup_keeps_only_rows_that_pass_both(pool: Pool, tiny_checkpoint: Path) -> None:
+    dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    filter_pool(config(pool, tiny_checkpoint, threshold=0.0))
+    df = pool.read_index().set_index("url")
+    assert df.loc["file:///scene0-resized.jpg", "dup_of"] == df.loc["file:///scene0.jpg", "id"]
+    assert not df.loc["file:///scene0-resized.jpg", "kept"]
+    assert df.loc["file:///scene0.jpg", "kept"] and df["kept"].sum() == 5
+
+
+def test_missing_weights_offline_fail_at_once_saying_how_to_supply_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr("harvest.embed._reachable", lambda *a, **k: False)  # never touch the network in tests
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ModelUnavailableError, match="--checkpoint") as info:
+        load_clip("ViT-B-32", "laion2b_s34b_b79k", None, device="cpu")
+    assert "cannot be reached" in str(info.value)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
+        load_clip("ViT-B-32", "laion2b_s34b_b79k", None, device="cpu")
+
+
+def test_unknown_model_or_tag_fail_with_the_known_names() -> None:
+    with pytest.raises(ConfigError, match="ViT-B-32"):
+        load_clip("ViT-Nope", "laion2b_s34b_b79k", None)
+    with pytest.raises(ConfigError, match="laion2b_s34b_b79k"):
+        load_clip("ViT-B-32", "no-such-tag", None)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    torch.save({"state_dict": {"visual.proj": torch.zeros(3, 3)}}, tmp_path / "other.pt")
+    with pytest.raises(ModelUnavailableError, match="other.pt"):
+        load_clip(TINY, None, tmp_path / "other.pt", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flag"),
+    [({"threshold": 1.5}, "--threshold"), ({"batch_size": 0}, "--batch-size"), ({"device": "gpu"}, "--device")],
+)
+def test_bad_options_fail_naming_the_flag(pool: Pool, tiny_checkpoint: Path, overrides: dict, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        config(pool, tiny_checkpoint, **overrides)
+    with pytest.raises(ConfigError, match="--checkpoint"):
+        config(pool, pool.root / "missing.pt")
+
+
+def test_cli_filter_wiring(pool: Pool, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from harvest.cli import app
+
+    args = ["filter", str(pool.root), "--model", TINY, "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--workers", "0", "--threshold", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "embedded now" in result.output
+    monkeypatch.setattr("harvest.embed._reachable", lambda *a, **k: False)
+    offline = CliRunner().invoke(app, ["filter", str(pool.root), "--device", "cpu"])
+    assert offline.exit_code == 1 and "--checkpoint" in offline.output
+
+
+def test_a_pool_without_stored_pictures_is_filtered_without_loading_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded for a pool with nothing to score")
+
+    monkeypatch.setattr("harvest.embed.load_clip", no_model)
+    empty = Pool.create(tmp_path / "empty")
+    empty.append_rows([{"url": "http://x/a.jpg", "status": "http_404"}])
+    summary = filter_pool(FilterConfig(empty.root, progress=False))
+    assert summary.eligible == 0 and not summary.model_loaded
+    assert pd.isna(empty.read_index().loc[0, "clip_score"])

@@ -1,0 +1,303 @@
+"""Dedup: the banded search equals brute force, and the pool stage marks copies, leaks and failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from harvest.dedup import (
+    band_bounds,
+    cosine_pairs,
+    cross_matches,
+    group_labels,
+    hamming,
+    near_duplicate_groups,
+    near_duplicate_pairs,
+    representatives,
+)
+from harvest.dedup_pool import DedupConfig, dedup_pool
+from harvest.embed import EmbeddingCache
+from harvest.errors import ConfigError
+from harvest.pool import Pool
+from tests.harvest.imagegen import add_pictures, edited_copies, encode, scene, write_folder
+
+
+def random_hashes_with_copies(rng: np.random.Generator, n: int, copies: int, max_flips: int) -> np.ndarray:
+    """``n`` uniform 64-bit hashes; the last ``copies`` repeat the first ones with 0, 1, .., ``max_flips`` flips."""
+    hashes = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
+    for k in range(copies):
+        flips = rng.choice(64, size=k % (max_flips + 1), replace=False)
+        mask = np.uint64(sum(1 << int(b) for b in flips))
+        hashes[n - copies + k] = hashes[k] ^ mask
+    return hashes
+
+
+def brute_force_pairs(phash: np.ndarray, dhash: np.ndarray, tp: int, td: int) -> set[tuple[int, int]]:
+    close = (hamming(phash[:, None], phash[None]) <= tp) & (hamming(dhash[:, None], dhash[None]) <= td)
+    i, j = np.nonzero(np.triu(close, 1))
+    return set(zip(i.tolist(), j.tolist(), strict=True))
+
+
+def test_bands_cover_all_64_bits_without_overlap() -> None:
+    bounds = band_bounds(11)
+    assert sum(width for _, width in bounds) == 64
+    assert [shift for shift, _ in bounds] == list(np.cumsum([0] + [w for _, w in bounds[:-1]]))
+    assert max(w for _, w in bounds) - min(w for _, w in bounds) <= 1
+
+
+@pytest.mark.parametrize(("tp", "td"), [(0, 0), (3, 5), (10, 10), (12, 6)])
+def test_banded_search_finds_exactly_the_brute_force_pairs(tp: int, td: int) -> None:
+    rng = np.random.default_rng(tp * 100 + td)
+    phash = random_hashes_with_copies(rng, 600, 200, max_flips=14)
+    dhash = random_hashes_with_copies(rng, 600, 200, max_flips=14)
+    i, j = near_duplicate_pairs(phash, dhash, tp, td)
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    expected = brute_force_pairs(phash, dhash, tp, td)
+    assert found == expected
+    assert len(expected) > (10 if tp == 0 else 40)  # the test data really holds near pairs
+
+
+def test_cross_matches_equal_brute_force_between_two_sets() -> None:
+    rng = np.random.default_rng(7)
+    phash = random_hashes_with_copies(rng, 500, 100, max_flips=8)
+    dhash = random_hashes_with_copies(rng, 500, 100, max_flips=8)
+    qi, ri = cross_matches(phash[:150], dhash[:150], phash[400:], dhash[400:], 6, 6)
+    close = (hamming(phash[:150, None], phash[None, 400:]) <= 6) & (hamming(dhash[:150, None], dhash[None, 400:]) <= 6)
+    assert set(zip(qi.tolist(), ri.tolist(), strict=True)) == set(
+        zip(*[a.tolist() for a in np.nonzero(close)], strict=True)
+    )
+    assert len(qi) > 30
+
+
+def test_groups_are_transitive_through_a_chain() -> None:
+    a = np.uint64(0)
+    b = np.uint64(0b111)  # 3 bits from a
+    c = np.uint64(0b111111)  # 3 bits from b, 6 from a
+    far = np.uint64(0xFFFF_FFFF_0000_0000)
+    phash = np.array([a, b, c, far], dtype=np.uint64)
+    labels = near_duplicate_groups(phash, phash.copy(), 4, 4)
+    assert labels[0] == labels[1] == labels[2]
+    assert labels[3] != labels[0]
+
+
+def test_group_labels_and_representatives_pick_the_highest_priority_member() -> None:
+    labels = group_labels(5, np.array([0, 3]), np.array([2, 4]))
+    assert labels[0] == labels[2] and labels[3] == labels[4] and len(set(labels.tolist())) == 3
+    reps = representatives(labels, np.array([1.0, 9.0, 5.0, 2.0, 2.0]))
+    assert reps.tolist() == [2, 1, 2, 3, 3]  # ties go to the first item
+
+
+def test_cosine_pairs_equal_brute_force_across_blocks() -> None:
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(90, 16)).astype(np.float32)
+    emb[60:] = emb[:30] + 0.05 * rng.normal(size=(30, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    i, j = cosine_pairs(emb, 0.94, block=32)
+    sims = emb @ emb.T
+    expected = set(zip(*[a.tolist() for a in np.nonzero(np.triu(sims >= 0.94, 1))], strict=True))
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == expected
+    assert len(expected) >= 30
+
+
+# -- the pool stage ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pool_with_copies(tmp_path: Path) -> tuple[Pool, dict[str, str]]:
+    """Six distinct scenes plus four edited copies of scene 0, one byte-identical re-find, one 404 and one bad file."""
+    pool = Pool.create(tmp_path / "pool")
+    pictures = {f"scene{seed}": scene(seed) for seed in range(6)}
+    pictures.update({f"scene0-{edit}": copy for edit, copy in edited_copies(scene(0)).items()})
+    ids = add_pictures(pool, pictures)
+    image_id, path = pool.store_image(encode(scene(5)), "jpg")
+    broken_id, broken_path = pool.store_image(b"\xff\xd8\xff\xe0 this is not really a jpeg", "jpg")
+    pool.append_rows(
+        [
+            {"id": image_id, "url": "http://b/again.jpg", "status": "ok", "path": path, "width": 192, "height": 144},
+            {"id": None, "url": "http://b/missing.jpg", "status": "http_404", "error": "404 Not Found"},
+            {"id": broken_id, "url": "http://b/broken.jpg", "status": "ok", "path": broken_path},
+        ]
+    )
+    ids["broken"] = broken_id
+    return pool, ids
+
+
+def by_url(pool: Pool) -> pd.DataFrame:
+    return pool.read_index().set_index("url")
+
+
+def test_edited_copies_join_the_largest_picture_and_distinct_scenes_stay_apart(pool_with_copies) -> None:
+    pool, ids = pool_with_copies
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = by_url(pool)
+    copies = [f"file:///scene0-{edit}.jpg" for edit in ("resized", "recompressed", "cropped", "brightened")]
+    group = df.loc[["file:///scene0.jpg", *copies]]
+    area_bytes = list(zip(group["width"] * group["height"], group["bytes"], strict=True))
+    largest = group.index[area_bytes.index(max(area_bytes))]
+    assert group.loc[largest, "kept"] and pd.isna(group.loc[largest, "dup_of"])
+    for url in group.index.drop(largest):
+        assert group.loc[url, "dup_of"] == group.loc[largest, "id"], url
+        assert not group.loc[url, "kept"]
+    for seed in range(1, 6):
+        row = df.loc[f"file:///scene{seed}.jpg"]
+        assert row["kept"] and pd.isna(row["dup_of"]), seed
+    assert summary.near_duplicate_groups == 1 and summary.near_duplicate_images == 4
+    assert summary.unique_images == 10
+
+
+def test_byte_identical_refind_points_at_its_own_id_and_only_the_first_row_stays(pool_with_copies) -> None:
+    pool, _ = pool_with_copies
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = by_url(pool)
+    first, again = df.loc["file:///scene5.jpg"], df.loc["http://b/again.jpg"]
+    assert first["kept"] and not again["kept"]
+    assert again["dup_of"] == again["id"] == first["id"]
+    assert summary.exact_duplicate_rows == 1
+
+
+def test_undecodable_file_becomes_a_failed_row_and_failed_fetches_are_left_alone(pool_with_copies) -> None:
+    pool, ids = pool_with_copies
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = by_url(pool)
+    broken = df.loc["http://b/broken.jpg"]
+    assert broken["status"] == "decode_error" and broken["error"] and not broken["kept"]
+    assert summary.decode_failures == 1 and ids["broken"] in summary.failures
+    missing = df.loc["http://b/missing.jpg"]
+    assert missing["status"] == "http_404" and not missing["kept"] and pd.isna(missing["phash"])
+
+
+def test_rerun_is_idempotent_and_reuses_stored_hashes(pool_with_copies) -> None:
+    pool, _ = pool_with_copies
+    dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    columns = ["id", "status", "phash", "dhash", "dup_of", "leak_of", "kept"]
+    before = by_url(pool)[columns].sort_index()
+    again = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    after = by_url(pool)[columns].sort_index()
+    pd.testing.assert_frame_equal(before, after)
+    assert again.hashed == 0 and again.hashes_reused == 10
+
+
+def test_a_stricter_threshold_regroups_from_stored_hashes_without_decoding(pool_with_copies, monkeypatch) -> None:
+    pool, _ = pool_with_copies
+    dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded although its hashes are stored")
+
+    monkeypatch.setattr(Image, "open", no_decoding)
+    strict = dedup_pool(DedupConfig(pool.root, threshold=1, progress=False, workers=1))
+    assert strict.hashed == 0
+    assert 0 < strict.near_duplicate_images < 4  # resized stays (<= 1 bit apart is not guaranteed for all edits)
+
+
+def test_exclude_like_folder_marks_the_copy_of_an_evaluation_image_as_a_leak(pool_with_copies, tmp_path) -> None:
+    pool, ids = pool_with_copies
+    evaluation = write_folder(tmp_path / "eval", {"IMG_7": scene(3).resize((150, 112)), "IMG_8": scene(40)})
+    summary = dedup_pool(DedupConfig(pool.root, exclude_like=(str(evaluation),), progress=False, workers=1))
+    df = by_url(pool)
+    leaked = df.loc["file:///scene3.jpg"]
+    assert leaked["leak_of"] == "IMG_7" and not leaked["kept"]
+    assert df["leak_of"].notna().sum() == 1
+    assert summary.leaked_images == 1 and summary.exclusion_images == 2
+
+
+def test_exclude_like_dataset_uses_the_test_split_image_ids(pool_with_copies, tmp_path) -> None:
+    import datasets
+
+    from rankset.schema import labeled_features
+
+    pool, _ = pool_with_copies
+
+    def rows(split: str, seeds: list[int]):
+        for seed in seeds:
+            yield {
+                "image_id": f"IMG_{seed}",
+                "image": {"bytes": encode(scene(seed)), "path": None},
+                "points": [[1.0, 2.0]],
+                "count": 1,
+                "dataset": "test-set",
+                "split": split,
+            }
+
+    features = labeled_features()
+    dsd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list(list(rows("train", [1])), features=features),
+            "test": datasets.Dataset.from_list(list(rows("test", [2, 41])), features=features),
+        }
+    )
+    dsd.save_to_disk(str(tmp_path / "labeled"))
+    dedup_pool(DedupConfig(pool.root, exclude_like=(str(tmp_path / "labeled"),), progress=False, workers=1))
+    df = by_url(pool)
+    assert df.loc["file:///scene2.jpg", "leak_of"] == "IMG_2"
+    assert pd.isna(df.loc["file:///scene1.jpg", "leak_of"])  # train-split images are not evaluation images
+
+
+def test_clip_stage_merges_pictures_whose_cached_embeddings_nearly_match(pool_with_copies) -> None:
+    pool, ids = pool_with_copies
+    rng = np.random.default_rng(0)
+    names = [f"scene{seed}" for seed in range(1, 6)]
+    emb = rng.normal(size=(5, 8)).astype(np.float32)
+    emb[1] = emb[0] + 0.01  # scene2 looks (to CLIP) like scene1
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    EmbeddingCache(pool.root, "tiny__x").append([ids[n] for n in names], emb)
+    without = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    merged = dedup_pool(DedupConfig(pool.root, clip_threshold=0.94, progress=False, workers=1))
+    assert without.near_duplicate_groups == 1 and merged.near_duplicate_groups == 2
+    assert merged.clip_merged_pairs == 1
+    df = by_url(pool)
+    pair = df.loc[["file:///scene1.jpg", "file:///scene2.jpg"]]
+    assert pair["dup_of"].notna().sum() == 1
+
+
+def test_clip_stage_without_cached_embeddings_says_to_run_filter_first(pool_with_copies) -> None:
+    pool, _ = pool_with_copies
+    with pytest.raises(ConfigError, match="harvest filter"):
+        dedup_pool(DedupConfig(pool.root, clip_threshold=0.94, progress=False, workers=1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"threshold": 40}, "--threshold"),
+        ({"dhash_threshold": -1}, "--dhash-threshold"),
+        ({"clip_threshold": 1.5}, "--clip-threshold"),
+    ],
+)
+def test_bad_options_fail_naming_the_flag(tmp_path: Path, kwargs: dict, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        DedupConfig(tmp_path, **kwargs)
+
+
+def test_exclude_like_pointing_nowhere_fails_before_touching_the_pool(pool_with_copies, tmp_path) -> None:
+    pool, _ = pool_with_copies
+    parts_before = sorted(p.name for p in pool.part_files())
+    with pytest.raises(ConfigError, match="--exclude-like"):
+        dedup_pool(DedupConfig(pool.root, exclude_like=(str(tmp_path / "nope"),), progress=False))
+    assert sorted(p.name for p in pool.part_files()) == parts_before
+
+
+def test_cli_dedup_prints_a_summary(pool_with_copies) -> None:
+    from typer.testing import CliRunner
+
+    from harvest.cli import app
+
+    pool, _ = pool_with_copies
+    result = CliRunner().invoke(app, ["dedup", str(pool.root), "--threshold", "10", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "near-duplicate" in result.output
+    bad = CliRunner().invoke(app, ["dedup", str(pool.root), "--threshold", "99"])
+    assert bad.exit_code != 0 and "--threshold" in bad.output
+
+
+def test_a_pool_without_stored_pictures_dedups_to_nothing(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    pool.append_rows([{"url": "http://x/a.jpg", "status": "timeout", "error": "read timeout"}])
+    summary = dedup_pool(DedupConfig(pool.root, progress=False))
+    row = pool.read_index().iloc[0]
+    assert summary.unique_images == 0 and summary.kept == 0
+    assert row["status"] == "timeout" and not row["kept"] and pd.isna(row["dup_of"])
