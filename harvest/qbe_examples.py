@@ -1,0 +1,136 @@
+"""The example pictures of ``harvest qbe``: a folder of pictures, or the ``train`` split of a labeled dataset.
+
+A folder gives every picture in it (recursively); the example id is the path under the folder without its
+suffix (``IMG_12`` for ``IMG_12.jpg``). A dataset (folder written by rankset, or a Hub id) gives its ``train``
+split only: its ``test`` split is what the run must never copy, so it goes to the leakage guard instead
+(:attr:`ExampleSet.test_split_of`). Dataset pictures are written to a temporary folder for the run, so every
+backend reads an example the same way: from a file.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from harvest.errors import ConfigError
+from harvest.images import sniff_format
+from harvest.leakage import IMAGE_SUFFIXES
+from harvest.pool import EXTENSIONS
+from harvest.sources.by_example import Example
+
+
+@dataclass
+class ExampleSet:
+    """The examples of a run; ``test_split_of`` is the dataset whose test split the leakage guard must load."""
+
+    examples: list[Example]
+    test_split_of: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def public_url(prefix: str | None, file_name: str) -> str | None:
+    """``prefix`` joined with a file name (each path segment URL-quoted); None without a prefix."""
+    if not prefix:
+        return None
+    return (prefix if prefix.endswith("/") else prefix + "/") + quote(file_name)
+
+
+def folder_examples(folder: Path, prefix: str | None) -> list[Example]:
+    """Every picture under ``folder`` (hidden files and folders left out), in a stable order."""
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    examples = []
+    for path in files:
+        relative = path.relative_to(folder)
+        example_id = relative.with_suffix("").as_posix()
+        examples.append(Example(example_id, path, relative.as_posix(), public_url(prefix, relative.as_posix())))
+    return examples
+
+
+def _safe_name(image_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", image_id) or "example"
+
+
+def dataset_examples(spec: str, prefix: str | None, workdir: Path) -> ExampleSet:
+    """The ``train`` split of a labeled dataset, each picture written to ``workdir``; bad rows become notes."""
+    import datasets
+
+    from rankset.io import load_dataset_dict
+
+    try:
+        dsd = load_dataset_dict(spec)
+    except Exception as e:  # rankset raises its own tree; to the user it is a bad --examples value
+        raise ConfigError(f"--examples {spec}: {e}") from e
+    if "train" not in dsd:
+        raise ConfigError(f"--examples {spec} has no train split (splits: {', '.join(dsd)}); pass a labeled dataset")
+    train = dsd["train"]
+    missing = {"image", "image_id"} - set(train.column_names)
+    if missing:
+        raise ConfigError(f"--examples {spec}: its train split lacks {', '.join(sorted(missing))}; pass a labeled set")
+    columns = ["image_id", "image"] + (["source_url"] if "source_url" in train.column_names else [])
+    train = train.cast_column("image", datasets.Image(decode=False)).select_columns(columns)
+    result = ExampleSet([], test_split_of=spec if "test" in dsd else None)
+    if result.test_split_of is None:
+        result.notes.append(f"--examples {spec} has no test split: the leakage guard has only --exclude-like")
+    used: set[str] = set()
+    for row in train:
+        image_id = str(row["image_id"])
+        data = _row_bytes(row["image"])
+        fmt = sniff_format(data[:16]) if data else None
+        if fmt is None:
+            result.notes.append(f"example {image_id!r} skipped: its image bytes are not a known picture format")
+            continue
+        file_name = f"{image_id}.{EXTENSIONS.get(fmt, fmt.lower())}"
+        stored = _safe_name(Path(file_name).stem)
+        while stored in used:  # two ids that differ only in unsafe characters
+            stored += "_"
+        used.add(stored)
+        path = workdir / f"{stored}.{EXTENSIONS.get(fmt, fmt.lower())}"
+        path.write_bytes(data)
+        url = public_url(prefix, file_name) or row.get("source_url")  # an explicit prefix wins
+        result.examples.append(Example(image_id, path, file_name, url))
+    return result
+
+
+def _row_bytes(image: dict[str, Any] | None) -> bytes:
+    if not image:
+        return b""
+    if image.get("bytes"):
+        return image["bytes"]
+    path = image.get("path")
+    try:
+        return Path(path).read_bytes() if path else b""
+    except OSError:
+        return b""
+
+
+@contextmanager
+def open_examples(spec: str, prefix: str | None = None) -> Iterator[ExampleSet]:
+    """The examples named by ``--examples`` (folder or dataset); a dataset's pictures live until the block ends."""
+    from rankset.io import is_dataset_folder, looks_like_hub_id
+
+    path = Path(spec).expanduser()
+    if path.is_dir() and not is_dataset_folder(path):
+        examples = folder_examples(path, prefix)
+        if not examples:
+            raise ConfigError(f"--examples {spec} holds no pictures ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        yield ExampleSet(examples)
+        return
+    if not (is_dataset_folder(path) or looks_like_hub_id(str(spec))):
+        raise ConfigError(f"--examples {spec} is neither a folder of pictures, a dataset folder nor a Hub id user/name")
+    with tempfile.TemporaryDirectory(prefix="crowdrank-qbe-") as workdir:
+        example_set = dataset_examples(str(spec), prefix, Path(workdir))
+        if not example_set.examples:
+            raise ConfigError(f"--examples {spec}: its train split holds no readable pictures")
+        yield example_set
