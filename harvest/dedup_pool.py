@@ -192,14 +192,22 @@ def dedup_pool(config: DedupConfig) -> DedupSummary:
     summary.near_duplicate_groups = int((group_sizes > 1).sum())
     summary.near_duplicate_images = len(dup_of)
 
+    # Leak marks are sticky: a mark set by an earlier run (dedup with other --exclude-like sets, or qbe's
+    # automatic test-split guard) is never dropped by a later run that was not given the same sets.
     leak_of: dict[str, str] = {}
+    if "leak_of" in df.columns:
+        leak_of = {
+            i: k for i, k in zip(df["id"], df["leak_of"], strict=True) if isinstance(i, str) and isinstance(k, str)
+        }
     if len(exclusions.keys) and len(images):
         direct = find_leaks(phash, dhash, exclusions, config.threshold, config.dhash_bits)
         key_of_label: dict[int, str] = {}
         for position, key in direct.items():
             key_of_label.setdefault(int(labels[position]), key)
-        leak_of = {ids[k]: key_of_label[int(lab)] for k, lab in enumerate(labels.tolist()) if lab in key_of_label}
-        summary.leaked_images = len(leak_of)
+        for k, lab in enumerate(labels.tolist()):
+            if lab in key_of_label:
+                leak_of[ids[k]] = key_of_label[int(lab)]
+    summary.leaked_images = len(leak_of)
 
     eligible = eligible_mask(df).tolist()
     row_ids = df["id"].tolist()

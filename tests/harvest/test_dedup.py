@@ -205,6 +205,16 @@ def test_exclude_like_folder_marks_the_copy_of_an_evaluation_image_as_a_leak(poo
     assert summary.leaked_images == 1 and summary.exclusion_images == 2
 
 
+def test_a_later_dedup_without_exclude_like_keeps_earlier_leak_marks(pool_with_copies, tmp_path) -> None:
+    pool, _ = pool_with_copies
+    evaluation = write_folder(tmp_path / "eval", {"IMG_7": scene(3).resize((150, 112))})
+    dedup_pool(DedupConfig(pool.root, exclude_like=(str(evaluation),), progress=False, workers=1))
+    summary = dedup_pool(DedupConfig(pool.root, threshold=8, progress=False, workers=1))
+    leaked = by_url(pool).loc["file:///scene3.jpg"]
+    assert leaked["leak_of"] == "IMG_7" and not leaked["kept"]
+    assert summary.leaked_images == 1
+
+
 def test_exclude_like_dataset_uses_the_test_split_image_ids(pool_with_copies, tmp_path) -> None:
     import datasets
 
