@@ -16,3 +16,83 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """Train, evaluate and predict with crowd-counting density networks (manifests/*.toml)."""
+
+
+@app.command()
+def fit(
+    manifest: str = typer.Argument(..., help="A TOML manifest, e.g. manifests/quickstart.toml."),
+    set_: list[str] = typer.Option([], "--set", help="Override a manifest key: --set schedule.steps=500 (repeat)."),
+    out: str = typer.Option(None, "--out", help="Run folder (default: runs/<name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.pt (model, optimizer, RNG, step)."),
+) -> None:
+    """Train a density network as the manifest says; writes config.toml, metrics.jsonl, last/best.pt, eval.json."""
+    from train.config import load_manifest
+    from train.errors import ConfigError, TrainError
+    from train.loop import fit as run_fit
+    from train.report import print_fit_summary
+
+    try:
+        config = load_manifest(manifest, set_)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        result = run_fit(config, out or f"runs/{config.name}", resume=resume)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_fit_summary(result)
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: str = typer.Argument(..., help="RUN/best.pt or RUN/last.pt."),
+    data: str = typer.Option(..., "--data", help="A labeled dataset folder or Hub id."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    out: str = typer.Option("eval-out", "--out", help="Folder for eval.json and images.csv."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    tile: int = typer.Option(1024, "--tile", help="Largest tile side for whole-image inference."),
+) -> None:
+    """Evaluate a checkpoint on whole images: MAE, RMSE, NAE, GAME(0-3) into eval.json, one CSV row per image."""
+    from pathlib import Path
+
+    from train.errors import ConfigError, TrainError
+    from train.evaluate import EvalConfig, evaluate_checkpoint
+    from train.report import print_eval_summary
+
+    try:
+        config = EvalConfig(Path(checkpoint), data, split, Path(out), device, tile)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        summary = evaluate_checkpoint(config)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_eval_summary(summary, out)
+
+
+@app.command()
+def predict(
+    checkpoint: str = typer.Argument(..., help="RUN/best.pt or RUN/last.pt."),
+    images: list[str] = typer.Argument(..., help="Image files or folders of images."),
+    out: str = typer.Option("predict-out", "--out", help="Folder for counts.csv and overlays/."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    tile: int = typer.Option(1024, "--tile", help="Largest tile side for whole-image inference."),
+) -> None:
+    """Count people in images: counts.csv plus a density overlay PNG per image."""
+    from pathlib import Path
+
+    from train.errors import ConfigError, TrainError
+    from train.predict import PredictConfig, predict_images
+    from train.report import print_predict_summary
+
+    try:
+        config = PredictConfig(Path(checkpoint), tuple(Path(p) for p in images), Path(out), device, tile)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        rows = predict_images(config)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_predict_summary(rows, out)

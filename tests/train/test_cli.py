@@ -1,0 +1,85 @@
+"""CLI wiring only: fit, eval and predict reach the library and map its errors to clean exits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from train.cli import app
+
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+def manifest(tmp_path: Path, blob_data: dict[str, Path]) -> Path:
+    path = tmp_path / "m.toml"
+    path.write_text(
+        f"""name = "cli"
+[model]
+arch = "test-tiny"
+pretrained = "none"
+[data]
+labeled = ["{blob_data["labeled"]}"]
+ranked = ["{blob_data["ranked"]}"]
+eval = "{blob_data["labeled"]}"
+crop = [24, 48]
+input_size = 32
+sigma = 3
+workers = 0
+[tasks.rank]
+sets_per_batch = 2
+[schedule]
+steps = 50
+batch = 4
+eval_every = 2
+[optim]
+name = "adam"
+lr = 0.01
+weight_decay = 0.0
+"""
+    )
+    return path
+
+
+def test_fit_eval_predict_wiring(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = runner.invoke(
+        app, ["fit", str(manifest(tmp_path, blob_data)), "--set", "schedule.steps=2", "--out", str(run)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "best validation MAE" in result.output and (run / "best.pt").is_file()
+    assert "steps = 2" in (run / "config.toml").read_text()
+
+    result = runner.invoke(
+        app, ["eval", str(run / "best.pt"), "--data", str(blob_data["labeled"]), "--out", str(tmp_path / "ev")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ev" / "eval.json").is_file() and "mae" in result.output
+
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    result = runner.invoke(
+        app, ["predict", str(run / "best.pt"), str(tmp_path / "a.png"), "--out", str(tmp_path / "p")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "counts.csv").is_file() and "images counted" in result.output
+
+
+def test_bad_manifest_key_is_a_usage_error_naming_the_key(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["fit", str(manifest(tmp_path, blob_data)), "--set", "schedule.stepz=3"])
+    assert result.exit_code == 2
+    assert "schedule.stepz" in result.output
+
+
+def test_missing_dataset_exits_1_with_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text('[data]\nlabeled = ["nowhere"]\n[schedule]\nparadigm = "count-only"\n')
+    result = runner.invoke(app, ["fit", str(path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "data.labeled[0]" in result.output
+
+
+def test_eval_of_a_missing_checkpoint_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", str(tmp_path / "none.pt"), "--data", "x"])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -1,0 +1,121 @@
+"""Batches: exact crop targets, seeded resumable draw order, ranked sets, dataset errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train.config import config_from_dict
+from train.data import DrawSampler, LabeledCrops, RankedSets, RowSource, open_dataset, raw_row, undecoded
+from train.errors import DataError
+from train.sources import resolve_sources
+
+from .conftest import build_labeled, build_ranked
+
+
+def labeled_source(path: Path) -> RowSource:
+    ds = open_dataset(str(path), "data.labeled[0]", "labeled")["train"]
+    return RowSource(str(path), ds, list(range(len(ds))))
+
+
+def test_crop_targets_sum_to_the_heads_inside_each_flipped_crop(blob_data: dict[str, Path]) -> None:
+    source = labeled_source(blob_data["labeled"])
+    crops = LabeledCrops([source], 32, (16, 40), 3.0, output_stride=4, density_scale=100.0, seed=0)
+    for draw in range(12):
+        pixels, target, count, skipped = crops[(draw % len(crops), draw)]
+        assert pixels.shape == (3, 32, 32) and target.shape == (1, 8, 8) and skipped.item() == 0
+        assert target.sum().item() / 100.0 == pytest.approx(count.item(), abs=1e-3)
+
+
+def test_a_crop_of_the_whole_image_keeps_every_annotated_head(tmp_path: Path) -> None:
+    path = build_labeled(tmp_path / "square", {"train": 3}, size=(40, 40), max_heads=20)
+    source = labeled_source(path)
+    crops = LabeledCrops([source], 40, (40, 40), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    view = undecoded(source.dataset)
+    for draw in range(6):
+        _, target, count, _ = crops[(draw % 3, draw)]
+        assert count.item() == len(raw_row(view, draw % 3)["points"])
+        assert target.sum().item() == pytest.approx(count.item(), abs=1e-3)
+
+
+def test_draw_order_is_a_function_of_the_draw_number_so_resuming_sees_the_same_batches() -> None:
+    full = list(DrawSampler(10, 4, seed=0, stream=1, start=0, batches=6))
+    resumed = list(DrawSampler(10, 4, seed=0, stream=1, start=3 * 4, batches=3))
+    assert resumed == full[3:]
+    first_epoch = [row for batch in full for row, _ in batch][:10]
+    assert sorted(first_epoch) == list(range(10))  # every row once per epoch
+    assert full != list(DrawSampler(10, 4, seed=1, stream=1, start=0, batches=6))
+
+
+def test_ranked_sets_come_out_as_k_patches_at_input_size(blob_data: dict[str, Path]) -> None:
+    ds = open_dataset(str(blob_data["ranked"]), "data.ranked[0]", "ranked")["train"]
+    sets = RankedSets([RowSource("r", ds, [0, 1])], input_size=24, seed=0)
+    patches, skipped = sets[(1, 0)]
+    assert patches.shape == (3, 3, 24, 24) and skipped.item() == 0
+
+
+def test_ranked_sets_of_different_k_fail_before_training(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    other = build_ranked(tmp_path / "k4", sets=2, k=4)
+    config = config_from_dict(
+        {"data": {"labeled": [str(blob_data["labeled"])], "ranked": [str(blob_data["ranked"]), str(other)]}}
+    )
+    with pytest.raises(DataError, match=r"data.ranked\[1\] .* k=4 .* k=3"):
+        resolve_sources(config)
+
+
+def test_a_missing_dataset_names_the_manifest_key(tmp_path: Path) -> None:
+    config = config_from_dict({"data": {"labeled": [str(tmp_path / "nope")]}, "schedule": {"paradigm": "count-only"}})
+    with pytest.raises(DataError, match=r"data.labeled\[0\] = .*nope.* cannot be loaded.*rankset"):
+        resolve_sources(config)
+
+
+def test_a_ranked_set_given_as_labeled_is_refused(blob_data: dict[str, Path]) -> None:
+    config = config_from_dict({"data": {"labeled": [str(blob_data["ranked"])]}, "schedule": {"paradigm": "count-only"}})
+    with pytest.raises(DataError, match="is a ranked dataset, expected labeled"):
+        resolve_sources(config)
+
+
+def test_validation_is_carved_from_train_without_overlap(blob_data: dict[str, Path]) -> None:
+    config = config_from_dict(
+        {
+            "data": {"labeled": [str(blob_data["labeled"])], "eval": str(blob_data["labeled"]), "val_fraction": 0.25},
+            "schedule": {"paradigm": "count-only"},
+        }
+    )
+    sources = resolve_sources(config)
+    train_rows, val_rows = set(sources.labeled[0].indices), set(sources.validation[0].indices)
+    assert len(val_rows) == 4 and not train_rows & val_rows and len(train_rows) == 12
+    assert len(sources.test[0].indices) == 4
+    assert np.all(np.array(sorted(train_rows | val_rows)) == np.arange(16))
+
+
+def test_an_unreadable_image_is_replaced_by_the_next_row_and_counted(tmp_path: Path) -> None:
+    from rankset.io import write_dataset_dict
+    from rankset.schema import labeled_features
+
+    good = raw_row(
+        undecoded(open_dataset(str(build_labeled(tmp_path / "g", {"train": 1})), "k", "labeled")["train"]), 0
+    )
+    broken = {**good, "image_id": "broken", "image": {"bytes": b"not a jpeg", "path": None}}
+
+    def rows() -> object:
+        yield from [broken, good]
+
+    path = write_dataset_dict(tmp_path / "mixed", {"train": (rows, {})}, labeled_features())
+    source = labeled_source(tmp_path / "mixed")
+    crops = LabeledCrops([source], 32, (16, 32), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    _, target, count, skipped = crops[(0, 0)]
+    assert skipped.item() == 1
+    assert target.sum().item() == pytest.approx(count.item(), abs=1e-3)
+    assert path is not None
+
+
+def test_adaptive_sigma_targets_still_sum_to_the_heads_in_the_crop(blob_data: dict[str, Path]) -> None:
+    source = labeled_source(blob_data["labeled"])
+    crops = LabeledCrops([source], 32, (16, 48), "adaptive", output_stride=4, density_scale=1.0, seed=3)
+    for draw in range(6):
+        _, target, count, _ = crops[(draw, draw)]
+        assert target.sum().item() == pytest.approx(count.item(), abs=1e-3)
+    assert len(crops._sigma_cache) == 6  # one kNN computation per image, reused by later crops

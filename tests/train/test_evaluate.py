@@ -1,0 +1,97 @@
+"""Whole-image evaluation: tiling covers every pixel once in the sum, and eval/predict write their files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from train.device import normalize
+from train.evaluate import EvalConfig, evaluate_checkpoint, predict_density, tile_origins
+from train.predict import PredictConfig, predict_images
+
+from .test_loop import tiny_config
+
+
+class PooledBrightness(torch.nn.Module):
+    """A pointwise 'model' (stride 4): each cell is the summed first channel of its 4x4 block, so tiling is exact."""
+
+    output_stride = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(x[:, :1], 4) * 16  # (B, 1, H/4, W/4)
+
+
+def test_tile_origins_cover_the_length_with_the_last_tile_flush() -> None:
+    assert tile_origins(100, 128, 16) == [0]
+    origins = tile_origins(300, 128, 32)
+    assert origins[0] == 0 and origins[-1] == 300 - 128
+    assert all(b - a <= 128 - 32 for a, b in zip(origins, origins[1:], strict=False))
+
+
+def test_tiled_inference_equals_whole_image_inference_for_a_pointwise_model() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, size=(150, 230, 3), dtype=np.uint8)  # not a multiple of 4: padding is exercised
+    model, device = PooledBrightness(), torch.device("cpu")
+    whole = predict_density(model, image, 4, 4096, device, amp=False, density_scale=1.0)
+    tiled = predict_density(model, image, 4, 64, device, amp=False, density_scale=1.0)
+    assert whole.shape == (38, 58)
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-4)
+    expected = normalize(torch.from_numpy(image).permute(2, 0, 1))[0].sum().item()
+    assert whole.sum() == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(blob_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from train.loop import fit
+
+    run = tmp_path_factory.mktemp("eval-run") / "run"
+    fit(tiny_config(blob_data, schedule={"steps": 2, "eval_every": 2}), run, show_progress=False)
+    return run / "best.pt"
+
+
+def test_eval_writes_the_same_summary_and_one_csv_row_per_image(
+    trained_checkpoint: Path, blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = EvalConfig(trained_checkpoint, str(blob_data["labeled"]), "test", tmp_path / "ev", "cpu", 64)
+    summary = evaluate_checkpoint(config, show_progress=False)
+    written = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert written["mae"] == pytest.approx(summary["mae"]) and written["images"] == 4
+    with (tmp_path / "ev" / "images.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image_id"] for r in rows] == ["test-0", "test-1", "test-2", "test-3"]
+    errors = [abs(float(r["predicted"]) - float(r["count"])) for r in rows]
+    assert summary["mae"] == pytest.approx(float(np.mean(errors)))
+
+
+def test_predict_writes_counts_and_overlays_and_records_broken_files(trained_checkpoint: Path, tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((40, 56, 3), dtype=np.uint8)).save(tmp_path / "dark.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    config = PredictConfig(trained_checkpoint, (tmp_path / "dark.png", tmp_path / "broken.jpg"), tmp_path / "out")
+    rows = predict_images(config, show_progress=False)
+    assert [r["status"] for r in rows] == ["ok", "unreadable_image"]
+    assert (tmp_path / "out" / "overlays" / "dark.png").is_file()
+    with (tmp_path / "out" / "counts.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert float(written[0]["count"]) == pytest.approx(rows[0]["count"], rel=1e-5)
+
+
+def test_roi_scales_cells_by_their_inside_share_and_drops_outside_points() -> None:
+    import io
+
+    from train.evaluate import apply_roi
+
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[:, :6] = 255  # the left 6 columns are inside
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, format="PNG")
+    density = np.ones((2, 2))  # cells of 4 px
+    points = np.array([[1.0, 1.0], [7.0, 7.0]])
+    kept_density, kept_points = apply_roi({"bytes": buffer.getvalue(), "path": None}, density, points, 4)
+    np.testing.assert_allclose(kept_density, [[1.0, 0.5], [1.0, 0.5]])
+    assert kept_points.tolist() == [[1.0, 1.0]]

@@ -1,0 +1,134 @@
+"""The training loop on the tiny model: it learns, resumes exactly, stops on divergence, fills the run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from train.checkpoint import load_checkpoint
+from train.config import RunConfig, config_from_dict
+from train.errors import ConfigError, DivergenceError
+from train.loop import fit
+
+
+def tiny_config(blobs: dict[str, Path], **sections: dict[str, Any]) -> RunConfig:
+    """A test-tiny manifest on the blob sets: 32 px crops, Adam, no workers (the suite shares 2 cores)."""
+    table: dict[str, Any] = {
+        "name": "tiny",
+        "model": {"arch": "test-tiny", "pretrained": "none"},
+        "data": {
+            "labeled": [str(blobs["labeled"])],
+            "ranked": [str(blobs["ranked"])],
+            "eval": str(blobs["labeled"]),
+            "crop": [24, 48],
+            "input_size": 32,
+            "sigma": 3.0,
+            "workers": 0,
+            "val_fraction": 0.125,
+        },
+        "tasks": {"rank": {"weight": 1.0, "sets_per_batch": 2}},
+        "schedule": {"paradigm": "multitask", "steps": 8, "batch": 4, "eval_every": 4, "log_every": 2},
+        "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
+    }
+    for name, values in sections.items():
+        table[name] = {**table.get(name, {}), **values}
+    return config_from_dict(table)
+
+
+def test_tiny_model_learns_to_count_better_than_predicting_the_mean(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    config = tiny_config(
+        blob_data,
+        schedule={"paradigm": "count-only", "steps": 80, "batch": 8, "eval_every": 80, "log_every": 10},
+        optim={"name": "adam", "lr": 0.01, "weight_decay": 0.0, "lr_milestones": [60]},
+    )
+    result = fit(config, tmp_path / "run", show_progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert losses[-1] < 0.5 * losses[0]
+    rows = [line.split(",") for line in (tmp_path / "run" / "eval_images.csv").read_text().splitlines()]
+    header = rows[0]
+    truth = np.array([float(r[header.index("count")]) for r in rows[1:]])
+    from train.data import open_dataset
+
+    train_counts = np.array(open_dataset(str(blob_data["labeled"]), "x", "labeled")["train"]["count"], dtype=float)
+    mean_predictor_mae = np.abs(truth - train_counts.mean()).mean()
+    assert result.test["mae"] < mean_predictor_mae
+
+
+def test_resumed_run_matches_an_uninterrupted_one(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    fit(tiny_config(blob_data), tmp_path / "full", show_progress=False)
+    # the interrupted run also loads with a worker process: the batches must not depend on it
+    fit(tiny_config(blob_data, schedule={"steps": 4}), tmp_path / "split", show_progress=False)
+    resumed = tiny_config(blob_data, data={"workers": 1})
+    result = fit(resumed, tmp_path / "split", resume=True, show_progress=False)
+    assert result.resumed_from == 4
+    full, split = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
+    assert split["step"] == 8
+    for name, value in full["model"].items():
+        torch.testing.assert_close(split["model"][name], value, rtol=1e-5, atol=1e-6)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [
+        json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def test_run_folder_holds_config_metrics_checkpoints_eval_and_plots(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    fit(tiny_config(blob_data), tmp_path / "run", show_progress=False)
+    run = tmp_path / "run"
+    for name in (
+        "config.toml",
+        "metrics.jsonl",
+        "last.pt",
+        "best.pt",
+        "eval.json",
+        "plots/loss.png",
+        "plots/val_mae.png",
+        "plots/density_examples.png",
+    ):
+        assert (run / name).is_file(), name
+    report = json.loads((run / "eval.json").read_text())
+    assert {"mae", "rmse", "nae", "game0", "game1", "game2", "game3"} <= set(report)
+    assert report["images"] == 4 and report["split"] == "test"
+    state = load_checkpoint(run / "best.pt")
+    assert state["density_scale"] == 100.0 and state["output_stride"] == 4 and "[schedule]" in state["config_toml"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"count", "rank", "loss", "lr"} <= set(records[0])
+    assert [r["step"] for r in records if "val_mae" in r] == [4, 8]
+
+
+def test_alternate_and_rank_then_finetune_log_only_their_active_terms(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    alternate = tiny_config(blob_data, schedule={"paradigm": "alternate", "alternate_every": 2, "log_every": 2})
+    fit(alternate, tmp_path / "alt", show_progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "alt" / "metrics.jsonl").read_text().splitlines()]
+    terms = [("count" in r, "rank" in r) for r in logged if "loss" in r]
+    assert terms == [(True, False), (False, True), (True, False), (False, True)]
+    finetune = tiny_config(blob_data, schedule={"paradigm": "rank-then-finetune", "rank_steps": 4, "log_every": 4})
+    fit(finetune, tmp_path / "rtf", show_progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "rtf" / "metrics.jsonl").read_text().splitlines()]
+    assert [("count" in r, "rank" in r) for r in logged if "loss" in r] == [(False, True), (True, False)]
+
+
+def test_a_non_finite_loss_stops_the_run_naming_step_and_term(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    config = tiny_config(blob_data, data={"density_scale": 1e38}, schedule={"paradigm": "count-only"})
+    with pytest.raises(DivergenceError, match=r"step 1: loss term 'count' is inf"):
+        fit(config, tmp_path / "run", show_progress=False)
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    config = tiny_config(blob_data, schedule={"steps": 2, "eval_every": 2})
+    fit(config, tmp_path / "run", show_progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(config, tmp_path / "run", show_progress=False)
+
+
+def test_input_size_must_be_a_multiple_of_the_output_stride(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    config = tiny_config(blob_data, data={"input_size": 34})
+    with pytest.raises(ConfigError, match=r"data.input_size = 34 .* stride 4"):
+        fit(config, tmp_path / "run", show_progress=False)

@@ -1,0 +1,362 @@
+"""Manifest configuration: one frozen dataclass per manifest section, TOML loading and ``--set`` overrides.
+
+Precedence is dataclass defaults, then the manifest, then ``--set key=value``. Unknown keys and wrong types
+are :class:`~train.errors.ConfigError` naming the key, the bad value and the fix (DESIGN.md, "Manifests").
+Keys added beyond DESIGN.md's example: ``data.density_scale``, ``data.workers``, ``schedule.rank_steps``,
+``schedule.log_every``, ``schedule.device``, ``schedule.amp``, ``schedule.compile``, ``schedule.eval_tile``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from train.errors import ConfigError
+
+PARADIGMS = ("count-only", "multitask", "alternate", "rank-then-finetune")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    """Raise a ConfigError naming the key, the bad value and what is accepted."""
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is invalid: expected {expected}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: the registered architecture and where its initial weights come from."""
+
+    arch: str = "vgg16-density"
+    pretrained: str = "imagenet"  # "imagenet" | "none" | path to a state dict
+
+    def __post_init__(self) -> None:
+        _require(bool(self.arch), "model.arch", self.arch, "a registered name such as 'vgg16-density'")
+        _require(bool(self.pretrained), "model.pretrained", self.pretrained, "'imagenet', 'none' or a weights path")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: labeled and ranked inputs, the evaluation benchmark, crops and density targets."""
+
+    labeled: list[str] = field(default_factory=list)
+    ranked: list[str] = field(default_factory=list)
+    eval: str = ""  # "" = no evaluation benchmark
+    val_fraction: float = 0.1
+    crop: list[int] = field(default_factory=lambda: [56, 448])
+    input_size: int = 224
+    sigma: float | str = 15.0  # Gaussian sigma in source pixels, or "adaptive" (3-NN, beta 0.3)
+    density_scale: float = 100.0  # targets are multiplied by this inside training; counts never see it
+    workers: int = -1  # DataLoader workers; -1 = min(4, cpus)
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a fraction in [0, 1)")
+        _require(
+            len(self.crop) == 2 and 8 <= self.crop[0] <= self.crop[1],
+            "data.crop",
+            self.crop,
+            "[min_side, max_side] with 8 <= min_side <= max_side, e.g. [56, 448]",
+        )
+        _require(16 <= self.input_size <= 4096, "data.input_size", self.input_size, "an integer in [16, 4096]")
+        if isinstance(self.sigma, str):
+            _require(self.sigma == "adaptive", "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
+        else:
+            _require(self.sigma > 0, "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
+        _require(self.density_scale > 0, "data.density_scale", self.density_scale, "a positive number, e.g. 100")
+        _require(self.workers >= -1, "data.workers", self.workers, "-1 (auto) or a number of workers >= 0")
+
+    @property
+    def num_workers(self) -> int:
+        """The resolved worker count: ``workers``, or min(4, cpus) when it is -1."""
+        return min(4, os.cpu_count() or 1) if self.workers == -1 else self.workers
+
+
+@dataclass(frozen=True)
+class CountTaskConfig:
+    """``[tasks.count]``: the density-map regression task (Eq. 1)."""
+
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, "tasks.count.weight", self.weight, "a weight >= 0")
+
+
+@dataclass(frozen=True)
+class RankTaskConfig:
+    """``[tasks.rank]``: the pairwise ranking hinge on nested patches (Eq. 5)."""
+
+    weight: float = 1.0
+    margin: float = 0.0
+    sets_per_batch: int = 5
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, "tasks.rank.weight", self.weight, "a weight >= 0")
+        _require(self.margin >= 0, "tasks.rank.margin", self.margin, "a margin >= 0")
+        _require(self.sets_per_batch >= 1, "tasks.rank.sets_per_batch", self.sets_per_batch, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """``[tasks]``: the loss terms a run may use; the paradigm decides which are active at each step."""
+
+    count: CountTaskConfig = field(default_factory=CountTaskConfig)
+    rank: RankTaskConfig = field(default_factory=RankTaskConfig)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """``[schedule]``: the paradigm, step budget, batch size, evaluation cadence and speed switches."""
+
+    paradigm: str = "multitask"
+    steps: int = 20000
+    batch: int = 25
+    alternate_every: int = 300
+    rank_steps: int = 0  # rank-then-finetune: steps of rank-only training before count-only fine-tuning
+    eval_every: int = 1000
+    log_every: int = 50
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored elsewhere)
+    compile: bool = False  # torch.compile the model
+    eval_tile: int = 1024  # whole-image evaluation tiles at most this many pixels a side
+
+    def __post_init__(self) -> None:
+        _require(self.paradigm in PARADIGMS, "schedule.paradigm", self.paradigm, f"one of {', '.join(PARADIGMS)}")
+        _require(self.steps >= 1, "schedule.steps", self.steps, "an integer >= 1")
+        _require(self.batch >= 1, "schedule.batch", self.batch, "an integer >= 1")
+        _require(self.alternate_every >= 1, "schedule.alternate_every", self.alternate_every, "an integer >= 1")
+        _require(self.eval_every >= 1, "schedule.eval_every", self.eval_every, "an integer >= 1")
+        _require(self.log_every >= 1, "schedule.log_every", self.log_every, "an integer >= 1")
+        _require(self.device in DEVICES, "schedule.device", self.device, f"one of {', '.join(DEVICES)}")
+        _require(self.eval_tile >= 64, "schedule.eval_tile", self.eval_tile, "a tile side >= 64 pixels")
+        if self.paradigm == "rank-then-finetune":
+            _require(
+                0 < self.rank_steps < self.steps,
+                "schedule.rank_steps",
+                self.rank_steps,
+                f"0 < rank_steps < schedule.steps ({self.steps}) for paradigm 'rank-then-finetune'",
+            )
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """``[optim]``: optimizer and step learning-rate schedule (MultiStepLR)."""
+
+    name: str = "sgd"
+    lr: float = 1e-6
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(self.name in OPTIMIZERS, "optim.name", self.name, f"one of {', '.join(OPTIMIZERS)}")
+        _require(0 < self.lr < 10, "optim.lr", self.lr, "a learning rate in (0, 10)")
+        _require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "a momentum in [0, 1)")
+        _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a weight decay >= 0")
+        _require(
+            list(self.lr_milestones) == sorted(self.lr_milestones) and all(m > 0 for m in self.lr_milestones),
+            "optim.lr_milestones",
+            self.lr_milestones,
+            "increasing positive step numbers, e.g. [10000]",
+        )
+        _require(0 < self.lr_gamma <= 1, "optim.lr_gamma", self.lr_gamma, "a factor in (0, 1]")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole manifest: run name, seed and every section. Cross-section rules are checked here."""
+
+    name: str = "run"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "name", self.name, "a non-empty run name")
+        _require(
+            bool(self.data.labeled),
+            "data.labeled",
+            self.data.labeled,
+            "at least one labeled dataset folder or Hub id (every paradigm trains the count task)",
+        )
+        if self.schedule.paradigm != "count-only":
+            _require(
+                bool(self.data.ranked),
+                "data.ranked",
+                self.data.ranked,
+                f"at least one ranked-set folder for paradigm {self.schedule.paradigm!r} "
+                "(or set schedule.paradigm = 'count-only')",
+            )
+        _require(
+            self.data.crop[0] <= self.data.crop[1],
+            "data.crop",
+            self.data.crop,
+            "min <= max",
+        )
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the field type ``hint``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} = {value!r} has the wrong type: expected {_type_name(hint)}")
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} = {value!r} has the wrong type: expected a list of {_type_name(item_hint)}")
+        return [_coerce(v, item_hint, f"{key}[{i}]") for i, v in enumerate(value)]
+    ok = (
+        (hint is bool and isinstance(value, bool))
+        or (hint is int and isinstance(value, int) and not isinstance(value, bool))
+        or (hint is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (hint is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} has the wrong type: expected {_type_name(hint)}")
+    return float(value) if hint is float else value
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from a TOML table, refusing unknown keys and wrong types."""
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown key {full!r}; valid keys here: {', '.join(prefix + n for n in names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{full} must be a table ([{full}]), got {value!r}")
+            kwargs[key] = _build(hint, value, f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, hint, full)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # a dataclass refusing a value it cannot even compare
+        raise ConfigError(f"invalid [{prefix.rstrip('.') or 'manifest'}]: {e}") from e
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"schedule.steps=500"`` -> (["schedule", "steps"], 500); values are TOML, bare words are strings."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r} is not key=value; e.g. --set schedule.steps=500")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r} has an empty key; e.g. --set schedule.steps=500")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare path or word: data.eval=data/shb
+    return key.split("."), value
+
+
+def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of the manifest table with each ``key=value`` set; the key must name an existing field."""
+    result = _deep_copy(table)
+    for item in overrides:
+        path, value = parse_override(item)
+        node: dict[str, Any] = result
+        cls: Any = RunConfig
+        for depth, part in enumerate(path):
+            names = [f.name for f in dataclasses.fields(cls)]
+            if part not in names:
+                done = ".".join(path[:depth])
+                prefix = f"{done}." if done else ""
+                raise ConfigError(
+                    f"--set {item!r}: unknown key {prefix + part!r}; valid keys: {', '.join(prefix + n for n in names)}"
+                )
+            hint = _hints(cls)[part]
+            last = depth == len(path) - 1
+            if dataclasses.is_dataclass(hint) and not last:
+                node = node.setdefault(part, {})
+                cls = hint
+            elif last and not dataclasses.is_dataclass(hint):
+                node[part] = value
+            else:
+                raise ConfigError(f"--set {item!r}: {'.'.join(path[: depth + 1])} is a section, not a value")
+    return result
+
+
+def _deep_copy(table: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in table.items()}
+
+
+def config_from_dict(table: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
+    """A validated RunConfig from a manifest table plus ``--set`` overrides."""
+    return _build(RunConfig, apply_overrides(table, overrides or []), "")
+
+
+def load_manifest(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a TOML manifest, apply overrides and validate everything before any work starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"manifest {path} does not exist; pass a TOML file such as manifests/quickstart.toml")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"manifest {path} is not valid TOML: {e}") from e
+    return config_from_dict(table, overrides)
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The resolved manifest as plain data (saved in the run folder and every checkpoint)."""
+    return dataclasses.asdict(config)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """The resolved manifest as TOML text; ``load_manifest`` of it gives back an equal config."""
+    lines: list[str] = []
+
+    def emit(table: dict[str, Any], header: str) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if header and scalars:
+            lines.append(f"\n[{header}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in table.items():
+            if isinstance(v, dict):
+                emit(v, f"{header}.{k}" if header else k)
+
+    emit(config_to_dict(config), "")
+    return "\n".join(lines).lstrip("\n") + "\n"

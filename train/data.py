@@ -1,0 +1,244 @@
+"""Training data: labeled crops with density targets, ranked patch sets, and their seeded, resumable loaders.
+
+Every batch is a pure function of (seed, stream, draw number): the i-th item ever drawn from a stream is
+row ``perm_epoch[i % n]`` with ``perm_epoch`` a seeded permutation per epoch, and its crop and flip come
+from an RNG seeded with (seed, stream, i). So a resumed run that starts drawing at the right draw number
+sees exactly the batches an uninterrupted run would, whatever the number of DataLoader workers.
+This is the one module of train that opens dataset files.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from train.errors import DataError
+from train.targets import adaptive_sigmas, density_map, points_in_box
+
+LABELED_STREAM = 1
+RANKED_STREAM = 2
+MAX_SUBSTITUTES = 16  # an unreadable row is replaced by the next readable one, at most this many rows on
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """Rows ``indices`` of one split of one dataset (an HF ``Dataset`` whose images are not decoded)."""
+
+    name: str
+    dataset: Any
+    indices: list[int]
+
+
+def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
+    """Load the DatasetDict named by manifest ``key``; any failure is a DataError naming the key and the fix."""
+    from rankset.io import load_dataset_dict
+    from rankset.schema import dataset_kind
+
+    try:
+        dsd = load_dataset_dict(path_or_id)
+    except Exception as e:  # InputError, PublishError, Arrow errors: all "this dataset cannot be used"
+        fix = "rankset import/synth" if kind == "labeled" else "rankset build"
+        raise DataError(f"{key} = {path_or_id!r} cannot be loaded: {e}. Make it with `{fix} ... --out DIR`") from e
+    for split, ds in dsd.items():
+        found = dataset_kind(ds.features)
+        if found != kind:
+            raise DataError(
+                f"{key} = {path_or_id!r} split {split!r} is a {found} dataset, expected {kind} "
+                f"(columns {sorted(ds.features)})"
+            )
+    return dsd
+
+
+def undecoded(ds: Any) -> Any:
+    """A view of ``ds`` whose rows are plain Arrow values: images stay encoded ({"bytes", "path"}), so each
+    worker decodes only what it uses."""
+    return ds.with_format("arrow")
+
+
+def raw_row(ds: Any, row: int) -> dict[str, Any]:
+    """Row ``row`` of an :func:`undecoded` view as a dict of Python values."""
+    return ds[row].to_pylist()[0]
+
+
+def decode_image(value: Any, mode: str = "RGB") -> Any:
+    """A PIL image in ``mode`` from an HF image cell ({"bytes", "path"})."""
+    from PIL import Image
+
+    source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+    return Image.open(source).convert(mode)
+
+
+def ranked_set_size(ds: Any, key: str) -> int:
+    """k, the number of patches per set, checked to be the same for every row of ``ds``."""
+    import pyarrow.compute as pc
+
+    column = ds.data.column("images")
+    lengths = pc.list_value_length(column)
+    low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+    if low is None:
+        raise DataError(f"{key} has no ranked sets; rebuild it with `rankset build ... --out DIR`")
+    if low != high or low < 2:
+        raise DataError(f"{key} has sets of {low} to {high} patches; every set needs the same k >= 2")
+    return int(low)
+
+
+def draw_indices(n_items: int, seed: int, stream: int, draw: int) -> int:
+    """The row drawn at global ``draw`` number: a seeded permutation per epoch, cycled."""
+    epoch, position = divmod(draw, n_items)
+    order = np.random.default_rng([seed, stream, epoch]).permutation(n_items)
+    return int(order[position])
+
+
+class DrawSampler:
+    """Batch sampler: batches of (row, draw) for draws ``start``, ``start + 1``, ... (``batches`` batches)."""
+
+    def __init__(self, n_items: int, per_batch: int, seed: int, stream: int, start: int, batches: int) -> None:
+        self.n_items, self.per_batch, self.seed, self.stream = n_items, per_batch, seed, stream
+        self.start, self.batches = start, batches
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for b in range(self.batches):
+            first = self.start + b * self.per_batch
+            draws = range(first, first + self.per_batch)
+            yield [(draw_indices(self.n_items, self.seed, self.stream, d), d) for d in draws]
+
+
+class LabeledCrops:
+    """Random square crops of labeled images with their density targets (a map-style torch dataset).
+
+    Item (row, draw) -> (uint8 image (3, S, S), float32 target (1, S/s, S/s) * density_scale, count, skipped). The crop
+    side is uniform in ``crop`` (clipped to the image), the crop is flipped with probability 1/2, points are
+    transformed exactly and the density is built after the transform, so the target sums to the heads inside.
+    """
+
+    def __init__(
+        self,
+        sources: list[RowSource],
+        input_size: int,
+        crop: tuple[int, int],
+        sigma: float | str,
+        output_stride: int,
+        density_scale: float,
+        seed: int,
+    ) -> None:
+        self.sources = [RowSource(s.name, undecoded(s.dataset), s.indices) for s in sources]
+        self.rows = [(i, r) for i, s in enumerate(self.sources) for r in s.indices]
+        self.input_size, self.crop, self.sigma = input_size, crop, sigma
+        self.output_stride, self.density_scale, self.seed = output_stride, density_scale, seed
+        self._sigma_cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Any, Any, Any, Any]:
+        """(pixels, target, count, skipped): ``skipped`` counts unreadable rows replaced by the rows after them."""
+        import torch
+
+        index, draw = item
+        for skipped in range(min(MAX_SUBSTITUTES, len(self.rows))):
+            try:
+                return (*self._crop((index + skipped) % len(self.rows), draw), torch.tensor(skipped))
+            except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a broken or truncated file
+                last_error = e
+        raise DataError(f"{MAX_SUBSTITUTES} labeled rows in a row cannot be decoded; last: {last_error}")
+
+    def _crop(self, index: int, draw: int) -> tuple[Any, Any, Any]:
+        import torch
+        from PIL import Image
+
+        source, row = self.rows[index]
+        record = raw_row(self.sources[source].dataset, row)
+        image = decode_image(record["image"])
+        points = np.asarray(record["points"] or [], dtype=np.float64).reshape(-1, 2)
+        if self.sigma == "adaptive":
+            if index not in self._sigma_cache:
+                self._sigma_cache[index] = adaptive_sigmas(points)
+            sigmas = self._sigma_cache[index]
+        else:
+            sigmas = np.full(len(points), float(self.sigma))
+        rng = np.random.default_rng([self.seed, LABELED_STREAM, draw])
+        width, height = image.size
+        smallest = min(width, height)
+        side = int(rng.integers(min(self.crop[0], smallest), min(self.crop[1], smallest) + 1))
+        x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+        inside, mask = points_in_box(points, (x0, y0, x0 + side, y0 + side))
+        patch = image.crop((x0, y0, x0 + side, y0 + side)).resize((self.input_size,) * 2, Image.BILINEAR)
+        if rng.random() < 0.5:
+            patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
+            inside[:, 0] = side - inside[:, 0]
+        scale = self.input_size / side
+        target = density_map(inside * scale, (self.input_size,) * 2, sigmas[mask] * scale, cell=self.output_stride)
+        pixels = torch.from_numpy(np.array(patch, dtype=np.uint8)).permute(2, 0, 1)  # (3, S, S)
+        density = torch.from_numpy(target * self.density_scale)[None]  # (1, S/s, S/s)
+        return pixels, density, torch.tensor(float(len(inside)))
+
+
+class RankedSets:
+    """Whole ranked sets: item (row, draw) -> (uint8 patches (k, 3, S, S) largest first, flipped together, skipped)."""
+
+    def __init__(self, sources: list[RowSource], input_size: int, seed: int) -> None:
+        self.sources = [RowSource(s.name, undecoded(s.dataset), s.indices) for s in sources]
+        self.rows = [(i, r) for i, s in enumerate(self.sources) for r in s.indices]
+        self.input_size, self.seed = input_size, seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Any, Any]:
+        """(patches, skipped): an unreadable set is replaced by the next one and counted in ``skipped``."""
+        import torch
+
+        index, draw = item
+        for skipped in range(min(MAX_SUBSTITUTES, len(self.rows))):
+            try:
+                return self._set((index + skipped) % len(self.rows), draw), torch.tensor(skipped)
+            except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a broken or truncated file
+                last_error = e
+        raise DataError(f"{MAX_SUBSTITUTES} ranked sets in a row cannot be decoded; last: {last_error}")
+
+    def _set(self, index: int, draw: int) -> Any:
+        import torch
+        from PIL import Image
+
+        source, row = self.rows[index]
+        cells = raw_row(self.sources[source].dataset, row)["images"]
+        flip = np.random.default_rng([self.seed, RANKED_STREAM, draw]).random() < 0.5
+        patches = []
+        for cell in cells:
+            patch = decode_image(cell)
+            if patch.size != (self.input_size, self.input_size):
+                patch = patch.resize((self.input_size,) * 2, Image.BILINEAR)
+            if flip:
+                patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
+            patches.append(torch.from_numpy(np.array(patch, dtype=np.uint8)).permute(2, 0, 1))
+        return torch.stack(patches)  # (k, 3, S, S)
+
+
+def make_loader(dataset: Any, sampler: DrawSampler, workers: int, pin_memory: bool) -> Any:
+    """A DataLoader over ``sampler``'s batches, with persistent workers when there are workers."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def carve_validation(train_rows: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(train_rows)`` into (train, validation) with a seeded shuffle; validation gets ``fraction``."""
+    order = np.random.default_rng([seed, 7]).permutation(train_rows).tolist()
+    n_val = int(round(train_rows * fraction))
+    if fraction > 0 and train_rows > 1:
+        n_val = min(max(n_val, 1), train_rows - 1)
+    return sorted(order[n_val:]), sorted(order[:n_val])

@@ -1,0 +1,176 @@
+"""Whole-image evaluation: tiled inference in bounded memory, per-image rows and the eval.json summary.
+
+An image is padded on the right and bottom to a multiple of the output stride and, when larger than
+``tile`` pixels a side, cut into overlapping tiles aligned to the stride. Each output cell is the average of
+the tiles that cover it, so the whole map is one consistent density and its sum is the predicted count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.data import RowSource, decode_image, raw_row, undecoded
+from train.device import autocast, normalize
+from train.errors import ConfigError, DataError
+from train.metrics import GAME_LEVELS, game, summarise
+from train.runlog import write_json, write_rows_csv
+
+
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering [0, length), ``overlap`` apart at least; last flush."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    origins = list(range(0, length - tile, step))
+    return [*origins, length - tile]
+
+
+def predict_density(
+    model: Any, image: np.ndarray, stride: int, tile: int, device: Any, amp: bool, density_scale: float
+) -> np.ndarray:
+    """(ceil(H/s), ceil(W/s)) density in people per cell for an (H, W, 3) uint8 image, in tiles of <= ``tile``."""
+    import torch
+
+    height, width = image.shape[:2]
+    padded_h, padded_w = math.ceil(height / stride) * stride, math.ceil(width / stride) * stride
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)  # (3, H, W)
+    batch = torch.zeros(3, padded_h, padded_w, device=device)  # zeros = the mean colour after normalising
+    batch[:, :height, :width] = normalize(pixels)
+    tile = max(stride, tile // stride * stride)
+    overlap = max(stride, tile // 8 // stride * stride)
+    total = torch.zeros(padded_h // stride, padded_w // stride, device=device)
+    cover = torch.zeros_like(total)
+    with torch.no_grad(), autocast(device, amp):
+        for y in tile_origins(padded_h, tile, overlap):
+            for x in tile_origins(padded_w, tile, overlap):
+                window = batch[:, y : y + tile, x : x + tile][None]  # (1, 3, <=T, <=T)
+                out = model(window)[0, 0].float()  # (<=T/s, <=T/s)
+                rows, cols = (
+                    slice(y // stride, y // stride + out.shape[0]),
+                    slice(x // stride, x // stride + out.shape[1]),
+                )
+                total[rows, cols] += out
+                cover[rows, cols] += 1
+    return (total / cover.clamp(min=1) / density_scale).cpu().numpy()
+
+
+def apply_roi(roi: dict[str, Any], density: np.ndarray, points: np.ndarray, stride: int) -> tuple:
+    """Keep only the region of interest: each density cell is scaled by the share of its pixels inside the mask
+    (an L-mode image, non-zero inside), and points outside the mask are dropped (they are not evaluated)."""
+    mask = np.array(decode_image(roi, mode="L")) > 0  # (H, W)
+    height, width = density.shape[0] * stride, density.shape[1] * stride
+    padded = np.zeros((height, width), dtype=np.float64)
+    padded[: mask.shape[0], : mask.shape[1]] = mask[:height, :width]
+    share = padded.reshape(density.shape[0], stride, density.shape[1], stride).mean(axis=(1, 3))  # (h, w)
+    if len(points):
+        cols = np.clip(points[:, 0].astype(int), 0, mask.shape[1] - 1)
+        rows = np.clip(points[:, 1].astype(int), 0, mask.shape[0] - 1)
+        points = points[mask[rows, cols]]
+    return density * share, points
+
+
+def evaluate_rows(
+    model: Any,
+    sources: list[RowSource],
+    stride: int,
+    tile: int,
+    device: Any,
+    amp: bool,
+    density_scale: float,
+    progress: Any | None = None,
+) -> list[dict[str, Any]]:
+    """One row per image: id, annotated and predicted counts, GAME(0..3); an unreadable image is a failed row."""
+    was_training = model.training
+    model.eval()
+    rows: list[dict[str, Any]] = []
+    for source in sources:
+        ds = undecoded(source.dataset)
+        for index in source.indices:
+            if progress is not None:
+                progress()
+            record = raw_row(ds, index)
+            row: dict[str, Any] = {"image_id": record["image_id"], "dataset": source.name, "status": "ok", "error": ""}
+            try:
+                image = np.array(decode_image(record["image"]))
+            except Exception as e:  # PIL raises many types for a broken file; the row records it
+                rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
+                continue
+            density = predict_density(model, image, stride, tile, device, amp, density_scale)
+            points = np.asarray(record["points"] or [], dtype=np.float64).reshape(-1, 2)
+            if record.get("roi") is not None:
+                density, points = apply_roi(record["roi"], density, points, stride)
+            size = (image.shape[1], image.shape[0])
+            row.update(count=float(record["count"]), predicted=float(density.sum()))
+            for level in GAME_LEVELS:
+                row[f"game{level}"] = game(density, points, size, stride, level)
+            rows.append(row)
+    model.train(was_training)
+    return rows
+
+
+def evaluate_sources(model: Any, sources: list[RowSource], **kwargs: Any) -> tuple[dict[str, float], list[dict]]:
+    """(summary over readable images, every row) for the rows of ``sources``."""
+    rows = evaluate_rows(model, sources, **kwargs)
+    summary = summarise([r for r in rows if r["status"] == "ok"])
+    summary["failed"] = sum(r["status"] != "ok" for r in rows)
+    return summary, rows
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``train eval``: a checkpoint, a labeled dataset (folder or Hub id), its split and an output folder."""
+
+    checkpoint: Path
+    data: str
+    split: str = "test"
+    out: Path = Path("eval-out")
+    device: str = "auto"
+    tile: int = 1024
+
+    def __post_init__(self) -> None:
+        if not Path(self.checkpoint).is_file():
+            raise ConfigError(f"CHECKPOINT {self.checkpoint} does not exist; pass RUN_DIR/best.pt")
+        if not self.split:
+            raise ConfigError("--split is empty; pass test, validation or train")
+        if self.tile < 64:
+            raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
+
+
+def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Evaluate a checkpoint on one split: writes ``eval.json`` and ``images.csv`` to ``out``; returns the summary."""
+    from rich.progress import Progress
+
+    from train.checkpoint import model_from_checkpoint
+    from train.data import open_dataset
+    from train.device import resolve_device
+
+    device = resolve_device(config.device)
+    model, state, run_config = model_from_checkpoint(config.checkpoint, device)
+    dsd = open_dataset(config.data, "--data", "labeled")
+    if config.split not in dsd:
+        raise DataError(f"--split {config.split!r} is not in {config.data} (splits: {', '.join(sorted(dsd))})")
+    ds = dsd[config.split]
+    source = RowSource(config.data, ds, list(range(len(ds))))
+    with Progress(disable=not show_progress) as progress:
+        task = progress.add_task(f"eval {config.split}", total=len(ds))
+        summary, rows = evaluate_sources(
+            model,
+            [source],
+            stride=int(state["output_stride"]),
+            tile=config.tile,
+            device=device,
+            amp=run_config.schedule.amp,
+            density_scale=float(state["density_scale"]),
+            progress=lambda: progress.advance(task),
+        )
+    summary.update(split=config.split, checkpoint=str(config.checkpoint), step=int(state["step"]), data=config.data)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "eval.json", summary)
+    write_rows_csv(out / "images.csv", rows)
+    return summary

@@ -1,0 +1,301 @@
+"""The training loop, top to bottom: set up, then ``train_step()`` per step, ``evaluate()`` every ``eval_every``.
+
+``fit`` owns the run folder (DESIGN.md): ``config.toml``, ``metrics.jsonl``, ``last.pt``, ``best.pt``
+(lowest validation MAE, never chosen on test), ``eval.json`` (test split, once, with ``best.pt``) and
+``plots/``. ``resume=True`` restores model, optimizer, scheduler, step and RNG states from ``last.pt``; the
+data order is a function of the draw number (train.data), so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from train.config import RunConfig, config_to_dict, config_to_toml
+from train.data import LABELED_STREAM, RANKED_STREAM, DrawSampler, LabeledCrops, RankedSets, make_loader
+from train.device import autocast, normalize, resolve_device, to_device
+from train.errors import ConfigError, DivergenceError
+from train.evaluate import evaluate_sources
+from train.losses import multitask_loss
+from train.paradigms import active_tasks, batches_before
+from train.runlog import MetricsLog, write_json, write_rows_csv, write_text_atomic
+from train.sources import RunSources, resolve_sources
+
+
+@dataclass
+class FitResult:
+    """What a finished run reports: where it is, how far it went, its best validation and test numbers."""
+
+    out: Path
+    steps: int
+    resumed_from: int
+    best_val_mae: float
+    test: dict[str, float] = field(default_factory=dict)
+    last_terms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def build_optimizer(model: Any, config: RunConfig) -> tuple[Any, Any]:
+    """The optimizer of ``[optim]`` and a per-step MultiStepLR over ``lr_milestones``."""
+    import torch
+
+    o = config.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.name == "sgd":
+        optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    elif o.name == "adam":
+        optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(o.lr_milestones), gamma=o.lr_gamma)
+    return optimizer, scheduler
+
+
+def train_step(
+    model: Any,
+    optimizer: Any,
+    count_batch: tuple[Any, ...] | None,
+    rank_batch: Any | None,
+    config: RunConfig,
+    device: Any,
+) -> dict[str, Any]:
+    """One optimisation step on the active tasks; both tasks share one forward pass. Returns the loss terms."""
+    parts, count_n = [], 0
+    if count_batch is not None:
+        images, targets = count_batch[0], count_batch[1]  # (B, 3, S, S) uint8, (B, 1, S/s, S/s)
+        parts.append(images)
+        count_n = images.shape[0]
+    if rank_batch is not None:
+        sets, k = rank_batch.shape[:2]  # (N, k, 3, S, S) uint8
+        parts.append(rank_batch.flatten(0, 1))  # (N*k, 3, S, S)
+    pixels = parts[0] if len(parts) == 1 else _cat(parts)
+    x = normalize(to_device(pixels, device, channels_last=True))
+    with autocast(device, config.schedule.amp):
+        out = model(x)  # (B + N*k, 1, S/s, S/s)
+    count_pred = out[:count_n] if count_batch is not None else None
+    count_target = to_device(targets, device) if count_batch is not None else None
+    rank_pred = out[count_n:].unflatten(0, (sets, k)) if rank_batch is not None else None  # (N, k, 1, h, w)
+    terms = multitask_loss(
+        count_pred,
+        count_target,
+        rank_pred,
+        config.tasks.count.weight,
+        config.tasks.rank.weight,
+        config.tasks.rank.margin,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    return terms
+
+
+def _cat(parts: list[Any]) -> Any:
+    import torch
+
+    return torch.cat(parts)
+
+
+def evaluate(model: Any, sources: list, config: RunConfig, device: Any) -> tuple[dict[str, float], list[dict]]:
+    """Whole-image metrics of ``model`` on ``sources`` (validation or test rows)."""
+    return evaluate_sources(
+        model,
+        sources,
+        stride=int(model.output_stride),
+        tile=config.schedule.eval_tile,
+        device=device,
+        amp=config.schedule.amp,
+        density_scale=config.data.density_scale,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_iterators(config: RunConfig, sources: RunSources, stride: int, start: int, pin_memory: bool) -> tuple:
+    """Iterators over the count and rank batches steps ``start``.. will consume (None for a task never used)."""
+    schedule, workers = config.schedule, config.data.num_workers
+    count_from, rank_from = batches_before(schedule, start)
+    count_to, rank_to = batches_before(schedule, schedule.steps)
+    count_iter = rank_iter = None
+    if count_to > count_from:
+        crops = LabeledCrops(
+            sources.labeled,
+            config.data.input_size,
+            (config.data.crop[0], config.data.crop[1]),
+            config.data.sigma,
+            stride,
+            config.data.density_scale,
+            config.seed,
+        )
+        first, batches = count_from * schedule.batch, count_to - count_from
+        sampler = DrawSampler(len(crops), schedule.batch, config.seed, LABELED_STREAM, first, batches)
+        count_iter = iter(make_loader(crops, sampler, workers, pin_memory))
+    if rank_to > rank_from:
+        ranked = RankedSets(sources.ranked, config.data.input_size, config.seed)
+        per = config.tasks.rank.sets_per_batch
+        sampler = DrawSampler(len(ranked), per, config.seed, RANKED_STREAM, rank_from * per, rank_to - rank_from)
+        rank_iter = iter(make_loader(ranked, sampler, workers, pin_memory))
+    return count_iter, rank_iter
+
+
+def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress: bool = True) -> FitResult:
+    """Train ``config`` into run folder ``out``; every check that can fail does so before the first step."""
+    import torch
+
+    from train.models import create_model
+    from train.plots import plot_run
+
+    started = time.perf_counter()
+    out = Path(out)
+    if (out / "last.pt").exists() and not resume:
+        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    if resume and not (out / "last.pt").exists():
+        raise ConfigError(f"--resume: {out / 'last.pt'} does not exist; run without --resume first")
+    seed_everything(config.seed)
+    device = resolve_device(config.schedule.device)
+    sources = resolve_sources(config)
+    model = create_model(config.model.arch, pretrained=config.model.pretrained)
+    stride = int(model.output_stride)
+    if config.data.input_size % stride:
+        raise ConfigError(
+            f"data.input_size = {config.data.input_size} is not a multiple of {config.model.arch}'s output stride "
+            f"{stride}; use e.g. {config.data.input_size // stride * stride or stride}"
+        )
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = build_optimizer(model, config)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    write_text_atomic(out / "config.toml", config_to_toml(config))
+    log = MetricsLog(out / "metrics.jsonl")
+    start, best_val = 0, math.inf
+    notes = list(sources.notes)
+    if resume:
+        state = load_checkpoint(out / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_states(state["rng"])
+        start, best_val = int(state["step"]), float(state.get("best_val_mae", math.inf))
+        changed = [k for k, v in config_to_dict(config).items() if state["config"].get(k) != v]
+        if changed:
+            notes.append(f"resumed with changed manifest sections: {', '.join(changed)}")
+        log.truncate_after(start)
+    train_model = torch.compile(model) if config.schedule.compile else model
+
+    schedule = config.schedule
+    count_iter, rank_iter = make_iterators(config, sources, stride, start, pin_memory=device.type == "cuda")
+
+    def run_validation(step: int) -> float:
+        if not sources.validation:
+            return math.nan
+        summary, _ = evaluate(model, sources.validation, config, device)
+        log.append({"step": step, **{f"val_{k}": v for k, v in summary.items()}})
+        return summary["mae"]
+
+    def save(step: int, best: float) -> None:
+        save_checkpoint(out / "last.pt", model, optimizer, scheduler, step, config, {"best_val_mae": best})
+
+    progress = _progress(show_progress)
+    sums: dict[str, float] = {}
+    images = 0
+    wait = compute = 0.0
+    last_terms: dict[str, float] = {}
+    skipped = 0
+    model.train()
+    with progress:
+        task = progress.add_task(config.name, total=schedule.steps, completed=start)
+        for step in range(start, schedule.steps):
+            uses_count, uses_rank = active_tasks(schedule, step)
+            t0 = time.perf_counter()
+            count_batch = next(count_iter) if uses_count else None
+            rank_item = next(rank_iter) if uses_rank else None
+            rank_batch = rank_item[0] if uses_rank else None  # (N, k, 3, S, S)
+            skipped += int(count_batch[3].sum()) if uses_count else 0
+            skipped += int(rank_item[1].sum()) if uses_rank else 0
+            t1 = time.perf_counter()
+            terms = train_step(train_model, optimizer, count_batch, rank_batch, config, device)
+            scheduler.step()
+            values = {name: float(value.detach()) for name, value in terms.items()}  # syncs: the step is done
+            t2 = time.perf_counter()
+            for name, value in values.items():
+                if not math.isfinite(value):
+                    raise DivergenceError(
+                        f"step {step + 1}: loss term {name!r} is {value} (terms: {values}); lower optim.lr or "
+                        "check the data, then --resume from the last good last.pt"
+                    )
+                sums[name] = sums.get(name, 0.0) + value
+            sums["steps"] = sums.get("steps", 0.0) + 1
+            images += (count_batch[0].shape[0] if uses_count else 0) + (
+                rank_batch.shape[0] * rank_batch.shape[1] if uses_rank else 0
+            )
+            wait, compute = wait + (t1 - t0), compute + (t2 - t1)
+            done = step + 1
+            progress.update(task, completed=done)
+            if done % schedule.log_every == 0 or done == schedule.steps:
+                n = sums.pop("steps")
+                last_terms = {k: v / n for k, v in sums.items()}
+                log.append(
+                    {
+                        "step": done,
+                        **last_terms,
+                        "lr": scheduler.get_last_lr()[0],
+                        "images_per_s": images / max(wait + compute, 1e-9),
+                        "data_wait_s": wait,
+                        "compute_s": compute,
+                        "skipped_unreadable": skipped,
+                    }
+                )
+                sums, images, wait, compute = {}, 0, 0.0, 0.0
+            if done % schedule.eval_every == 0 or done == schedule.steps:
+                val_mae = run_validation(done)
+                improved = val_mae < best_val
+                best_val = val_mae if improved else best_val
+                save(done, best_val)
+                if improved or not sources.validation or not (out / "best.pt").exists():
+                    tmp = out / f".best.pt.tmp-{os.getpid()}"
+                    shutil.copyfile(out / "last.pt", tmp)
+                    os.replace(tmp, out / "best.pt")
+
+    test: dict[str, float] = {}
+    if sources.test and (out / "best.pt").exists():
+        best_state = load_checkpoint(out / "best.pt")
+        model.load_state_dict(best_state["model"])
+        test, rows = evaluate(model, sources.test, config, device)
+        test.update(split="test", checkpoint="best.pt", step=int(best_state["step"]))
+        write_json(out / "eval.json", test)
+        write_rows_csv(out / "eval_images.csv", rows)
+    plot_run(out, model, sources.validation or sources.test, config, device)
+    if skipped:
+        notes.append(f"{skipped} unreadable training items were replaced by the next readable row")
+    return FitResult(out, schedule.steps, start, best_val, test, last_terms, notes, time.perf_counter() - started)
+
+
+def _progress(enabled: bool) -> Any:
+    """A rich progress bar (disabled = invisible, for tests and benchmarks)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )

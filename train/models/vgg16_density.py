@@ -1,0 +1,41 @@
+"""``vgg16-density``: the network of Liu et al. CVPR 2018 — VGG16 conv1_1..conv5_3 (pool1..pool4 only) + one 3x3 conv.
+
+A 224x224 input gives a 14x14 density map (output stride 16). The output is linear, as in the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from train.models.registry import register_model
+from train.models.vgg import VGG16_CFG, load_imagenet_prefix, vgg_layers
+
+
+def _module() -> Any:
+    from torch import nn
+
+    class VGG16Density(nn.Module):
+        """VGG16 without pool5 and the classifier, then a 3x3 conv to one density channel."""
+
+        output_stride = 16
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = vgg_layers(VGG16_CFG[:-1])  # drop pool5: stride 16
+            self.density = nn.Conv2d(512, 1, kernel_size=3, padding=1)
+            nn.init.normal_(self.density.weight, std=0.01)
+            nn.init.zeros_(self.density.bias)
+
+        def forward(self, x: Any) -> Any:
+            return self.density(self.features(x))  # (B, 1, H/16, W/16)
+
+    return VGG16Density
+
+
+@register_model("vgg16-density")
+def vgg16_density(pretrained: str = "none") -> Any:
+    """Liu et al. 2018's density network; ``pretrained="imagenet"`` loads torchvision's VGG16 conv weights."""
+    model = _module()()
+    if pretrained == "imagenet":
+        load_imagenet_prefix(model.features)
+    return model

@@ -1,0 +1,102 @@
+"""``train predict``: counts for image files as CSV, and a density overlay PNG per image.
+
+An unreadable file is a row with ``status`` and ``error``, counted in the summary; the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.errors import ConfigError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """A checkpoint, image files or folders (searched for images), an output folder and inference settings."""
+
+    checkpoint: Path
+    images: tuple[Path, ...]
+    out: Path = Path("predict-out")
+    device: str = "auto"
+    tile: int = 1024
+    overlays: bool = True
+
+    def __post_init__(self) -> None:
+        if not Path(self.checkpoint).is_file():
+            raise ConfigError(f"CHECKPOINT {self.checkpoint} does not exist; pass RUN_DIR/best.pt")
+        if not self.images:
+            raise ConfigError("IMAGES is empty; pass image files or folders holding them")
+        missing = [str(p) for p in self.images if not Path(p).exists()]
+        if missing:
+            raise ConfigError(f"IMAGES not found: {', '.join(missing)}")
+        if self.tile < 64:
+            raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
+
+
+def expand_images(paths: tuple[Path, ...]) -> list[Path]:
+    """Files as given; folders become their image files (by suffix), sorted."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float, path: Path) -> None:
+    """The picture with its predicted density on top (jet, half transparent) and the count in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    height, width = image.shape[:2]
+    fig, ax = plt.subplots(figsize=(6, 6 * height / max(width, 1)))
+    ax.imshow(image)
+    ax.imshow(density, cmap="jet", alpha=0.5, extent=(0, density.shape[1] * cell, density.shape[0] * cell, 0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_title(f"{path.stem}: {count:.1f} people")
+    ax.axis("off")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def predict_images(config: PredictConfig, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Predict every image; writes ``counts.csv`` and ``overlays/<stem>.png`` under ``out``; returns the rows."""
+    from PIL import Image
+    from rich.progress import track
+
+    from train.checkpoint import model_from_checkpoint
+    from train.device import resolve_device
+    from train.evaluate import predict_density
+    from train.runlog import write_rows_csv
+
+    device = resolve_device(config.device)
+    model, state, run_config = model_from_checkpoint(config.checkpoint, device)
+    stride, scale = int(state["output_stride"]), float(state["density_scale"])
+    out = Path(config.out)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in track(expand_images(config.images), description="predict", disable=not show_progress):
+        row: dict[str, Any] = {"path": str(path), "count": None, "status": "ok", "error": ""}
+        try:
+            with Image.open(path) as opened:
+                image = np.array(opened.convert("RGB"))
+        except Exception as e:  # PIL raises many types for a broken file; the row records it
+            rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
+            continue
+        density = predict_density(model, image, stride, config.tile, device, run_config.schedule.amp, scale)
+        row["count"] = float(density.sum())
+        if config.overlays:
+            save_overlay(image, density, stride, row["count"], out / "overlays" / f"{path.stem}.png")
+        rows.append(row)
+    write_rows_csv(out / "counts.csv", rows)
+    return rows

@@ -1,0 +1,67 @@
+"""End-of-run summary tables (rich) for ``train fit``, ``train eval`` and ``train predict``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) or math.isinf(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _table(title: str, rows: list[tuple[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in rows:
+        table.add_row(key, _fmt(value))
+    return table
+
+
+def print_fit_summary(result: Any) -> None:
+    """Steps, final loss terms, best validation MAE, test metrics and notes of a finished ``fit``."""
+    from rich.console import Console
+
+    rows: list[tuple[str, Any]] = [("run folder", result.out), ("steps", result.steps)]
+    if result.resumed_from:
+        rows.append(("resumed from step", result.resumed_from))
+    rows += [(f"train {k} (last log)", v) for k, v in result.last_terms.items()]
+    rows.append(("best validation MAE", result.best_val_mae))
+    rows += [
+        (f"test {k}", result.test[k])
+        for k in ("mae", "rmse", "nae", "game0", "game3", "images", "failed")
+        if k in result.test
+    ]
+    rows.append(("seconds", result.seconds))
+    rows += [("note", note) for note in result.notes]
+    Console().print(_table("train fit", rows))
+
+
+def print_eval_summary(summary: dict[str, Any], out: Any) -> None:
+    """eval.json's numbers and where the files went."""
+    from rich.console import Console
+
+    keys = ("split", "images", "failed", "mae", "rmse", "nae", "game0", "game1", "game2", "game3")
+    rows = [(k, summary[k]) for k in keys if k in summary]
+    rows.append(("written", f"{out}/eval.json, {out}/images.csv"))
+    Console().print(_table("train eval", rows))
+
+
+def print_predict_summary(rows: list[dict[str, Any]], out: Any) -> None:
+    """How many images were counted or failed, the total count and where the files went."""
+    from rich.console import Console
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed: dict[str, int] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            failed[r["status"]] = failed.get(r["status"], 0) + 1
+    summary = [("images counted", len(ok)), ("people (total)", float(sum(r["count"] for r in ok)))]
+    summary += [(f"failed: {status}", n) for status, n in sorted(failed.items())]
+    summary.append(("written", f"{out}/counts.csv, {out}/overlays/"))
+    Console().print(_table("train predict", summary))

@@ -1,0 +1,68 @@
+"""The run folder's logs: ``metrics.jsonl`` (one JSON object per logged step), ``config.toml`` and ``eval.json``.
+
+Writes are appends of whole lines (metrics) or temp-and-rename (everything else). On ``--resume`` the
+metrics lines logged after the checkpoint's step are dropped, so no step appears twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp name beside ``path`` and rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: write null for non-finite floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Pretty, sorted, NaN-free JSON written atomically."""
+    write_text_atomic(path, json.dumps({k: _clean(v) for k, v in data.items()}, indent=2, sort_keys=True) + "\n")
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl``; every record has ``step`` (steps completed when it was logged)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, record: dict[str, Any]) -> None:
+        assert "step" in record, "every metrics record needs a step"
+        with self.path.open("a") as f:
+            f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only records with ``step`` <= ``step`` (used when resuming from a checkpoint at ``step``)."""
+        kept = [r for r in self.read() if r["step"] <= step]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Per-image evaluation rows as CSV (the union of keys as columns), written atomically."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)

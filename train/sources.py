@@ -1,0 +1,98 @@
+"""Resolve a manifest's datasets into row sources: training rows, ranked sets, validation and test rows.
+
+Everything here runs before the first step, so a missing dataset, a wrong schema or ranked sets of different k
+stop the run with a message naming the manifest key. Validation is the evaluation benchmark's ``validation``
+split when it has one; otherwise ``data.val_fraction`` of the labeled training rows are carved out (seeded)
+and never trained on. The ``test`` split is only evaluated once, at the end, and never selects a checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from train.config import RunConfig
+from train.data import RowSource, carve_validation, open_dataset, ranked_set_size
+from train.errors import DataError
+
+
+@dataclass
+class RunSources:
+    """The rows a run trains, selects and reports on."""
+
+    labeled: list[RowSource]
+    ranked: list[RowSource]
+    k: int | None
+    validation: list[RowSource] = field(default_factory=list)
+    test: list[RowSource] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def labeled_rows(self) -> int:
+        return sum(len(s.indices) for s in self.labeled)
+
+    @property
+    def ranked_rows(self) -> int:
+        return sum(len(s.indices) for s in self.ranked)
+
+
+def _train_split(dsd: Any, key: str, path: str) -> Any:
+    if "train" not in dsd:
+        raise DataError(f"{key} = {path!r} has no 'train' split (splits: {sorted(dsd)}); training reads 'train'")
+    return dsd["train"]
+
+
+def resolve_sources(config: RunConfig) -> RunSources:
+    """Open every dataset of ``config.data`` and decide which rows play which role."""
+    data = config.data
+    labeled: list[RowSource] = []
+    opened: dict[str, Any] = {}
+    for i, path in enumerate(data.labeled):
+        key = f"data.labeled[{i}]"
+        dsd = opened[path] = open_dataset(path, key, "labeled")
+        ds = _train_split(dsd, key, path)
+        if len(ds) == 0:
+            raise DataError(f"{key} = {path!r} has an empty 'train' split; give a dataset with labeled images")
+        labeled.append(RowSource(path, ds, list(range(len(ds)))))
+
+    ranked: list[RowSource] = []
+    k: int | None = None
+    if config.schedule.paradigm != "count-only":
+        for i, path in enumerate(data.ranked):
+            key = f"data.ranked[{i}]"
+            ds = _train_split(open_dataset(path, key, "ranked"), key, path)
+            size = ranked_set_size(ds, key)
+            if k is not None and size != k:
+                raise DataError(
+                    f"{key} = {path!r} has sets of k={size} patches but data.ranked[0] has k={k}; "
+                    "build every ranked set with the same --k, or list only one of them"
+                )
+            k = size
+            ranked.append(RowSource(path, ds, list(range(len(ds)))))
+
+    sources = RunSources(labeled=labeled, ranked=ranked, k=k)
+    if not data.eval:
+        sources.notes.append("no data.eval: best.pt follows the training loss and no eval.json is written")
+        return sources
+    dsd = opened.get(data.eval) or open_dataset(data.eval, "data.eval", "labeled")
+    if "test" in dsd:
+        sources.test = [RowSource(data.eval, dsd["test"], list(range(len(dsd["test"]))))]
+    else:
+        sources.notes.append(f"data.eval = {data.eval!r} has no 'test' split: no eval.json at the end")
+    if "validation" in dsd:
+        sources.validation = [RowSource(data.eval, dsd["validation"], list(range(len(dsd["validation"]))))]
+    elif data.val_fraction > 0:
+        carved = []
+        for source in labeled:
+            keep, held = carve_validation(len(source.indices), data.val_fraction, config.seed)
+            if held:
+                carved.append(RowSource(source.name, source.dataset, [source.indices[j] for j in held]))
+                source.indices[:] = [source.indices[j] for j in keep]
+        sources.validation = carved
+        sources.notes.append(
+            f"validation: {sum(len(s.indices) for s in carved)} rows carved from labeled train "
+            f"(data.val_fraction = {data.val_fraction})"
+        )
+    else:
+        sources.notes.append("no validation split and data.val_fraction = 0: best.pt is the last checkpoint")
+    return sources
