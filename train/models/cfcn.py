@@ -1,9 +1,14 @@
-"""``cfcn``: a lightweight VGG-like encoder-decoder in the spirit of Zhao et al. CVPR 2019's counting backbone.
+"""``cfcn`` and ``cfcn-small``: a lightweight VGG-like encoder-decoder for counting from scratch.
 
-The exact layer table of that paper could not be consulted offline, so this is a faithful-in-spirit small
-network, not a reproduction: a four-stage VGG-style encoder (32-64-128-256 channels, three 2x2 pools,
-stride 8) and a decoder of two stride-2 transposed convolutions back to stride 2, then a 1x1 conv to density.
-Its output is linear, like the paper networks' (a ReLU output died within 200 steps of the quickstart).
+In the spirit of the small counting backbone of Zhao et al. CVPR 2019 (whose exact layer table is not
+reproduced here): a four-stage VGG-style encoder (widths w, 2w, 4w, 8w; three 2x2 pools, stride 8) and a
+decoder of two stride-2 transposed convolutions back to stride 2, then a 1x1 conv to density.
+
+Every encoder conv is followed by BatchNorm: trained from scratch without it, the network needed several
+times more steps and kept a positive background offset that adds up to tens of phantom people over a whole
+picture (measured on synthetic crowds: test MAE 56.5 without, 21.4 with, same 600 steps). The output stays
+linear: a ReLU output died (all zeros) within a few hundred steps in the same experiment.
+``cfcn`` has w = 32 (1.5M parameters); ``cfcn-small`` has w = 16 (0.4M), about 4x cheaper, for CPU studies.
 """
 
 from __future__ import annotations
@@ -13,16 +18,16 @@ from typing import Any
 from train.models.registry import no_imagenet, register_model
 
 
-def _module() -> Any:
+def _module(width: int) -> Any:
     from torch import nn
 
     def block(cin: int, cout: int) -> list[nn.Module]:
-        return [
-            nn.Conv2d(cin, cout, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1),
-            nn.ReLU(inplace=True),
-        ]
+        layers: list[nn.Module] = []
+        for a, b in ((cin, cout), (cout, cout)):
+            layers += [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+        return layers
+
+    w = width
 
     class CFCN(nn.Module):
         """Encoder (stride 8) then decoder (x4 upsampling); output stride 2."""
@@ -32,23 +37,23 @@ def _module() -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.encoder = nn.Sequential(
-                *block(3, 32), nn.MaxPool2d(2), *block(32, 64), nn.MaxPool2d(2), *block(64, 128), nn.MaxPool2d(2)
+                *block(3, w), nn.MaxPool2d(2), *block(w, 2 * w), nn.MaxPool2d(2), *block(2 * w, 4 * w), nn.MaxPool2d(2)
             )
-            self.bottleneck = nn.Sequential(*block(128, 256))
+            self.bottleneck = nn.Sequential(*block(4 * w, 8 * w))
             self.decoder = nn.Sequential(
-                nn.ConvTranspose2d(256, 128, kernel_size=2, stride=2),
+                nn.ConvTranspose2d(8 * w, 4 * w, kernel_size=2, stride=2),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(128, 128, 3, padding=1),
+                nn.Conv2d(4 * w, 4 * w, 3, padding=1),
                 nn.ReLU(inplace=True),
-                nn.ConvTranspose2d(128, 64, kernel_size=2, stride=2),
+                nn.ConvTranspose2d(4 * w, 2 * w, kernel_size=2, stride=2),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(64, 64, 3, padding=1),
+                nn.Conv2d(2 * w, 2 * w, 3, padding=1),
                 nn.ReLU(inplace=True),
             )
-            self.density = nn.Conv2d(64, 1, kernel_size=1)
+            self.density = nn.Conv2d(2 * w, 1, kernel_size=1)
 
         def forward(self, x: Any) -> Any:
-            features = self.bottleneck(self.encoder(x))  # (B, 256, H/8, W/8)
+            features = self.bottleneck(self.encoder(x))  # (B, 8w, H/8, W/8)
             return self.density(self.decoder(features))  # (B, 1, H/2, W/2)
 
     return CFCN
@@ -56,7 +61,15 @@ def _module() -> Any:
 
 @register_model("cfcn")
 def cfcn(pretrained: str = "none") -> Any:
-    """The lightweight encoder-decoder; it has no ImageNet weights."""
+    """The lightweight encoder-decoder (width 32); it has no ImageNet weights."""
     if pretrained == "imagenet":
         raise no_imagenet("cfcn")
-    return _module()()
+    return _module(32)()
+
+
+@register_model("cfcn-small")
+def cfcn_small(pretrained: str = "none") -> Any:
+    """The same network at width 16, for CPU-sized studies; it has no ImageNet weights."""
+    if pretrained == "imagenet":
+        raise no_imagenet("cfcn-small")
+    return _module(16)()
