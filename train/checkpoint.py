@@ -90,11 +90,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(path: str | Path, device: Any) -> tuple[Any, dict[str, Any], RunConfig]:
-    """(model in eval mode on ``device``, checkpoint dict, its RunConfig) from a checkpoint file."""
-    from train.models import create_model
+    """(model in eval mode on ``device``, checkpoint dict, its RunConfig) from a checkpoint file.
+
+    The model is built as the manifest built it (heads, Masksembles, count groups), loaded strictly, then its
+    auxiliary heads are dropped: evaluation and prediction cost what the density network costs. An exported
+    checkpoint (``"exported": True``, train.export) has no heads to load.
+    """
+    from train.models.assemble import build_model, drop_auxiliary
 
     state = load_checkpoint(path)
     config = config_from_dict(state["config"])
-    model = create_model(state["arch"], pretrained="none")
+    model = build_model(config, pretrained="none")
+    if state.get("exported"):
+        drop_auxiliary(model)
     model.load_state_dict(state["model"])
+    drop_auxiliary(model)
     return model.to(device).eval(), state, config

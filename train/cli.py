@@ -96,3 +96,57 @@ def predict(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
     print_predict_summary(rows, out)
+
+
+@app.command()
+def export(
+    checkpoint: str = typer.Argument(..., help="RUN/best.pt or RUN/last.pt."),
+    out: str = typer.Option("model.pt", "--out", help="The inference-only checkpoint to write."),
+) -> None:
+    """Drop auxiliary heads, optimizer and RNG states: a checkpoint that eval/predict read, costing no extra."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from train.errors import ConfigError, TrainError
+    from train.export import ExportConfig, export_model
+
+    try:
+        config = ExportConfig(Path(checkpoint), Path(out))
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        summary = export_model(config)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    kept, dropped = summary["kept_values"], summary["dropped_values"]
+    Console().print(f"wrote {summary['out']}: {kept} values kept, {dropped} dropped (auxiliary heads, classifier)")
+
+
+@app.command("pseudo-label")
+def pseudo_label_command(
+    checkpoint: str = typer.Argument(..., help="A checkpoint of a model with model.masksembles."),
+    images: list[str] = typer.Option(..., "--images", help="Image folder, file or harvest pool (repeat)."),
+    keep_fraction: float = typer.Option(0.5, "--keep-fraction", help="Share of pictures kept, most confident first."),
+    out: str = typer.Option(..., "--out", help="The labeled dataset folder to write."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the head positions drawn from the density."),
+) -> None:
+    """Label real pictures with a Masksembles model's most confident counts (lowest std/mean across masks)."""
+    from pathlib import Path
+
+    from train.errors import ConfigError, TrainError
+    from train.pseudo_label import PseudoLabelConfig, pseudo_label
+    from train.report import print_pseudo_label_summary
+
+    try:
+        config = PseudoLabelConfig(Path(checkpoint), tuple(images), Path(out), keep_fraction, device, seed=seed)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        rows = pseudo_label(config)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_pseudo_label_summary(rows, out)

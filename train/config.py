@@ -4,6 +4,12 @@ Precedence is dataclass defaults, then the manifest, then ``--set key=value``. U
 are :class:`~train.errors.ConfigError` naming the key, the bad value and the fix (DESIGN.md, "Manifests").
 Keys added beyond DESIGN.md's example: ``data.density_scale``, ``data.workers``, ``schedule.rank_steps``,
 ``schedule.log_every``, ``schedule.device``, ``schedule.amp``, ``schedule.compile``, ``schedule.eval_tile``.
+
+The seed methods' sections (DESIGN.md, "The seed methods") are *optional tables*: ``[tasks.count_class]``,
+``[tasks.segment]``, ``[tasks.depth]``, ``[tasks.count_reg]``, ``[tasks.upside_down]`` and
+``model.masksembles = {masks = 4, scale = 2.0}`` switch their task (or layer) on by being present; an absent one is
+``None``. ``--set tasks.segment.weight=0.1`` creates the table, so it switches the task on too.
+Also added: ``data.unlabeled`` (real pictures for the self-supervised task) and ``data.depth_dir``.
 """
 
 from __future__ import annotations
@@ -32,11 +38,28 @@ def _require(ok: bool, key: str, value: Any, expected: str) -> None:
 
 
 @dataclass(frozen=True)
+class MasksemblesConfig:
+    """``model.masksembles``: a Masksembles layer before the density output (Liu, Durasov & Fua 2022).
+
+    ``masks`` binary channel masks, drawn once from the run seed and saved in the checkpoint; ``scale`` >= 1 sets
+    how little they overlap (1 = identical masks, larger = each keeps ``1/scale`` of the channels).
+    """
+
+    masks: int = 4
+    scale: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.masks <= 64, "model.masksembles.masks", self.masks, "an integer in [2, 64], e.g. 4")
+        _require(1.0 <= self.scale <= 16.0, "model.masksembles.scale", self.scale, "a scale in [1, 16], e.g. 2.0")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """``[model]``: the registered architecture and where its initial weights come from."""
 
     arch: str = "vgg16-density"
     pretrained: str = "imagenet"  # "imagenet" | "none" | path to a state dict
+    masksembles: MasksemblesConfig | None = None
 
     def __post_init__(self) -> None:
         _require(bool(self.arch), "model.arch", self.arch, "a registered name such as 'vgg16-density'")
@@ -51,14 +74,20 @@ class DataConfig:
     ranked: list[str] = field(default_factory=list)
     eval: str = ""  # "" = no evaluation benchmark
     val_fraction: float = 0.1
+    labeled_fraction: float = 1.0  # train on this fraction of the labeled training rows (seeded, nested by size)
     crop: list[int] = field(default_factory=lambda: [56, 448])
     input_size: int = 224
     sigma: float | str = 15.0  # Gaussian sigma in source pixels, or "adaptive" (3-NN, beta 0.3)
     density_scale: float = 100.0  # targets are multiplied by this inside training; counts never see it
     workers: int = -1  # DataLoader workers; -1 = min(4, cpus)
+    unlabeled: list[str] = field(default_factory=list)  # image folders or pools, for [tasks.upside_down]
+    depth_dir: str = ""  # depth maps <image_id>.png (16-bit, metres * DEPTH_SCALE) for [tasks.depth]
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a fraction in [0, 1)")
+        _require(
+            0.0 < self.labeled_fraction <= 1.0, "data.labeled_fraction", self.labeled_fraction, "a fraction in (0, 1]"
+        )
         _require(
             len(self.crop) == 2 and 8 <= self.crop[0] <= self.crop[1],
             "data.crop",
@@ -104,11 +133,107 @@ class RankTaskConfig:
 
 
 @dataclass(frozen=True)
+class CountClassTaskConfig:
+    """``[tasks.count_class]``: count-group classification of each crop (Sindagi & Patel 2017), lambda = 1e-4.
+
+    The group edges split [0, the largest crop count] of the first ``calibration_crops`` training crops into
+    ``groups`` equal bins; class weights are the groups' inverse frequencies there, normalised to sum to 1.
+    """
+
+    weight: float = 1e-4
+    groups: int = 10
+    calibration_crops: int = 256
+
+    def __post_init__(self) -> None:
+        _require(self.weight >= 0, "tasks.count_class.weight", self.weight, "a weight >= 0")
+        _require(2 <= self.groups <= 100, "tasks.count_class.groups", self.groups, "an integer in [2, 100]")
+        _require(self.calibration_crops >= 1, "tasks.count_class.calibration_crops", self.calibration_crops, ">= 1")
+
+
+@dataclass(frozen=True)
+class AuxTaskConfig:
+    """An auxiliary task trained on steps ``start <= step < stop`` (``stop = 0``: to the end): the stage-wise
+    schedule of Zhao et al. 2019 is one window per task, e.g. auxiliary tasks only during the first stage."""
+
+    weight: float = 1.0
+    start: int = 0
+    stop: int = 0
+
+    def __post_init__(self) -> None:
+        name = type(self).SECTION
+        _require(self.weight >= 0, f"tasks.{name}.weight", self.weight, "a weight >= 0")
+        _require(self.start >= 0, f"tasks.{name}.start", self.start, "a step >= 0")
+        _require(self.stop == 0 or self.stop > self.start, f"tasks.{name}.stop", self.stop, "0 (never) or > start")
+
+    SECTION: typing.ClassVar[str] = "aux"
+
+    def active(self, step: int) -> bool:
+        """Whether 0-based ``step`` trains this task."""
+        return step >= self.start and (self.stop == 0 or step < self.stop)
+
+
+@dataclass(frozen=True)
+class SegmentTaskConfig(AuxTaskConfig):
+    """``[tasks.segment]``: crowd segmentation, target = density > ``threshold`` people per cell; BCE."""
+
+    SECTION: typing.ClassVar[str] = "segment"
+    weight: float = 0.04
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.threshold >= 0, "tasks.segment.threshold", self.threshold, "people per cell >= 0")
+
+
+@dataclass(frozen=True)
+class DepthTaskConfig(AuxTaskConfig):
+    """``[tasks.depth]``: distilled depth, target = segment * depth (metres); L2 on cells with known depth."""
+
+    SECTION: typing.ClassVar[str] = "depth"
+    weight: float = 0.6
+
+
+@dataclass(frozen=True)
+class CountRegTaskConfig(AuxTaskConfig):
+    """``[tasks.count_reg]``: global count regression of each crop from pooled encoder features; L2."""
+
+    SECTION: typing.ClassVar[str] = "count_reg"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class UpsideDownTaskConfig(AuxTaskConfig):
+    """``[tasks.upside_down]``: is this real picture upside down? ``batch`` unlabeled crops a step; BCE."""
+
+    SECTION: typing.ClassVar[str] = "upside_down"
+    weight: float = 1.0
+    batch: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.batch >= 1, "tasks.upside_down.batch", self.batch, "an integer >= 1")
+
+
+@dataclass(frozen=True)
 class TasksConfig:
-    """``[tasks]``: the loss terms a run may use; the paradigm decides which are active at each step."""
+    """``[tasks]``: the loss terms a run may use; the paradigm decides which are active at each step.
+
+    The optional sections are ``None`` unless the manifest has their table.
+    """
 
     count: CountTaskConfig = field(default_factory=CountTaskConfig)
     rank: RankTaskConfig = field(default_factory=RankTaskConfig)
+    count_class: CountClassTaskConfig | None = None
+    segment: SegmentTaskConfig | None = None
+    depth: DepthTaskConfig | None = None
+    count_reg: CountRegTaskConfig | None = None
+    upside_down: UpsideDownTaskConfig | None = None
+
+    @property
+    def auxiliary(self) -> dict[str, AuxTaskConfig]:
+        """The auxiliary head tasks switched on, by name (segment, depth, count_reg, upside_down)."""
+        names = ("segment", "depth", "count_reg", "upside_down")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclass(frozen=True)
@@ -204,10 +329,34 @@ class RunConfig:
             self.data.crop,
             "min <= max",
         )
+        cascaded = self.model.arch == "cascaded-mtl"
+        _require(
+            cascaded == (self.tasks.count_class is not None),
+            "tasks.count_class",
+            "present" if self.tasks.count_class is not None else "absent",
+            "a [tasks.count_class] table exactly when model.arch = 'cascaded-mtl' (its count-group classifier)",
+        )
+        if self.tasks.upside_down is not None:
+            _require(
+                bool(self.data.unlabeled),
+                "data.unlabeled",
+                self.data.unlabeled,
+                "at least one folder or pool of real pictures for [tasks.upside_down]",
+            )
 
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _section(hint: Any) -> Any:
+    """The dataclass a field holds, for ``Section`` and ``Section | None`` hints; None for value fields."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [o for o in typing.get_args(hint) if dataclasses.is_dataclass(o)]
+        return options[0] if options else None
+    return None
 
 
 def _type_name(hint: Any) -> str:
@@ -250,10 +399,13 @@ def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
         if key not in names:
             raise ConfigError(f"unknown key {full!r}; valid keys here: {', '.join(prefix + n for n in names)}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        section = _section(hint)
+        if section is not None and value is None and not dataclasses.is_dataclass(hint):
+            kwargs[key] = None  # an optional section switched off (config_to_dict writes None)
+        elif section is not None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{full} must be a table ([{full}]), got {value!r}")
-            kwargs[key] = _build(hint, value, f"{full}.")
+            kwargs[key] = _build(section, value, f"{full}.")
         else:
             kwargs[key] = _coerce(value, hint, full)
     try:
@@ -294,10 +446,12 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
                 raise ConfigError(
                     f"--set {item!r}: unknown key {prefix + part!r}; valid keys: {', '.join(prefix + n for n in names)}"
                 )
-            hint = _hints(cls)[part]
+            hint = _section(_hints(cls)[part]) or _hints(cls)[part]
             last = depth == len(path) - 1
             if dataclasses.is_dataclass(hint) and not last:
-                node = node.setdefault(part, {})
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}  # an absent optional section: setting one of its keys switches it on
+                node = node[part]
                 cls = hint
             elif last and not dataclasses.is_dataclass(hint):
                 node[part] = value
@@ -350,7 +504,7 @@ def config_to_toml(config: RunConfig) -> str:
     lines: list[str] = []
 
     def emit(table: dict[str, Any], header: str) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
         if header and scalars:
             lines.append(f"\n[{header}]")
         lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())

@@ -127,24 +127,29 @@ class LabeledCrops:
         output_stride: int,
         density_scale: float,
         seed: int,
+        with_depth: bool = False,
+        depth_dir: str = "",
     ) -> None:
         self.sources = [RowSource(s.name, undecoded(s.dataset), s.indices) for s in sources]
         self.rows = [(i, r) for i, s in enumerate(self.sources) for r in s.indices]
         self.input_size, self.crop, self.sigma = input_size, crop, sigma
+        self.with_depth, self.depth_dir = with_depth, depth_dir  # with_depth: a 5th item, depth per cell (metres)
         self.output_stride, self.density_scale, self.seed = output_stride, density_scale, seed
         self._sigma_cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[Any, Any, Any, Any]:
-        """(pixels, target, count, skipped): ``skipped`` counts unreadable rows replaced by the rows after them."""
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Any, ...]:
+        """(pixels, target, count, skipped[, depth]): ``skipped`` counts unreadable rows replaced by the rows after
+        them; ``depth`` (1, S/s, S/s) metres per cell, NaN where the image has no depth, only ``with_depth``."""
         import torch
 
         index, draw = item
         for skipped in range(min(MAX_SUBSTITUTES, len(self.rows))):
             try:
-                return (*self._crop((index + skipped) % len(self.rows), draw), torch.tensor(skipped))
+                pixels, density, count, *depth = self._crop((index + skipped) % len(self.rows), draw)
+                return (pixels, density, count, torch.tensor(skipped), *depth)
             except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a broken or truncated file
                 last_error = e
         raise DataError(f"{MAX_SUBSTITUTES} labeled rows in a row cannot be decoded; last: {last_error}")
@@ -170,14 +175,56 @@ class LabeledCrops:
         x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
         inside, mask = points_in_box(points, (x0, y0, x0 + side, y0 + side))
         patch = image.crop((x0, y0, x0 + side, y0 + side)).resize((self.input_size,) * 2, Image.BILINEAR)
-        if rng.random() < 0.5:
+        flipped = rng.random() < 0.5
+        if flipped:
             patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
             inside[:, 0] = side - inside[:, 0]
         scale = self.input_size / side
         target = density_map(inside * scale, (self.input_size,) * 2, sigmas[mask] * scale, cell=self.output_stride)
         pixels = torch.from_numpy(np.array(patch, dtype=np.uint8)).permute(2, 0, 1)  # (3, S, S)
         density = torch.from_numpy(target * self.density_scale)[None]  # (1, S/s, S/s)
+        if self.with_depth:
+            cells = self.input_size // self.output_stride
+            depth = crop_depth(record, self.depth_dir, image.size, (x0, y0, x0 + side, y0 + side), cells, flipped)
+            return pixels, density, torch.tensor(float(len(inside))), torch.from_numpy(depth)[None]
         return pixels, density, torch.tensor(float(len(inside)))
+
+
+def crop_depth(
+    record: dict[str, Any],
+    depth_dir: str,
+    size: tuple[int, int],
+    box: tuple[int, int, int, int],
+    cells: int,
+    flip: bool,
+) -> np.ndarray:
+    """(cells, cells) float32 depth in metres of ``box``, box-averaged per output cell; NaN without a depth map.
+
+    The map is the row's ``depth`` field, else ``depth_dir/<image_id>.png``; a 16-bit PNG of metres *
+    DEPTH_SCALE (0 = sky), resized to the image ``size`` when it differs. An unreadable map counts as none.
+    """
+    from pathlib import Path
+
+    from PIL import Image
+
+    from rankset.schema import DEPTH_SCALE
+
+    try:
+        if record.get("depth") is not None:
+            depth = decode_image(record["depth"], mode="I")
+        elif depth_dir and (Path(depth_dir) / f"{record['image_id']}.png").is_file():
+            depth = Image.open(Path(depth_dir) / f"{record['image_id']}.png").convert("I")
+        else:
+            return np.full((cells, cells), np.nan, dtype=np.float32)
+        metres = Image.fromarray(np.asarray(depth, dtype=np.float32) / DEPTH_SCALE)  # mode F
+    except (OSError, ValueError, SyntaxError):
+        return np.full((cells, cells), np.nan, dtype=np.float32)
+    if metres.size != size:
+        metres = metres.resize(size, Image.BILINEAR)
+    patch = metres.crop(box).resize((cells, cells), Image.BOX)
+    if flip:
+        patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.array(patch, dtype=np.float32)  # a writable copy: torch.from_numpy shares it
 
 
 class RankedSets:

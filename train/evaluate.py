@@ -36,6 +36,8 @@ def predict_density(
     """(ceil(H/s), ceil(W/s)) density in people per cell for an (H, W, 3) uint8 image, in tiles of <= ``tile``."""
     import torch
 
+    from train.models.registry import density_of
+
     height, width = image.shape[:2]
     padded_h, padded_w = math.ceil(height / stride) * stride, math.ceil(width / stride) * stride
     pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)  # (3, H, W)
@@ -49,7 +51,7 @@ def predict_density(
         for y in tile_origins(padded_h, tile, overlap):
             for x in tile_origins(padded_w, tile, overlap):
                 window = batch[:, y : y + tile, x : x + tile][None]  # (1, 3, <=T, <=T)
-                out = model(window)[0, 0].float()  # (<=T/s, <=T/s)
+                out = density_of(model(window))[0, 0].float()  # (<=T/s, <=T/s)
                 rows, cols = (
                     slice(y // stride, y // stride + out.shape[0]),
                     slice(x // stride, x // stride + out.shape[1]),

@@ -26,6 +26,7 @@ from train.device import autocast, normalize, resolve_device, to_device
 from train.errors import ConfigError, DivergenceError
 from train.evaluate import evaluate_sources
 from train.losses import multitask_loss
+from train.models.registry import density_of
 from train.paradigms import active_tasks, batches_before
 from train.runlog import MetricsLog, write_json, write_rows_csv, write_text_atomic
 from train.sources import RunSources, resolve_sources
@@ -68,9 +69,17 @@ def train_step(
     rank_batch: Any | None,
     config: RunConfig,
     device: Any,
+    unlabeled_batch: tuple[Any, ...] | None = None,
+    step: int = 0,
 ) -> dict[str, Any]:
-    """One optimisation step on the active tasks; both tasks share one forward pass. Returns the loss terms."""
-    parts, count_n = [], 0
+    """One optimisation step on the active tasks; every task shares one forward pass. Returns the loss terms.
+
+    ``unlabeled_batch`` = (pixels, flipped, skipped) of the upside-down task; its pictures join the forward pass
+    after the ranked patches. A multi-head model's extra outputs feed :func:`train.tasks.auxiliary_terms`.
+    """
+    from train.tasks import auxiliary_terms
+
+    parts, count_n, rank_n = [], 0, 0
     if count_batch is not None:
         images, targets = count_batch[0], count_batch[1]  # (B, 3, S, S) uint8, (B, 1, S/s, S/s)
         parts.append(images)
@@ -78,13 +87,19 @@ def train_step(
     if rank_batch is not None:
         sets, k = rank_batch.shape[:2]  # (N, k, 3, S, S) uint8
         parts.append(rank_batch.flatten(0, 1))  # (N*k, 3, S, S)
+        rank_n = sets * k
+    if unlabeled_batch is not None:
+        parts.append(unlabeled_batch[0])  # (U, 3, S, S)
     pixels = parts[0] if len(parts) == 1 else _cat(parts)
     x = normalize(to_device(pixels, device, channels_last=True))
     with autocast(device, config.schedule.amp):
-        out = model(x)  # (B + N*k, 1, S/s, S/s)
-    count_pred = out[:count_n] if count_batch is not None else None
+        out = model(x)  # (B + N*k + U, 1, S/s, S/s), or a dict holding it under "density"
+    density = density_of(out)
+    count_pred = density[:count_n] if count_batch is not None else None
     count_target = to_device(targets, device) if count_batch is not None else None
-    rank_pred = out[count_n:].unflatten(0, (sets, k)) if rank_batch is not None else None  # (N, k, 1, h, w)
+    rank_pred = (
+        density[count_n : count_n + rank_n].unflatten(0, (sets, k)) if rank_batch is not None else None
+    )  # (N, k, 1, h, w)
     terms = multitask_loss(
         count_pred,
         count_target,
@@ -93,6 +108,12 @@ def train_step(
         config.tasks.rank.weight,
         config.tasks.rank.margin,
     )
+    if isinstance(out, dict):
+        on_device = tuple(to_device(t, device) for t in count_batch) if count_batch is not None else None
+        flipped = to_device(unlabeled_batch[1], device) if unlabeled_batch is not None else None
+        extra = auxiliary_terms(out, count_n, on_device, flipped, config, model, step)
+        terms.update(extra)
+        terms["loss"] = terms["loss"] + sum(extra.values())
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     optimizer.step()
@@ -141,6 +162,8 @@ def make_iterators(config: RunConfig, sources: RunSources, stride: int, start: i
             stride,
             config.data.density_scale,
             config.seed,
+            with_depth=config.tasks.depth is not None,
+            depth_dir=config.data.depth_dir,
         )
         first, batches = count_from * schedule.batch, count_to - count_from
         sampler = DrawSampler(len(crops), schedule.batch, config.seed, LABELED_STREAM, first, batches)
@@ -157,8 +180,10 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
     """Train ``config`` into run folder ``out``; every check that can fail does so before the first step."""
     import torch
 
-    from train.models import create_model
+    from train.models.assemble import build_model
     from train.plots import plot_run
+    from train.tasks import calibrate_from_training_crops
+    from train.unlabeled import upside_down_iterator
 
     started = time.perf_counter()
     out = Path(out)
@@ -169,13 +194,15 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
     seed_everything(config.seed)
     device = resolve_device(config.schedule.device)
     sources = resolve_sources(config)
-    model = create_model(config.model.arch, pretrained=config.model.pretrained)
+    model = build_model(config)
     stride = int(model.output_stride)
     if config.data.input_size % stride:
         raise ConfigError(
             f"data.input_size = {config.data.input_size} is not a multiple of {config.model.arch}'s output stride "
             f"{stride}; use e.g. {config.data.input_size // stride * stride or stride}"
         )
+    if config.tasks.count_class is not None and not resume:  # a resumed run restores the groups from last.pt
+        sources.notes.append(calibrate_from_training_crops(model, config, sources, stride))
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -202,6 +229,7 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
 
     schedule = config.schedule
     count_iter, rank_iter = make_iterators(config, sources, stride, start, pin_memory=device.type == "cuda")
+    upside_iter = upside_down_iterator(config, start, pin_memory=device.type == "cuda")
 
     def run_validation(step: int) -> float:
         if not sources.validation:
@@ -228,10 +256,13 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
             count_batch = next(count_iter) if uses_count else None
             rank_item = next(rank_iter) if uses_rank else None
             rank_batch = rank_item[0] if uses_rank else None  # (N, k, 3, S, S)
+            upside = config.tasks.upside_down
+            unlabeled = next(upside_iter) if upside is not None and upside.active(step) else None
             skipped += int(count_batch[3].sum()) if uses_count else 0
             skipped += int(rank_item[1].sum()) if uses_rank else 0
+            skipped += int(unlabeled[2].sum()) if unlabeled is not None else 0
             t1 = time.perf_counter()
-            terms = train_step(train_model, optimizer, count_batch, rank_batch, config, device)
+            terms = train_step(train_model, optimizer, count_batch, rank_batch, config, device, unlabeled, step)
             scheduler.step()
             values = {name: float(value.detach()) for name, value in terms.items()}  # syncs: the step is done
             t2 = time.perf_counter()

@@ -65,3 +65,21 @@ def print_predict_summary(rows: list[dict[str, Any]], out: Any) -> None:
     summary += [(f"failed: {status}", n) for status, n in sorted(failed.items())]
     summary.append(("written", f"{out}/counts.csv, {out}/overlays/"))
     Console().print(_table("train predict", summary))
+
+
+def print_pseudo_label_summary(rows: list[dict[str, Any]], out: Any) -> None:
+    """Kept, dropped and unreadable pictures, the kept ones' uncertainty range and where the dataset went."""
+    from rich.console import Console
+
+    kept = [r for r in rows if r["status"] == "kept"]
+    summary: list[tuple[str, Any]] = [
+        ("pictures", len(rows)),
+        ("kept", len(kept)),
+        ("dropped (less confident)", sum(r["status"] == "dropped" for r in rows)),
+        ("unreadable", sum(r["status"] == "unreadable_image" for r in rows)),
+    ]
+    if kept:
+        summary.append(("kept relative uncertainty, max", max(r["uncertainty"] for r in kept)))
+        summary.append(("kept people (total)", sum(r["count"] for r in kept)))
+    summary.append(("written", f"{out} (train split), {out}/pseudo_labels.csv, {out}/uncertainty.png"))
+    Console().print(_table("train pseudo-label", summary))

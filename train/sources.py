@@ -44,6 +44,13 @@ def _train_split(dsd: Any, key: str, path: str) -> Any:
 
 def resolve_sources(config: RunConfig) -> RunSources:
     """Open every dataset of ``config.data`` and decide which rows play which role."""
+    sources = _resolve(config)
+    if config.data.labeled_fraction < 1.0:  # after validation is carved, so validation never shrinks with it
+        sources.notes.extend(subsample_labeled(sources.labeled, config.data.labeled_fraction, config.seed))
+    return sources
+
+
+def _resolve(config: RunConfig) -> RunSources:
     data = config.data
     labeled: list[RowSource] = []
     opened: dict[str, Any] = {}
@@ -96,3 +103,21 @@ def resolve_sources(config: RunConfig) -> RunSources:
     else:
         sources.notes.append("no validation split and data.val_fraction = 0: best.pt is the last checkpoint")
     return sources
+
+
+def subsample_labeled(sources: list[RowSource], fraction: float, seed: int) -> list[str]:
+    """Keep ``fraction`` of each labeled source's training rows (at least one), chosen by ``seed``.
+
+    The rows kept for a smaller fraction are a subset of those kept for a larger one (a prefix of one seeded
+    permutation), so a labeled-fraction curve compares nested training sets, as in the paper's Figure 4.
+    """
+    import numpy as np
+
+    notes = []
+    for source in sources:
+        n = len(source.indices)
+        keep = max(1, int(round(fraction * n)))
+        order = np.random.default_rng([seed, 7]).permutation(n)[:keep]
+        source.indices[:] = [source.indices[j] for j in sorted(order.tolist())]
+        notes.append(f"data.labeled_fraction = {fraction}: training on {keep} of {n} rows of {source.name}")
+    return notes

@@ -8,7 +8,7 @@ Liu et al. 2018), so a density cell may be slightly negative; counts are plain s
 from __future__ import annotations
 
 # Importing the modules registers their architectures.
-from train.models import cfcn, csrnet, tiny, vgg16_density  # noqa: E402, F401, I001
-from train.models.registry import create_model, list_models, register_model
+from train.models import cascaded_mtl, cfcn, csrnet, tiny, vgg16_density  # noqa: E402, F401, I001
+from train.models.registry import create_model, density_of, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "density_of", "list_models", "register_model"]

@@ -1,4 +1,14 @@
-"""The model registry: names to builder functions, and loading of initial weights (imagenet, none, a file)."""
+"""The model registry: names to builder functions, and loading of initial weights (imagenet, none, a file).
+
+Output convention. A plain density model's ``forward(x)`` returns the density map (B, 1, H/s, W/s). A model
+with more heads (``cascaded-mtl``, or any model wrapped by :mod:`train.models.heads`) returns a dict whose
+``"density"`` entry is that map, plus one entry per head: ``"count_class"`` (B, groups) logits, ``"segment"``
+(B, 1, h, w) logits, ``"depth"`` (B, 1, h, w) metres, ``"count_reg"`` (B,) people, ``"upside_down"`` (B,) logits,
+and in evaluation with Masksembles ``"members"`` (n, B, 1, h, w) whose mean is ``"density"``. Callers take the
+map with :func:`density_of`. Heads are found on the feature map entering a model's ``density`` submodule, so
+every registered model names its output layer ``density``. A model whose extra parts are not needed at
+inference has ``drop_auxiliary()``, which :mod:`train.export` and checkpoint loading for eval/predict call.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +33,11 @@ def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., An
         return builder
 
     return decorate
+
+
+def density_of(output: Any) -> Any:
+    """The density map of a model's output: the tensor itself, or the ``"density"`` entry of a multi-head dict."""
+    return output["density"] if isinstance(output, dict) else output
 
 
 def list_models() -> list[str]:

@@ -1,0 +1,144 @@
+"""Pseudo-labels from a Masksembles model: uncertainty, selection of the most confident fraction, the dataset."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from tests.train.conftest import blob_image
+from train.checkpoint import save_checkpoint
+from train.cli import app
+from train.config import config_from_dict
+from train.errors import ConfigError
+from train.models.assemble import build_model
+from train.pseudo_label import (
+    PseudoLabelConfig,
+    pseudo_label,
+    relative_uncertainty,
+    sample_points,
+    select_confident,
+)
+from train.unlabeled import list_unlabeled
+
+
+def tiny_checkpoint(path: Path, masksembles: bool = True) -> Path:
+    """An (untrained, seeded) test-tiny checkpoint, with or without a Masksembles layer."""
+    import torch
+
+    torch.manual_seed(0)
+    model = {"arch": "test-tiny", "pretrained": "none"}
+    if masksembles:
+        model["masksembles"] = {"masks": 4, "scale": 2.0}
+    config = config_from_dict({"model": model, "data": {"labeled": ["x"]}, "schedule": {"paradigm": "count-only"}})
+    save_checkpoint(path, build_model(config), None, None, 0, config)
+    return path
+
+
+def write_blobs(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(4)
+    for i in range(n):
+        data, _ = blob_image(rng, 40 + 4 * i, 36, heads=int(rng.integers(1, 12)))
+        (folder / f"p{i}.jpg").write_bytes(data)
+    return folder
+
+
+def test_selection_keeps_exactly_the_rounded_fraction_most_confident_first() -> None:
+    uncertainty = np.array([0.5, 0.1, 0.9, 0.1, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6])
+    assert select_confident(uncertainty, 0.3).tolist() == [1, 3, 6]  # ties keep input order
+    assert select_confident(uncertainty, 0.55).tolist() == [1, 3, 6, 4, 8, 0]  # round(5.5) = 6
+    assert len(select_confident(uncertainty, 1.0)) == 10
+    assert select_confident(uncertainty, 0.04).tolist() == []
+
+
+def test_relative_uncertainty_is_the_std_of_member_counts_over_their_mean_floored_at_one() -> None:
+    assert relative_uncertainty(np.array([9.0, 11.0, 9.0, 11.0])) == pytest.approx(0.1)
+    assert relative_uncertainty(np.array([0.0, 0.5])) == pytest.approx(0.25)  # mean 0.25 -> divided by 1
+
+
+def test_sampled_points_number_the_count_and_fall_in_cells_with_density() -> None:
+    density = np.zeros((3, 4))
+    density[1, 2], density[2, 0], density[0, 0] = 2.0, 1.0, -5.0  # negative cells are never chosen
+    points = sample_points(density, 30, cell=8, size=(32, 24), rng=np.random.default_rng(0))
+    assert points.shape == (30, 2)
+    cells = {(int(y // 8), int(x // 8)) for x, y in points}
+    assert cells == {(1, 2), (2, 0)}
+    assert sample_points(np.zeros((2, 2)), 5, 8, (16, 16), np.random.default_rng(0)).shape == (0, 2)
+
+
+def test_pseudo_label_writes_the_most_confident_fraction_as_a_labeled_dataset(tmp_path: Path) -> None:
+    from rankset.io import load_dataset_dict
+
+    pictures = write_blobs(tmp_path / "real", 9)
+    (pictures / "broken.jpg").write_bytes(b"not a jpeg")
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt.pt")
+    config = PseudoLabelConfig(checkpoint, (str(pictures),), tmp_path / "pseudo", keep_fraction=0.34, device="cpu")
+    rows = pseudo_label(config, show_progress=False)
+    assert [r["status"] for r in rows].count("unreadable_image") == 1
+    readable = sorted((r for r in rows if "uncertainty" in r), key=lambda r: r["uncertainty"])
+    expected = [r["image_id"] for r in readable[:3]]  # round(0.34 * 9) = 3, lowest uncertainty first
+    train = load_dataset_dict(tmp_path / "pseudo")["train"]
+    assert train["image_id"] == expected
+    assert set(train["dataset"]) == {"pseudo"} and set(train["split"]) == {"train"}
+    for row in train:
+        assert row["count"] == len(row["points"])
+        width, height = row["image"].size
+        assert all(0 <= x < width and 0 <= y < height for x, y in row["points"])
+    assert train[0]["image"].size == Image.open(pictures / f"{expected[0]}.jpg").size  # original bytes kept
+    with (tmp_path / "pseudo" / "pseudo_labels.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 10 and sum(r["status"] == "kept" for r in table) == 3
+    assert Image.open(io.BytesIO((tmp_path / "pseudo" / "uncertainty.png").read_bytes())).format == "PNG"
+
+
+def test_pseudo_label_needs_a_masksembles_checkpoint_and_a_fraction_in_range(tmp_path: Path) -> None:
+    pictures = write_blobs(tmp_path / "real", 1)
+    plain = tiny_checkpoint(tmp_path / "plain.pt", masksembles=False)
+    with pytest.raises(ConfigError, match="no Masksembles layer"):
+        pseudo_label(PseudoLabelConfig(plain, (str(pictures),), tmp_path / "out", device="cpu"), show_progress=False)
+    with pytest.raises(ConfigError, match=r"--keep-fraction 1.5 .* \(0, 1\]"):
+        PseudoLabelConfig(plain, (str(pictures),), tmp_path / "out", keep_fraction=1.5)
+
+
+def test_a_pool_contributes_its_kept_stored_pictures_once(tmp_path: Path) -> None:
+    from harvest.pool import Pool
+
+    pool = Pool.create(tmp_path / "pool")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, kept in enumerate([True, None, False]):
+        data, _ = blob_image(rng, 32, 32, heads=2)
+        sha, rel = pool.store_image(data, "jpg")
+        rows.append({"id": sha, "url": f"file:///x{i}.jpg", "status": "ok", "path": rel, "kept": kept})
+    rows.append({"id": None, "url": "http://x/404.jpg", "status": "http_404", "path": None, "kept": None})
+    rows.append(dict(rows[0], url="file:///copy.jpg"))  # the same picture found twice
+    pool.append_rows(rows)
+    found = list_unlabeled([str(tmp_path / "pool")])
+    assert [p.image_id for p in found] == [rows[0]["id"], rows[1]["id"]]
+    assert all(p.path.is_file() for p in found)
+
+
+def test_cli_pseudo_label_and_export_are_wired(tmp_path: Path) -> None:
+    pictures = write_blobs(tmp_path / "real", 2)
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt.pt")
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["pseudo-label", str(checkpoint), "--images", str(pictures), "--keep-fraction", "0.5", "--out",
+         str(tmp_path / "pseudo"), "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "kept" in result.output and (tmp_path / "pseudo" / "pseudo_labels.csv").is_file()
+    result = runner.invoke(app, ["export", str(checkpoint), "--out", str(tmp_path / "model.pt")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.pt").is_file()
+    result = runner.invoke(
+        app, ["pseudo-label", str(checkpoint), "--images", str(pictures), "--out", "x", "--keep-fraction", "0"]
+    )
+    assert result.exit_code == 2 and "keep-fraction" in result.output
