@@ -150,3 +150,34 @@ def pseudo_label_command(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
     print_pseudo_label_summary(rows, out)
+
+
+@app.command()
+def study(
+    study_file: str = typer.Argument(..., help="A study TOML (base manifest, grid, seeds), e.g. manifests/studies/*."),
+    out: str = typer.Option(..., "--out", help="Study folder: runs/, results.csv, results.md, results.png."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a manifest key in every run (repeat)."),
+    jobs: int = typer.Option(1, "--jobs", help="Runs trained at once (CPU threads are split between them)."),
+) -> None:
+    """Run a grid of manifests (paradigm x labeled fraction x seed), resumable run by run, and tabulate it."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from train.errors import ConfigError, TrainError
+    from train.study import load_study, results_stem, run_study
+
+    try:
+        config = load_study(study_file, overrides)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        run_study(config, out, jobs=jobs)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    finally:
+        results = Path(out) / f"{results_stem(config, Path(out))}.md"
+        if results.is_file():
+            Console().print(Markdown(results.read_text()))

@@ -1,0 +1,139 @@
+"""train study: a grid of runs, resumable run by run, tabulated as CSV, Markdown and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from train.errors import ConfigError
+from train.study import load_study, run_study, summary_markdown
+
+MANIFEST = """
+name = "tiny"
+seed = 0
+[model]
+arch = "test-tiny"
+pretrained = "none"
+[data]
+labeled = ["{labeled}"]
+ranked = ["{ranked}"]
+eval = "{labeled}"
+crop = [24, 48]
+input_size = 32
+sigma = 3.0
+workers = 0
+val_fraction = 0.125
+[tasks.rank]
+weight = 1.0
+sets_per_batch = 2
+[schedule]
+paradigm = "multitask"
+steps = 4
+batch = 4
+eval_every = 2
+log_every = 2
+[optim]
+name = "adam"
+lr = 0.01
+weight_decay = 0.0
+"""
+
+STUDY = """
+name = "grid"
+manifest = "base.toml"
+seeds = [0, 1]
+[grid]
+"schedule.paradigm" = ["count-only", "multitask"]
+"data.labeled_fraction" = [0.5]
+[set]
+"schedule.steps" = 4
+"""
+
+
+@pytest.fixture
+def study_file(blob_data: dict[str, Path], tmp_path: Path) -> Path:
+    (tmp_path / "base.toml").write_text(MANIFEST.format(labeled=blob_data["labeled"], ranked=blob_data["ranked"]))
+    path = tmp_path / "grid.toml"
+    path.write_text(STUDY)
+    return path
+
+
+def test_study_runs_every_point_and_seed_and_tabulates_mean_and_spread(study_file: Path, tmp_path: Path) -> None:
+    study = load_study(study_file)
+    assert [r["name"] for r in study.runs()] == [
+        "paradigm=count-only__labeled_fraction=0.5__seed=0",
+        "paradigm=count-only__labeled_fraction=0.5__seed=1",
+        "paradigm=multitask__labeled_fraction=0.5__seed=0",
+        "paradigm=multitask__labeled_fraction=0.5__seed=1",
+    ]
+    rows = run_study(study, tmp_path / "out", jobs=2, progress=False)
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(df) == 4 and set(df["seed"]) == {0, 1}
+    config = (tmp_path / "out" / "runs" / rows[0]["run"] / "config.toml").read_text()
+    assert "labeled_fraction = 0.5" in config and 'paradigm = "count-only"' in config
+    table = (tmp_path / "out" / "results.md").read_text()
+    mean = df[df["schedule.paradigm"] == "multitask"]["mae"].mean()
+    assert f"{mean:.2f} ± " in table and "(n=2)" in table
+    assert (tmp_path / "out" / "results.png").stat().st_size > 1000
+
+
+def test_a_second_invocation_reads_finished_runs_back_without_training(study_file: Path, tmp_path: Path) -> None:
+    study = load_study(study_file)
+    run_study(study, tmp_path / "out", progress=False)
+    evals = sorted((tmp_path / "out" / "runs").glob("*/eval.json"))
+    stamps = [p.stat().st_mtime_ns for p in evals]
+    again = run_study(study, tmp_path / "out", progress=False)
+    assert [p.stat().st_mtime_ns for p in evals] == stamps
+    assert all(r["status"] == "ok" for r in again)
+
+
+def test_sharing_a_folder_with_other_overrides_is_refused(study_file: Path, tmp_path: Path) -> None:
+    run_study(load_study(study_file), tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="other overrides"):
+        run_study(load_study(study_file, ["schedule.steps=6"]), tmp_path / "out", progress=False)
+
+
+def test_bad_study_files_fail_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text("name = 'x'\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('manifest = "base.toml"\nseed = [1]\n')
+    with pytest.raises(ConfigError, match="seed"):
+        load_study(bad)
+    bad.write_text('manifest = "nope.toml"\n')
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_study(bad)
+    bad.write_text('manifest = "base.toml"\nmetric = "accuracy"\n')
+    with pytest.raises(ConfigError, match="accuracy"):
+        load_study(bad)
+
+
+def test_summary_table_puts_the_first_grid_key_in_columns(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text("name = 'x'\n")
+    (tmp_path / "s.toml").write_text(
+        'manifest = "base.toml"\nseeds = [0, 1]\n[grid]\n"schedule.paradigm" = ["a", "b"]\n'
+        '"data.labeled_fraction" = [0.1, 1.0]\n'
+    )
+    study = load_study(tmp_path / "s.toml")
+    df = pd.DataFrame(
+        [
+            {"schedule.paradigm": p, "data.labeled_fraction": f, "seed": s, "mae": mae}
+            for p, f, s, mae in [("a", 0.1, 0, 10.0), ("a", 0.1, 1, 12.0), ("b", 0.1, 0, 8.0), ("b", 0.1, 1, 8.0),
+                                 ("a", 1.0, 0, 5.0), ("a", 1.0, 1, 5.0), ("b", 1.0, 0, 4.0), ("b", 1.0, 1, 6.0)]
+        ]
+    )  # fmt: skip
+    table = summary_markdown(study, df)
+    assert "| data.labeled_fraction | a | b |" in table
+    assert "| 0.1 | 11.00 ± 1.41 (n=2) | 8.00 ± 0.00 (n=2) |" in table
+
+
+def test_cli_study_wiring(study_file: Path, tmp_path: Path) -> None:
+    from train.cli import app
+
+    result = CliRunner().invoke(app, ["study", str(study_file), "--out", str(tmp_path / "o"), "--set", "seed=3"])
+    assert result.exit_code == 2 and "seed" in result.output  # seed is the study's grid axis, not an override
+    result = CliRunner().invoke(app, ["study", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2

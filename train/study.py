@@ -1,0 +1,326 @@
+"""``train study``: run a grid of manifests (e.g. paradigm x labeled fraction x seed) and tabulate the results.
+
+A study file names a base manifest, the grid, the seeds and overrides common to every run:
+
+```toml
+name = "synthetic-table2"
+manifest = "../synthetic.toml"       # relative to the study file
+seeds = [0, 1, 2]
+metric = "mae"                       # what the table and the plot report
+[grid]
+"schedule.paradigm" = ["count-only", "multitask"]
+"data.labeled_fraction" = [0.1, 1.0]
+[set]                                # overrides for every run (then the command line's --set)
+"schedule.steps" = 600
+```
+
+Every grid point and seed is one ``train fit`` in its own process (``DIR/runs/<name>``), so a killed study
+resumes run by run: finished runs (with ``eval.json``) are read back, interrupted ones continue from
+``last.pt``. The results land in ``DIR/results.csv`` (one row per run), ``DIR/results.md`` (mean and standard
+deviation over seeds) and ``DIR/results.png`` (named ``<study name>.*`` instead when several studies share
+one folder: runs with the same name and overrides are then trained once and read by every study).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from train.errors import ConfigError, TrainError
+
+STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description"}
+METRICS = ("mae", "rmse", "nae", "game0", "game1", "game2", "game3")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A parsed study file; ``runs()`` lists its runs in a stable order."""
+
+    name: str
+    manifest: Path
+    seeds: tuple[int, ...] = (0,)
+    metric: str = "mae"
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.manifest.is_file():
+            raise ConfigError(
+                f"study manifest = {str(self.manifest)!r} does not exist; give a path relative to the study"
+            )
+        if not self.seeds:
+            raise ConfigError("study seeds = [] is empty; give at least one seed, e.g. seeds = [0, 1, 2]")
+        if self.metric not in METRICS:
+            raise ConfigError(f"study metric = {self.metric!r} is unknown; choose one of {', '.join(METRICS)}")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"study grid.{key!r} = {values!r}: expected a non-empty list of values")
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every (grid point, seed) with its run name and ``--set`` overrides."""
+        keys = list(self.grid)
+        runs = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            point = dict(zip(keys, values, strict=True))
+            for seed in self.seeds:
+                name = "__".join([f"{_short(k)}={_slug(v)}" for k, v in point.items()] + [f"seed={seed}"])
+                overrides = {**self.overrides, **point, "seed": seed, "name": name}
+                runs.append({"name": name, "point": point, "seed": seed, "overrides": overrides})
+        return runs
+
+
+def _short(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _slug(value: Any) -> str:
+    return str(value).replace("/", "_").replace(" ", "")
+
+
+def _toml_literal(value: Any) -> str:
+    """A value as TOML text for ``--set key=value``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def load_study(path: str | Path, extra_overrides: list[str] | None = None) -> StudyConfig:
+    """Parse a study file; unknown keys are errors naming the key."""
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read study {path}: {e}") from e
+    unknown = set(table) - STUDY_KEYS
+    if unknown:
+        raise ConfigError(f"unknown study keys {sorted(unknown)} in {path}; valid keys: {sorted(STUDY_KEYS)}")
+    if "manifest" not in table:
+        raise ConfigError(f"{path} has no `manifest` key: name the base manifest, e.g. manifest = '../quickstart.toml'")
+    overrides = dict(table.get("set", {}))
+    for item in extra_overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set schedule.steps=300")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value
+    reserved = {"seed", "name"} & set(overrides)
+    if reserved:
+        raise ConfigError(
+            f"{sorted(reserved)} cannot be overridden in a study: each run's seed comes from `seeds` and its name "
+            "from the grid; list the seeds in the study file instead"
+        )
+    return StudyConfig(
+        name=str(table.get("name", path.stem)),
+        manifest=(path.parent / table["manifest"]).resolve(),
+        seeds=tuple(int(s) for s in table.get("seeds", [0])),
+        metric=str(table.get("metric", "mae")),
+        grid=dict(table.get("grid", {})),
+        overrides=overrides,
+        description=str(table.get("description", "")),
+    )
+
+
+def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) -> dict[str, Any]:
+    """One ``train fit`` in a child process (resumed when interrupted); returns its results row."""
+    folder = out / "runs" / run["name"]
+    eval_path = folder / "eval.json"
+    recorded = folder / "study_overrides.json"
+    wanted = json.dumps(run["overrides"], sort_keys=True, default=str)
+    if recorded.is_file() and recorded.read_text() != wanted:
+        raise ConfigError(
+            f"{folder} was trained with other overrides ({recorded.read_text()}) than this study asks for "
+            f"({wanted}); use another --out for this study"
+        )
+    started = time.perf_counter()
+    if not eval_path.is_file():
+        command = [
+            sys.executable,
+            "-c",
+            "from train.cli import app; app()",
+            "fit",
+            str(study.manifest),
+            "--out",
+            str(folder),
+        ]
+        for key, value in run["overrides"].items():
+            command += ["--set", f"{key}={_toml_literal(value)}"]
+        if (folder / "last.pt").is_file():
+            command.append("--resume")
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        folder.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(wanted)
+        with open(folder / "study.log", "a") as log:
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if code != 0 or not eval_path.is_file():
+            return {"run": run["name"], "seed": run["seed"], **run["point"], "status": f"failed (exit {code})"}
+    metrics = json.loads(eval_path.read_text())
+    row = {"run": run["name"], "seed": run["seed"], **run["point"], "status": "ok"}
+    row.update({m: metrics.get(m) for m in METRICS})
+    row["best_step"] = metrics.get("step")
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every run not finished yet (``jobs`` at a time) and write results.csv / .md / .png."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = study.runs()
+    if not (out / "study.json").is_file():  # the first study in a folder owns results.*
+        record = {"name": study.name, "manifest": str(study.manifest), "runs": [r["name"] for r in runs]}
+        (out / "study.json").write_text(json.dumps(record, indent=2))
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    rows: list[dict[str, Any]] = []
+    with _progress(progress, len(runs)) as advance, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for row in pool.map(lambda r: run_one(study, r, out, threads), runs):
+            rows.append(row)
+            advance(row)
+    write_results(study, rows, out)
+    failed = [r["run"] for r in rows if r["status"] != "ok"]
+    if failed:
+        raise TrainError(f"{len(failed)} of {len(rows)} runs failed ({', '.join(failed[:3])} …); see their study.log")
+    return rows
+
+
+def write_results(study: StudyConfig, rows: list[dict[str, Any]], out: Path) -> None:
+    """results.csv, the mean/std Markdown table and the plot."""
+    import pandas as pd
+
+    stem = results_stem(study, out)
+    df = pd.DataFrame(rows)
+    df.to_csv(out / f"{stem}.csv", index=False)
+    ok = df[df["status"] == "ok"]
+    (out / f"{stem}.md").write_text(summary_markdown(study, ok))
+    if len(ok):
+        plot_results(study, ok, out / f"{stem}.png")
+
+
+def results_stem(study: StudyConfig, out: Path) -> str:
+    """``results``, or the study's name when another study already wrote its results into ``out``."""
+    owner = out / "study.json"
+    if owner.is_file() and json.loads(owner.read_text()).get("name") != study.name:
+        return study.name
+    return "results"
+
+
+def summarise(study: StudyConfig, df: Any) -> Any:
+    """Mean, standard deviation and number of seeds of the metric per grid point."""
+    keys = list(study.grid) or ["seed"]
+    grouped = df.groupby(keys, sort=False)[study.metric]
+    return grouped.agg(["mean", "std", "count"]).reset_index()
+
+
+def summary_markdown(study: StudyConfig, df: Any) -> str:
+    """A table: rows = the last grid key's values (or points), columns = the first grid key's values."""
+    lines = [f"# {study.name}", ""]
+    if study.description:
+        lines += [study.description.strip(), ""]
+    lines += [
+        f"Test {study.metric.upper()}, mean ± standard deviation over seeds {list(study.seeds)} "
+        f"(lower is better). Base manifest: `{study.manifest.name}`.",
+        "",
+    ]
+    if not len(df):
+        return "\n".join(lines + ["No finished runs yet."]) + "\n"
+    table = summarise(study, df)
+    keys = list(study.grid)
+    if len(keys) >= 2:
+        col_key, row_keys = keys[0], keys[1:]
+        columns = list(dict.fromkeys(table[col_key]))
+        lines.append("| " + " | ".join(row_keys + [str(c) for c in columns]) + " |")
+        lines.append("|" + "---|" * (len(row_keys) + len(columns)))
+        for row_values, part in table.groupby(row_keys, sort=False):
+            row_values = row_values if isinstance(row_values, tuple) else (row_values,)
+            cells = {r[col_key]: _cell(r) for _, r in part.iterrows()}
+            lines.append("| " + " | ".join([str(v) for v in row_values] + [cells.get(c, "–") for c in columns]) + " |")
+    else:
+        key = keys[0] if keys else "seed"
+        lines += [f"| {key} | {study.metric} |", "|---|---|"]
+        lines += [f"| {r[key]} | {_cell(r)} |" for _, r in table.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(r: Any) -> str:
+    spread = 0.0 if r["count"] < 2 else float(r["std"])
+    return f"{r['mean']:.2f} ± {spread:.2f} (n={int(r['count'])})"
+
+
+def plot_results(study: StudyConfig, df: Any, path: Path) -> None:
+    """Metric against the first numeric grid key, one line per value of the others (error bars: std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summarise(study, df)
+    keys = list(study.grid) or ["seed"]
+    numeric = [k for k in keys if all(isinstance(v, int | float) and not isinstance(v, bool) for v in table[k])]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    if numeric:
+        x_key = numeric[-1]
+        others = [k for k in keys if k != x_key]
+        groups = table.groupby(others, sort=False) if others else [((), table)]
+        for label, part in groups:
+            part = part.sort_values(x_key)
+            name = ", ".join(str(v) for v in (label if isinstance(label, tuple) else (label,))) or study.metric
+            ax.errorbar(part[x_key], part["mean"], yerr=part["std"].fillna(0), marker="o", capsize=3, label=name)
+        ax.set_xlabel(x_key)
+        ax.legend(fontsize=8)
+    else:
+        labels = [" / ".join(str(r[k]) for k in keys) for _, r in table.iterrows()]
+        ax.bar(range(len(table)), table["mean"], yerr=table["std"].fillna(0), capsize=3)
+        ax.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"test {study.metric.upper()} (mean ± std over seeds)")
+    ax.set_title(study.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class _progress:
+    """A rich progress bar over runs, printing each finished run's metric."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+        self.bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda row: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        )
+        self.bar.start()
+        task = self.bar.add_task("study runs", total=self.total)
+
+        def advance(row: dict[str, Any]) -> None:
+            mae = row.get("mae")
+            result = f"MAE {mae:.2f}" if isinstance(mae, float) else row["status"]
+            self.bar.console.print(f"{row['run']}: {result}")
+            self.bar.advance(task)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
