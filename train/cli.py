@@ -181,3 +181,37 @@ def study(
         results = Path(out) / f"{results_stem(config, Path(out))}.md"
         if results.is_file():
             Console().print(Markdown(results.read_text()))
+
+
+@app.command()
+def compare(
+    runs: list[str] = typer.Argument(..., help="Finished run folders (with eval.json and best.pt)."),
+    out: str = typer.Option(..., "--out", help="PNG report to write."),
+    labels: list[str] = typer.Option([], "--label", help="A name per run, in order (default: folder names)."),
+    examples: int = typer.Option(3, "--examples", help="Test pictures drawn with each run's density map."),
+) -> None:
+    """Compare finished runs: a table of test metrics and a PNG (curves, predicted vs annotated, density maps)."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from train.compare import METRICS, CompareConfig, compare_runs
+    from train.errors import ConfigError, TrainError
+
+    try:
+        config = CompareConfig(tuple(Path(r) for r in runs), Path(out), examples, tuple(labels))
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        rows, path = compare_runs(config)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    table = Table(title="test metrics")
+    for column in ("run", "paradigm", "labeled_fraction", "best_step", *METRICS):
+        table.add_column(column, justify="left" if column in ("run", "paradigm") else "right")
+    for row in rows:
+        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console().print(table)
+    Console().print(f"wrote {path}")

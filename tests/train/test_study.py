@@ -137,3 +137,19 @@ def test_cli_study_wiring(study_file: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "seed" in result.output  # seed is the study's grid axis, not an override
     result = CliRunner().invoke(app, ["study", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
+
+
+def test_compare_tabulates_runs_and_draws_their_density_maps(study_file: Path, tmp_path: Path) -> None:
+    import json
+
+    from train.compare import CompareConfig, compare_runs
+
+    rows = run_study(load_study(study_file), tmp_path / "out", progress=False)
+    folders = tuple(tmp_path / "out" / "runs" / r["run"] for r in rows[::2])
+    table, png = compare_runs(CompareConfig(folders, tmp_path / "cmp.png", examples=2, labels=("alone", "ranked")))
+    assert [r["run"] for r in table] == ["alone", "ranked"]
+    assert [r["paradigm"] for r in table] == ["count-only", "multitask"]
+    assert table[1]["mae"] == json.loads((folders[1] / "eval.json").read_text())["mae"]
+    assert png.stat().st_size > 10_000
+    with pytest.raises(ConfigError, match="not a finished run"):
+        CompareConfig((tmp_path,), tmp_path / "x.png")
