@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -153,3 +154,16 @@ def test_compare_tabulates_runs_and_draws_their_density_maps(study_file: Path, t
     assert png.stat().st_size > 10_000
     with pytest.raises(ConfigError, match="not a finished run"):
         CompareConfig((tmp_path,), tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "manifests" / "studies").glob("*.toml")))
+def test_every_shipped_study_expands_to_valid_manifests(path: Path) -> None:
+    from train.config import load_manifest
+    from train.study import _toml_literal
+
+    study = load_study(path)
+    runs = study.runs()
+    assert len(runs) == len(study.seeds) * int(np.prod([len(v) for v in study.grid.values()]))
+    for run in runs:
+        config = load_manifest(study.manifest, [f"{k}={_toml_literal(v)}" for k, v in run["overrides"].items()])
+        assert config.seed == run["seed"] and config.name == run["name"]
