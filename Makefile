@@ -31,6 +31,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rankset_build.py
+	$(BIN)/python benchmarks/harvest_download.py
+	$(BIN)/python benchmarks/dedup_hashes.py
+	$(BIN)/python benchmarks/clip_filter_throughput.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out .pytest_cache .ruff_cache
