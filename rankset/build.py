@@ -22,6 +22,7 @@ import numpy as np
 from rankset.errors import ConfigError, ImageError
 from rankset.geometry import NestedSet, draft_factor, nested_boxes
 from rankset.inputs import SourcePicture, describe_input, iter_dataset, list_folder, list_pool
+from rankset.progress import progress_bar
 
 MIN_PATCH_SIDE = 2.0  # source pixels: below this the smallest patch is a smear, not a picture
 
@@ -169,7 +170,7 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
     else:
         by_split = {"train": pictures}
 
-    with _progress(progress, n) as advance, _worker_pool(cfg.num_proc) as pool:
+    with progress_bar(progress, n, "cutting ranked sets") as advance, _worker_pool(cfg.num_proc) as pool:
 
         def rows_of(items: Iterable[SourcePicture], split: str) -> Iterator[dict[str, Any]]:
             summary.sets[split] = 0
@@ -229,31 +230,3 @@ class _worker_pool:
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()
-
-
-class _progress:
-    """A rich progress bar over source pictures (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-        self.bar: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self.bar.start()
-        task = self.bar.add_task("cutting ranked sets", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -23,6 +23,7 @@ from typing import Any
 
 from rankset.errors import ConfigError, InputError, PublishError
 from rankset.licenses import LicensePolicy, license_id
+from rankset.progress import progress_bar
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
@@ -205,7 +206,7 @@ def write_upload_folder(
 
     max_bytes = parse_size(cfg.max_shard_size)
     plans = {split: shard_count(ds, max_bytes) for split, ds in splits.items()}
-    with _progress(progress, sum(plans.values())) as advance:
+    with progress_bar(progress, sum(plans.values()), "writing parquet shards") as advance:
         for split, ds in splits.items():
             for index in range(plans[split]):
                 shard = ds.shard(num_shards=plans[split], index=index, contiguous=True)
@@ -366,25 +367,3 @@ def print_publish_summary(summary: PublishSummary, dry_run: bool) -> None:
         table.add_row(f"left out: {reason}", str(n))
     table.add_row("files", f"{len(summary.files)} ({sum(summary.files.values()) / 1e6:.1f} MB)")
     console.print(table)
-
-
-class _progress:
-    """A rich progress bar over shards written (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-        self.bar: Any = None
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress
-
-        self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
-        self.bar.start()
-        task = self.bar.add_task("writing parquet shards", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -25,6 +25,7 @@ import numpy as np
 from rankset.errors import AnnotationError, ConfigError, ImageError, InputError
 from rankset.importers.base import Importer, Pair, Plan, Skipped, create_importer, list_importers
 from rankset.importers.geometry import clamp_boxes, clamp_points, orient_boxes, orient_points, oriented_size
+from rankset.progress import progress_bar
 
 UCF_CC_50_FOLDS = 5
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -266,7 +267,7 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
         {"kind": "labeled", "format": config.format, "dataset": dataset, "root": str(config.root), "fold": config.fold}
     )
     token = uuid.uuid4().hex
-    with _progress_bar(progress, plan.total, f"import {config.format}") as advance:
+    with progress_bar(progress, plan.total, f"import {config.format}") as advance:
         run = _ImportRun(importer, plan, summary, advance)
         splits = [name for name in plan.splits if run.prime(name)]
         for name in plan.splits:
@@ -298,30 +299,6 @@ def _features(plan: Plan) -> Any:
 
     extra = {name: datasets.Value(dtype) for name, dtype in plan.extra_columns.items()}
     return labeled_features(plan.optional, extra)
-
-
-class _progress_bar:  # noqa: N801 - used as a context manager, reads like a function
-    """A rich progress bar yielding an ``advance()`` callable; a no-op when ``enabled`` is False (tests)."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.enabled, self.total, self.label = enabled, total, label
-        self._progress: Any = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-        )
-        self._progress.start()
-        task = self._progress.add_task(self.label, total=self.total)
-        return lambda: self._progress.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
 
 def _config_json(config: ImportConfig) -> dict[str, Any]:
