@@ -204,6 +204,7 @@ def write_upload_folder(
     """Parquet shards per split, ``attribution.csv`` and ``README.md`` (the dataset card) under ``folder``."""
     from rankset.card import hub_card
 
+    splits = {split: without_local_urls(ds) for split, ds in splits.items()}
     max_bytes = parse_size(cfg.max_shard_size)
     plans = {split: shard_count(ds, max_bytes) for split, ds in splits.items()}
     with progress_bar(progress, sum(plans.values()), "writing parquet shards") as advance:
@@ -219,7 +220,7 @@ def write_upload_folder(
     card = hub_card(
         repo_id=cfg.repo_id,
         kind=summary.kind,
-        build_info=build_info,
+        build_info=public_build_info(build_info),
         splits=summary.rows,
         licenses=dict(summary.licenses),
         left_out=dict(summary.left_out),
@@ -228,6 +229,36 @@ def write_upload_folder(
         pictures=len(rows),
     )
     (folder / "README.md").write_text(card, encoding="utf-8")
+
+
+def is_local_url(url: Any) -> bool:
+    """A ``file://`` URL: where a picture lay on the builder's disk, which must not be published."""
+    return isinstance(url, str) and url.startswith("file://")
+
+
+def without_local_urls(ds: Any) -> Any:
+    """``ds`` with every ``file://`` source URL blanked (pictures ingested from a local folder)."""
+    from rankset.io import quiet_datasets
+
+    if "source_url" not in ds.column_names:
+        return ds
+    with quiet_datasets():
+        return ds.map(
+            lambda urls: {"source_url": [None if is_local_url(u) else u for u in urls]},
+            input_columns="source_url",
+            batched=True,
+            keep_in_memory=True,
+        )
+
+
+def public_build_info(build_info: dict[str, Any]) -> dict[str, Any]:
+    """Build info for the card, with a local input path reduced to its folder name."""
+    from rankset.io import looks_like_hub_id
+
+    source = build_info.get("input")
+    if isinstance(source, str) and not looks_like_hub_id(source):
+        return {**build_info, "input": Path(source).name}
+    return build_info
 
 
 def shard_count(ds: Any, max_bytes: int) -> int:
@@ -287,7 +318,10 @@ def attribution_rows(
                 "author": _text(record.get("author")),
                 "license": _text(record.get("license")) if "license" in names else dataset_license,
                 "license_url": _text(pool.get("license_url")),
-                "source_url": _text(pool.get("url")) or _text(record.get("source_url")),
+                "source_url": next(
+                    (u for u in (_text(pool.get("url")), _text(record.get("source_url"))) if u and not is_local_url(u)),
+                    None,
+                ),
                 "page_url": _text(pool.get("page_url")),
             }
     return list(out.values())

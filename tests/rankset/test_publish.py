@@ -457,3 +457,19 @@ def test_cli_push_wires_flags_and_maps_errors(ranked: Path, tmp_path: Path, offl
     assert bad.exit_code == 2 and "--repo-id" in bad.output
     no_token = runner.invoke(app, ["push", str(ranked), "--repo-id", "me/crowd"])
     assert no_token.exit_code == 1 and "HF_TOKEN" in no_token.output
+
+
+def test_local_file_paths_never_reach_the_published_files(tmp_path: Path) -> None:
+    pics = tmp_path / "private-folder"
+    pics.mkdir()
+    for i in range(2):
+        (pics / f"p{i}.jpg").write_bytes(jpeg(i))
+        (pics / f"p{i}.jpg.json").write_text(json.dumps({"license": "cc0-1.0", "author": "A"}))
+    build_ranked_sets(BuildConfig(str(pics), str(tmp_path / "ranked"), k=3, size=16), progress=False)
+    assert datasets.load_from_disk(str(tmp_path / "ranked"))["train"][0]["source_url"].startswith("file://")
+    push(tmp_path / "ranked", dry_run=tmp_path / "dry")
+    published = load_parquet_folder(tmp_path / "dry")["train"]
+    assert published["source_url"] == [None, None]
+    for name in ("README.md", "attribution.csv"):
+        text = (tmp_path / "dry" / name).read_text()
+        assert "file://" not in text and str(pics) not in text
