@@ -88,7 +88,8 @@ def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "trai
             colour = BOX_COLOURS[j % len(BOX_COLOURS)]
             row_axes[0].add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.5, ec=colour))
         where = "source" if real else "patch 0 (source not at hand)"
-        row_axes[0].set_title(f"{row['set_id']}\n{where}", fontsize=8)
+        set_id = row["set_id"] if len(row["set_id"]) <= 24 else f"{row['set_id'][:10]}…{row['set_id'][-6:]}"
+        row_axes[0].set_title(f"{set_id}\n{where}", fontsize=8)
         for j, image in enumerate(row["images"]):
             ax = row_axes[j + 1]
             ax.imshow(_decode(image))
