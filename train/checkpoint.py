@@ -90,15 +90,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(path: str | Path, device: Any) -> tuple[Any, dict[str, Any], RunConfig]:
-    """(model in eval mode on ``device``, checkpoint dict, its RunConfig) from a checkpoint file.
+    """(model in eval mode on ``device``, checkpoint dict, its RunConfig) from a checkpoint file, a folder written
+    by ``train push`` or a Hub id ``USER/NAME[@REVISION]`` (train.hub resolves the last two).
 
     The model is built as the manifest built it (heads, Masksembles, count groups), loaded strictly, then its
     auxiliary heads are dropped: evaluation and prediction cost what the density network costs. An exported
     checkpoint (``"exported": True``, train.export) has no heads to load.
     """
+    from train.hub import read_inference_state
     from train.models.assemble import build_model, drop_auxiliary
 
-    state = load_checkpoint(path)
+    state = read_inference_state(path)
     config = config_from_dict(state["config"])
     model = build_model(config, pretrained="none")
     if state.get("exported"):

@@ -45,7 +45,7 @@ def fit(
 
 @app.command("eval")
 def eval_command(
-    checkpoint: str = typer.Argument(..., help="RUN/best.pt or RUN/last.pt."),
+    checkpoint: str = typer.Argument(..., help="RUN/best.pt, a `train push` folder or a Hub id USER/NAME."),
     data: str = typer.Option(..., "--data", help="A labeled dataset folder or Hub id."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     out: str = typer.Option("eval-out", "--out", help="Folder for eval.json and images.csv."),
@@ -73,7 +73,7 @@ def eval_command(
 
 @app.command()
 def predict(
-    checkpoint: str = typer.Argument(..., help="RUN/best.pt or RUN/last.pt."),
+    checkpoint: str = typer.Argument(..., help="RUN/best.pt, a `train push` folder or a Hub id USER/NAME."),
     images: list[str] = typer.Argument(..., help="Image files or folders of images."),
     out: str = typer.Option("predict-out", "--out", help="Folder for counts.csv and overlays/."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
@@ -215,3 +215,30 @@ def compare(
         table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
     Console().print(table)
     Console().print(f"wrote {path}")
+
+
+@app.command()
+def push(
+    checkpoint: str = typer.Argument(..., help="RUN/best.pt (or an exported .pt) to publish."),
+    repo_id: str = typer.Option(..., "--repo-id", help="The Hub model repo, USER/NAME."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    revision: str = typer.Option("main", "--revision", help="Branch to commit to (created when missing)."),
+    dry_run: str = typer.Option(None, "--dry-run", help="Write the files that would be uploaded to this folder."),
+    license: str = typer.Option("other", "--license", help="Hub licence id of the weights, e.g. mit, cc-by-4.0."),
+) -> None:
+    """Publish the density model (heads dropped) as model.safetensors, config.toml, crowdrank.json and a card."""
+    from pathlib import Path
+
+    from train.errors import ConfigError, TrainError
+    from train.hub import PushConfig, print_push_summary, push_model
+
+    try:
+        config = PushConfig(Path(checkpoint), repo_id, private, revision, Path(dry_run) if dry_run else None, license)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        summary = push_model(config)
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_push_summary(summary, dry_run=config.dry_run is not None)

@@ -21,3 +21,7 @@ class ModelError(TrainError, RuntimeError):
 
 class DivergenceError(TrainError, FloatingPointError):
     """A loss became NaN or infinite; the message names the step and the term."""
+
+
+class HubError(TrainError, OSError):
+    """The Hugging Face Hub refused or could not serve a push or a download; the message names the repo and the fix."""

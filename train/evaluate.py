@@ -135,8 +135,9 @@ class EvalConfig:
     tile: int = 1024
 
     def __post_init__(self) -> None:
-        if not Path(self.checkpoint).is_file():
-            raise ConfigError(f"CHECKPOINT {self.checkpoint} does not exist; pass RUN_DIR/best.pt")
+        from train.hub import check_checkpoint_argument
+
+        check_checkpoint_argument(self.checkpoint)  # a file, a `train push` folder or a Hub id
         if not self.split:
             raise ConfigError("--split is empty; pass test, validation or train")
         if self.tile < 64:

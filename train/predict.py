@@ -28,8 +28,9 @@ class PredictConfig:
     overlays: bool = True
 
     def __post_init__(self) -> None:
-        if not Path(self.checkpoint).is_file():
-            raise ConfigError(f"CHECKPOINT {self.checkpoint} does not exist; pass RUN_DIR/best.pt")
+        from train.hub import check_checkpoint_argument
+
+        check_checkpoint_argument(self.checkpoint)  # a file, a `train push` folder or a Hub id
         if not self.images:
             raise ConfigError("IMAGES is empty; pass image files or folders holding them")
         missing = [str(p) for p in self.images if not Path(p).exists()]
