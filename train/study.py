@@ -39,7 +39,7 @@ import tomllib
 from train.errors import ConfigError, TrainError
 
 STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description"}
-METRICS = ("mae", "rmse", "nae", "game0", "game1", "game2", "game3")
+METRICS = ("mae", "rmse", "nae", "game0", "game1", "game2", "game3", "spearman", "count_ratio")
 
 
 @dataclass(frozen=True)
@@ -170,12 +170,33 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         if code != 0 or not eval_path.is_file():
             return {"run": run["name"], "seed": run["seed"], **run["point"], "status": f"failed (exit {code})"}
-    metrics = json.loads(eval_path.read_text())
+    metrics = {**json.loads(eval_path.read_text()), **ordering_metrics(folder / "eval_images.csv")}
     row = {"run": run["name"], "seed": run["seed"], **run["point"], "status": "ok"}
     row.update({m: metrics.get(m) for m in METRICS})
     row["best_step"] = metrics.get("step")
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
+
+
+def ordering_metrics(per_image_csv: Path) -> dict[str, float]:
+    """Two numbers that tell ordering from calibration, from a run's per-image test counts.
+
+    ``spearman``: rank correlation of predicted and annotated counts (what a ranking loss can improve);
+    ``count_ratio``: total predicted over total annotated (the global scale, which only labels can fix).
+    """
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    if not per_image_csv.is_file():
+        return {}
+    df = pd.read_csv(per_image_csv)
+    ok = df[df["status"] == "ok"]
+    if len(ok) < 2 or ok["count"].sum() <= 0:
+        return {}
+    return {
+        "spearman": float(spearmanr(ok["count"], ok["predicted"]).statistic),
+        "count_ratio": float(ok["predicted"].sum() / ok["count"].sum()),
+    }
 
 
 def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:

@@ -74,6 +74,9 @@ def test_study_runs_every_point_and_seed_and_tabulates_mean_and_spread(study_fil
     assert [r["status"] for r in rows] == ["ok"] * 4
     df = pd.read_csv(tmp_path / "out" / "results.csv")
     assert len(df) == 4 and set(df["seed"]) == {0, 1}
+    per_image = pd.read_csv(tmp_path / "out" / "runs" / rows[0]["run"] / "eval_images.csv")
+    ratio = per_image["predicted"].sum() / per_image["count"].sum()
+    assert df.loc[0, "count_ratio"] == pytest.approx(ratio) and -1 <= df.loc[0, "spearman"] <= 1
     config = (tmp_path / "out" / "runs" / rows[0]["run"] / "config.toml").read_text()
     assert "labeled_fraction = 0.5" in config and 'paradigm = "count-only"' in config
     table = (tmp_path / "out" / "results.md").read_text()
