@@ -126,6 +126,9 @@ def synth(
     size: str = typer.Option("512x384", "--size", help="WIDTHxHEIGHT of every scene."),
     splits: str = typer.Option("train=1", "--splits", help="e.g. train=0.8,validation=0.1,test=0.1"),
     max_count: int = typer.Option(1000, "--max-count", help="Largest head count a scene is drawn with."),
+    min_count: int = typer.Option(
+        0, "--min-count", help="Smallest head count drawn (>0: crowd scenes only, like a CLIP-filtered harvest)."
+    ),
     num_proc: int = typer.Option(1, "--num-proc", help="Worker processes rendering scenes."),
 ) -> None:
     """Render synthetic crowd scenes with exact head points and depth (labeled schema, dataset "synth")."""
@@ -135,7 +138,7 @@ def synth(
 
     try:
         width, height = parse_size(size)
-        cfg = SynthConfig(n, out, seed, width, height, unlabeled, parse_splits(splits), max_count, num_proc)
+        cfg = SynthConfig(n, out, seed, width, height, unlabeled, parse_splits(splits), max_count, num_proc, min_count)
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     try:

@@ -55,11 +55,19 @@ class ScenePlan:
     crowd: Crowd
 
 
-def sample_count(rng: np.random.Generator, max_count: int) -> int:
-    """A head count, log-uniform over [1, max_count] (so sparse and dense scenes are equally common), or 0."""
-    if max_count < 1 or rng.random() < ZERO_COUNT_FRACTION:
+def sample_count(rng: np.random.Generator, max_count: int, min_count: int = 0) -> int:
+    """A head count, log-uniform over [max(1, min_count), max_count] (sparse and dense scenes equally common).
+
+    With ``min_count`` 0 a few scenes are empty (``ZERO_COUNT_FRACTION``); a positive ``min_count`` (crowd
+    scenes only, as a harvest kept by the CLIP crowd filter) has none. The same draws are made either way.
+    """
+    if max_count < 1:
         return 0
-    return int(min(max_count, math.floor(math.exp(rng.uniform(0.0, math.log(max_count + 1))))))
+    empty = rng.random() < ZERO_COUNT_FRACTION
+    if empty and min_count == 0:
+        return 0
+    low = math.log(max(1, min(min_count, max_count)))
+    return int(min(max_count, math.floor(math.exp(rng.uniform(low, math.log(max_count + 1))))))
 
 
 def sample_camera(rng: np.random.Generator, width: int, height: int, count: int) -> Camera:
@@ -243,9 +251,11 @@ def sample_layout(rng: np.random.Generator, camera: Camera, count: int, wall_z: 
     return place_people(camera, np.concatenate(kept_x), np.concatenate(kept_z), np.concatenate(kept_s))
 
 
-def sample_plan(rng: np.random.Generator, width: int, height: int, max_count: int = 1000) -> ScenePlan:
+def sample_plan(
+    rng: np.random.Generator, width: int, height: int, max_count: int = 1000, min_count: int = 0
+) -> ScenePlan:
     """Count, camera, backdrop distance and crowd layout of one scene: the pure first half of rendering."""
-    count = sample_count(rng, max_count)
+    count = sample_count(rng, max_count, min_count)
     camera = sample_camera(rng, width, height, count)
     wall_z = sample_wall_distance(rng, camera)
     n_kinds = int(rng.integers(1, 3))

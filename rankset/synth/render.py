@@ -117,9 +117,14 @@ def _finish(rng: np.random.Generator, image: Image.Image) -> np.ndarray:
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
-def synthesize_scene(rng: np.random.Generator, width: int = 512, height: int = 384, max_count: int = 1000) -> Scene:
-    """Render one scene of ``width`` x ``height`` with 0 to about ``max_count`` people, using only ``rng``."""
-    plan = sample_plan(rng, width, height, max_count)
+def synthesize_scene(
+    rng: np.random.Generator, width: int = 512, height: int = 384, max_count: int = 1000, min_count: int = 0
+) -> Scene:
+    """Render one scene of ``width`` x ``height`` with ``min_count`` to about ``max_count`` people, using only ``rng``.
+
+    Occlusion and the view can leave fewer visible heads than drawn, so ``min_count`` bounds the drawn count.
+    """
+    plan = sample_plan(rng, width, height, max_count, min_count)
     camera = plan.camera
     canvas = np.zeros((height, width, 3), np.float32)
     paint_sky(rng, canvas, camera.horizon_v)

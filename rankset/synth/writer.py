@@ -64,6 +64,7 @@ class SynthConfig:
     splits: tuple[tuple[str, float], ...] = (("train", 1.0),)
     max_count: int = 1000
     num_proc: int = 1
+    min_count: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -77,6 +78,8 @@ class SynthConfig:
             raise ConfigError(f"--seed {self.seed} must be >= 0")
         if not 1 <= self.max_count <= 100_000:
             raise ConfigError(f"--max-count {self.max_count} must be in [1, 100000]")
+        if not 0 <= self.min_count <= self.max_count:
+            raise ConfigError(f"--min-count {self.min_count} must be in [0, --max-count {self.max_count}]")
         if self.num_proc < 1:
             raise ConfigError(f"--num-proc {self.num_proc} must be >= 1")
         names = [name for name, _ in self.splits]
@@ -141,9 +144,11 @@ def scene_id(index: int) -> str:
     return f"synth_{index:05d}"
 
 
-def render_row(index: int, seed: int, width: int, height: int, max_count: int, with_depth: bool) -> dict[str, Any]:
+def render_row(
+    index: int, seed: int, width: int, height: int, max_count: int, with_depth: bool, min_count: int = 0
+) -> dict[str, Any]:
     """Scene ``index`` as a labeled-schema row (image and, if asked, depth as encoded bytes; no split)."""
-    scene = synthesize_scene(np.random.default_rng([seed, index]), width, height, max_count)
+    scene = synthesize_scene(np.random.default_rng([seed, index]), width, height, max_count, min_count)
     row = {
         "image_id": scene_id(index),
         "image": {"bytes": scene.jpeg_bytes(), "path": None},
@@ -156,7 +161,7 @@ def render_row(index: int, seed: int, width: int, height: int, max_count: int, w
     return row
 
 
-def _render_args(args: tuple[int, int, int, int, int, bool]) -> dict[str, Any]:
+def _render_args(args: tuple[int, int, int, int, int, bool, int]) -> dict[str, Any]:
     return render_row(*args)
 
 
@@ -164,7 +169,10 @@ def _rendered(indices: list[int], config: SynthConfig, label: str) -> Iterator[d
     """Rows for ``indices`` in order, rendered by ``config.num_proc`` processes, with a rich progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    jobs = [(i, config.seed, config.width, config.height, config.max_count, not config.unlabeled) for i in indices]
+    jobs = [
+        (i, config.seed, config.width, config.height, config.max_count, not config.unlabeled, config.min_count)
+        for i in indices
+    ]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
         task = progress.add_task(f"synth {label}", total=len(jobs))
@@ -198,6 +206,7 @@ def _split_rows(start: int, stop: int, split: str, config_json: str) -> Iterator
         splits=parse_splits(values["splits"]),
         max_count=values["max_count"],
         num_proc=values["num_proc"],
+        min_count=values.get("min_count", 0),
     )
     for row in _rendered(list(range(start, stop)), config, split):
         yield {**row, "split": split}
@@ -211,7 +220,7 @@ def _card(config: SynthConfig, summary_counts: dict[str, int]) -> str:
         "Rendered crowd scenes with exact head points and per-pixel depth. People stand on a perspective ground "
         "plane seen by a pinhole camera; a head is annotated when at least 20% of it is visible.\n\n"
         f"- images: {sizes}\n- size: {config.width}x{config.height}, seed {config.seed}, "
-        f"max count {config.max_count}\n"
+        f"head count {config.min_count}–{config.max_count}\n"
         f"- depth: 16-bit PNG, metres * 256, 0 for sky\n\n```json\n{json.dumps(config.record(), indent=2)}\n```\n"
     )
 

@@ -81,6 +81,17 @@ def test_count_sampler_is_log_uniform_so_sparse_and_dense_are_equally_common() -
     assert 0.27 < np.mean(counts >= 100) < 0.40
 
 
+def test_min_count_draws_crowd_scenes_only_and_leaves_the_default_draws_unchanged() -> None:
+    crowds = np.array([sample_count(np.random.default_rng([1, i]), 300, 30) for i in range(2000)])
+    assert crowds.min() >= 30 and crowds.max() <= 300
+    assert 0.4 < np.mean(crowds < 95) < 0.6  # log-uniform over [30, 300]: the geometric midpoint ~95 halves it
+    default = [sample_count(np.random.default_rng([1, i]), 300) for i in range(200)]
+    explicit = [sample_count(np.random.default_rng([1, i]), 300, 0) for i in range(200)]
+    assert default == explicit and 0 in default  # empty scenes only without a minimum
+    with pytest.raises(ConfigError, match="--min-count 400"):
+        SynthConfig(n=1, out="x", max_count=300, min_count=400)
+
+
 def test_layouts_cover_sparse_and_dense_scenes() -> None:
     counts = [len(sample_plan(np.random.default_rng([3, i]), 512, 384).crowd) for i in range(80)]
     assert sum(c < 20 for c in counts) >= 10
