@@ -1,19 +1,24 @@
 """Benchmark: near-duplicate grouping of random-plus-perturbed 64-bit hash pairs (pHash + dHash).
 
 For each size N, 90% of the hashes are uniform random and 10% are copies of random others with 0..t+2
-bits flipped in each hash (some within the threshold, some just outside). It reports the banded
-(multi-index hashing) grouping time, and on a subset the recall and precision against exact brute force
-(computed with torch on ``--device``) together with the speed ratio brute force / banded on that subset.
+bits flipped in each hash (some within the threshold, some just outside). It reports the grouping time
+(multi-index hashing with a radius search per band, :mod:`harvest.dedup`; wall and CPU seconds, and the
+1-minute load average of the machine while it ran, since other jobs share the cores), the band plan, and
+on a subset the recall and precision against exact brute force (computed with torch on ``--device``)
+together with the speed ratio brute force / banded on that subset.
 
-    python benchmarks/dedup_hashes.py --sizes 100000 1000000 --thresholds 6 10 --subset 20000 --device cpu
+    python benchmarks/dedup_hashes.py --sizes 100000 1000000 --thresholds 8 10 --subset 20000 --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
+
+SECONDS_PER_COST = 4e-9  # one unit of harvest.dedup.plan_bands' cost (one probe), measured on 2 shared CPU cores
 
 
 def perturbed_hashes(rng: np.random.Generator, n: int, threshold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,19 +74,21 @@ def brute_force_pairs(phash: np.ndarray, dhash: np.ndarray, threshold: int, devi
 
 
 def main() -> None:
-    from harvest.dedup import near_duplicate_groups, near_duplicate_pairs
+    from harvest.dedup import near_duplicate_groups, near_duplicate_pairs, plan_bands
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--thresholds", type=int, nargs="+", default=[6, 10])
+    parser.add_argument("--thresholds", type=int, nargs="+", default=[8, 10])
     parser.add_argument("--subset", type=int, default=20_000, help="items checked against brute force")
     parser.add_argument("--device", default="cpu", help="torch device of the brute-force reference")
+    parser.add_argument("--repeats", type=int, default=1, help="time each (N, t) cell this many times")
     parser.add_argument("--max-seconds", type=float, default=600, help="skip (N, t) cells predicted slower")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    print(f"{'N':>9} {'t':>3} {'group s':>9} {'groups>1':>9} | {'subset':>7} {'recall':>7} {'precision':>9} "
-          f"{'banded s':>9} {'brute s':>9} {'brute/banded':>12} {'brute@N (est) s':>16}")  # fmt: skip
+    print(f"{'N':>9} {'t':>3} {'plan':>20} {'group s':>8} {'cpu s':>7} {'load':>5} {'groups>1':>9} | "
+          f"{'subset':>7} {'recall':>7} {'precision':>9} {'banded s':>9} {'brute s':>8} {'brute/banded':>12} "
+          f"{'brute@N (est) s':>15}")  # fmt: skip
     for threshold in args.thresholds:
         rng = np.random.default_rng(args.seed)
         sub_p, sub_d = perturbed_hashes(rng, args.subset, threshold)
@@ -95,21 +102,25 @@ def main() -> None:
         recall = len(found & expected) / max(len(expected), 1)
         precision = len(found & expected) / max(len(found), 1)
         for n in args.sizes:
-            # expected candidates ~ keys * N^2 / 2^(bits per key + 1); skip cells that would take far too long
-            bits = 128 / (threshold + 1)
-            candidates = (threshold + 1) ** 2 * n * n / 2 ** (bits + 1)
-            if candidates / 5e7 > args.max_seconds:  # ~5e7 candidates/s measured on 2 CPU cores
-                print(f"{n:>9} {threshold:>3} {'skipped':>9} (~{candidates:.1e} candidate pairs predicted)")
+            plan = plan_bands(threshold, n, n, self_join=True)
+            widths = "/".join(str(width) for _, width in plan.bands)
+            radii = "/".join(str(radius) for radius in plan.radii)
+            predicted_s = plan.cost * SECONDS_PER_COST
+            if predicted_s > args.max_seconds:
+                print(f"{n:>9} {threshold:>3} {widths + ' r' + radii:>20} skipped (predicted ~{predicted_s:.0f} s)")
                 continue
             phash, dhash = perturbed_hashes(np.random.default_rng(args.seed + n), n, threshold)
-            start = time.perf_counter()
-            labels = near_duplicate_groups(phash, dhash, threshold, threshold)
-            group_s = time.perf_counter() - start
-            groups = int((np.bincount(labels) > 1).sum())
-            brute_at_n = brute_s * (n / args.subset) ** 2
-            print(f"{n:>9} {threshold:>3} {group_s:>9.2f} {groups:>9} | {args.subset:>7} {recall:>7.4f} "
-                  f"{precision:>9.4f} {banded_s:>9.3f} {brute_s:>9.3f} {brute_s / banded_s:>12.1f} "
-                  f"{brute_at_n:>16.0f}")  # fmt: skip
+            for _ in range(args.repeats):
+                load_before = os.getloadavg()[0]
+                cpu_start, start = time.process_time(), time.perf_counter()
+                labels = near_duplicate_groups(phash, dhash, threshold, threshold)
+                group_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+                load = (load_before + os.getloadavg()[0]) / 2
+                groups = int((np.bincount(labels) > 1).sum())
+                brute_at_n = brute_s * (n / args.subset) ** 2
+                print(f"{n:>9} {threshold:>3} {widths + ' r' + radii:>20} {group_s:>8.2f} {cpu_s:>7.2f} {load:>5.1f} "
+                      f"{groups:>9} | {args.subset:>7} {recall:>7.4f} {precision:>9.4f} {banded_s:>9.3f} "
+                      f"{brute_s:>8.3f} {brute_s / banded_s:>12.1f} {brute_at_n:>15.0f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

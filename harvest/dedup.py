@@ -4,21 +4,43 @@ Two pictures are near-duplicates when their pHash differ in at most ``phash_thre
 dHash in at most ``dhash_threshold`` bits (dHash is the second vote: it keeps two distinct scenes whose
 pHash happen to be close apart). Near-duplicate pairs are grouped transitively (connected components).
 
-The search is sub-quadratic by multi-index hashing. Split pHash into ``tp + 1`` bands: by the pigeonhole
-principle a pair within ``tp`` bits agrees exactly on at least one band. Likewise for dHash with
-``td + 1`` bands. So every qualifying pair shares at least one combined key (pHash band i, dHash band j),
-and sorting by each combined key and pairing equal neighbours finds all candidates without comparing
-every pair. Candidates are then verified with an exact Hamming distance. Expected work for uniform hashes
-is ``(tp+1)(td+1) * N^2 / 2^(bits per key + 1)`` candidates, which is small while keys stay above ~20 bits.
+The search is exact and sub-quadratic: multi-index hashing with a radius search in each band (Norouzi,
+Punjani & Fleet, "Fast Search in Hamming Space with Multi-Index Hashing", CVPR 2012). Only one of the two
+hashes is indexed (the one with the smaller threshold ``t``), cut into ``m`` contiguous bands of about
+``64 / m`` bits. Write ``t = q*m + a`` with ``0 <= a < m``. If every one of ``a + 1`` chosen bands differed
+in more than ``q`` bits and every other band in more than ``q - 1``, the pair would differ in at least
+``(a+1)(q+1) + (m-a-1)q = t + 1`` bits; so a pair within ``t`` bits has one of those ``a + 1`` bands within
+radius ``q`` or one of the others within radius ``q - 1`` (:func:`band_radii`; a radius of -1 means the band
+is not searched). Each band is a CSR table (items counting-sorted by band value, ``offsets`` of size
+``2^width + 1``). Every item probes its band value XOR each flip mask of popcount <= radius, one vectorised
+pass per block of (masks, items); the hits are verified with the exact pHash AND dHash distances. In a
+self-join an unordered pair differs by one mask, so only the member whose band value has a 0 at the mask's
+highest set bit probes (half the work); mask 0 (equal band values) pairs the members of each run.
+
+Lookups cost ``N * masks`` and candidates ``N^2 * masks / 2^width``, so wide bands trade lookups for
+candidates; :func:`plan_bands` picks ``m`` (and which bands get the larger radius) by minimising that cost
+for the actual ``N`` and threshold: 3 bands of 21-22 bits (radii 3/3/2) for 1M hashes at t = 10, 4 bands
+of 16 bits (2/2/2/1) for 100k. The (band, highest mask bit) work units can run on threads (``workers``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import combinations
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 HASH_BITS = 64
+MIN_BANDS = 3  # bands of at most 22 bits: a CSR table of at most 2^22 + 1 offsets (16 MB)
+PROBE_BLOCK = 1 << 18  # (mask, item) probes per vectorised pass: big enough for numpy, small enough for cache
+# Relative costs of one probe, one verified candidate and one table slot: on 2 shared cores a probe took 3-6 ns and
+# a candidate 20-30 ns (1M and 100k random hashes); 5 picks 4 bands at 100k (1.0 s, where 3 bands took 1.3 s).
+LOOKUP_COST, CANDIDATE_COST, TABLE_COST = 1.0, 5.0, 1.0
+T = TypeVar("T")
 _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -48,24 +70,144 @@ def band_values(hashes: np.ndarray, shift: int, width: int) -> np.ndarray:
     return (np.asarray(hashes, dtype=np.uint64) >> np.uint64(shift)) & mask
 
 
-def _combined_keys(phash: np.ndarray, dhash: np.ndarray, pband: tuple[int, int], dband: tuple[int, int]) -> np.ndarray:
-    """One uint64 key per item from a pHash band and a dHash band.
+def band_radii(threshold: int, bands: int) -> list[int]:
+    """Search radius per band (in band order) so that any two hashes within ``threshold`` bits are caught.
 
-    Over 64 bits (thresholds of 0) the pHash band alone is the key: less selective, still exact.
+    With ``threshold = q * bands + a`` the first ``a + 1`` bands get radius ``q`` and the rest ``q - 1``
+    (-1: not searched); see the module docstring for the pigeonhole argument.
     """
-    p = band_values(phash, *pband)
-    if pband[1] + dband[1] > 64:
-        return p
-    return (p << np.uint64(dband[1])) | band_values(dhash, *dband)
+    assert threshold >= 0 and bands >= 1, f"need threshold >= 0 and bands >= 1, got {threshold}, {bands}"
+    q, a = divmod(threshold, bands)
+    return [q if k <= a else q - 1 for k in range(bands)]
 
 
-def _sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(order, run start flags) of keys: equal keys end up adjacent, ``starts[k]`` marks a new value."""
+def masks_within(width: int, radius: int) -> int:
+    """How many flip masks of ``width`` bits have popcount <= ``radius`` (mask 0 included)."""
+    return sum(math.comb(width, k) for k in range(min(radius, width) + 1))
+
+
+def flip_masks_by_top_bit(width: int, radius: int) -> list[np.ndarray]:
+    """Nonzero flip masks of popcount <= ``radius``, grouped by their highest set bit (list index = that bit)."""
+    groups: list[np.ndarray] = []
+    for top in range(width if radius >= 1 else 0):
+        lower = [sum(1 << b for b in combo) for k in range(radius) for combo in combinations(range(top), k)]
+        groups.append(np.array(lower, dtype=np.uint32) | np.uint32(1 << top))
+    return groups
+
+
+class BandPlan(NamedTuple):
+    """Bands of the indexed hash as (shift, width) with the radius each is searched at (-1: skipped)."""
+
+    bands: tuple[tuple[int, int], ...]
+    radii: tuple[int, ...]
+    cost: float
+
+
+def plan_bands(threshold: int, n_probe: int, n_indexed: int, self_join: bool) -> BandPlan:
+    """The band split of least estimated cost for ``n_probe`` items searching ``n_indexed`` within ``threshold``.
+
+    Uniform hashes are assumed: a probe of a ``w``-bit band hits ``n_indexed / 2^w`` items on average. Both
+    orders of the (near-equal) widths are tried, since which bands get the larger radius changes the cost.
+    """
+    share = 0.5 if self_join else 1.0  # a self-join probes each unordered pair from one side only
+    best: BandPlan | None = None
+    most = min(max(threshold + 1, 16), HASH_BITS)  # past t + 1 bands only the first t + 1 are searched: narrower
+    for bands in range(MIN_BANDS, most + 1):
+        radii = band_radii(threshold, bands)
+        for widest_first in (False, True):
+            bounds = sorted(band_bounds(bands), key=lambda band: -band[1] if widest_first else band[1])
+            cost = 0.0
+            for (_, width), radius in zip(bounds, radii, strict=True):
+                if radius < 0:
+                    continue
+                masks = masks_within(width, radius)
+                cost += LOOKUP_COST * share * n_probe * masks + TABLE_COST * 2**width
+                cost += CANDIDATE_COST * share * n_probe * n_indexed * masks / 2**width
+            if best is None or cost < best.cost:
+                best = BandPlan(tuple(bounds), tuple(radii), cost)
+    assert best is not None, "at least MIN_BANDS bands are always tried"
+    return best
+
+
+class BandTable(NamedTuple):
+    """One band as a CSR table: items sorted by band value, ``offsets[v]:offsets[v + 1]`` those of value ``v``."""
+
+    order: np.ndarray  # item index at each sorted position
+    keys: np.ndarray  # band value at each sorted position (uint32)
+    offsets: np.ndarray  # (2^width + 1,) first sorted position of each band value
+    occupied: np.ndarray  # (2^width,) bool: some item has this value (a 1-byte gather rejects most probes)
+
+
+def band_table(hashes: np.ndarray, shift: int, width: int) -> BandTable:
+    """Counting-sort the items by the band value of their hash."""
+    keys = band_values(hashes, shift, width).astype(np.uint32)
     order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.ones(len(keys), dtype=bool)
-    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    return order, starts
+    counts = np.bincount(keys, minlength=2**width)
+    offsets = np.zeros(2**width + 1, dtype=np.int32 if len(keys) < 2**31 else np.int64)  # int32: half the cache
+    np.cumsum(counts, out=offsets[1:])
+    return BandTable(order, keys[order], offsets, counts > 0)
+
+
+def probe_hits(table: BandTable, probe_keys: np.ndarray, masks: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For each block of (mask, probe) combinations, the (probe index, sorted position) of every table hit.
+
+    Probe keys should be sorted: each mask then maps a block of them into a narrow range of the table, which
+    keeps the random gathers in cache (about 7x faster than scattered keys).
+    """
+    chunk = 1 << max(0, (PROBE_BLOCK // max(len(masks), 1)).bit_length() - 1)  # a power of two: `&`, not `%`
+    ends = table.offsets[1:]
+    for start in range(0, len(probe_keys), chunk):
+        keys = probe_keys[start : start + chunk]
+        probes = (masks[:, None] ^ keys[None, :]).ravel()  # (masks * chunk,), mask-major
+        hit = np.flatnonzero(np.take(table.occupied, probes))
+        if len(hit) == 0:
+            continue
+        values = np.take(probes, hit)
+        low = np.take(table.offsets, values)
+        counts = np.take(ends, values) - low
+        probe = (hit & (chunk - 1) if len(keys) == chunk else hit % len(keys)) + start
+        yield probe, low  # the first item of every hit bucket; most buckets hold one
+        multi = np.flatnonzero(counts > 1)
+        if len(multi):
+            yield from _bucket_rest(probe[multi], low[multi], counts[multi])
+
+
+def _bucket_rest(probe: np.ndarray, low: np.ndarray, counts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(probe, position) for the 2nd..last item of each hit bucket, in pieces of about ``PROBE_BLOCK`` pairs, so a
+    huge bucket (thousands of blank pictures share a band value) costs time but never memory."""
+    extra = (counts - 1).astype(np.int64)
+    done = np.cumsum(extra)
+    cuts = np.searchsorted(done, np.arange(PROBE_BLOCK, int(done[-1]), PROBE_BLOCK), side="right")
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(extra)], strict=True):
+        if hi <= lo:
+            continue
+        piece = extra[lo:hi]
+        repeated = np.repeat(np.arange(lo, hi), piece)
+        within = np.arange(1, len(repeated) + 1) - np.repeat(np.cumsum(piece) - piece, piece)
+        yield probe[repeated], low[repeated] + within
+
+
+def _within(a: np.ndarray, b: np.ndarray, threshold: int) -> np.ndarray:
+    """Boolean: uint64 ``a`` and ``b`` differ in at most ``threshold`` bits (no int64 widening on numpy >= 2)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(a ^ b) <= threshold
+    return popcount64(a ^ b) <= threshold
+
+
+def _verified(
+    hashes: tuple[np.ndarray, np.ndarray],
+    others: tuple[np.ndarray, np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    tp: int,
+    td: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate pairs ``(a, b)`` whose pHash ``hashes[0][a]``, ``others[0][b]`` are within ``tp`` bits and
+    whose dHash ``hashes[1][a]``, ``others[1][b]`` are within ``td`` bits (pHash first: it rejects nearly all)."""
+    keep = np.flatnonzero(_within(np.take(hashes[0], a), np.take(others[0], b), tp))
+    a, b = a[keep], b[keep]
+    keep = np.flatnonzero(_within(np.take(hashes[1], a), np.take(others[1], b), td))
+    return a[keep], b[keep]
 
 
 def pairs_within_runs(starts: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
@@ -86,29 +228,68 @@ def pairs_within_runs(starts: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
         positions = positions[end_of[positions] - positions > offset]
 
 
+def _indexed_side(phash: np.ndarray, dhash: np.ndarray, tp: int, td: int) -> tuple[np.ndarray, int]:
+    """The hash to index and its threshold: the one with the smaller threshold is the more selective index."""
+    return (phash, tp) if tp <= td else (dhash, td)
+
+
+def _run_workers(units: list[T], work: Callable[[T], np.ndarray], workers: int) -> list[np.ndarray]:
+    """``work(unit)`` for every unit, on ``workers`` threads (0: one per core); results in unit order.
+
+    numpy releases the GIL inside each pass, but on the shared 2-core machine (load 5-6) two threads measured
+    no faster than one (1M hashes, t = 10: 27-30 s either way), so the public functions default to one.
+    """
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(units) == 1:
+        return [work(unit) for unit in units]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(work, units))
+
+
+def _pair_codes(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Each unordered pair as one int64, ``min * n + max``, so duplicates found by several bands are cheap to drop."""
+    return np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
+
+
 def near_duplicate_pairs(
-    phash: np.ndarray, dhash: np.ndarray, phash_threshold: int, dhash_threshold: int
+    phash: np.ndarray, dhash: np.ndarray, phash_threshold: int, dhash_threshold: int, *, workers: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """All index pairs (i < j) within both thresholds, found by multi-index hashing; each pair once."""
-    phash = np.asarray(phash, dtype=np.uint64)
-    dhash = np.asarray(dhash, dtype=np.uint64)
-    found_i: list[np.ndarray] = []
-    found_j: list[np.ndarray] = []
-    for pband in band_bounds(phash_threshold + 1):
-        for dband in band_bounds(dhash_threshold + 1):
-            order, starts = _sort_keys(_combined_keys(phash, dhash, pband, dband))
-            sorted_p, sorted_d = phash[order], dhash[order]  # sorted copies: candidates are read nearly in order
+    phash = np.ascontiguousarray(phash, dtype=np.uint64)
+    dhash = np.ascontiguousarray(dhash, dtype=np.uint64)
+    n = len(phash)
+    indexed, threshold = _indexed_side(phash, dhash, phash_threshold, dhash_threshold)
+    plan = plan_bands(threshold, n, n, self_join=True)
+    limits = (phash_threshold, dhash_threshold)
+    units: list[tuple[BandTable, np.ndarray, np.ndarray, np.ndarray | None]] = []
+    for (shift, width), radius in zip(plan.bands, plan.radii, strict=True):
+        if radius < 0 or n < 2:
+            continue
+        table = band_table(indexed, shift, width)
+        sorted_p, sorted_d = phash[table.order], dhash[table.order]  # probes then read their own hashes in order
+        units.append((table, sorted_p, sorted_d, None))  # mask 0: runs of equal band values
+        units += [(table, sorted_p, sorted_d, masks) for masks in flip_masks_by_top_bit(width, radius)]
+
+    def work(unit: tuple[BandTable, np.ndarray, np.ndarray, np.ndarray | None]) -> np.ndarray:
+        table, sorted_p, sorted_d, masks = unit
+        found: list[np.ndarray] = []
+        if masks is None:
+            starts = np.ones(n, dtype=bool)
+            starts[1:] = table.keys[1:] != table.keys[:-1]
             for positions, offset in pairs_within_runs(starts):
-                close = hamming(sorted_p[positions], sorted_p[positions + offset]) <= phash_threshold
-                positions = positions[close]
-                close = hamming(sorted_d[positions], sorted_d[positions + offset]) <= dhash_threshold
-                i, j = order[positions[close]], order[positions[close] + offset]
-                found_i.append(np.minimum(i, j))
-                found_j.append(np.maximum(i, j))
-    if not found_i:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    pairs = np.unique(np.stack([np.concatenate(found_i), np.concatenate(found_j)], axis=1), axis=0)
-    return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+                a, b = _verified((sorted_p, sorted_d), (sorted_p, sorted_d), positions, positions + offset, *limits)
+                found.append(_pair_codes(table.order[a], table.order[b], n))
+        else:
+            top = int(masks[0]).bit_length() - 1
+            probes = np.flatnonzero((table.keys & np.uint32(1 << top)) == 0)  # the member with a 0 at the top bit
+            probe_hashes = (sorted_p[probes], sorted_d[probes])
+            for probe, position in probe_hits(table, table.keys[probes], masks):
+                a, b = _verified(probe_hashes, (sorted_p, sorted_d), probe, position, *limits)
+                found.append(_pair_codes(table.order[probes[a]], table.order[b], n))
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+    codes = np.unique(np.concatenate([np.empty(0, dtype=np.int64), *_run_workers(units, work, workers)]))
+    return codes // max(n, 1), codes % max(n, 1)
 
 
 def cross_matches(
@@ -118,29 +299,40 @@ def cross_matches(
     ref_dhash: np.ndarray,
     phash_threshold: int,
     dhash_threshold: int,
+    *,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (query index, reference index) within both thresholds; the same banding, across two sets only."""
-    qp, qd = np.asarray(query_phash, dtype=np.uint64), np.asarray(query_dhash, dtype=np.uint64)
-    rp, rd = np.asarray(ref_phash, dtype=np.uint64), np.asarray(ref_dhash, dtype=np.uint64)
-    found: list[np.ndarray] = []
-    if len(qp) == 0 or len(rp) == 0:
+    """Pairs (query index, reference index) within both thresholds: the larger set is indexed, the smaller probes."""
+    sides = [
+        (np.ascontiguousarray(p, dtype=np.uint64), np.ascontiguousarray(d, dtype=np.uint64))
+        for p, d in ((query_phash, query_dhash), (ref_phash, ref_dhash))
+    ]
+    swapped = len(sides[0][0]) > len(sides[1][0])
+    (probe_p, probe_d), (table_p, table_d) = sides[::-1] if swapped else sides
+    if len(probe_p) == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    for pband in band_bounds(phash_threshold + 1):
-        for dband in band_bounds(dhash_threshold + 1):
-            qkeys = _combined_keys(qp, qd, pband, dband)
-            rkeys = _combined_keys(rp, rd, pband, dband)
-            order = np.argsort(rkeys, kind="stable")
-            sorted_ref = rkeys[order]
-            lo = np.searchsorted(sorted_ref, qkeys, side="left")
-            hi = np.searchsorted(sorted_ref, qkeys, side="right")
-            counts = hi - lo
-            qi = np.repeat(np.arange(len(qkeys)), counts)
-            within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-            ri = order[np.repeat(lo, counts) + within]
-            ok = (hamming(qp[qi], rp[ri]) <= phash_threshold) & (hamming(qd[qi], rd[ri]) <= dhash_threshold)
-            found.append(np.stack([qi[ok], ri[ok]], axis=1))
-    pairs = np.unique(np.concatenate(found), axis=0) if found else np.empty((0, 2), dtype=np.int64)
-    return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    indexed, threshold = _indexed_side(table_p, table_d, phash_threshold, dhash_threshold)
+    probe_indexed = probe_p if indexed is table_p else probe_d
+    plan = plan_bands(threshold, len(probe_p), len(table_p), self_join=False)
+    bands = [(band, radius) for band, radius in zip(plan.bands, plan.radii, strict=True) if radius >= 0]
+
+    def work(band_radius: tuple[tuple[int, int], int]) -> np.ndarray:
+        (shift, width), radius = band_radius
+        table = band_table(indexed, shift, width)
+        masks = np.concatenate([np.zeros(1, dtype=np.uint32), *flip_masks_by_top_bit(width, radius)])
+        probe_keys = band_values(probe_indexed, shift, width).astype(np.uint32)
+        probe_order = np.argsort(probe_keys)  # sorted probes keep the table reads local
+        probe_hashes = (probe_p[probe_order], probe_d[probe_order])
+        found: list[np.ndarray] = []
+        sorted_hashes = (table_p[table.order], table_d[table.order])
+        for probe, position in probe_hits(table, probe_keys[probe_order], masks):
+            a, b = _verified(probe_hashes, sorted_hashes, probe, position, phash_threshold, dhash_threshold)
+            found.append(probe_order[a] * len(table_p) + table.order[b])
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+    codes = np.unique(np.concatenate([np.empty(0, dtype=np.int64), *_run_workers(bands, work, workers)]))
+    probe_index, table_index = codes // len(table_p), codes % len(table_p)
+    return (table_index, probe_index) if swapped else (probe_index, table_index)
 
 
 def cosine_pairs(embeddings: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -175,9 +367,21 @@ def near_duplicate_groups(
     dhash = np.asarray(dhash, dtype=np.uint64)
     if len(phash) == 0:
         return np.empty(0, dtype=np.int64)
-    unique, inverse = np.unique(np.stack([phash, dhash], axis=1), axis=0, return_inverse=True)
-    i, j = near_duplicate_pairs(unique[:, 0], unique[:, 1], phash_threshold, dhash_threshold)
-    return group_labels(len(unique), i, j)[inverse.ravel()]
+    unique_p, unique_d, inverse = unique_hash_pairs(phash, dhash)
+    i, j = near_duplicate_pairs(unique_p, unique_d, phash_threshold, dhash_threshold)
+    return group_labels(len(unique_p), i, j)[inverse]
+
+
+def unique_hash_pairs(phash: np.ndarray, dhash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (pHash, dHash) pairs and each item's index among them (a lexsort: 4x faster than
+    ``np.unique(axis=0)`` at 1M rows)."""
+    order = np.lexsort((dhash, phash))
+    sorted_p, sorted_d = phash[order], dhash[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (sorted_p[1:] != sorted_p[:-1]) | (sorted_d[1:] != sorted_d[:-1])
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return sorted_p[first], sorted_d[first], inverse
 
 
 def representatives(labels: np.ndarray, priority: np.ndarray) -> np.ndarray:

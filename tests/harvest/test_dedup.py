@@ -1,4 +1,4 @@
-"""Dedup: the banded search equals brute force, and the pool stage marks copies, leaks and failures."""
+"""Dedup: the multi-index search equals brute force, and the pool stage marks copies, leaks and failures."""
 
 from __future__ import annotations
 
@@ -7,17 +7,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from harvest import dedup
 from harvest.dedup import (
+    BandPlan,
     band_bounds,
+    band_radii,
     cosine_pairs,
     cross_matches,
+    flip_masks_by_top_bit,
     group_labels,
     hamming,
+    masks_within,
     near_duplicate_groups,
     near_duplicate_pairs,
+    plan_bands,
     representatives,
+    unique_hash_pairs,
 )
 from harvest.dedup_pool import DedupConfig, dedup_pool
 from harvest.embed import EmbeddingCache
@@ -42,6 +51,23 @@ def brute_force_pairs(phash: np.ndarray, dhash: np.ndarray, tp: int, td: int) ->
     return set(zip(i.tolist(), j.tolist(), strict=True))
 
 
+def found_pairs(phash: np.ndarray, dhash: np.ndarray, tp: int, td: int, workers: int = 1) -> set[tuple[int, int]]:
+    i, j = near_duplicate_pairs(phash, dhash, tp, td, workers=workers)
+    assert np.all(i < j), "pairs come out as i < j"
+    assert len(set(zip(i.tolist(), j.tolist(), strict=True))) == len(i), "each pair is reported once"
+    return set(zip(i.tolist(), j.tolist(), strict=True))
+
+
+def fixed_plan(bands: int, widest_first: bool):
+    """A ``plan_bands`` stand-in that always cuts ``bands`` bands (to test every split the planner may pick)."""
+
+    def plan(threshold: int, n_probe: int, n_indexed: int, self_join: bool) -> BandPlan:
+        bounds = sorted(band_bounds(bands), key=lambda band: -band[1] if widest_first else band[1])
+        return BandPlan(tuple(bounds), tuple(band_radii(threshold, bands)), 0.0)
+
+    return plan
+
+
 def test_bands_cover_all_64_bits_without_overlap() -> None:
     bounds = band_bounds(11)
     assert sum(width for _, width in bounds) == 64
@@ -49,28 +75,174 @@ def test_bands_cover_all_64_bits_without_overlap() -> None:
     assert max(w for _, w in bounds) - min(w for _, w in bounds) <= 1
 
 
-@pytest.mark.parametrize(("tp", "td"), [(0, 0), (3, 5), (10, 10), (12, 6)])
+def test_radii_for_ten_bits_in_three_bands_are_three_three_two() -> None:
+    assert band_radii(10, 3) == [3, 3, 2]
+    assert band_radii(8, 3) == [2, 2, 2]
+    assert band_radii(1, 3) == [0, 0, -1]  # a 1-bit difference leaves one of the first two bands equal
+    assert band_radii(0, 3) == [0, -1, -1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    threshold=st.integers(0, 32),
+    bands=st.integers(1, 16),
+    flips=st.lists(st.integers(0, 63), max_size=32, unique=True),
+    seed=st.integers(0, 2**32 - 1),
+    widest_first=st.booleans(),
+)
+def test_any_pair_within_the_threshold_has_a_band_within_its_radius(threshold, bands, flips, seed, widest_first):
+    """The pigeonhole rule: with t = q*m + a, some band is within its radius whatever the bits flipped and order."""
+    flips = flips[:threshold]
+    a = int(np.random.default_rng(seed).integers(0, 2**63)) * 2
+    b = a ^ sum(1 << bit for bit in flips)
+    radii = band_radii(threshold, bands)
+    bounds = sorted(band_bounds(bands), key=lambda band: -band[1] if widest_first else band[1])
+    distances = [bin(((a ^ b) >> shift) & ((1 << width) - 1)).count("1") for shift, width in bounds]
+    assert any(d <= r for d, r in zip(distances, radii, strict=True)), (distances, radii)
+    # tight: bands differing by radius + 1 each add up to t + 1, one bit past the threshold
+    assert sum(r + 1 for r in radii) == threshold + 1
+
+
+def test_flip_masks_are_distinct_within_radius_and_grouped_by_top_bit() -> None:
+    groups = flip_masks_by_top_bit(21, 3)
+    assert len(groups) == 21
+    for top, masks in enumerate(groups):
+        assert all(int(m).bit_length() - 1 == top and bin(int(m)).count("1") <= 3 for m in masks)
+    every = np.concatenate(groups)
+    assert len(np.unique(every)) == len(every) == masks_within(21, 3) - 1 == 1561
+    assert flip_masks_by_top_bit(16, 0) == []
+
+
+def test_planner_uses_three_bands_at_a_million_and_more_bands_for_tiny_sets() -> None:
+    million = plan_bands(10, 1_000_000, 1_000_000, self_join=True)
+    assert len(million.bands) == 3 and sorted(million.radii) == [2, 3, 3]
+    tiny = plan_bands(10, 100, 100, self_join=True)
+    assert len(tiny.bands) > 3 and max(width for _, width in tiny.bands) <= 16  # no 4M-slot table for 100 items
+    for threshold in (0, 1, 5, 10, 17, 32):
+        for n in (10, 10_000, 10_000_000):
+            plan = plan_bands(threshold, n, n, self_join=True)
+            assert sum(width for _, width in plan.bands) == 64
+            assert sum(r + 1 for r in plan.radii) == threshold + 1, (threshold, n, plan)
+
+
+@pytest.mark.parametrize(
+    ("tp", "td"), [(0, 0), (1, 1), (3, 5), (7, 7), (8, 8), (10, 10), (11, 11), (12, 6), (4, 13), (32, 32)]
+)
 def test_banded_search_finds_exactly_the_brute_force_pairs(tp: int, td: int) -> None:
     rng = np.random.default_rng(tp * 100 + td)
     phash = random_hashes_with_copies(rng, 600, 200, max_flips=14)
     dhash = random_hashes_with_copies(rng, 600, 200, max_flips=14)
-    i, j = near_duplicate_pairs(phash, dhash, tp, td)
-    found = set(zip(i.tolist(), j.tolist(), strict=True))
     expected = brute_force_pairs(phash, dhash, tp, td)
-    assert found == expected
-    assert len(expected) > (10 if tp == 0 else 40)  # the test data really holds near pairs
+    assert found_pairs(phash, dhash, tp, td) == expected
+    assert len(expected) > (10 if min(tp, td) <= 1 else 40)  # the test data really holds near pairs
 
 
-def test_cross_matches_equal_brute_force_between_two_sets() -> None:
-    rng = np.random.default_rng(7)
-    phash = random_hashes_with_copies(rng, 500, 100, max_flips=8)
-    dhash = random_hashes_with_copies(rng, 500, 100, max_flips=8)
-    qi, ri = cross_matches(phash[:150], dhash[:150], phash[400:], dhash[400:], 6, 6)
-    close = (hamming(phash[:150, None], phash[None, 400:]) <= 6) & (hamming(dhash[:150, None], dhash[None, 400:]) <= 6)
-    assert set(zip(qi.tolist(), ri.tolist(), strict=True)) == set(
-        zip(*[a.tolist() for a in np.nonzero(close)], strict=True)
-    )
-    assert len(qi) > 30
+@pytest.mark.parametrize("bands", [3, 4, 5, 7, 11])
+@pytest.mark.parametrize("widest_first", [False, True])
+def test_every_band_split_is_exact_not_only_the_planned_one(monkeypatch, bands: int, widest_first: bool) -> None:
+    monkeypatch.setattr(dedup, "plan_bands", fixed_plan(bands, widest_first))
+    rng = np.random.default_rng(bands)
+    phash = random_hashes_with_copies(rng, 500, 250, max_flips=13)
+    dhash = random_hashes_with_copies(rng, 500, 250, max_flips=13)
+    for tp, td in [(10, 10), (9, 12), (2, 2)]:
+        expected = brute_force_pairs(phash, dhash, tp, td)
+        assert found_pairs(phash, dhash, tp, td) == expected, (tp, td)
+        assert len(expected) > 20
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 80),
+    tp=st.integers(0, 16),
+    td=st.integers(0, 16),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_sets_at_any_thresholds_match_brute_force(n: int, tp: int, td: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    copies = n // 2
+    phash = random_hashes_with_copies(rng, n, copies, max_flips=tp + 2)
+    dhash = random_hashes_with_copies(rng, n, copies, max_flips=td + 2)
+    assert found_pairs(phash, dhash, tp, td) == brute_force_pairs(phash, dhash, tp, td)
+
+
+def test_a_huge_bucket_of_equal_band_values_is_searched_exactly_in_pieces(monkeypatch) -> None:
+    """Blank pictures share a pHash: their bucket is expanded in pieces smaller than itself, still exactly."""
+    monkeypatch.setattr(dedup, "PROBE_BLOCK", 256)
+    rng = np.random.default_rng(5)
+    phash = np.zeros(1500, dtype=np.uint64)
+    phash[1000:] = random_hashes_with_copies(rng, 500, 0, 0) & np.uint64(0xF0F0)  # near zero in a few bits
+    dhash = random_hashes_with_copies(rng, 1500, 700, max_flips=12)
+    expected = brute_force_pairs(phash, dhash, 10, 10)
+    assert found_pairs(phash, dhash, 10, 10) == expected
+    assert len(expected) > 300
+
+
+def test_two_threads_find_the_same_pairs_as_one() -> None:
+    rng = np.random.default_rng(11)
+    phash = random_hashes_with_copies(rng, 800, 300, max_flips=12)
+    dhash = random_hashes_with_copies(rng, 800, 300, max_flips=12)
+    one = found_pairs(phash, dhash, 10, 10, workers=1)
+    assert one == found_pairs(phash, dhash, 10, 10, workers=2)
+    assert len(one) > 100
+
+
+def test_pairs_one_bit_past_either_threshold_never_merge() -> None:
+    rng = np.random.default_rng(2)
+    base_p = random_hashes_with_copies(rng, 200, 0, 0)
+    base_d = random_hashes_with_copies(rng, 200, 0, 0)
+    assert not brute_force_pairs(base_p, base_d, 10, 10)  # random hashes are far apart
+    flip = np.uint64(0b111_1111_1111)  # 11 bits
+    within = np.uint64(0b11_1111_1111)  # 10 bits
+    phash = np.concatenate([base_p, base_p[:50] ^ flip, base_p[50:100] ^ within, base_p[100:150] ^ within])
+    dhash = np.concatenate([base_d, base_d[:50], base_d[50:100] ^ flip, base_d[100:150] ^ within])
+    labels = near_duplicate_groups(phash, dhash, 10, 10)
+    assert len(np.unique(labels[:100])) == 100  # distinct pictures stay apart
+    assert np.all(labels[200:300] != labels[:100])  # 11 bits off in pHash or in dHash: not a copy
+    assert np.array_equal(labels[300:350], labels[100:150])  # 10 bits off in both: a copy
+
+
+@pytest.mark.parametrize(("nq", "nr", "tp", "td"), [(150, 100, 6, 6), (100, 400, 10, 10), (300, 30, 3, 9)])
+def test_cross_matches_equal_brute_force_between_two_sets(nq: int, nr: int, tp: int, td: int) -> None:
+    rng = np.random.default_rng(nq + nr)
+    phash = random_hashes_with_copies(rng, nq + nr, nr // 2, max_flips=12)
+    dhash = random_hashes_with_copies(rng, nq + nr, nr // 2, max_flips=12)
+    qp, qd, rp, rd = phash[:nq], dhash[:nq], phash[nq:], dhash[nq:]
+    qi, ri = cross_matches(qp, qd, rp, rd, tp, td)
+    close = (hamming(qp[:, None], rp[None]) <= tp) & (hamming(qd[:, None], rd[None]) <= td)
+    expected = set(zip(*[a.tolist() for a in np.nonzero(close)], strict=True))
+    assert set(zip(qi.tolist(), ri.tolist(), strict=True)) == expected
+    assert len(qi) == len(expected) > 5
+
+
+def test_cross_matches_with_an_empty_side_find_nothing() -> None:
+    hashes = np.arange(5, dtype=np.uint64)
+    empty = np.empty(0, dtype=np.uint64)
+    for args in ((hashes, hashes, empty, empty), (empty, empty, hashes, hashes)):
+        qi, ri = cross_matches(*args, 10, 10)
+        assert len(qi) == len(ri) == 0
+
+
+def test_unique_hash_pairs_equal_numpy_unique_rows() -> None:
+    rng = np.random.default_rng(4)
+    phash = rng.integers(0, 4, 300).astype(np.uint64) << np.uint64(62)
+    dhash = rng.integers(0, 3, 300).astype(np.uint64)
+    unique_p, unique_d, inverse = unique_hash_pairs(phash, dhash)
+    rows, expected_inverse = np.unique(np.stack([phash, dhash], axis=1), axis=0, return_inverse=True)
+    assert np.array_equal(unique_p, rows[:, 0]) and np.array_equal(unique_d, rows[:, 1])
+    assert np.array_equal(inverse, expected_inverse.ravel()) and len(unique_p) == 12
+
+
+def test_groups_equal_the_components_of_the_brute_force_pairs() -> None:
+    rng = np.random.default_rng(9)
+    phash = random_hashes_with_copies(rng, 400, 200, max_flips=12)
+    dhash = random_hashes_with_copies(rng, 400, 200, max_flips=12)
+    phash[390:], dhash[390:] = phash[0], dhash[0]  # exact copies collapse before the search
+    labels = near_duplicate_groups(phash, dhash, 8, 8)
+    pairs = np.array(sorted(brute_force_pairs(phash, dhash, 8, 8)))
+    expected = group_labels(400, pairs[:, 0], pairs[:, 1])
+    same = labels[:, None] == labels[None]
+    assert np.array_equal(same, expected[:, None] == expected[None])
+    assert len(np.unique(labels)) < 300
 
 
 def test_groups_are_transitive_through_a_chain() -> None:
