@@ -23,19 +23,30 @@ def fit(
     manifest: str = typer.Argument(..., help="A TOML manifest, e.g. manifests/quickstart.toml."),
     set_: list[str] = typer.Option([], "--set", help="Override a manifest key: --set schedule.steps=500 (repeat)."),
     out: str = typer.Option(None, "--out", help="Run folder (default: runs/<name>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/last.pt (model, optimizer, RNG, step)."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue from RUN/last.pt (model, optimizer, RNG, step); [rounds]: at the first unfinished step.",
+    ),
 ) -> None:
-    """Train a density network as the manifest says; writes config.toml, metrics.jsonl, last/best.pt, eval.json."""
+    """Train a density network as the manifest says; writes config.toml, metrics.jsonl, last/best.pt, eval.json.
+
+    With a [rounds] table: RUN/round-0, round-1, … with pseudo-labels between them, rounds.csv and rounds.png.
+    """
     from train.config import load_manifest
     from train.errors import ConfigError, TrainError
     from train.loop import fit as run_fit
     from train.report import print_fit_summary
+    from train.rounds import fit_rounds, print_rounds_summary
 
     try:
         config = load_manifest(manifest, set_)
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     try:
+        if config.rounds is not None:
+            print_rounds_summary(fit_rounds(config, out or f"runs/{config.name}", resume=resume))
+            return
         result = run_fit(config, out or f"runs/{config.name}", resume=resume)
     except TrainError as e:
         typer.echo(f"error: {e}", err=True)
@@ -51,6 +62,10 @@ def eval_command(
     out: str = typer.Option("eval-out", "--out", help="Folder for eval.json and images.csv."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     tile: int = typer.Option(1024, "--tile", help="Largest tile side for whole-image inference."),
+    ranked: str = typer.Option(
+        None, "--ranked", help="A ranked set: also report the share of nested pairs the model orders wrongly."
+    ),
+    ranked_sets: int = typer.Option(500, "--ranked-sets", help="Ranked sets to check (the first N)."),
 ) -> None:
     """Evaluate a checkpoint on whole images: MAE, RMSE, NAE, GAME(0-3) into eval.json, one CSV row per image."""
     from pathlib import Path
@@ -60,7 +75,7 @@ def eval_command(
     from train.report import print_eval_summary
 
     try:
-        config = EvalConfig(Path(checkpoint), data, split, Path(out), device, tile)
+        config = EvalConfig(Path(checkpoint), data, split, Path(out), device, tile, ranked, ranked_sets)
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     try:

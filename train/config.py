@@ -10,6 +10,8 @@ The seed methods' sections (DESIGN.md, "The seed methods") are *optional tables*
 ``model.masksembles = {masks = 4, scale = 2.0}`` switch their task (or layer) on by being present; an absent one is
 ``None``. ``--set tasks.segment.weight=0.1`` creates the table, so it switches the task on too.
 Also added: ``data.unlabeled`` (real pictures for the self-supervised task) and ``data.depth_dir``.
+``[rounds]`` (optional, :class:`RoundsConfig`) chains pseudo-label rounds in one manifest; ``train.rounds`` runs
+them, and each round's own resolved config has no ``[rounds]``, so a round folder reruns alone.
 """
 
 from __future__ import annotations
@@ -118,6 +120,9 @@ class CountTaskConfig:
         _require(self.weight >= 0, "tasks.count.weight", self.weight, "a weight >= 0")
 
 
+RANK_BATCHNORM = ("shared", "separate")
+
+
 @dataclass(frozen=True)
 class RankTaskConfig:
     """``[tasks.rank]``: the pairwise ranking hinge on nested patches (Eq. 5)."""
@@ -125,11 +130,16 @@ class RankTaskConfig:
     weight: float = 1.0
     margin: float = 0.0
     sets_per_batch: int = 5
+    # "shared": ranked patches join the labeled crops' forward pass, so BatchNorm statistics mix both.
+    # "separate": ranked patches get their own forward pass; BatchNorm normalises them with their own batch
+    # statistics and leaves the running statistics (used at evaluation) to the labeled crops.
+    batchnorm: str = "shared"
 
     def __post_init__(self) -> None:
         _require(self.weight >= 0, "tasks.rank.weight", self.weight, "a weight >= 0")
         _require(self.margin >= 0, "tasks.rank.margin", self.margin, "a margin >= 0")
         _require(self.sets_per_batch >= 1, "tasks.rank.sets_per_batch", self.sets_per_batch, "an integer >= 1")
+        _require(self.batchnorm in RANK_BATCHNORM, "tasks.rank.batchnorm", self.batchnorm, f"one of {RANK_BATCHNORM}")
 
 
 @dataclass(frozen=True)
@@ -295,6 +305,61 @@ class OptimConfig:
         _require(0 < self.lr_gamma <= 1, "optim.lr_gamma", self.lr_gamma, "a factor in (0, 1]")
 
 
+ROUND_INITS = ("previous", "scratch")
+
+
+@dataclass(frozen=True)
+class RoundsConfig:
+    """``[rounds]``: pseudo-label rounds chained in one manifest (Liu, Durasov & Fua 2022; ``train.rounds``).
+
+    Round 0 is the manifest as written; round r >= 1 adds round r-1's most confident pseudo-labels of ``images``
+    (default: ``data.unlabeled``) to ``data.labeled``. ``keep_fraction`` is one fraction for every round or a list
+    with one per pseudo-labeling (``count - 1`` values, e.g. a growing ``[0.5, 0.75]``). ``steps`` = 0 keeps
+    ``schedule.steps`` for later rounds; ``init`` = "previous" starts them from the previous round's best.pt.
+    """
+
+    count: int = 2
+    images: list[str] | str = field(default_factory=list)
+    keep_fraction: float | list[float] = 0.5
+    steps: int = 0
+    init: str = "previous"
+
+    def __post_init__(self) -> None:
+        _require(
+            1 <= self.count <= 100,
+            "rounds.count",
+            self.count,
+            "an integer in [1, 100], e.g. 3 (round 0 = the manifest)",
+        )
+        fractions = self.keep_fraction if isinstance(self.keep_fraction, list) else [self.keep_fraction]
+        _require(
+            all(0 < f <= 1 for f in fractions),
+            "rounds.keep_fraction",
+            self.keep_fraction,
+            "a fraction in (0, 1], or a list of such fractions, e.g. 0.5 or [0.5, 0.75]",
+        )
+        if isinstance(self.keep_fraction, list):
+            _require(
+                len(self.keep_fraction) == self.count - 1,
+                "rounds.keep_fraction",
+                self.keep_fraction,
+                f"one fraction per pseudo-labeling: rounds.count - 1 = {self.count - 1} values, or a single fraction",
+            )
+        _require(self.steps >= 0, "rounds.steps", self.steps, "0 (= schedule.steps) or a number of steps >= 1")
+        _require(self.init in ROUND_INITS, "rounds.init", self.init, f"one of {', '.join(ROUND_INITS)}")
+
+    @property
+    def image_paths(self) -> list[str]:
+        """``images`` as a list (a single folder or pool may be written as a string)."""
+        return [self.images] if isinstance(self.images, str) else list(self.images)
+
+    def fraction(self, round_index: int) -> float:
+        """The keep fraction of the pseudo-labels round ``round_index`` writes for round ``round_index + 1``."""
+        if isinstance(self.keep_fraction, list):
+            return self.keep_fraction[round_index]
+        return self.keep_fraction
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole manifest: run name, seed and every section. Cross-section rules are checked here."""
@@ -306,6 +371,7 @@ class RunConfig:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    rounds: RoundsConfig | None = None
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "name", self.name, "a non-empty run name")
@@ -342,6 +408,19 @@ class RunConfig:
                 "data.unlabeled",
                 self.data.unlabeled,
                 "at least one folder or pool of real pictures for [tasks.upside_down]",
+            )
+        if self.rounds is not None:
+            _require(
+                self.model.masksembles is not None,
+                "model.masksembles",
+                None,
+                "model.masksembles = {masks = 4, scale = 2.0} for [rounds]: its uncertainty picks the pseudo-labels",
+            )
+            _require(
+                bool(self.rounds.image_paths or self.data.unlabeled),
+                "rounds.images",
+                self.rounds.images,
+                "a folder or pool of real pictures to pseudo-label (or set data.unlabeled, its default)",
             )
 
 

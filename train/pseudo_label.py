@@ -14,7 +14,7 @@ and keep the predictions it is surest of as labels for the next round. Here, per
 The output is a labeled dataset (``train`` split, ``dataset = "pseudo"``, an extra ``uncertainty`` column)
 holding the original image bytes, so the next round's manifest lists it in ``data.labeled``. The dataset folder
 also holds ``pseudo_labels.csv`` (every picture: counts, uncertainty, kept or why not) and ``uncertainty.png``.
-Rounds are chained by commands (see ``manifests/liu2022-synth2real-*.toml``).
+A manifest chains rounds with a ``[rounds]`` table (:mod:`train.rounds`, ``manifests/liu2022-synth2real-shb.toml``).
 """
 
 from __future__ import annotations

@@ -91,6 +91,8 @@ def _resolve(config: RunConfig) -> RunSources:
     elif data.val_fraction > 0:
         carved = []
         for source in labeled:
+            if _is_pseudo(source):  # a model's own labels must never select its checkpoint
+                continue
             keep, held = carve_validation(len(source.indices), data.val_fraction, config.seed)
             if held:
                 carved.append(RowSource(source.name, source.dataset, [source.indices[j] for j in held]))
@@ -121,3 +123,10 @@ def subsample_labeled(sources: list[RowSource], fraction: float, seed: int) -> l
         source.indices[:] = [source.indices[j] for j in sorted(order.tolist())]
         notes.append(f"data.labeled_fraction = {fraction}: training on {keep} of {n} rows of {source.name}")
     return notes
+
+
+def _is_pseudo(source: RowSource) -> bool:
+    """Whether ``source`` holds pseudo-labels (``train pseudo-label`` writes ``dataset = "pseudo"``)."""
+    if not source.indices or "dataset" not in source.dataset.column_names:
+        return False
+    return source.dataset.select_columns(["dataset"])[source.indices[0]]["dataset"] == "pseudo"

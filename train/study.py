@@ -161,7 +161,7 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
         ]
         for key, value in run["overrides"].items():
             command += ["--set", f"{key}={_toml_literal(value)}"]
-        if (folder / "last.pt").is_file():
+        if (folder / "last.pt").is_file() or (folder / "round-0").is_dir():  # a single run, or a [rounds] chain
             command.append("--resume")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,166 @@
+"""Pseudo-label rounds chained in one manifest: round folders, kept fractions, resumption, [rounds] validation."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from tests.train.conftest import blob_image
+from train.cli import app
+from train.config import config_from_dict, config_to_toml, load_manifest
+from train.errors import ConfigError
+from train.rounds import fit_rounds
+
+
+def real_pictures(folder: Path, n: int) -> Path:
+    """``n`` unlabeled blob pictures (the "real" domain the rounds pseudo-label), true counts in counts.csv as
+    ``rankset synth --unlabeled`` writes them (for evaluation only)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(11)
+    lines = ["# evaluation only", "file,count"]
+    for i in range(n):
+        data, points = blob_image(rng, 48, 40, heads=int(rng.integers(1, 10)))
+        (folder / f"real{i}.jpg").write_bytes(data)
+        lines.append(f"real{i}.jpg,{len(points)}")
+    (folder / "counts.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def chain_table(blobs: dict[str, Path], pictures: Path, **rounds: Any) -> dict[str, Any]:
+    """A test-tiny Masksembles manifest on the blob sets with a [rounds] table: 4 steps a round, no workers."""
+    return {
+        "name": "chain",
+        "model": {"arch": "test-tiny", "pretrained": "none", "masksembles": {"masks": 4, "scale": 2.0}},
+        "data": {
+            "labeled": [str(blobs["labeled"])],
+            "unlabeled": [str(pictures)],
+            "eval": str(blobs["labeled"]),
+            "crop": [24, 48],
+            "input_size": 32,
+            "sigma": 3.0,
+            "workers": 0,
+            "val_fraction": 0.125,
+        },
+        "schedule": {"paradigm": "count-only", "steps": 4, "batch": 4, "eval_every": 4, "log_every": 2},
+        "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
+        "rounds": {"count": 2, "keep_fraction": 0.5, **rounds},
+    }
+
+
+def test_two_round_chain_trains_round_1_on_the_kept_fraction_of_round_0_pseudo_labels(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from rankset.io import load_dataset_dict
+
+    pictures = real_pictures(tmp_path / "real", 7)
+    config = config_from_dict(chain_table(blob_data, pictures, steps=6))
+    out = tmp_path / "chain"
+    result = fit_rounds(config, out, show_progress=False)
+
+    pseudo = out / "round-0" / "pseudo-labels"
+    kept = load_dataset_dict(pseudo)["train"]
+    assert len(kept) == 4  # select_confident rounds half up: floor(0.5 * 7 + 0.5) = 4
+    assert set(kept["dataset"]) == {"pseudo"}
+    round1 = load_manifest(out / "round-1" / "config.toml")
+    assert round1.rounds is None  # a round folder reruns alone as a single run
+    assert round1.data.labeled == [str(blob_data["labeled"]), str(pseudo)]
+    assert round1.model.pretrained == str(out / "round-0" / "model.pt")
+    assert round1.schedule.steps == 6 and load_manifest(out / "round-0" / "config.toml").schedule.steps == 4
+    assert json.loads((out / "round-1" / "round.json").read_text())["steps"] == 6
+    from train.sources import resolve_sources
+
+    sources = resolve_sources(round1)  # validation is carved from real labels only, never from pseudo-labels
+    assert sources.validation and {s.name for s in sources.validation} == {str(blob_data["labeled"])}
+    assert sum(len(s.indices) for s in sources.labeled if s.name == str(pseudo)) == 4
+
+    with (out / "rounds.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["round"]) for r in table] == [0, 1]
+    assert [r["pseudo_labels_in"] for r in table] == ["0", "4"]
+    assert [r["pseudo_labels_kept"] for r in table] == ["4", ""]  # the last round labels nothing
+    assert [row["pseudo_labels_in"] for row in result.rows] == [0, 4]
+    rows = (pictures / "counts.csv").read_text().splitlines()[2:]
+    truth = {name.removesuffix(".jpg"): int(count) for name, count in (row.split(",") for row in rows)}
+    errors = [abs(count - truth[image_id]) for image_id, count in zip(kept["image_id"], kept["count"], strict=True)]
+    assert result.rows[0]["pseudo_label_mae"] == pytest.approx(sum(errors) / 4)
+    last = json.loads((out / "round-1" / "eval.json").read_text())
+    assert json.loads((out / "eval.json").read_text())["mae"] == pytest.approx(last["mae"])
+    assert float(table[1]["test_mae"]) == pytest.approx(last["mae"])
+    assert Image.open(out / "rounds.png").format == "PNG"
+    assert load_manifest(out / "config.toml").rounds == config.rounds  # the chain reruns from its own folder
+
+
+def test_resumed_chain_skips_finished_rounds_and_pseudo_labels(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    pictures = real_pictures(tmp_path / "real", 4)
+    manifest = tmp_path / "chain.toml"
+    manifest.write_text(config_to_toml(config_from_dict(chain_table(blob_data, pictures))))
+    out = tmp_path / "chain"
+    # a chain killed right after round 0: the same manifest with one round
+    result = CliRunner().invoke(app, ["fit", str(manifest), "--out", str(out), "--set", "rounds.count=1"])
+    assert result.exit_code == 0, result.output
+    assert "train fit: 1 rounds" in result.output and not (out / "round-1").exists()
+    round0_metrics = (out / "round-0" / "metrics.jsonl").read_bytes()
+    round0_mtime = (out / "round-0" / "last.pt").stat().st_mtime_ns
+
+    config = load_manifest(manifest)
+    with pytest.raises(ConfigError, match="already holds a rounds chain; pass --resume"):
+        fit_rounds(config, out, show_progress=False)
+    resumed = fit_rounds(config, out, resume=True, show_progress=False)
+    assert (out / "round-0" / "metrics.jsonl").read_bytes() == round0_metrics
+    assert (out / "round-0" / "last.pt").stat().st_mtime_ns == round0_mtime
+    assert any("round 0: finished before" in note for note in resumed.notes)
+    assert [row["pseudo_labels_in"] for row in resumed.rows] == [0, 2]
+    assert json.loads((out / "round-1" / "round.json").read_text())["resumed_from"] == 0
+
+    pseudo_mtime = (out / "round-0" / "pseudo-labels" / "dataset_dict.json").stat().st_mtime_ns
+    round1_metrics = (out / "round-1" / "metrics.jsonl").read_bytes()
+    again = fit_rounds(config, out, resume=True, show_progress=False)
+    assert (out / "round-0" / "pseudo-labels" / "dataset_dict.json").stat().st_mtime_ns == pseudo_mtime
+    assert (out / "round-1" / "metrics.jsonl").read_bytes() == round1_metrics
+    assert [row["test_mae"] for row in again.rows] == [row["test_mae"] for row in resumed.rows]
+
+
+@pytest.mark.parametrize(
+    ("rounds", "message"),
+    [
+        ({"cont": 3}, r"unknown key 'rounds.cont'; valid keys here: rounds.count"),
+        ({"count": "3"}, r"rounds.count = '3' has the wrong type: expected int"),
+        ({"count": 0}, r"rounds.count = 0 is invalid: expected an integer in \[1, 100\]"),
+        ({"keep_fraction": 1.5}, r"rounds.keep_fraction = 1.5 is invalid: expected a fraction in \(0, 1\]"),
+        ({"keep_fraction": [0.5, 0.7]}, r"rounds.keep_fraction = \[0.5, 0.7\] .* rounds.count - 1 = 1 values"),
+        ({"init": "best"}, r"rounds.init = 'best' is invalid: expected one of previous, scratch"),
+        ({"steps": -1}, r"rounds.steps = -1 is invalid"),
+    ],
+)
+def test_bad_rounds_values_fail_naming_the_key(
+    blob_data: dict[str, Path], tmp_path: Path, rounds: dict[str, Any], message: str
+) -> None:
+    table = chain_table(blob_data, tmp_path)
+    table["rounds"] = {"count": 2, **rounds}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(table)
+
+
+def test_rounds_need_masksembles_and_pictures_and_a_fraction_that_keeps_one(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    table = chain_table(blob_data, tmp_path)
+    del table["model"]["masksembles"]
+    with pytest.raises(ConfigError, match=r"model.masksembles = None is invalid: .* for \[rounds\]"):
+        config_from_dict(table)
+    table = chain_table(blob_data, tmp_path)
+    table["data"]["unlabeled"] = []
+    with pytest.raises(ConfigError, match=r"rounds.images = \[\] is invalid: .* \(or set data.unlabeled"):
+        config_from_dict(table)
+    pictures = real_pictures(tmp_path / "real", 3)
+    table = chain_table(blob_data, pictures, count=3, keep_fraction=[0.5, 0.1], images=str(pictures))
+    with pytest.raises(ConfigError, match=r"keeps no picture of the 3 in rounds.images for round 2"):
+        fit_rounds(config_from_dict(table), tmp_path / "chain", show_progress=False)
+    assert not (tmp_path / "chain").exists()  # refused before any training
