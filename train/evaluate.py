@@ -133,6 +133,8 @@ class EvalConfig:
     out: Path = Path("eval-out")
     device: str = "auto"
     tile: int = 1024
+    ranked: str | None = None  # a ranked set: also report how many nested pairs the model orders wrongly
+    ranked_sets: int = 500
 
     def __post_init__(self) -> None:
         from train.hub import check_checkpoint_argument
@@ -142,6 +144,8 @@ class EvalConfig:
             raise ConfigError("--split is empty; pass test, validation or train")
         if self.tile < 64:
             raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
+        if self.ranked_sets < 1:
+            raise ConfigError(f"--ranked-sets {self.ranked_sets} must be >= 1 (ranked sets to check)")
 
 
 def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:
@@ -172,6 +176,11 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
             progress=lambda: progress.advance(task),
         )
     summary.update(split=config.split, checkpoint=str(config.checkpoint), step=int(state["step"]), data=config.data)
+    if config.ranked:
+        from train.rank_check import check_ranked
+
+        input_size = run_config.data.input_size
+        summary["ranking"] = check_ranked(model, config.ranked, input_size, device, config.ranked_sets)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "eval.json", summary)

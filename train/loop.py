@@ -13,6 +13,8 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ def train_step(
     """
     from train.tasks import auxiliary_terms
 
+    separate = rank_batch is not None and config.tasks.rank.batchnorm == "separate"
     parts, count_n, rank_n = [], 0, 0
     if count_batch is not None:
         images, targets = count_batch[0], count_batch[1]  # (B, 3, S, S) uint8, (B, 1, S/s, S/s)
@@ -86,20 +89,23 @@ def train_step(
         count_n = images.shape[0]
     if rank_batch is not None:
         sets, k = rank_batch.shape[:2]  # (N, k, 3, S, S) uint8
-        parts.append(rank_batch.flatten(0, 1))  # (N*k, 3, S, S)
         rank_n = sets * k
+        if not separate:
+            parts.append(rank_batch.flatten(0, 1))  # (N*k, 3, S, S)
     if unlabeled_batch is not None:
         parts.append(unlabeled_batch[0])  # (U, 3, S, S)
-    pixels = parts[0] if len(parts) == 1 else _cat(parts)
-    x = normalize(to_device(pixels, device, channels_last=True))
-    with autocast(device, config.schedule.amp):
-        out = model(x)  # (B + N*k + U, 1, S/s, S/s), or a dict holding it under "density"
-    density = density_of(out)
+    out = _forward(model, parts, device, config) if parts else None  # (B + N*k + U, 1, S/s, S/s) or a dict
+    density = density_of(out) if out is not None else None
     count_pred = density[:count_n] if count_batch is not None else None
     count_target = to_device(targets, device) if count_batch is not None else None
-    rank_pred = (
-        density[count_n : count_n + rank_n].unflatten(0, (sets, k)) if rank_batch is not None else None
-    )  # (N, k, 1, h, w)
+    if separate:
+        with running_stats_frozen(model):
+            rank_density = density_of(_forward(model, [rank_batch.flatten(0, 1)], device, config))
+        rank_pred = rank_density.unflatten(0, (sets, k))
+    elif rank_batch is not None:
+        rank_pred = density[count_n : count_n + rank_n].unflatten(0, (sets, k))  # (N, k, 1, h, w)
+    else:
+        rank_pred = None
     terms = multitask_loss(
         count_pred,
         count_target,
@@ -120,10 +126,36 @@ def train_step(
     return terms
 
 
-def _cat(parts: list[Any]) -> Any:
+def _forward(model: Any, parts: list[Any], device: Any, config: RunConfig) -> Any:
+    """The model's output on the uint8 pixel batches ``parts``, concatenated in order, normalised on ``device``."""
     import torch
 
-    return torch.cat(parts)
+    pixels = parts[0] if len(parts) == 1 else torch.cat(parts)
+    x = normalize(to_device(pixels, device, channels_last=True))
+    with autocast(device, config.schedule.amp):
+        return model(x)
+
+
+@contextmanager
+def running_stats_frozen(model: Any) -> Iterator[None]:
+    """BatchNorm layers keep normalising with batch statistics but leave their running statistics untouched.
+
+    A momentum of 0 makes the running update ``(1 - 0) * running + 0 * batch`` a no-op; the running statistics,
+    which evaluation uses, then describe only the batches seen outside this block.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def evaluate(model: Any, sources: list, config: RunConfig, device: Any) -> tuple[dict[str, float], list[dict]]:

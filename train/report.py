@@ -48,6 +48,10 @@ def print_eval_summary(summary: dict[str, Any], out: Any) -> None:
 
     keys = ("split", "images", "failed", "mae", "rmse", "nae", "game0", "game1", "game2", "game3")
     rows = [(k, summary[k]) for k in keys if k in summary]
+    ranking = summary.get("ranking")
+    if ranking:
+        rows.append(("nested pairs ordered wrongly", f"{ranking['violated']:.1%} of {int(ranking['pairs'])}"))
+        rows.append(("adjacent pairs ordered wrongly", f"{ranking['adjacent_violated']:.1%}"))
     rows.append(("written", f"{out}/eval.json, {out}/images.csv"))
     Console().print(_table("train eval", rows))
 

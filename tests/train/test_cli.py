@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,13 @@ def test_fit_eval_predict_wiring(blob_data: dict[str, Path], tmp_path: Path) -> 
     assert "best validation MAE" in result.output and (run / "best.pt").is_file()
     assert "steps = 2" in (run / "config.toml").read_text()
 
-    result = runner.invoke(
-        app, ["eval", str(run / "best.pt"), "--data", str(blob_data["labeled"]), "--out", str(tmp_path / "ev")]
-    )
+    evaluate = ["eval", str(run / "best.pt"), "--data", str(blob_data["labeled"]), "--out", str(tmp_path / "ev")]
+    result = runner.invoke(app, [*evaluate, "--ranked", str(blob_data["ranked"]), "--ranked-sets", "5"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ev" / "eval.json").is_file() and "mae" in result.output
+    ranking = json.loads((tmp_path / "ev" / "eval.json").read_text())["ranking"]
+    assert ranking["sets"] == 5 and ranking["pairs"] == 15  # k = 3: three contained pairs per set
+    assert "nested pairs ordered wrongly" in result.output
 
     Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     result = runner.invoke(

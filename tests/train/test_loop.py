@@ -132,3 +132,47 @@ def test_input_size_must_be_a_multiple_of_the_output_stride(blob_data: dict[str,
     config = tiny_config(blob_data, data={"input_size": 34})
     with pytest.raises(ConfigError, match=r"data.input_size = 34 .* stride 4"):
         fit(config, tmp_path / "run", show_progress=False)
+
+
+def _bn_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1)
+    )
+
+
+def test_frozen_running_stats_normalise_with_batch_statistics_and_leave_running_ones_untouched() -> None:
+    from train.loop import running_stats_frozen
+
+    model, reference = _bn_model(), _bn_model()
+    x = torch.rand(6, 3, 8, 8) * 5 + 2  # far from the initial running statistics (mean 0, var 1)
+    norm = model[1]
+    before = (norm.running_mean.clone(), norm.running_var.clone(), int(norm.num_batches_tracked))
+    with running_stats_frozen(model):
+        out = model(x)
+    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
+    assert int(norm.num_batches_tracked) == before[2] and norm.momentum == 0.1
+    torch.testing.assert_close(out, reference(x))  # batch statistics, exactly as an ordinary training forward
+    assert not torch.equal(reference[1].running_mean, before[0])  # which would have moved them
+
+
+@pytest.mark.parametrize("batchnorm", ["shared", "separate"])
+def test_separate_batchnorm_keeps_ranked_patches_out_of_the_running_statistics(
+    blob_data: dict[str, Path], batchnorm: str
+) -> None:
+    from train.loop import train_step
+
+    config = tiny_config(blob_data, tasks={"rank": {"weight": 1.0, "sets_per_batch": 2, "batchnorm": batchnorm}})
+    gen = torch.Generator().manual_seed(3)
+    images = (torch.rand(4, 3, 16, 16, generator=gen) * 255).to(torch.uint8)
+    targets = torch.rand(4, 1, 16, 16, generator=gen)
+    ranked = (torch.rand(2, 3, 3, 16, 16, generator=gen) * 60).to(torch.uint8)  # darker than the labeled crops
+    stats = []
+    for rank_batch in (ranked, None):
+        model = _bn_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: only the BatchNorm buffers can change
+        terms = train_step(model, optimizer, (images, targets), rank_batch, config, torch.device("cpu"))
+        stats.append(model[1].running_mean.clone())
+        assert ("rank" in terms) == (rank_batch is not None)
+    same = torch.allclose(stats[0], stats[1])
+    assert same == (batchnorm == "separate")
