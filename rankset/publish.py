@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rankset.errors import ConfigError, InputError, PublishError
+from rankset.hub import commit_folder, hub_token
 from rankset.licenses import LicensePolicy, license_id
 from rankset.progress import progress_bar
 
@@ -102,25 +103,12 @@ class PublishSummary:
     pictures: int = 0
 
 
-def hub_token() -> str:
-    """The Hub token from ``HF_TOKEN`` or the stored login; fails at once, before any work, when there is none."""
-    from huggingface_hub import get_token
-
-    token = get_token()
-    if not token:
-        raise PublishError(
-            "no Hugging Face token: set HF_TOKEN to a token with write access, or run `hf auth login`; "
-            "use --dry-run OUT to write the files without uploading"
-        )
-    return token
-
-
 def publish_dataset(cfg: PublishConfig, progress: bool = True) -> PublishSummary:
     """Publish ``cfg.dataset`` to ``cfg.repo_id`` (or write the upload folder to ``cfg.dry_run``)."""
     from rankset.io import load_dataset_dict
     from rankset.schema import dataset_kind, decode_build_info
 
-    token = None if cfg.dry_run is not None else hub_token()
+    token = None if cfg.dry_run is not None else hub_token(PublishError)
     dsd = load_dataset_dict(cfg.dataset)
     first = next(iter(dsd.values()), None)
     if first is None:
@@ -348,38 +336,24 @@ def upload_files(folder: Path) -> list[str]:
 
 
 def upload_folder(folder: Path, cfg: PublishConfig, token: str, summary: PublishSummary) -> str:
-    """Create the repo (and branch) if needed and commit the folder's files in one commit; returns the commit URL.
+    """Commit the staged folder to the dataset repo in one commit; returns the commit URL.
 
     Shards a previous push left under ``data/`` that this one does not write are deleted in the same commit,
     so ``data/train-*`` never mixes two pushes.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-
-    api = HfApi(token=token)
-    files = upload_files(folder)
-    try:
-        api.create_repo(cfg.repo_id, repo_type="dataset", private=cfg.private, exist_ok=True)
-        if cfg.revision != "main":
-            api.create_branch(cfg.repo_id, branch=cfg.revision, repo_type="dataset", exist_ok=True)
-        existing = api.list_repo_files(cfg.repo_id, repo_type="dataset", revision=cfg.revision)
-        stale = [p for p in existing if p.startswith("data/") and p not in files]
-        operations: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in stale]
-        operations += [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
-        splits = ", ".join(f"{split} {n}" for split, n in summary.rows.items())
-        commit = api.create_commit(
-            cfg.repo_id,
-            operations,
-            commit_message=f"rankset push: {summary.kind} dataset ({splits} rows)",
-            repo_type="dataset",
-            revision=cfg.revision,
-        )
-    except Exception as e:  # the Hub client raises HTTP, offline and OS errors alike; all mean "not uploaded"
-        raise PublishError(
-            f"upload to https://huggingface.co/datasets/{cfg.repo_id} (revision {cfg.revision}) failed: "
-            f"{type(e).__name__}: {str(e).rstrip('.')}. Check your network, that HF_TOKEN can write to "
-            f"{cfg.repo_id}, and that HF_HUB_OFFLINE is unset; --dry-run OUT writes the files without uploading"
-        ) from e
-    return str(getattr(commit, "commit_url", None) or f"https://huggingface.co/datasets/{cfg.repo_id}")
+    splits = ", ".join(f"{split} {n}" for split, n in summary.rows.items())
+    return commit_folder(
+        folder,
+        upload_files(folder),
+        repo_id=cfg.repo_id,
+        repo_type="dataset",
+        private=cfg.private,
+        revision=cfg.revision,
+        token=token,
+        message=f"rankset push: {summary.kind} dataset ({splits} rows)",
+        error=PublishError,
+        replace_prefix="data/",
+    )
 
 
 def print_publish_summary(summary: PublishSummary, dry_run: bool) -> None:

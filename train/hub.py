@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rankset.hub import commit_folder, hub_token
 from train.errors import ConfigError, HubError, ModelError
 
 WEIGHTS, CONFIG, METADATA, CARD = "model.safetensors", "config.toml", "crowdrank.json", "README.md"
@@ -74,22 +75,9 @@ class PushSummary:
     files: dict[str, int] = field(default_factory=dict)
 
 
-def hub_token() -> str:
-    """The Hub token from ``HF_TOKEN`` or the stored login; fails at once, before any work, when there is none."""
-    from huggingface_hub import get_token
-
-    token = get_token()
-    if not token:
-        raise HubError(
-            "no Hugging Face token: set HF_TOKEN to a token with write access, or run `hf auth login`; "
-            "use --dry-run OUT to write the files without uploading"
-        )
-    return token
-
-
 def push_model(config: PushConfig) -> PushSummary:
     """Publish ``config.checkpoint``'s density model to ``config.repo_id`` (or write the folder to ``dry_run``)."""
-    token = None if config.dry_run is not None else hub_token()
+    token = None if config.dry_run is not None else hub_token(HubError)
     summary = PushSummary(repo_id=config.repo_id)
     parent = Path(config.dry_run).parent if config.dry_run is not None else None
     if parent is not None:
@@ -216,31 +204,18 @@ def model_metadata(model: Any, state: dict[str, Any], run_config: Any) -> dict[s
 
 
 def upload_folder(folder: Path, config: PushConfig, token: str, summary: PushSummary) -> str:
-    """Create the model repo (and branch) if needed and commit the four files in one commit; returns its URL."""
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    api = HfApi(token=token)
-    try:
-        api.create_repo(config.repo_id, repo_type="model", private=config.private, exist_ok=True)
-        if config.revision != "main":
-            api.create_branch(config.repo_id, branch=config.revision, repo_type="model", exist_ok=True)
-        operations = [
-            CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in UPLOAD_FILES
-        ]
-        commit = api.create_commit(
-            config.repo_id,
-            operations,
-            commit_message=f"train push: density model at step {summary.step}",
-            repo_type="model",
-            revision=config.revision,
-        )
-    except Exception as e:  # the Hub client raises HTTP, offline and OS errors alike; all mean "not uploaded"
-        raise HubError(
-            f"upload to https://huggingface.co/{config.repo_id} (revision {config.revision}) failed: "
-            f"{type(e).__name__}: {str(e).rstrip('.')}. Check your network, that HF_TOKEN can write to "
-            f"{config.repo_id}, and that HF_HUB_OFFLINE is unset; --dry-run OUT writes the files without uploading"
-        ) from e
-    return str(getattr(commit, "commit_url", None) or f"https://huggingface.co/{config.repo_id}")
+    """Commit the four staged files to the model repo in one commit; returns the commit URL."""
+    return commit_folder(
+        folder,
+        list(UPLOAD_FILES),
+        repo_id=config.repo_id,
+        repo_type="model",
+        private=config.private,
+        revision=config.revision,
+        token=token,
+        message=f"train push: density model at step {summary.step}",
+        error=HubError,
+    )
 
 
 # -- the way back: CKPT as a checkpoint file, a pushed folder or a Hub id --------------------------------------

@@ -1,0 +1,70 @@
+"""The Hugging Face Hub write path shared by ``rankset push`` (datasets) and ``train push`` (models).
+
+One token check before any work, and one commit per push: create the repo (and branch) when missing, then add every
+file of a staged folder, optionally deleting files a previous push left under a prefix, so a repo never mixes two
+pushes. Every Hub failure becomes the caller's error type with the URL, the revision and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def repo_url(repo_id: str, repo_type: str) -> str:
+    """The repo's web address: datasets live under ``/datasets/``, models at the top level."""
+    return f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+
+
+def hub_token(error: type[Exception]) -> str:
+    """The Hub token from ``HF_TOKEN`` or the stored login; raises ``error`` at once, before any work, without one."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise error(
+            "no Hugging Face token: set HF_TOKEN to a token with write access, or run `hf auth login`; "
+            "use --dry-run OUT to write the files without uploading"
+        )
+    return token
+
+
+def commit_folder(
+    folder: Path,
+    files: list[str],
+    *,
+    repo_id: str,
+    repo_type: str,
+    private: bool,
+    revision: str,
+    token: str,
+    message: str,
+    error: type[Exception],
+    replace_prefix: str | None = None,
+) -> str:
+    """Commit ``files`` (paths relative to ``folder``) to the repo in one commit; returns the commit URL.
+
+    With ``replace_prefix``, files already in the repo under that prefix and not in ``files`` are deleted by the
+    same commit (e.g. ``data/``: Parquet shards of an earlier push with more shards).
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if revision != "main":
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        operations: list[Any] = []
+        if replace_prefix is not None:
+            existing = api.list_repo_files(repo_id, repo_type=repo_type, revision=revision)
+            stale = [p for p in existing if p.startswith(replace_prefix) and p not in files]
+            operations += [CommitOperationDelete(path_in_repo=p) for p in stale]
+        operations += [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
+        commit = api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type, revision=revision)
+    except Exception as e:  # the Hub client raises HTTP, offline and OS errors alike; all mean "not uploaded"
+        raise error(
+            f"upload to {repo_url(repo_id, repo_type)} (revision {revision}) failed: "
+            f"{type(e).__name__}: {str(e).rstrip('.')}. Check your network, that HF_TOKEN can write to "
+            f"{repo_id}, and that HF_HUB_OFFLINE is unset; --dry-run OUT writes the files without uploading"
+        ) from e
+    return str(getattr(commit, "commit_url", None) or repo_url(repo_id, repo_type))
