@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
 app = typer.Typer(
@@ -11,6 +14,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """A bad flag or manifest key (ConfigError) becomes a usage error: exit 2 with the message naming the fix."""
+    from train.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+@contextmanager
+def run_errors() -> Iterator[None]:
+    """A run that cannot go on (TrainError: data, model, Hub) prints ``error: ...`` and exits 1, no traceback."""
+    from train.errors import TrainError
+
+    try:
+        yield
+    except TrainError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 @app.callback()
@@ -34,23 +60,17 @@ def fit(
     With a [rounds] table: RUN/round-0, round-1, … with pseudo-labels between them, rounds.csv and rounds.png.
     """
     from train.config import load_manifest
-    from train.errors import ConfigError, TrainError
     from train.loop import fit as run_fit
     from train.report import print_fit_summary
     from train.rounds import fit_rounds, print_rounds_summary
 
-    try:
+    with usage_errors():
         config = load_manifest(manifest, set_)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
+    with run_errors():
         if config.rounds is not None:
             print_rounds_summary(fit_rounds(config, out or f"runs/{config.name}", resume=resume))
             return
         result = run_fit(config, out or f"runs/{config.name}", resume=resume)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_fit_summary(result)
 
 
@@ -70,19 +90,13 @@ def eval_command(
     """Evaluate a checkpoint on whole images: MAE, RMSE, NAE, GAME(0-3) into eval.json, one CSV row per image."""
     from pathlib import Path
 
-    from train.errors import ConfigError, TrainError
     from train.evaluate import EvalConfig, evaluate_checkpoint
     from train.report import print_eval_summary
 
-    try:
+    with usage_errors():
         config = EvalConfig(Path(checkpoint), data, split, Path(out), device, tile, ranked, ranked_sets)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
+    with run_errors():
         summary = evaluate_checkpoint(config)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_eval_summary(summary, out)
 
 
@@ -97,19 +111,13 @@ def predict(
     """Count people in images: counts.csv plus a density overlay PNG per image."""
     from pathlib import Path
 
-    from train.errors import ConfigError, TrainError
     from train.predict import PredictConfig, predict_images
     from train.report import print_predict_summary
 
-    try:
+    with usage_errors():
         config = PredictConfig(Path(checkpoint), tuple(Path(p) for p in images), Path(out), device, tile)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
+    with run_errors():
         rows = predict_images(config)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_predict_summary(rows, out)
 
 
@@ -123,18 +131,12 @@ def export(
 
     from rich.console import Console
 
-    from train.errors import ConfigError, TrainError
     from train.export import ExportConfig, export_model
 
-    try:
+    with usage_errors():
         config = ExportConfig(Path(checkpoint), Path(out))
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
+    with run_errors():
         summary = export_model(config)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     kept, dropped = summary["kept_values"], summary["dropped_values"]
     Console().print(f"wrote {summary['out']}: {kept} values kept, {dropped} dropped (auxiliary heads, classifier)")
 
@@ -151,19 +153,13 @@ def pseudo_label_command(
     """Label real pictures with a Masksembles model's most confident counts (lowest std/mean across masks)."""
     from pathlib import Path
 
-    from train.errors import ConfigError, TrainError
     from train.pseudo_label import PseudoLabelConfig, pseudo_label
     from train.report import print_pseudo_label_summary
 
-    try:
+    with usage_errors():
         config = PseudoLabelConfig(Path(checkpoint), tuple(images), Path(out), keep_fraction, device, seed=seed)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
+    with run_errors():
         rows = pseudo_label(config)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_pseudo_label_summary(rows, out)
 
 
@@ -180,18 +176,13 @@ def study(
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from train.errors import ConfigError, TrainError
     from train.study import load_study, results_stem, run_study
 
-    try:
+    with usage_errors():
         config = load_study(study_file, overrides)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
     try:
-        run_study(config, out, jobs=jobs)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+        with run_errors():
+            run_study(config, out, jobs=jobs)
     finally:
         results = Path(out) / f"{results_stem(config, Path(out))}.md"
         if results.is_file():
@@ -212,17 +203,11 @@ def compare(
     from rich.table import Table
 
     from train.compare import METRICS, CompareConfig, compare_runs
-    from train.errors import ConfigError, TrainError
 
-    try:
+    with usage_errors():
         config = CompareConfig(tuple(Path(r) for r in runs), Path(out), examples, tuple(labels))
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
+    with run_errors():
         rows, path = compare_runs(config)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     table = Table(title="test metrics")
     for column in ("run", "paradigm", "labeled_fraction", "best_step", *METRICS):
         table.add_column(column, justify="left" if column in ("run", "paradigm") else "right")
@@ -244,16 +229,10 @@ def push(
     """Publish the density model (heads dropped) as model.safetensors, config.toml, crowdrank.json and a card."""
     from pathlib import Path
 
-    from train.errors import ConfigError, TrainError
     from train.hub import PushConfig, print_push_summary, push_model
 
-    try:
+    with usage_errors():
         config = PushConfig(Path(checkpoint), repo_id, private, revision, Path(dry_run) if dry_run else None, license)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
+    with run_errors():
         summary = push_model(config)
-    except TrainError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_push_summary(summary, dry_run=config.dry_run is not None)
