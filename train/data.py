@@ -251,21 +251,27 @@ class RankedSets:
         raise DataError(f"{MAX_SUBSTITUTES} ranked sets in a row cannot be decoded; last: {last_error}")
 
     def _set(self, index: int, draw: int) -> Any:
-        import torch
-        from PIL import Image
-
         source, row = self.rows[index]
         cells = raw_row(self.sources[source].dataset, row)["images"]
         flip = np.random.default_rng([self.seed, RANKED_STREAM, draw]).random() < 0.5
-        patches = []
-        for cell in cells:
-            patch = decode_image(cell)
-            if patch.size != (self.input_size, self.input_size):
-                patch = patch.resize((self.input_size,) * 2, Image.BILINEAR)
-            if flip:
-                patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
-            patches.append(torch.from_numpy(np.array(patch, dtype=np.uint8)).permute(2, 0, 1))
-        return torch.stack(patches)  # (k, 3, S, S)
+        return set_patches(cells, self.input_size, flip)
+
+
+def set_patches(cells: list[Any], input_size: int, flip: bool = False) -> Any:
+    """One ranked set's encoded image cells as uint8 patches (k, 3, S, S), resized to ``input_size``, largest first;
+    ``flip`` mirrors every patch of the set alike, so the nesting stays true."""
+    import torch
+    from PIL import Image
+
+    patches = []
+    for cell in cells:
+        patch = decode_image(cell)
+        if patch.size != (input_size, input_size):
+            patch = patch.resize((input_size,) * 2, Image.BILINEAR)
+        if flip:
+            patch = patch.transpose(Image.FLIP_LEFT_RIGHT)
+        patches.append(torch.from_numpy(np.array(patch, dtype=np.uint8)).permute(2, 0, 1))
+    return torch.stack(patches)
 
 
 def make_loader(dataset: Any, sampler: DrawSampler, workers: int, pin_memory: bool) -> Any:

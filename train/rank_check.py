@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from train.data import decode_image, raw_row, undecoded
+from train.data import raw_row, set_patches, undecoded
 from train.device import normalize
 from train.losses import pair_indices
 
@@ -21,7 +19,6 @@ from train.losses import pair_indices
 def set_means(model: Any, ranked: Any, input_size: int, device: Any, max_sets: int, batch_sets: int = 16) -> Any:
     """(S, k) mean predicted density of every patch of the first ``max_sets`` sets (largest patch first)."""
     import torch
-    from PIL import Image
 
     from train.models.registry import density_of
 
@@ -30,15 +27,13 @@ def set_means(model: Any, ranked: Any, input_size: int, device: Any, max_sets: i
     means = []
     with torch.no_grad():
         for start in range(0, n, batch_sets):
-            patches = []
-            for row in range(start, min(n, start + batch_sets)):
-                for cell in raw_row(view, row)["images"]:
-                    patch = decode_image(cell).resize((input_size, input_size), Image.BILINEAR)
-                    patches.append(torch.from_numpy(np.array(patch, dtype=np.uint8)).permute(2, 0, 1))
-            pixels = torch.stack(patches).to(device)
-            density = density_of(model(normalize(pixels))).float()  # (sets * k, 1, h, w)
-            k = len(patches) // (min(n, start + batch_sets) - start)
-            means.append(density.reshape(-1, k, density[0].numel()).mean(dim=2).cpu())
+            sets = [
+                set_patches(raw_row(view, row)["images"], input_size)
+                for row in range(start, min(n, start + batch_sets))
+            ]
+            pixels = torch.stack(sets).to(device)  # (sets, k, 3, S, S)
+            density = density_of(model(normalize(pixels.flatten(0, 1)))).float()  # (sets * k, 1, h, w)
+            means.append(density.reshape(len(sets), pixels.shape[1], -1).mean(dim=2).cpu())
     return torch.cat(means) if means else torch.zeros(0, 0)
 
 
