@@ -30,6 +30,7 @@ import numpy as np
 from train.errors import ConfigError
 
 PSEUDO_STREAM = 5
+PSEUDO_DATASET = "pseudo"  # the `dataset` value of every pseudo-labeled row (train.sources never validates on it)
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
                 "image": {"bytes": Path(rows[i]["path"]).read_bytes(), "path": None},
                 "points": points[i].tolist(),
                 "count": rows[i]["count"],
-                "dataset": "pseudo",
+                "dataset": PSEUDO_DATASET,
                 "split": "train",
                 "uncertainty": rows[i]["uncertainty"],
             }

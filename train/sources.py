@@ -126,7 +126,9 @@ def subsample_labeled(sources: list[RowSource], fraction: float, seed: int) -> l
 
 
 def _is_pseudo(source: RowSource) -> bool:
-    """Whether ``source`` holds pseudo-labels (``train pseudo-label`` writes ``dataset = "pseudo"``)."""
+    """Whether ``source`` holds pseudo-labels (``train pseudo-label`` marks their ``dataset`` column)."""
+    from train.pseudo_label import PSEUDO_DATASET
+
     if not source.indices or "dataset" not in source.dataset.column_names:
         return False
-    return source.dataset.select_columns(["dataset"])[source.indices[0]]["dataset"] == "pseudo"
+    return source.dataset.select_columns(["dataset"])[source.indices[0]]["dataset"] == PSEUDO_DATASET
