@@ -98,6 +98,20 @@ def build_ranked(out: Path, sets: int, k: int = 3, patch: int = 32, seed: int = 
     return out
 
 
+def blob_data_table(blobs: dict[str, Path], **overrides: Any) -> dict[str, Any]:
+    """The ``[data]`` table of the tests' tiny manifests on the blob sets: 24–48 px crops to 32 px, no workers."""
+    table: dict[str, Any] = {
+        "labeled": [str(blobs["labeled"])],
+        "eval": str(blobs["labeled"]),
+        "crop": [24, 48],
+        "input_size": 32,
+        "sigma": 3.0,
+        "workers": 0,
+        "val_fraction": 0.125,
+    }
+    return {**table, **overrides}
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread() -> Iterator[None]:
     """One intra-op thread: the suite shares two cores with other test runs, and tiny convs gain nothing from more."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.train.conftest import blob_data_table
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.config import config_from_dict
 from train.errors import ConfigError
@@ -22,15 +23,7 @@ def cascaded_table(blobs: dict[str, Path], **tasks: Any) -> dict[str, Any]:
     return {
         "name": "cmtl",
         "model": {"arch": "cascaded-mtl", "pretrained": "none"},
-        "data": {
-            "labeled": [str(blobs["labeled"])],
-            "eval": str(blobs["labeled"]),
-            "crop": [24, 40],
-            "input_size": 24,
-            "sigma": 3.0,
-            "workers": 0,
-            "val_fraction": 0.125,
-        },
+        "data": blob_data_table(blobs, crop=[24, 40], input_size=24),
         "tasks": {"count_class": {"weight": 1.0, "groups": 4, "calibration_crops": 12}, **tasks},
         "schedule": {"paradigm": "count-only", "steps": 3, "batch": 2, "eval_every": 3, "log_every": 1},
         "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0},

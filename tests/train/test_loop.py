@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.train.conftest import blob_data_table
 from train.checkpoint import load_checkpoint
 from train.config import RunConfig, config_from_dict
 from train.errors import ConfigError, DivergenceError
@@ -21,16 +22,7 @@ def tiny_config(blobs: dict[str, Path], **sections: dict[str, Any]) -> RunConfig
     table: dict[str, Any] = {
         "name": "tiny",
         "model": {"arch": "test-tiny", "pretrained": "none"},
-        "data": {
-            "labeled": [str(blobs["labeled"])],
-            "ranked": [str(blobs["ranked"])],
-            "eval": str(blobs["labeled"]),
-            "crop": [24, 48],
-            "input_size": 32,
-            "sigma": 3.0,
-            "workers": 0,
-            "val_fraction": 0.125,
-        },
+        "data": blob_data_table(blobs, ranked=[str(blobs["ranked"])]),
         "tasks": {"rank": {"weight": 1.0, "sets_per_batch": 2}},
         "schedule": {"paradigm": "multitask", "steps": 8, "batch": 4, "eval_every": 4, "log_every": 2},
         "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.train.conftest import blob_image
+from tests.train.conftest import blob_data_table, blob_image
 from train.cli import app
 from train.config import config_from_dict, config_to_toml, load_manifest
 from train.errors import ConfigError
@@ -38,16 +38,7 @@ def chain_table(blobs: dict[str, Path], pictures: Path, **rounds: Any) -> dict[s
     return {
         "name": "chain",
         "model": {"arch": "test-tiny", "pretrained": "none", "masksembles": {"masks": 4, "scale": 2.0}},
-        "data": {
-            "labeled": [str(blobs["labeled"])],
-            "unlabeled": [str(pictures)],
-            "eval": str(blobs["labeled"]),
-            "crop": [24, 48],
-            "input_size": 32,
-            "sigma": 3.0,
-            "workers": 0,
-            "val_fraction": 0.125,
-        },
+        "data": blob_data_table(blobs, unlabeled=[str(pictures)]),
         "schedule": {"paradigm": "count-only", "steps": 4, "batch": 4, "eval_every": 4, "log_every": 2},
         "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
         "rounds": {"count": 2, "keep_fraction": 0.5, **rounds},
