@@ -7,8 +7,25 @@ pushes. Every Hub failure becomes the caller's error type with the URL, the revi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")  # USER/NAME
+LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")  # a Hub licence id: mit, cc-by-4.0, other
+
+
+def check_push_target(repo_id: str, revision: str, dry_run: Path | None, error: type[Exception]) -> None:
+    """The flags every push shares: ``--repo-id`` USER/NAME, ``--revision`` a branch name, ``--dry-run`` a new or
+    empty folder; raises ``error`` (the caller's ConfigError) naming the flag, the value and the fix."""
+    if not REPO_ID.match(repo_id):
+        raise error(f"--repo-id {repo_id!r} is not a Hub id; expected USER/NAME (letters, digits, -_.)")
+    if not revision.strip() or any(c.isspace() for c in revision):
+        raise error(f"--revision {revision!r} is not a branch name; use e.g. main or v1")
+    if dry_run is not None:
+        out = Path(dry_run)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise error(f"--dry-run {out} exists and is not an empty folder; choose a new folder")
 
 
 def repo_url(repo_id: str, repo_type: str) -> str:

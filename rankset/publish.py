@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from rankset.errors import ConfigError, InputError, PublishError
-from rankset.hub import commit_folder, hub_token
+from rankset.hub import LICENSE_ID, check_push_target, commit_folder, hub_token
 from rankset.licenses import LicensePolicy, license_id
 from rankset.progress import progress_bar
 
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
 UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 ATTRIBUTION_COLUMNS = (
@@ -67,21 +66,14 @@ class PublishConfig:
     max_shard_size: str | int = "500MB"
 
     def __post_init__(self) -> None:
-        if not REPO_ID.match(self.repo_id):
-            raise ConfigError(f"--repo-id {self.repo_id!r} is not a Hub id; expected USER/NAME (letters, digits, -_.)")
-        if not self.revision.strip() or any(c.isspace() for c in self.revision):
-            raise ConfigError(f"--revision {self.revision!r} is not a branch name; use e.g. main or v1")
+        check_push_target(self.repo_id, self.revision, self.dry_run, ConfigError)
         if parse_size(self.max_shard_size) < 1_000:
             raise ConfigError(f"--max-shard-size {self.max_shard_size!r} is below 1KB; use e.g. 500MB")
-        if self.dataset_license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.dataset_license):
+        if self.dataset_license is not None and not LICENSE_ID.fullmatch(self.dataset_license):
             raise ConfigError(
                 f"--dataset-license {self.dataset_license!r} is not a licence id; use a lower-case Hub id such "
                 "as cc-by-4.0, cc-by-nc-4.0 or other"
             )
-        if self.dry_run is not None:
-            out = Path(self.dry_run)
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise ConfigError(f"--dry-run {out} exists and is not an empty folder; choose a new folder")
         LicensePolicy(self.licenses, self.allow_unknown_license)  # validates --licenses
 
     @property

@@ -22,16 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rankset.hub import commit_folder, hub_token
+from rankset.hub import LICENSE_ID, check_push_target, commit_folder, hub_token
 from train.errors import ConfigError, HubError, ModelError
 
 WEIGHTS, CONFIG, METADATA, CARD = "model.safetensors", "config.toml", "crowdrank.json", "README.md"
 UPLOAD_FILES = (CARD, CONFIG, METADATA, WEIGHTS)
 MODEL_FORMAT = "crowdrank-density-model"
 MODEL_FORMAT_VERSION = 1
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 HUB_REFERENCE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
-LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 LOCAL_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
 CKPT_FORMS = "RUN_DIR/best.pt, a folder written by `train push --dry-run`, or a Hub id USER/NAME[@REVISION]"
 
@@ -50,16 +48,9 @@ class PushConfig:
     def __post_init__(self) -> None:
         if not Path(self.checkpoint).is_file():
             raise ConfigError(f"CHECKPOINT {self.checkpoint} does not exist; pass RUN_DIR/best.pt or an exported .pt")
-        if not REPO_ID.match(self.repo_id):
-            raise ConfigError(f"--repo-id {self.repo_id!r} is not a Hub id; expected USER/NAME (letters, digits, -_.)")
-        if not self.revision.strip() or any(c.isspace() for c in self.revision):
-            raise ConfigError(f"--revision {self.revision!r} is not a branch name; use e.g. main or v1")
+        check_push_target(self.repo_id, self.revision, self.dry_run, ConfigError)
         if not LICENSE_ID.match(self.license):
             raise ConfigError(f"--license {self.license!r} is not a Hub licence id; use e.g. mit, apache-2.0, other")
-        if self.dry_run is not None:
-            out = Path(self.dry_run)
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise ConfigError(f"--dry-run {out} exists and is not an empty folder; choose a new folder")
 
 
 @dataclass

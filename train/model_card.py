@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from train.hub import CONFIG, METADATA, REPO_ID
+from rankset.hub import REPO_ID
+from train.hub import CONFIG, METADATA
 
 CARD_METRICS = ("mae", "rmse", "nae", "game0", "game1", "game2", "game3")
 TAGS = ["crowd-counting", "crowdrank", "density-estimation"]
