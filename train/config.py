@@ -2,8 +2,9 @@
 
 Precedence is dataclass defaults, then the manifest, then ``--set key=value``. Unknown keys and wrong types
 are :class:`~train.errors.ConfigError` naming the key, the bad value and the fix (DESIGN.md, "Manifests").
-Keys added beyond DESIGN.md's example: ``data.density_scale``, ``data.workers``, ``schedule.rank_steps``,
-``schedule.log_every``, ``schedule.device``, ``schedule.amp``, ``schedule.compile``, ``schedule.eval_tile``.
+Keys added beyond DESIGN.md's example: ``data.density_scale``, ``data.workers``, ``data.cache_gb``,
+``schedule.rank_steps``, ``schedule.log_every``, ``schedule.device``, ``schedule.amp``, ``schedule.compile``,
+``schedule.eval_tile``.
 
 The seed methods' sections (DESIGN.md, "The seed methods") are *optional tables*: ``[tasks.count_class]``,
 ``[tasks.segment]``, ``[tasks.depth]``, ``[tasks.count_reg]``, ``[tasks.upside_down]`` and
@@ -81,7 +82,8 @@ class DataConfig:
     input_size: int = 224
     sigma: float | str = 15.0  # Gaussian sigma in source pixels, or "adaptive" (3-NN, beta 0.3)
     density_scale: float = 100.0  # targets are multiplied by this inside training; counts never see it
-    workers: int = -1  # DataLoader workers; -1 = min(4, cpus)
+    workers: int = -1  # DataLoader workers per loader; -1 = min(8, cpus)
+    cache_gb: float = 4.0  # decode labeled training images once into memory, up to this many GiB; 0 = per crop
     unlabeled: list[str] = field(default_factory=list)  # image folders or pools, for [tasks.upside_down]
     depth_dir: str = ""  # depth maps <image_id>.png (16-bit, metres * DEPTH_SCALE) for [tasks.depth]
 
@@ -103,11 +105,13 @@ class DataConfig:
             _require(self.sigma > 0, "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
         _require(self.density_scale > 0, "data.density_scale", self.density_scale, "a positive number, e.g. 100")
         _require(self.workers >= -1, "data.workers", self.workers, "-1 (auto) or a number of workers >= 0")
+        _require(self.cache_gb >= 0, "data.cache_gb", self.cache_gb, "GiB of decoded images to keep, >= 0 (0 = off)")
 
     @property
     def num_workers(self) -> int:
-        """The resolved worker count: ``workers``, or min(4, cpus) when it is -1."""
-        return min(4, os.cpu_count() or 1) if self.workers == -1 else self.workers
+        """The resolved worker count: ``workers``, or min(8, cpus) when it is -1 (a GPU needs several to keep up;
+        on a CPU the surplus sleeps once its prefetch queue is full)."""
+        return min(8, os.cpu_count() or 1) if self.workers == -1 else self.workers
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_iterators(config: RunConfig, sources: RunSources, stride: int, start: int, pin_memory: bool) -> tuple:
-    """Iterators over the count and rank batches steps ``start``.. will consume (None for a task never used)."""
+def make_iterators(
+    config: RunConfig, sources: RunSources, stride: int, start: int, pin_memory: bool, notes: list[str] | None = None
+) -> tuple:
+    """Iterators over the count and rank batches steps ``start``.. will consume (None for a task never used).
+
+    The labeled images are decoded into memory first, up to ``data.cache_gb``; a line saying how many goes to
+    ``notes``."""
     schedule, workers = config.schedule, config.data.num_workers
     count_from, rank_from = batches_before(schedule, start)
     count_to, rank_to = batches_before(schedule, schedule.steps)
@@ -197,6 +202,12 @@ def make_iterators(config: RunConfig, sources: RunSources, stride: int, start: i
             with_depth=config.tasks.depth is not None,
             depth_dir=config.data.depth_dir,
         )
+        rows, size = crops.fill_cache(int(config.data.cache_gb * 2**30))
+        if notes is not None and config.data.cache_gb > 0:
+            notes.append(
+                f"decoded {rows} of {len(crops)} labeled training images into memory once ({size / 2**30:.2f} GiB, "
+                f"data.cache_gb = {config.data.cache_gb:g})"
+            )
         first, batches = count_from * schedule.batch, count_to - count_from
         sampler = DrawSampler(len(crops), schedule.batch, config.seed, LABELED_STREAM, first, batches)
         count_iter = iter(make_loader(crops, sampler, workers, pin_memory))
@@ -238,6 +249,7 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # training crops have one fixed size: autotune each conv once
     optimizer, scheduler = build_optimizer(model, config)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +272,7 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
     train_model = torch.compile(model) if config.schedule.compile else model
 
     schedule = config.schedule
-    count_iter, rank_iter = make_iterators(config, sources, stride, start, pin_memory=device.type == "cuda")
+    count_iter, rank_iter = make_iterators(config, sources, stride, start, device.type == "cuda", notes)
     upside_iter = upside_down_iterator(config, start, pin_memory=device.type == "cuda")
 
     def run_validation(step: int) -> float:

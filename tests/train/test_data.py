@@ -105,11 +105,45 @@ def test_an_unreadable_image_is_replaced_by_the_next_row_and_counted(tmp_path: P
 
     path = write_dataset_dict(tmp_path / "mixed", {"train": (rows, {})}, labeled_features())
     source = labeled_source(tmp_path / "mixed")
-    crops = LabeledCrops([source], 32, (16, 32), 2.0, output_stride=4, density_scale=1.0, seed=0)
-    _, target, count, skipped = crops[(0, 0)]
-    assert skipped.item() == 1
-    assert target.sum().item() == pytest.approx(count.item(), abs=1e-3)
+    for cache in (0, 1 << 20):  # decoded per crop, then from memory: the broken row is never cached
+        crops = LabeledCrops([source], 32, (16, 32), 2.0, output_stride=4, density_scale=1.0, seed=0)
+        assert crops.fill_cache(cache)[0] == (1 if cache else 0)
+        _, target, count, skipped = crops[(0, 0)]
+        assert skipped.item() == 1
+        assert target.sum().item() == pytest.approx(count.item(), abs=1e-3)
     assert path is not None
+
+
+def test_decoded_cache_gives_the_same_items_and_keeps_to_its_budget(tmp_path: Path) -> None:
+    import torch
+
+    path = build_labeled(tmp_path / "d", {"train": 6}, size=(64, 48), max_heads=12)
+    source = labeled_source(path)
+
+    def make() -> LabeledCrops:
+        return LabeledCrops([source], 32, (16, 48), "adaptive", output_stride=4, density_scale=100.0, seed=5)
+
+    plain, cached, partial = make(), make(), make()
+    assert cached.fill_cache(1 << 30) == (6, 6 * 64 * 48 * 3)
+    assert partial.fill_cache(2 * 64 * 48 * 3 + 100) == (2, 2 * 64 * 48 * 3)  # whole images only, in row order
+    assert sorted(partial._decoded) == [0, 1]
+    for draw in range(24):
+        want = plain[(draw % 6, draw)]
+        for crops in (cached, partial):
+            got = crops[(draw % 6, draw)]
+            assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+
+
+def test_a_run_reports_its_decoded_cache(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    from train.loop import make_iterators
+
+    config = config_from_dict({"data": {"labeled": [str(blob_data["labeled"])], "input_size": 32, "crop": [16, 32],
+                                        "workers": 0, "cache_gb": 0.5},
+                              "schedule": {"steps": 2, "batch": 2, "paradigm": "count-only"}})  # fmt: skip
+    notes: list[str] = []
+    count_iter, _ = make_iterators(config, resolve_sources(config), 4, 0, False, notes)
+    assert next(count_iter)[0].shape == (2, 3, 32, 32)
+    assert len(notes) == 1 and notes[0].startswith("decoded ") and "data.cache_gb = 0.5" in notes[0]
 
 
 def test_adaptive_sigma_targets_still_sum_to_the_heads_in_the_crop(blob_data: dict[str, Path]) -> None:
