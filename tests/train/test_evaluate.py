@@ -95,3 +95,20 @@ def test_roi_scales_cells_by_their_inside_share_and_drops_outside_points() -> No
     kept_density, kept_points = apply_roi({"bytes": buffer.getvalue(), "path": None}, density, points, 4)
     np.testing.assert_allclose(kept_density, [[1.0, 0.5], [1.0, 0.5]])
     assert kept_points.tolist() == [[1.0, 1.0]]
+
+
+def test_overlay_puts_the_density_over_the_picture_under_a_count_band(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from train.predict import save_overlay
+
+    image = np.full((40, 60, 3), 128, dtype=np.uint8)  # 60x40, not a multiple of the 8-px cells
+    density = np.zeros((5, 8), dtype=np.float32)
+    density[0, 0] = 1.0  # the top-left cell is the peak: dark red in jet
+    save_overlay(image, density, 8, 1.0, tmp_path / "grey.png")
+    out = np.asarray(Image.open(tmp_path / "grey.png").convert("RGB")).astype(int)
+    assert out.shape == (40 + 24, 60, 3)
+    assert (out[:24] > 200).mean() > 0.75  # the band is white, with the count written in black
+    assert (out[:24] < 60).any()
+    peak, low = out[24 + 2, 2], out[24 + 35, 55]
+    assert peak[0] > peak[2] + 20 and low[2] > low[0] + 20  # red over the peak, blue where the density is 0
