@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from harvest.writer import Summary
@@ -62,7 +63,7 @@ def keywords(
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest keywords failed:[/red] {e}")
+        Console(stderr=True).print(f"[red]harvest keywords failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
     _print_summary(summary)
     if summary.search_failures and summary.candidates == 0:
@@ -91,7 +92,7 @@ def local(
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest local failed:[/red] {e}")
+        Console(stderr=True).print(f"[red]harvest local failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
     _print_summary(summary)
 
@@ -115,7 +116,7 @@ def _print_summary(summary: Summary) -> None:
     console = Console()
     console.print(summary.table())
     for failure in summary.search_failures:
-        console.print(f"[yellow]search failed:[/yellow] {failure}")
+        console.print(f"[yellow]search failed:[/yellow] {escape(str(failure))}")
 
 
 @app.command("dedup")
@@ -142,7 +143,7 @@ def dedup(
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest dedup failed:[/red] {e}")
+        Console(stderr=True).print(f"[red]harvest dedup failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
     Console().print(summary.table())
 
@@ -171,7 +172,7 @@ def filter_(
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest filter failed:[/red] {e}")
+        Console(stderr=True).print(f"[red]harvest filter failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
     Console().print(summary.table())
 
@@ -193,13 +194,13 @@ def report(
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest report failed:[/red] {e}")
+        Console(stderr=True).print(f"[red]harvest report failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
     console = Console()
     for table in summary.tables():
         console.print(table)
     figures = ", ".join(p.name for p in summary.figures) or "none yet"
-    console.print(f"wrote {summary.out}/counts.csv; figures: {figures}")
+    console.print(escape(f"wrote {summary.out}/counts.csv; figures: {figures}"), soft_wrap=True)
 
 
 @app.command("qbe")
@@ -246,7 +247,7 @@ def qbe(
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest qbe failed:[/red] {e}")
+        Console(stderr=True).print(f"[red]harvest qbe failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
     _print_summary(summary.fetch)
     Console().print(summary.table())

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from rich.markup import escape
 
 app = typer.Typer(
     name="train",
@@ -52,12 +53,12 @@ def fit(
     resume: bool = typer.Option(
         False,
         "--resume",
-        help="Continue from RUN/last.pt (model, optimizer, RNG, step); [rounds]: at the first unfinished step.",
+        help="Continue from RUN/last.pt (model, optimizer, RNG, step); \\[rounds]: at the first unfinished step.",
     ),
 ) -> None:
     """Train a density network as the manifest says; writes config.toml, metrics.jsonl, last/best.pt, eval.json.
 
-    With a [rounds] table: RUN/round-0, round-1, … with pseudo-labels between them, rounds.csv and rounds.png.
+    With a \\[rounds] table: RUN/round-0, round-1, … with pseudo-labels between them, rounds.csv and rounds.png.
     """
     from train.config import load_manifest
     from train.loop import fit as run_fit
@@ -138,7 +139,8 @@ def export(
     with run_errors():
         summary = export_model(config)
     kept, dropped = summary["kept_values"], summary["dropped_values"]
-    Console().print(f"wrote {summary['out']}: {kept} values kept, {dropped} dropped (auxiliary heads, classifier)")
+    out = escape(str(summary["out"]))
+    Console().print(f"wrote {out}: {kept} values kept, {dropped} dropped (auxiliary heads, classifier)", soft_wrap=True)
 
 
 @app.command("pseudo-label")
@@ -214,7 +216,7 @@ def compare(
     for row in rows:
         table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
     Console().print(table)
-    Console().print(f"wrote {path}")
+    Console().print(escape(f"wrote {path}"), soft_wrap=True)
 
 
 @app.command()
