@@ -5,6 +5,9 @@ checkpoint file. Offline with neither, :func:`load_clip` fails at once with ``Mo
 instead of letting the Hub client retry for a minute. Embeddings (L2-normalised, float32) are cached in
 ``POOL/embeddings/<model-tag>.npy`` with the matching ids in ``<model-tag>.ids.parquet``; the cache only
 grows, so a re-run embeds just the pictures it has not seen.
+
+Decode workers resize and crop pictures on the CPU and ship uint8 batches; the float conversion and
+normalisation of open_clip's preprocess run on the model's device (:func:`split_preprocess`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -150,13 +153,50 @@ def load_clip(model: str, pretrained: str | None, checkpoint: str | Path | None,
     )
 
 
+class PreprocessSplit(NamedTuple):
+    """A preprocess cut before its ``ToTensor``: the PIL part for the decode workers, ``Normalize``'s constants."""
+
+    cpu_part: Callable[[Any], Any]  # PIL image -> PIL image (resize, crop, convert): what the workers run
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def split_preprocess(preprocess: Callable[[Any], Any]) -> PreprocessSplit | None:
+    """Cut open_clip's eval transform ``Compose([..., ToTensor(), Normalize(mean, std)])`` before its ``ToTensor``.
+
+    Everything before ``ToTensor`` (Resize, CenterCrop, open_clip's RGB conversion, ResizeKeepRatio, ...) stays
+    the CPU part; the float conversion and normalisation are left to the model's device, where they cost next
+    to nothing and the batch crosses to it as uint8 (a quarter of float32's bytes). ``None`` when the transform
+    has any other shape (not a torchvision ``Compose``, other tail, a zero std): it then runs whole in the workers.
+    """
+    from torchvision.transforms import Compose, Normalize, ToTensor
+
+    if not isinstance(preprocess, Compose) or len(preprocess.transforms) < 2:
+        return None
+    *head, to_tensor, normalize = preprocess.transforms
+    if not (isinstance(to_tensor, ToTensor) and isinstance(normalize, Normalize)):  # open_clip's MaybeToTensor too
+        return None
+    mean = tuple(float(v) for v in np.atleast_1d(np.asarray(normalize.mean, dtype=np.float64)))
+    std = tuple(float(v) for v in np.atleast_1d(np.asarray(normalize.std, dtype=np.float64)))
+    if np.any(np.asarray(std, dtype=np.float32) == 0):  # Normalize refuses these per picture: keep its errors
+        return None
+    return PreprocessSplit(Compose(head), mean, std)
+
+
 class PictureFiles:
-    """A map-style dataset of picture files for a DataLoader: (position, tensor, error message or '')."""
+    """A map-style dataset of picture files for a DataLoader: (position, tensor, error message or '').
+
+    With a preprocess that :func:`split_preprocess` recognises (open_clip's own), ``split`` is set and each item
+    is the uint8 (3, S, S) tensor after the transforms before ``ToTensor``; :func:`normalize_on_device` finishes
+    it where the model runs. Otherwise ``split`` is ``None`` and the whole preprocess runs here (float tensors).
+    A picture that fails to decode comes back as zeros of the same dtype and shape, with the error message.
+    """
 
     def __init__(self, paths: Sequence[str], preprocess: Callable[[Any], Any], image_size: int):
         self.paths = list(paths)
         self.preprocess = preprocess
         self.image_size = image_size
+        self.split = split_preprocess(preprocess)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -164,15 +204,35 @@ class PictureFiles:
     def __getitem__(self, position: int) -> tuple[int, Any, str]:
         import torch
         from PIL import Image, ImageOps
+        from torchvision.transforms.functional import pil_to_tensor
 
         try:
             with Image.open(self.paths[position]) as image:
                 draft = self.image_size * DECODE_DRAFT_FACTOR
                 image.draft("RGB", (draft, draft))
-                tensor = self.preprocess(ImageOps.exif_transpose(image).convert("RGB"))
-            return position, tensor, ""
+                picture = ImageOps.exif_transpose(image).convert("RGB")
+                if self.split is None:
+                    return position, self.preprocess(picture), ""
+                return position, pil_to_tensor(self.split.cpu_part(picture)), ""  # (3, S, S) uint8
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            return position, torch.zeros(3, self.image_size, self.image_size), f"{type(e).__name__}: {e}"
+            dtype = torch.float32 if self.split is None else torch.uint8
+            return position, torch.zeros(3, self.image_size, self.image_size, dtype=dtype), f"{type(e).__name__}: {e}"
+
+
+def normalize_on_device(images: Any, device: Any, split: PreprocessSplit | None) -> Any:
+    """A batch from :class:`PictureFiles` on ``device``, as the full preprocess would have made it (float32).
+
+    The split path does ``ToTensor`` + ``Normalize``'s arithmetic on the device: ``/255``, ``- mean``, ``/ std``
+    in float32 and in that order, so the result matches the CPU transform up to float rounding.
+    """
+    import torch
+
+    images = images.to(device, non_blocking=True)
+    if split is None:
+        return images
+    mean = torch.as_tensor(split.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
+    std = torch.as_tensor(split.std, dtype=torch.float32, device=device).view(-1, 1, 1)
+    return images.float().div_(255).sub_(mean).div_(std)
 
 
 def embed_pictures(
@@ -184,7 +244,12 @@ def embed_pictures(
 ) -> tuple[np.ndarray, list[str]]:
     """L2-normalised image embeddings (N, D) and one error message per path ('' when fine; zeros row then).
 
-    Decoding runs in ``workers`` DataLoader processes, overlapped with the model; on CUDA under autocast.
+    Decoding runs in ``workers`` DataLoader processes, overlapped with the model. With open_clip's standard
+    preprocess the workers stop before ``ToTensor`` and send uint8 batches (pinned on CUDA), which are
+    normalised in float32 on the device (:func:`normalize_on_device`); any other preprocess runs whole in the
+    workers. On CUDA the model runs under autocast, and each batch's features are copied back to the host only
+    once the next batch has been queued behind them, so that the GPU does not idle while the host fetches the
+    next batch. ``on_progress`` gets the number of pictures of each batch once its embeddings are on the host.
     """
     import torch
 
@@ -199,19 +264,35 @@ def embed_pictures(
     )
     out: np.ndarray | None = None
     errors = [""] * len(paths)
-    with torch.inference_mode(), torch.autocast(bundle.device.type, enabled=cuda):
+
+    def collect(positions: Any, features: Any, messages: Sequence[str]) -> None:
+        nonlocal out
+        array = features.float().cpu().numpy()  # (B, D); waits for this batch only
+        if out is None:
+            out = np.zeros((len(paths), array.shape[1]), dtype=np.float32)
+        out[positions.numpy()] = array
+        for position, message in zip(positions.tolist(), messages, strict=True):
+            if message:
+                errors[position] = message
+                out[position] = 0.0
+        if on_progress:
+            on_progress(len(positions))
+
+    pending: tuple[Any, Any, Sequence[str]] | None = None
+    with torch.inference_mode():
         for positions, images, messages in loader:
-            features = bundle.model.encode_image(images.to(bundle.device, non_blocking=True), normalize=True)
-            features = features.float().cpu().numpy()  # (B, D)
-            if out is None:
-                out = np.zeros((len(paths), features.shape[1]), dtype=np.float32)
-            out[positions.numpy()] = features
-            for position, message in zip(positions.tolist(), messages, strict=True):
-                if message:
-                    errors[position] = message
-                    out[position] = 0.0
-            if on_progress:
-                on_progress(len(positions))
+            inputs = normalize_on_device(images, bundle.device, dataset.split)  # float32, outside autocast
+            with torch.autocast(bundle.device.type, enabled=cuda):
+                features = bundle.model.encode_image(inputs, normalize=True)
+            if pending is not None:
+                collect(*pending)
+                pending = None
+            if cuda:  # asynchronous: fetch these features once the next batch is queued behind them
+                pending = (positions, features, messages)
+            else:
+                collect(positions, features, messages)
+        if pending is not None:
+            collect(*pending)
     if out is None:
         out = np.zeros((0, 0), dtype=np.float32)
     return out, errors
