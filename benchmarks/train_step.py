@@ -113,6 +113,7 @@ def plain_run(args: argparse.Namespace, use_library_step: bool = False) -> float
     model = create_model(args.model).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # as train.loop.fit does on CUDA
     if args.compile:
         model = torch.compile(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9, weight_decay=5e-4)
