@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
@@ -9,6 +11,24 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from harvest.writer import Summary
+
+
+@contextmanager
+def command_errors(command: str) -> Iterator[None]:
+    """A bad flag (ConfigError) is a usage error (exit 2) naming the fix; any other HarvestError stops the command
+    with ``harvest COMMAND failed: ...`` on stderr and exit 1, no traceback."""
+    from rich.console import Console
+
+    from harvest.errors import ConfigError, HarvestError
+
+    try:
+        yield
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except HarvestError as e:
+        Console(stderr=True).print(f"[red]harvest {command} failed:[/red] {escape(str(e))}")
+        raise typer.Exit(1) from e
+
 
 app = typer.Typer(
     name="harvest",
@@ -44,13 +64,11 @@ def keywords(
     user_agent: str | None = typer.Option(None, "--user-agent", help="User-Agent header (default names crowdrank)."),
 ) -> None:
     """Search each term in each source and download the images into the pool."""
-    from rich.console import Console
 
     from harvest.collect import KeywordsConfig, harvest_keywords
-    from harvest.errors import ConfigError, HarvestError
     from harvest.fetch import FetchConfig
 
-    try:
+    with command_errors("keywords"):
         endpoints = dict(_split_pair(item, "--endpoint") for item in endpoint)
         fetch = FetchConfig(
             workers=workers, host_rate=host_rate, timeout=timeout, retries=retries, max_retry_wait=max_retry_wait,
@@ -60,11 +78,6 @@ def keywords(
         config = KeywordsConfig(out=out, terms=_split_list(terms), sources=_split_list(sources), per_term=per_term,
                                 endpoints=endpoints, fetch=fetch)  # fmt: skip
         summary = harvest_keywords(config)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest keywords failed:[/red] {escape(str(e))}")
-        raise typer.Exit(1) from e
     _print_summary(summary)
     if summary.search_failures and summary.candidates == 0:
         raise typer.Exit(1)  # every search failed (offline? wrong --endpoint?): nothing was harvested
@@ -80,20 +93,13 @@ def local(
     max_bytes: int = typer.Option(50 * 1024 * 1024, "--max-bytes", help="Largest accepted file, bytes."),
 ) -> None:
     """Ingest a folder of pictures into the pool (sidecar <file>.json gives license/author/title/source_url)."""
-    from rich.console import Console
 
-    from harvest.errors import ConfigError, HarvestError
     from harvest.local import LocalConfig, ingest_local
 
-    try:
+    with command_errors("local"):
         config = LocalConfig(root=folder, out=out, workers=workers, min_side=min_side, max_pixels=max_pixels,
                              max_bytes=max_bytes)  # fmt: skip
         summary = ingest_local(config)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest local failed:[/red] {escape(str(e))}")
-        raise typer.Exit(1) from e
     _print_summary(summary)
 
 
@@ -133,18 +139,12 @@ def dedup(
     from rich.console import Console
 
     from harvest.dedup_pool import DedupConfig, dedup_pool
-    from harvest.errors import ConfigError, HarvestError
 
-    try:
+    with command_errors("dedup"):
         config = DedupConfig(pool=pool, threshold=threshold, dhash_threshold=dhash_threshold,
                              exclude_like=tuple(exclude_like), clip_threshold=clip_threshold, clip_model=clip_model,
                              workers=workers)  # fmt: skip
         summary = dedup_pool(config)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest dedup failed:[/red] {escape(str(e))}")
-        raise typer.Exit(1) from e
     Console().print(summary.table())
 
 
@@ -163,17 +163,11 @@ def filter_(
     from rich.console import Console
 
     from harvest.clip_filter import FilterConfig, filter_pool
-    from harvest.errors import ConfigError, HarvestError
 
-    try:
+    with command_errors("filter"):
         config = FilterConfig(pool=pool, model=model, pretrained=pretrained, checkpoint=checkpoint,
                               threshold=threshold, batch_size=batch_size, device=device, workers=workers)  # fmt: skip
         summary = filter_pool(config)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest filter failed:[/red] {escape(str(e))}")
-        raise typer.Exit(1) from e
     Console().print(summary.table())
 
 
@@ -186,16 +180,10 @@ def report(
     """Count tables (by source, status, licence, kept) and PNG contact sheets, histogram, duplicates, leaks."""
     from rich.console import Console
 
-    from harvest.errors import ConfigError, HarvestError
     from harvest.report import ReportConfig, build_report
 
-    try:
+    with command_errors("report"):
         summary = build_report(ReportConfig(pool=pool, out=out, examples=examples))
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest report failed:[/red] {escape(str(e))}")
-        raise typer.Exit(1) from e
     console = Console()
     for table in summary.tables():
         console.print(table)
@@ -229,11 +217,10 @@ def qbe(
     """Query by example: each example's nearest pictures from k-NN, Google Lens or another pool, into the pool."""
     from rich.console import Console
 
-    from harvest.errors import ConfigError, HarvestError
     from harvest.fetch import FetchConfig
     from harvest.qbe import QbeConfig, harvest_qbe
 
-    try:
+    with command_errors("qbe"):
         fetch = FetchConfig(workers=workers, host_rate=host_rate, timeout=timeout, min_side=min_side,
                             ignore_robots=ignore_robots, allow_private_hosts=allow_private_hosts)  # fmt: skip
         config = QbeConfig(
@@ -244,11 +231,6 @@ def qbe(
             fetch=fetch,
         )  # fmt: skip
         summary = harvest_qbe(config)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except HarvestError as e:
-        Console(stderr=True).print(f"[red]harvest qbe failed:[/red] {escape(str(e))}")
-        raise typer.Exit(1) from e
     _print_summary(summary.fetch)
     Console().print(summary.table())
     if summary.searches == 0:

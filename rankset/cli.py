@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
 app = typer.Typer(
@@ -11,6 +14,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@contextmanager
+def command_errors(*also: type[Exception]) -> Iterator[None]:
+    """A bad flag (ConfigError) is a usage error (exit 2) naming the fix; any other RanksetError (or one of
+    ``also``) prints ``error: ...`` and exits 1, no traceback."""
+    from rankset.errors import ConfigError, RanksetError
+
+    try:
+        yield
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from e
+    except (RanksetError, *also) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 @app.callback()
@@ -34,18 +52,11 @@ def build(
 ) -> None:
     """Cut nested ranked patch sets (Algorithm 1) out of pictures into a Hugging Face dataset."""
     from rankset.build import BuildConfig, build_ranked_sets
-    from rankset.errors import ConfigError, RanksetError
     from rankset.report import print_build_summary
 
-    try:
+    with command_errors():
         cfg = BuildConfig(input, out, k, s, r, size, sets_per_image, seed, val_fraction, num_proc, split)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
         summary = build_ranked_sets(cfg)
-    except RanksetError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_build_summary(summary, out)
 
 
@@ -58,16 +69,10 @@ def preview(
     seed: int = typer.Option(0, "--seed", help="Which sets are drawn."),
 ) -> None:
     """Draw a few ranked sets: each source with its nested boxes, beside its k patches."""
-    from rankset.errors import ConfigError, RanksetError
     from rankset.preview import render_preview
 
-    try:
+    with command_errors():
         path = render_preview(dataset, out, n=n, split=split, seed=seed)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except RanksetError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     typer.echo(f"wrote {path}")
 
 
@@ -80,19 +85,12 @@ def import_benchmark_command(
     fold: int = typer.Option(None, "--fold", help="ucf-cc-50 only: standard fold F (1..5) becomes split `test`."),
 ) -> None:
     """Import a crowd-counting benchmark as a labeled dataset: original image bytes, head points, counts."""
-    from rankset.errors import ConfigError, RanksetError
     from rankset.importers import ImportConfig, import_benchmark
     from rankset.importers.summary import print_import_summary
 
-    try:
+    with command_errors():
         cfg = ImportConfig(format, root, out, name=name, fold=fold)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
         summary = import_benchmark(cfg)
-    except RanksetError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_import_summary(summary)
 
 
@@ -102,18 +100,11 @@ def info(
     out: str = typer.Option(None, "--out", help="Histogram PNG to write (default: DATASET/info.png)."),
 ) -> None:
     """Per-split counts of a labeled or ranked-set dataset, and a histogram PNG of people per image."""
-    from rankset.errors import ConfigError, RanksetError
     from rankset.info import InfoConfig, dataset_report, print_dataset_report
 
-    try:
+    with command_errors():
         cfg = InfoConfig(dataset, out=out)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
         report = dataset_report(cfg)
-    except RanksetError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_dataset_report(report)
 
 
@@ -132,20 +123,13 @@ def synth(
     num_proc: int = typer.Option(1, "--num-proc", help="Worker processes rendering scenes."),
 ) -> None:
     """Render synthetic crowd scenes with exact head points and depth (labeled schema, dataset "synth")."""
-    from rankset.errors import ConfigError, RanksetError
     from rankset.synth import SynthConfig, parse_size, parse_splits, synth_dataset, synth_unlabeled
     from rankset.synth.report import print_synth_summary
 
-    try:
+    with command_errors(OSError):
         width, height = parse_size(size)
         cfg = SynthConfig(n, out, seed, width, height, unlabeled, parse_splits(splits), max_count, num_proc, min_count)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    try:
         summary = synth_unlabeled(cfg) if unlabeled else synth_dataset(cfg)
-    except (RanksetError, OSError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_synth_summary(summary)
 
 
@@ -164,20 +148,14 @@ def push(
     """Upload a dataset as Parquet shards + dataset card + attribution.csv to the Hub (token: HF_TOKEN)."""
     from pathlib import Path
 
-    from rankset.errors import ConfigError, RanksetError
     from rankset.licenses import parse_license_list
     from rankset.publish import PublishConfig, print_publish_summary, publish_dataset
 
-    try:
+    with command_errors():
         families = parse_license_list(licenses) if licenses is not None else None
         out = Path(dry_run) if dry_run else None
         cfg = PublishConfig(
             dataset, repo_id, private, revision, out, families, allow_unknown_license, dataset_license, max_shard_size
         )
         summary = publish_dataset(cfg)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from e
-    except RanksetError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
     print_publish_summary(summary, dry_run=dry_run is not None)
