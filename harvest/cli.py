@@ -62,6 +62,9 @@ def keywords(
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt and X-Robots-Tag."),
     allow_private_hosts: bool = typer.Option(False, "--allow-private-hosts", help="Allow private/loopback hosts."),
     user_agent: str | None = typer.Option(None, "--user-agent", help="User-Agent header (default names crowdrank)."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Fetch again URLs that failed before with a timeout, 429 or 5xx."
+    ),
 ) -> None:
     """Search each term in each source and download the images into the pool."""
 
@@ -73,7 +76,7 @@ def keywords(
         fetch = FetchConfig(
             workers=workers, host_rate=host_rate, timeout=timeout, retries=retries, max_retry_wait=max_retry_wait,
             max_bytes=max_bytes, min_side=min_side, max_pixels=max_pixels, ignore_robots=ignore_robots,
-            allow_private_hosts=allow_private_hosts, user_agent=user_agent,
+            allow_private_hosts=allow_private_hosts, user_agent=user_agent, retry_failed=retry_failed,
         )  # fmt: skip
         config = KeywordsConfig(out=out, terms=_split_list(terms), sources=_split_list(sources), per_term=per_term,
                                 endpoints=endpoints, fetch=fetch)  # fmt: skip
@@ -213,6 +216,9 @@ def qbe(
     min_side: int = typer.Option(224, "--min-side", help="Smallest accepted shorter side, pixels."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt and X-Robots-Tag."),
     allow_private_hosts: bool = typer.Option(False, "--allow-private-hosts", help="Allow private/loopback hosts."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Fetch again URLs that failed before with a timeout, 429 or 5xx."
+    ),
 ) -> None:
     """Query by example: each example's nearest pictures from k-NN, Google Lens or another pool, into the pool."""
     from rich.console import Console
@@ -222,7 +228,8 @@ def qbe(
 
     with command_errors("qbe"):
         fetch = FetchConfig(workers=workers, host_rate=host_rate, timeout=timeout, min_side=min_side,
-                            ignore_robots=ignore_robots, allow_private_hosts=allow_private_hosts)  # fmt: skip
+                            ignore_robots=ignore_robots, allow_private_hosts=allow_private_hosts,
+                            retry_failed=retry_failed)  # fmt: skip
         config = QbeConfig(
             out=out, examples=examples, sources=_split_list(sources), per_query=per_query,
             endpoints=dict(_split_pair(item, "--endpoint") for item in endpoint), public_url_prefix=public_url_prefix,

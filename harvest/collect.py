@@ -25,7 +25,7 @@ from harvest.images import pixel_limit
 from harvest.net import HostRateLimiter, RobotsCache, make_session
 from harvest.pool import COLUMNS, Pool
 from harvest.sources.base import DEFAULT_SOURCES, Candidate, SearchSource, create_source, list_sources
-from harvest.writer import PoolWriter, Summary, compact_pool, known_found_by, run_progress
+from harvest.writer import PoolWriter, Summary, compact_pool, known_found_by, run_progress, transient_failures
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -124,6 +124,9 @@ def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, co
     summary = Summary(command)
     started = time.monotonic()
     known = known_found_by(pool)
+    again = transient_failures(pool) if config.retry_failed else set()
+    for url in again:
+        known.pop(url, None)  # fetched once more; the old row's tags join the new row when the pool is compacted
     late_tags: dict[str, list[str]] = {}
     waiting: dict[str, tuple[Candidate, list[str]]] = {}
     downloader = _Downloader(pool, config)
@@ -144,6 +147,7 @@ def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, co
                     waiting[url][1].append(tag)
             else:
                 waiting[url] = (candidate, [tag])
+                summary.retried += int(url in again)
                 progress.add_total()
                 yield url
 
@@ -161,7 +165,7 @@ def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, co
                 progress.advance()
     finally:
         downloader.close()
-    compact_pool(pool, late_tags)
+    compact_pool(pool, late_tags, repeated=summary.retried > 0)
     summary.elapsed_s = time.monotonic() - started
     return summary
 

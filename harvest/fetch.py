@@ -43,6 +43,7 @@ class FetchConfig:
     ignore_robots: bool = False
     allow_private_hosts: bool = False
     user_agent: str | None = None
+    retry_failed: bool = False  # fetch again the URLs whose rows all failed transiently (timeouts, 429, 5xx)
     flush_rows: int = 256  # write a pool part after this many rows …
     flush_seconds: float = 30.0  # … or after this many seconds, whichever comes first
     show_progress: bool = True

@@ -53,10 +53,24 @@ class PoolWriter:
         self.flush()  # also on Ctrl-C: what was fetched is kept
 
 
+# Failures that may pass: ``--retry-failed`` fetches URLs whose every row has one of these statuses again.
+TRANSIENT_STATUSES = frozenset(
+    {"timeout", "connection_error", "truncated", "http_408", "http_429", "http_500", "http_502", "http_503", "http_504"}
+)
+
+
 def known_found_by(pool: Pool) -> dict[str, list[str]]:
     """``url -> found_by`` for every row already in the pool: these URLs are never fetched again."""
     df = pool.read_index(columns=["url", "found_by"])
     return {url: _tags(tags) for url, tags in zip(df["url"], df["found_by"], strict=True) if isinstance(url, str)}
+
+
+def transient_failures(pool: Pool) -> set[str]:
+    """URLs whose every row failed for a reason that may pass (:data:`TRANSIENT_STATUSES`): worth one more try."""
+    df = pool.read_index(columns=["url", "status"])
+    failed = df["status"].isin(TRANSIENT_STATUSES)
+    settled = set(df.loc[~failed, "url"])
+    return {url for url in df.loc[failed, "url"] if isinstance(url, str) and url not in settled}
 
 
 def _tags(value: Any) -> list[str]:
@@ -68,8 +82,8 @@ def _tags(value: Any) -> list[str]:
 def merge_found_by(df: pd.DataFrame, extra_found_by: dict[str, list[str]]) -> pd.DataFrame:
     """One row per URL: add the extra tags to ``found_by`` and fold repeated URLs into their best row.
 
-    The row kept for a repeated URL is its first ``ok`` row (else its first row); ``found_by`` becomes the
-    union of all its rows' tags, in the order they were found.
+    The row kept for a repeated URL is its first ``ok`` row, else its last row (the latest attempt, e.g. of
+    ``--retry-failed``); ``found_by`` becomes the union of all its rows' tags, in the order they were found.
     """
     df = df.reset_index(drop=True)
     found = [_tags(tags) for tags in df["found_by"]]
@@ -85,17 +99,20 @@ def merge_found_by(df: pd.DataFrame, extra_found_by: dict[str, list[str]]) -> pd
             continue
         first = keep[url]
         merged = found[first] + [tag for tag in found[i] if tag not in found[first]]
-        if df.at[first, "status"] != "ok" and df.at[i, "status"] == "ok":
+        if df.at[first, "status"] != "ok":  # a later row replaces a failure: ok, or the newer attempt
             keep[url] = i
         found[keep[url]] = merged
     df["found_by"] = found
     return df.loc[sorted(keep.values())].reset_index(drop=True)
 
 
-def compact_pool(pool: Pool, extra_found_by: dict[str, list[str]], max_parts: int = MAX_PARTS) -> bool:
-    """Merge late ``found_by`` tags and repeated URLs, and fold many small parts; returns whether it rewrote."""
+def compact_pool(
+    pool: Pool, extra_found_by: dict[str, list[str]], max_parts: int = MAX_PARTS, repeated: bool = False
+) -> bool:
+    """Merge late ``found_by`` tags and repeated URLs (``repeated``: the run wrote some URL again), and fold many
+    small parts; returns whether it rewrote."""
     parts = pool.part_files()
-    if not parts or (not extra_found_by and len(parts) <= max_parts):
+    if not parts or (not extra_found_by and not repeated and len(parts) <= max_parts):
         return False
     df = pool.read_index()
     merged = merge_found_by(df, extra_found_by)
@@ -118,6 +135,7 @@ class Summary:
     candidates: int = 0
     known: int = 0  # already in the pool before this run (or written earlier in it): not fetched
     repeats: int = 0  # returned again while its first fetch was still running: not fetched
+    retried: int = 0  # had only transient failures in the pool and were fetched again (--retry-failed)
     stored_bytes: int = 0
     search_failures: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -142,6 +160,7 @@ class Summary:
             "candidates": self.candidates,
             "known": self.known,
             "repeats": self.repeats,
+            "retried": self.retried,
             "stored_bytes": self.stored_bytes,
             "elapsed_s": round(self.elapsed_s, 3),
             "by_source_status": {f"{src}/{status}": n for (src, status), n in sorted(self.counts.items())},
@@ -162,6 +181,8 @@ class Summary:
             f"{self.candidates} candidates: {self.known} already in the pool, {self.repeats} found again this run "
             f"(not fetched twice); {_human_bytes(self.stored_bytes)} in {self.elapsed_s:.1f} s"
         )
+        if self.retried:
+            table.caption += f"; {self.retried} earlier failures fetched again (--retry-failed)"
         return table
 
 

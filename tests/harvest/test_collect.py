@@ -167,6 +167,36 @@ def test_keywords_uses_the_real_openverse_source_through_its_endpoint(web, image
     assert list(row["found_by"]) == ["openverse:fans"]
 
 
+def test_retry_failed_fetches_transient_failures_once_more_and_keeps_one_row_per_url(web, tmp_path) -> None:
+    flaky = web.route("/img/flaky.jpg", responses=[Reply(503), Reply(200, jpeg(5), JPEG)])
+    gone = web.route("/img/gone.jpg", status=404)
+    fine = web.route("/img/fine.jpg", body=jpeg(6), headers=JPEG)
+    endpoint = serve_search(web, {"a": [flaky, gone, fine], "b": [flaky]})
+    first = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a",)))
+    assert first.ok == 1 and first.counts[("loopback-test", "http_503")] == 1
+
+    plain = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a",)))
+    assert (plain.rows, plain.known, plain.retried) == (0, 3, 0)  # resuming never re-fetches a failure by itself
+
+    retried = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("b",), retry_failed=True))
+    assert (retried.rows, retried.ok, retried.retried) == (1, 1, 1)
+    assert (web.hits("/img/flaky.jpg"), web.hits("/img/gone.jpg"), web.hits("/img/fine.jpg")) == (2, 1, 1)
+    df = Pool.open(tmp_path / "pool").read_index().set_index("url")
+    assert len(df) == 3 and df.index.is_unique  # the 503 row was replaced, not doubled
+    assert df.loc[flaky, "status"] == "ok" and list(df.loc[flaky, "found_by"]) == ["loopback-test:a", "loopback-test:b"]
+    assert df.loc[gone, "status"] == "http_404"  # a permanent failure is not retried
+
+    again = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a",), retry_failed=True))
+    assert (again.rows, again.retried) == (0, 0) and web.hits("/img/gone.jpg") == 1
+
+
+def test_merge_keeps_the_latest_attempt_when_no_row_is_ok() -> None:
+    df = pd.DataFrame({"url": ["u", "u"], "status": ["timeout", "http_503"], "id": [None, None],
+                       "found_by": [["s:x"], ["s:y"]]})  # fmt: skip
+    merged = merge_found_by(df, {})
+    assert len(merged) == 1 and merged.loc[0, "status"] == "http_503" and merged.loc[0, "found_by"] == ["s:x", "s:y"]
+
+
 def test_merge_found_by_folds_repeated_urls_into_the_ok_row() -> None:
     df = pd.DataFrame(
         {
