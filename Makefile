@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,5 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/clip_filter_throughput.py --model ViT-B-32 --images 192 --batch-size 32 --repeats 3
 	$(BIN)/python benchmarks/train_step.py
 
+bench-gpu: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH OUT=$${OUT:-gpu-out} bash benchmarks/gpu.sh
+
 clean:
-	rm -rf $(DEMO_OUT) bench-out .pytest_cache .ruff_cache
+	rm -rf $(DEMO_OUT) bench-out gpu-out .pytest_cache .ruff_cache
