@@ -54,3 +54,17 @@ def to_device(tensor: Any, device: Any, channels_last: bool = False) -> Any:
     if channels_last and device.type == "cuda" and tensor.dim() == 4:
         tensor = tensor.contiguous(memory_format=torch.channels_last)
     return tensor
+
+
+@contextlib.contextmanager
+def no_autotune() -> Any:
+    """cuDNN autotuning off inside (restored after): whole images come in many sizes, and tuning every new size
+    costs far more than one forward pass saves. Training crops have one size and keep it on (``fit``)."""
+    import torch
+
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before

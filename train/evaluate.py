@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from train.data import RowSource, decode_image, raw_row, undecoded
-from train.device import autocast, normalize
+from train.device import autocast, no_autotune, normalize
 from train.errors import ConfigError, DataError
 from train.metrics import GAME_LEVELS, game, summarise
 from train.runlog import write_json, write_rows_csv
@@ -87,6 +87,20 @@ def evaluate_rows(
     progress: Any | None = None,
 ) -> list[dict[str, Any]]:
     """One row per image: id, annotated and predicted counts, GAME(0..3); an unreadable image is a failed row."""
+    with no_autotune():
+        return _evaluate_rows(model, sources, stride, tile, device, amp, density_scale, progress)
+
+
+def _evaluate_rows(
+    model: Any,
+    sources: list[RowSource],
+    stride: int,
+    tile: int,
+    device: Any,
+    amp: bool,
+    density_scale: float,
+    progress: Any | None,
+) -> list[dict[str, Any]]:
     was_training = model.training
     model.eval()
     rows: list[dict[str, Any]] = []

@@ -112,3 +112,17 @@ def test_overlay_puts_the_density_over_the_picture_under_a_count_band(tmp_path: 
     assert (out[:24] < 60).any()
     peak, low = out[24 + 2, 2], out[24 + 35, 55]
     assert peak[0] > peak[2] + 20 and low[2] > low[0] + 20  # red over the peak, blue where the density is 0
+
+
+def test_whole_image_inference_turns_cudnn_autotuning_off_and_restores_it() -> None:
+    from train.device import no_autotune
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = True  # as fit sets it on CUDA
+        with pytest.raises(RuntimeError), no_autotune():
+            assert torch.backends.cudnn.benchmark is False
+            raise RuntimeError("an error inside still restores the flag")
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = before
