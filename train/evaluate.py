@@ -33,7 +33,9 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
 def predict_density(
     model: Any, image: np.ndarray, stride: int, tile: int, device: Any, amp: bool, density_scale: float
 ) -> np.ndarray:
-    """(ceil(H/s), ceil(W/s)) density in people per cell for an (H, W, 3) uint8 image, in tiles of <= ``tile``."""
+    """(ceil(H/s), ceil(W/s)) density in people per cell for an (H, W, 3) uint8 image, in tiles of <= ``tile``.
+
+    Whole images come in many sizes, so cuDNN autotuning is off here (:func:`~train.device.no_autotune`)."""
     import torch
 
     from train.models.registry import density_of
@@ -47,7 +49,7 @@ def predict_density(
     overlap = max(stride, tile // 8 // stride * stride)
     total = torch.zeros(padded_h // stride, padded_w // stride, device=device)
     cover = torch.zeros_like(total)
-    with torch.no_grad(), autocast(device, amp):
+    with torch.no_grad(), autocast(device, amp), no_autotune():
         for y in tile_origins(padded_h, tile, overlap):
             for x in tile_origins(padded_w, tile, overlap):
                 window = batch[:, y : y + tile, x : x + tile][None]  # (1, 3, <=T, <=T)
@@ -87,20 +89,6 @@ def evaluate_rows(
     progress: Any | None = None,
 ) -> list[dict[str, Any]]:
     """One row per image: id, annotated and predicted counts, GAME(0..3); an unreadable image is a failed row."""
-    with no_autotune():
-        return _evaluate_rows(model, sources, stride, tile, device, amp, density_scale, progress)
-
-
-def _evaluate_rows(
-    model: Any,
-    sources: list[RowSource],
-    stride: int,
-    tile: int,
-    device: Any,
-    amp: bool,
-    density_scale: float,
-    progress: Any | None,
-) -> list[dict[str, Any]]:
     was_training = model.training
     model.eval()
     rows: list[dict[str, Any]] = []

@@ -81,7 +81,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     from rich.progress import track
 
     from train.checkpoint import model_from_checkpoint
-    from train.device import no_autotune, resolve_device
+    from train.device import resolve_device
     from train.evaluate import predict_density
     from train.runlog import write_rows_csv
 
@@ -91,19 +91,18 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     out = Path(config.out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
-    with no_autotune():
-        for path in track(expand_images(config.images), description="predict", disable=not show_progress):
-            row: dict[str, Any] = {"path": str(path), "count": None, "status": "ok", "error": ""}
-            try:
-                with Image.open(path) as opened:
-                    image = np.array(opened.convert("RGB"))
-            except Exception as e:  # PIL raises many types for a broken file; the row records it
-                rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
-                continue
-            density = predict_density(model, image, stride, config.tile, device, run_config.schedule.amp, scale)
-            row["count"] = float(density.sum())
-            if config.overlays:
-                save_overlay(image, density, stride, row["count"], out / "overlays" / f"{path.stem}.png")
-            rows.append(row)
+    for path in track(expand_images(config.images), description="predict", disable=not show_progress):
+        row: dict[str, Any] = {"path": str(path), "count": None, "status": "ok", "error": ""}
+        try:
+            with Image.open(path) as opened:
+                image = np.array(opened.convert("RGB"))
+        except Exception as e:  # PIL raises many types for a broken file; the row records it
+            rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
+            continue
+        density = predict_density(model, image, stride, config.tile, device, run_config.schedule.amp, scale)
+        row["count"] = float(density.sum())
+        if config.overlays:
+            save_overlay(image, density, stride, row["count"], out / "overlays" / f"{path.stem}.png")
+        rows.append(row)
     write_rows_csv(out / "counts.csv", rows)
     return rows
