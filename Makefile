@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dedup_hashes.py
 	$(BIN)/python benchmarks/clip_filter_throughput.py --model ViT-B-32 --images 192 --batch-size 32 --repeats 3
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/train_step.py --paradigm multitask --steps 30
 
 bench-gpu: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH OUT=$${OUT:-gpu-out} bash benchmarks/gpu.sh

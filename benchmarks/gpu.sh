@@ -6,8 +6,8 @@
 #   OUT=gpu-out SECTIONS="train tests" QUICK=1 bash benchmarks/gpu.sh   # some sections, fewer variants
 #
 # 1. train_step.py on CUDA (bf16 autocast, channels_last, pinned memory, cudnn autotune): cfcn, vgg16-density and
-#    csrnet at 224 px against a hand-written loop in the same run; vgg16-density also with torch.compile and with
-#    more DataLoader workers (is the loader the bottleneck?).
+#    csrnet at 224 px against a hand-written loop in the same run; vgg16-density also multitask (5 ranked sets of
+#    5 per step: is the ranked-set loader a bottleneck?), with torch.compile and with more DataLoader workers.
 # 2. clip_filter_throughput.py on CUDA: ViT-B-32 (the default filter model, random weights) through the pipeline.
 # 3. The quickstart pipeline end to end on CUDA: synth data, rankset build, train fit, train eval, train predict.
 # 4. The test suite with the GPU visible.
@@ -48,6 +48,8 @@ bench vgg16-224-b32-w12 120 --model vgg16-density --input-size 224 --batch 32 --
     --workers 12
 fi
 bench csrnet-224-b16 120 --model csrnet --input-size 224 --batch 16 --steps 150 --image-size 1024x768
+bench vgg16-224-multitask 150 --model vgg16-density --input-size 224 --batch 32 --steps 150 --image-size 1024x768 \
+    --paradigm multitask --sets 5 --k 5
 [ -z "${QUICK:-}" ] && bench vgg16-224-b32-compile 240 --model vgg16-density --input-size 224 --batch 32 --steps 150 \
     --image-size 1024x768 --compile
 fi

@@ -9,7 +9,12 @@ A ratio near 1 says the loop adds no overhead; a small data-wait share says the 
 On a CPU the DataLoader workers share the cores with the step, so for a tiny model the whole-loop ratio also
 measures JPEG decoding, cropping and target rendering that the plain loop never does.
 
+With ``--paradigm multitask`` each step also sees ``--sets`` ranked sets of ``--k`` patches (the paper's 5 x 5),
+read by a second DataLoader from a generated ranked-set dataset, and the plain loop adds Eq. 5's hinge on the same
+number of device-resident patches in the same forward pass. Throughput counts labeled crops plus ranked patches.
+
     python benchmarks/train_step.py --model cfcn --input-size 128 --batch 8 --steps 60 [--device cuda]
+    python benchmarks/train_step.py --paradigm multitask --sets 5 --k 5
 """
 
 from __future__ import annotations
@@ -59,25 +64,72 @@ def make_labeled(out: Path, images: int, size: tuple[int, int], seed: int = 0) -
     return out
 
 
-def library_run(data: Path, run: Path, args: argparse.Namespace) -> dict[str, float]:
-    """``fit`` for ``args.steps`` steps; throughput and data-wait share from the log, first interval excluded."""
+def make_ranked(out: Path, sets: int, k: int, side: int, seed: int = 1) -> Path:
+    """A ranked-set dataset of ``sets`` sets of ``k`` noisy JPEG patches stored at ``side`` px, as ``rankset build
+    --size`` writes them when it matches the training input size."""
+    from PIL import Image
+
+    from rankset.io import write_dataset_dict
+    from rankset.schema import ranked_features
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(sets):
+        cells = []
+        for _ in range(k):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, size=(side, side, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
+            cells.append({"bytes": buffer.getvalue(), "path": None})
+        boxes = [[0.0, 0.0, float(side * (k - j)), float(side * (k - j))] for j in range(k)]
+        rows.append(
+            {
+                "set_id": f"set{i}",
+                "source_id": f"src{i}",
+                "images": cells,
+                "boxes": boxes,
+                "anchor": [0.0, 0.0],
+                "source_size": [side * k, side * k],
+                "license": None,
+                "author": None,
+                "source_url": None,
+            }
+        )
+
+    def generate(rows: list[dict]) -> object:
+        yield from rows
+
+    write_dataset_dict(out, {"train": (generate, {"rows": rows})}, ranked_features(k))
+    return out
+
+
+def per_step_images(args: argparse.Namespace) -> int:
+    """Pictures through the forward pass per step: labeled crops, plus ranked patches when multitask."""
+    return args.batch + (args.sets * args.k if args.paradigm == "multitask" else 0)
+
+
+def library_run(data: Path, ranked: Path | None, run: Path, args: argparse.Namespace) -> dict[str, float]:
+    """``fit`` for ``args.steps`` steps; throughput and data-wait share from the log, first interval excluded.
+    The log's ``images_per_s`` counts every picture of a step: labeled crops and ranked patches."""
     from train.config import config_from_dict
     from train.loop import fit
 
     log_every = max(1, args.steps // 6)
+    multitask = args.paradigm == "multitask"
     config = config_from_dict(
         {
             "name": "bench",
             "model": {"arch": args.model, "pretrained": "none"},
+            "tasks": {"rank": {"weight": 1.0, "sets_per_batch": args.sets}} if multitask else {},
             "data": {
                 "labeled": [str(data)],
+                "ranked": [str(ranked)] if multitask else [],
                 "crop": [args.input_size, args.input_size * 2],
                 "input_size": args.input_size,
                 "sigma": 4.0,
                 "workers": args.workers,
             },
             "schedule": {
-                "paradigm": "count-only",
+                "paradigm": args.paradigm,
                 "steps": args.steps,
                 "batch": args.batch,
                 "eval_every": args.steps,
@@ -101,11 +153,12 @@ def plain_run(args: argparse.Namespace, use_library_step: bool = False) -> float
     """Images per second of a hand-written loop on device-resident tensors (same model, batch and optimizer).
 
     With ``use_library_step`` the body is ``train.loop.train_step`` instead: the step itself, without data loading.
+    Multitask: the ranked patches join the labeled crops in one forward pass, and Eq. 5's hinge is added.
     """
     import torch
 
     from train.device import autocast, normalize, resolve_device
-    from train.losses import density_mse
+    from train.losses import density_mse, ranking_hinge
     from train.models import create_model
 
     device = resolve_device(args.device)
@@ -120,24 +173,37 @@ def plain_run(args: argparse.Namespace, use_library_step: bool = False) -> float
     side, out_side = args.input_size, args.input_size // create_model(args.model).output_stride
     images = torch.randint(0, 255, (args.batch, 3, side, side), dtype=torch.uint8, device=device)
     targets = torch.rand(args.batch, 1, out_side, out_side, device=device)
+    multitask = args.paradigm == "multitask"
+    ranked = (
+        torch.randint(0, 255, (args.sets, args.k, 3, side, side), dtype=torch.uint8, device=device)
+        if multitask
+        else None
+    )
+    pixels = torch.cat([images, ranked.flatten(0, 1)]) if multitask else images
 
     from train.config import config_from_dict
     from train.loop import train_step
 
     config = config_from_dict(
-        {"data": {"labeled": ["unused"]}, "schedule": {"paradigm": "count-only", "device": args.device}}
+        {
+            "data": {"labeled": ["unused"], "ranked": ["unused"] if multitask else []},
+            "tasks": {"rank": {"weight": 1.0, "sets_per_batch": args.sets}} if multitask else {},
+            "schedule": {"paradigm": args.paradigm, "device": args.device},
+        }
     )
 
     def library_step() -> None:
-        train_step(model, optimizer, (images, targets), None, config, device)["loss"].item()
+        train_step(model, optimizer, (images, targets), ranked, config, device)["loss"].item()
 
     def plain_step() -> None:
-        x = normalize(images)
+        x = normalize(pixels)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, True):
             out = model(x)
-        loss = density_mse(out, targets)
+        loss = density_mse(out[: args.batch], targets)
+        if multitask:
+            loss = loss + ranking_hinge(out[args.batch :].unflatten(0, (args.sets, args.k)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -150,7 +216,7 @@ def plain_run(args: argparse.Namespace, use_library_step: bool = False) -> float
     start = time.perf_counter()
     for _ in range(args.steps - warmup):
         step()
-    return (args.steps - warmup) * args.batch / (time.perf_counter() - start)
+    return (args.steps - warmup) * per_step_images(args) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -161,7 +227,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--images", type=int, default=64, help="labeled images in the generated dataset")
     parser.add_argument("--image-size", default="512x384", help="WIDTHxHEIGHT of the generated images")
-    parser.add_argument("--workers", type=int, default=-1, help="-1: min(4, cpus), the library default")
+    parser.add_argument("--workers", type=int, default=-1, help="-1: min(8, cpus), the library default")
+    parser.add_argument("--paradigm", choices=("count-only", "multitask"), default="count-only")
+    parser.add_argument("--sets", type=int, default=5, help="ranked sets per step (multitask)")
+    parser.add_argument("--k", type=int, default=5, help="patches per ranked set (multitask)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -170,9 +239,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="crowdrank-bench-") as tmp:
         data = make_labeled(Path(tmp) / "data", args.images, (width, height))
+        multitask = args.paradigm == "multitask"
+        ranked = make_ranked(Path(tmp) / "ranked", args.images, args.k, args.input_size) if multitask else None
         plain = plain_run(args)
         step_only = plain_run(args, use_library_step=True)
-        library = library_run(data, Path(tmp) / "run", args)
+        library = library_run(data, ranked, Path(tmp) / "run", args)
     import torch
 
     from train.device import resolve_device
@@ -181,6 +252,7 @@ def main() -> None:
         "device": str(resolve_device(args.device)),
         "torch_threads": torch.get_num_threads(),
         "model": args.model,
+        "paradigm": args.paradigm,
         "input_size": args.input_size,
         "batch": args.batch,
         "steps": args.steps,
