@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -84,6 +85,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="time each (N, t) cell this many times")
     parser.add_argument("--max-seconds", type=float, default=600, help="skip (N, t) cells predicted slower")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dense",
+        type=int,
+        nargs="*",
+        default=[5_000, 50_000],
+        help="also time one dense cluster of this many near-identical hashes (frames of one scene)",
+    )
+    parser.add_argument("--dense-reference", type=int, default=5_000, help="largest dense size also run exhaustively")
     args = parser.parse_args()
 
     print(f"{'N':>9} {'t':>3} {'plan':>20} {'group s':>8} {'cpu s':>7} {'load':>5} {'groups>1':>9} | "
@@ -121,6 +130,41 @@ def main() -> None:
                 print(f"{n:>9} {threshold:>3} {widths + ' r' + radii:>20} {group_s:>8.2f} {cpu_s:>7.2f} {load:>5.1f} "
                       f"{groups:>9} | {args.subset:>7} {recall:>7.4f} {precision:>9.4f} {banded_s:>9.3f} "
                       f"{brute_s:>8.3f} {brute_s / banded_s:>12.1f} {brute_at_n:>15.0f}", flush=True)  # fmt: skip
+    for n in args.dense:
+        dense_cluster(n, args.seed, exhaustive=n <= args.dense_reference)
+
+
+def dense_cluster(n: int, seed: int, exhaustive: bool) -> None:
+    """One cluster of ``n`` distinct hashes, each 3 bits from a common base in pHash and dHash (every pair within
+    t = 10): the grouping against the reference of every pair then its components (the method before the
+    component-by-component search), in the same run. Peak memory is traced numpy/Python allocation (tracemalloc)."""
+    from harvest.dedup import group_labels, near_duplicate_groups, near_duplicate_pairs
+
+    rng = np.random.default_rng(seed)
+    bases = rng.integers(0, 2**63, 2, dtype=np.uint64)
+    bits = rng.integers(0, 64, size=(2, n, 3)).astype(np.uint64)
+    phash, dhash = bases[:, None] ^ np.bitwise_or.reduce(np.uint64(1) << bits, axis=2)
+    tracemalloc.start()
+    start = time.perf_counter()
+    labels = near_duplicate_groups(phash, dhash, 10, 10)
+    grouped_s = time.perf_counter() - start
+    grouped_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    line = f"dense cluster of {n:,}: {len(np.unique(labels))} group(s) in {grouped_s:.2f} s, peak {grouped_mb:.0f} MB"
+    if exhaustive:
+        tracemalloc.start()
+        start = time.perf_counter()
+        i, j = near_duplicate_pairs(phash, dhash, 10, 10)
+        same = group_labels(n, i, j)
+        pairs_s = time.perf_counter() - start
+        pairs_mb = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        assert len(np.unique(same)) == len(np.unique(labels))
+        line += (
+            f"; every pair ({len(i):,}) then components: {pairs_s:.2f} s, peak {pairs_mb:.0f} MB, "
+            f"time ratio {pairs_s / grouped_s:.1f}x"
+        )
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

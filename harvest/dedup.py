@@ -21,12 +21,18 @@ Lookups cost ``N * masks`` and candidates ``N^2 * masks / 2^width``, so wide ban
 candidates; :func:`plan_bands` picks ``m`` (and which bands get the larger radius) by minimising that cost
 for the actual ``N`` and threshold: 3 bands of 21-22 bits (radii 3/3/2) for 1M hashes at t = 10, 4 bands
 of 16 bits (2/2/2/1) for 100k. The (band, highest mask bit) work units can run on threads (``workers``).
+
+Grouping needs components, not every pair: :func:`near_duplicate_groups` streams the pairs into
+:class:`Components` and skips the pairs of items already joined (:func:`_group_join`). That matters when the
+hashes are not uniform: a folder of 5,000 frames of one scene has 12.5M near pairs, which took 37 s and 1.4 GB
+as pairs and now takes 0.1 s and 22 MB.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
@@ -36,6 +42,7 @@ import numpy as np
 
 HASH_BITS = 64
 MIN_BANDS = 3  # bands of at most 22 bits: a CSR table of at most 2^22 + 1 offsets (16 MB)
+BIG_BUCKET = 32  # buckets this large are searched component by component (dense clusters of near-identical pictures)
 PROBE_BLOCK = 1 << 18  # (mask, item) probes per vectorised pass: big enough for numpy, small enough for cache
 # Relative costs of one probe, one verified candidate and one table slot: on 2 shared cores a probe took 3-6 ns and
 # a candidate 20-30 ns (1M and 100k random hashes); 5 picks 4 bands at 100k (1.0 s, where 3 bands took 1.3 s).
@@ -154,6 +161,18 @@ def probe_hits(table: BandTable, probe_keys: np.ndarray, masks: np.ndarray) -> I
     Probe keys should be sorted: each mask then maps a block of them into a narrow range of the table, which
     keeps the random gathers in cache (about 7x faster than scattered keys).
     """
+    for probe, _, low, counts in probe_buckets(table, probe_keys, masks):
+        yield probe, low  # the first item of every hit bucket; most buckets hold one
+        multi = np.flatnonzero(counts > 1)
+        if len(multi):
+            yield from _bucket_rest(probe[multi], low[multi], counts[multi])
+
+
+def probe_buckets(
+    table: BandTable, probe_keys: np.ndarray, masks: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """For each block of (mask, probe) combinations, every hit bucket as (probe index, band value, first sorted
+    position, item count)."""
     chunk = 1 << max(0, (PROBE_BLOCK // max(len(masks), 1)).bit_length() - 1)  # a power of two: `&`, not `%`
     ends = table.offsets[1:]
     for start in range(0, len(probe_keys), chunk):
@@ -164,27 +183,31 @@ def probe_hits(table: BandTable, probe_keys: np.ndarray, masks: np.ndarray) -> I
             continue
         values = np.take(probes, hit)
         low = np.take(table.offsets, values)
-        counts = np.take(ends, values) - low
         probe = (hit & (chunk - 1) if len(keys) == chunk else hit % len(keys)) + start
-        yield probe, low  # the first item of every hit bucket; most buckets hold one
-        multi = np.flatnonzero(counts > 1)
-        if len(multi):
-            yield from _bucket_rest(probe[multi], low[multi], counts[multi])
+        yield probe, values, low, np.take(ends, values) - low
 
 
 def _bucket_rest(probe: np.ndarray, low: np.ndarray, counts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(probe, position) for the 2nd..last item of each hit bucket, in pieces of about ``PROBE_BLOCK`` pairs, so a
-    huge bucket (thousands of blank pictures share a band value) costs time but never memory."""
-    extra = (counts - 1).astype(np.int64)
+    """(probe, position) for the 2nd..last item of each hit bucket."""
+    return _range_pairs(probe, low + 1, low + counts)
+
+
+def _range_pairs(owner: np.ndarray, start: np.ndarray, stop: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(owner, position) for every position in ``[start[k], stop[k])`` of every k, in pieces of about
+    ``PROBE_BLOCK`` pairs, so a huge bucket (thousands of blank pictures share a band value) costs time but never
+    memory."""
+    extra = (stop - start).astype(np.int64)  # callers guarantee stop >= start
     done = np.cumsum(extra)
+    if len(done) == 0 or done[-1] == 0:
+        return
     cuts = np.searchsorted(done, np.arange(PROBE_BLOCK, int(done[-1]), PROBE_BLOCK), side="right")
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(extra)], strict=True):
         if hi <= lo:
             continue
         piece = extra[lo:hi]
         repeated = np.repeat(np.arange(lo, hi), piece)
-        within = np.arange(1, len(repeated) + 1) - np.repeat(np.cumsum(piece) - piece, piece)
-        yield probe[repeated], low[repeated] + within
+        within = np.arange(len(repeated)) - np.repeat(np.cumsum(piece) - piece, piece)
+        yield owner[repeated], start[repeated] + within
 
 
 def _within(a: np.ndarray, b: np.ndarray, threshold: int) -> np.ndarray:
@@ -251,17 +274,16 @@ def _pair_codes(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
 
 
-def near_duplicate_pairs(
-    phash: np.ndarray, dhash: np.ndarray, phash_threshold: int, dhash_threshold: int, *, workers: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """All index pairs (i < j) within both thresholds, found by multi-index hashing; each pair once."""
-    phash = np.ascontiguousarray(phash, dtype=np.uint64)
-    dhash = np.ascontiguousarray(dhash, dtype=np.uint64)
+Unit = tuple[BandTable, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def _band_units(phash: np.ndarray, dhash: np.ndarray, limits: tuple[int, int]) -> list[Unit]:
+    """The work of a self-join: per band, its table with the hashes in table order, then ``None`` (pairs of equal
+    band values) and one unit per group of flip masks sharing a highest bit."""
     n = len(phash)
-    indexed, threshold = _indexed_side(phash, dhash, phash_threshold, dhash_threshold)
+    indexed, threshold = _indexed_side(phash, dhash, *limits)
     plan = plan_bands(threshold, n, n, self_join=True)
-    limits = (phash_threshold, dhash_threshold)
-    units: list[tuple[BandTable, np.ndarray, np.ndarray, np.ndarray | None]] = []
+    units: list[Unit] = []
     for (shift, width), radius in zip(plan.bands, plan.radii, strict=True):
         if radius < 0 or n < 2:
             continue
@@ -269,27 +291,228 @@ def near_duplicate_pairs(
         sorted_p, sorted_d = phash[table.order], dhash[table.order]  # probes then read their own hashes in order
         units.append((table, sorted_p, sorted_d, None))  # mask 0: runs of equal band values
         units += [(table, sorted_p, sorted_d, masks) for masks in flip_masks_by_top_bit(width, radius)]
+    return units
 
-    def work(unit: tuple[BandTable, np.ndarray, np.ndarray, np.ndarray | None]) -> np.ndarray:
+
+def _probe_positions(table: BandTable, masks: np.ndarray) -> np.ndarray:
+    """The sorted positions that probe with ``masks``: in a self-join an unordered pair differs by one mask, so
+    only the member with a 0 at the mask's highest bit probes."""
+    top = int(masks[0]).bit_length() - 1
+    return np.flatnonzero((table.keys & np.uint32(1 << top)) == 0)
+
+
+def _self_join(
+    phash: np.ndarray,
+    dhash: np.ndarray,
+    limits: tuple[int, int],
+    emit: Callable[[np.ndarray, np.ndarray], None],
+    *,
+    workers: int = 1,
+) -> None:
+    """Pass every item pair within both thresholds to ``emit(i, j)`` in chunks (a pair may come once per band).
+    ``emit`` must be safe to call from several threads when ``workers`` > 1."""
+    n = len(phash)
+
+    def work(unit: Unit) -> None:
         table, sorted_p, sorted_d, masks = unit
-        found: list[np.ndarray] = []
+        hashes = (sorted_p, sorted_d)
         if masks is None:
             starts = np.ones(n, dtype=bool)
             starts[1:] = table.keys[1:] != table.keys[:-1]
-            for positions, offset in pairs_within_runs(starts):
-                a, b = _verified((sorted_p, sorted_d), (sorted_p, sorted_d), positions, positions + offset, *limits)
-                found.append(_pair_codes(table.order[a], table.order[b], n))
+            pairs = ((positions, positions + offset) for positions, offset in pairs_within_runs(starts))
         else:
-            top = int(masks[0]).bit_length() - 1
-            probes = np.flatnonzero((table.keys & np.uint32(1 << top)) == 0)  # the member with a 0 at the top bit
-            probe_hashes = (sorted_p[probes], sorted_d[probes])
-            for probe, position in probe_hits(table, table.keys[probes], masks):
-                a, b = _verified(probe_hashes, (sorted_p, sorted_d), probe, position, *limits)
-                found.append(_pair_codes(table.order[probes[a]], table.order[b], n))
-        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+            probes = _probe_positions(table, masks)
+            pairs = ((probes[probe], position) for probe, position in probe_hits(table, table.keys[probes], masks))
+        for first, second in pairs:
+            a, b = _verified(hashes, hashes, first, second, *limits)
+            if len(a):
+                emit(table.order[a], table.order[b])
 
-    codes = np.unique(np.concatenate([np.empty(0, dtype=np.int64), *_run_workers(units, work, workers)]))
+    _run_workers(_band_units(phash, dhash, limits), work, workers)
+
+
+def _group_join(
+    phash: np.ndarray, dhash: np.ndarray, limits: tuple[int, int], components: Components, *, workers: int = 1
+) -> None:
+    """Add to ``components`` enough of the pairs within both thresholds to give the same groups as all of them.
+
+    The same search as :func:`_self_join`, but a pair already in one component is not kept, and buckets of at
+    least ``BIG_BUCKET`` items are searched component by component: their items are ordered by component, and a
+    probe skips the block of its own component. Every band's equal-value buckets come first, each linked along
+    its members before the rest of its pairs are looked at, so a dense cluster of near-identical pictures
+    (thousands of frames of one scene) becomes one component early and its quadratic number of pairs is skipped,
+    not enumerated. Components only merge, so skipping on roots read earlier is always safe.
+    """
+    n = len(phash)
+
+    def check(table: BandTable, hashes: tuple[np.ndarray, np.ndarray], first: np.ndarray, second: np.ndarray) -> None:
+        a, b = _verified(hashes, hashes, first, second, *limits)  # cheaper than the component test: first
+        if len(a):
+            components.add(table.order[a], table.order[b])  # drops the pairs already joined
+
+    big_positions: dict[int, np.ndarray] = {}
+
+    def big_of(table: BandTable) -> np.ndarray:
+        """Sorted positions in buckets of at least ``BIG_BUCKET`` items (computed once per band)."""
+        if id(table) not in big_positions:
+            big_positions[id(table)] = np.flatnonzero(np.diff(table.offsets)[table.keys] >= BIG_BUCKET)
+        return big_positions[id(table)]
+
+    def by_component(table: BandTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions in big buckets, ``perm`` (table position -> sorted position, big buckets ordered by
+        component) and ``comp`` (band value and root of each big position in that order, ascending)."""
+        big = big_of(table)
+        perm = np.arange(n)
+        root = components.root[table.order[big]]
+        order = np.lexsort((root, table.keys[big]))
+        perm[big] = big[order]
+        comp = table.keys[big[order]].astype(np.int64) * (n + 1) + root[order]
+        return big, perm, comp
+
+    def equal_values(table: BandTable, hashes: tuple[np.ndarray, np.ndarray]) -> None:
+        """Pairs of equal band values: small buckets pair by pair; big ones linked along their members, then
+        searched across the components that leaves."""
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = table.keys[1:] != table.keys[:-1]
+        big = big_of(table)
+        starts[big] = True  # big buckets are searched below, not enumerated pair by pair
+        for positions, offset in pairs_within_runs(starts):
+            check(table, hashes, positions, positions + offset)
+        if len(big) == 0:
+            return
+        chain = big[:-1][table.keys[big[:-1]] == table.keys[big[1:]]]
+        check(table, hashes, chain, chain + 1)  # each member with the next: one edge per near pair in a row
+        components.flush()
+        big, perm, comp = by_component(table)
+        ends = np.flatnonzero(np.r_[comp[1:] != comp[:-1], True])  # last index of each (value, root) block
+        block_end = big[ends][np.searchsorted(ends, np.arange(len(big)))] + 1  # as a table position
+        bucket_end = table.offsets[table.keys[big] + 1]
+        for owner, position in _range_pairs(big, block_end, bucket_end):
+            check(table, hashes, perm[owner], perm[position])
+
+    def flipped_values(table: BandTable, hashes: tuple[np.ndarray, np.ndarray], masks: np.ndarray) -> None:
+        """Pairs whose band values differ by one of ``masks``: a probe skips its own component in big buckets."""
+        big, perm, comp = by_component(table) if len(big_of(table)) else (big_of(table), None, None)
+        probes = _probe_positions(table, masks)
+        for probe, values, low, counts in probe_buckets(table, table.keys[probes], masks):
+            first = probes[probe]
+            large = np.flatnonzero(counts >= BIG_BUCKET) if perm is not None else ()
+            if len(large):
+                small = np.flatnonzero(counts < BIG_BUCKET)
+                small_first, small_low, small_counts = first[small], low[small], counts[small]
+            else:
+                small_first, small_low, small_counts = first, low, counts  # nearly always: no copies needed
+            check(table, hashes, small_first, small_low)
+            multi = np.flatnonzero(small_counts > 1)
+            for k, position in _bucket_rest(multi, small_low[multi], small_counts[multi]):
+                check(table, hashes, small_first[k], position)
+            if len(large) == 0:
+                continue
+            own = values[large].astype(np.int64) * (n + 1) + components.root[table.order[first[large]]]
+            lo, hi = np.searchsorted(comp, own, side="left"), np.searchsorted(comp, own, side="right")
+            skip_from = np.where(hi > lo, big[np.minimum(lo, len(big) - 1)], low[large] + counts[large])
+            skip_to = skip_from + (hi - lo)
+            for start, stop in ((low[large], skip_from), (skip_to, low[large] + counts[large])):
+                for k, position in _range_pairs(large, start, stop):
+                    check(table, hashes, first[k], perm[position])
+
+    def work(unit: Unit) -> None:
+        table, sorted_p, sorted_d, masks = unit
+        if masks is None:
+            equal_values(table, (sorted_p, sorted_d))
+        else:
+            flipped_values(table, (sorted_p, sorted_d), masks)
+
+    units = _band_units(phash, dhash, limits)
+    equal_first = [u for u in units if u[3] is None] + [u for u in units if u[3] is not None]
+    _run_workers(equal_first, work, workers)
+
+
+def _sorted_unique(codes: np.ndarray) -> np.ndarray:
+    """The distinct values of ``codes``, sorted (an in-place sort: numpy's hash-based ``unique`` was 5x slower on
+    tens of millions of pair codes)."""
+    codes.sort()
+    return codes[np.r_[True, codes[1:] != codes[:-1]]] if len(codes) else codes
+
+
+def near_duplicate_pairs(
+    phash: np.ndarray, dhash: np.ndarray, phash_threshold: int, dhash_threshold: int, *, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """All index pairs (i < j) within both thresholds, found by multi-index hashing; each pair once.
+
+    Memory grows with the number of pairs; :func:`near_duplicate_groups` needs only the groups and stays bounded.
+    """
+    phash = np.ascontiguousarray(phash, dtype=np.uint64)
+    dhash = np.ascontiguousarray(dhash, dtype=np.uint64)
+    n = len(phash)
+    found: list[np.ndarray] = []  # list.append is atomic: safe from worker threads
+    _self_join(
+        phash,
+        dhash,
+        (phash_threshold, dhash_threshold),
+        lambda i, j: found.append(_pair_codes(i, j, n)),
+        workers=workers,
+    )
+    codes = _sorted_unique(np.concatenate([np.empty(0, dtype=np.int64), *found]))
     return codes // max(n, 1), codes % max(n, 1)
+
+
+class Components:
+    """Connected components of ``n`` items under edges that arrive in chunks, in memory O(n + ``buffer``).
+
+    Edges wait in a buffer; every ``buffer`` edges they are folded, with one star per component found so far
+    (each item -> its component's root), into new components. An edge whose ends already share a root adds
+    nothing and is dropped on arrival, so a dense cluster of near-identical pictures (thousands of video frames
+    of one scene) costs one fold, not its millions of pairs. Roots only ever merge, so a stale read of
+    :attr:`root` from another thread is still correct (it drops fewer edges).
+    """
+
+    def __init__(self, n: int, buffer: int = 1 << 22) -> None:
+        self.n, self.buffer = n, buffer
+        self.root = np.arange(n, dtype=np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def joined(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Boolean per pair: already in one component."""
+        root = self.root
+        return root[i] == root[j]
+
+    def add(self, i: np.ndarray, j: np.ndarray) -> None:
+        """Add undirected edges ``(i[k], j[k])``."""
+        keep = np.flatnonzero(~self.joined(i, j))
+        if len(keep) == 0:
+            return
+        with self._lock:
+            self._pending.append((i[keep], j[keep]))
+            self._count += len(keep)
+            if self._count >= self.buffer:
+                self._fold()
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        items = np.arange(self.n, dtype=np.int64)
+        labels = group_labels(
+            self.n,
+            np.concatenate([items, *(i for i, _ in self._pending)]),
+            np.concatenate([self.root, *(j for _, j in self._pending)]),
+        )
+        _, first = np.unique(labels, return_index=True)  # the lowest item of each component is its root
+        self.root = first[labels].astype(np.int64)
+        self._pending, self._count = [], 0
+
+    def flush(self) -> None:
+        """Fold the waiting edges now, so that :meth:`joined` and :attr:`root` see them."""
+        with self._lock:
+            self._fold()
+
+    def labels(self) -> np.ndarray:
+        """Component label per item, numbered as :func:`group_labels` numbers them."""
+        with self._lock:
+            self._fold()
+        return group_labels(self.n, np.arange(self.n), self.root)
 
 
 def cross_matches(
@@ -330,7 +553,7 @@ def cross_matches(
             found.append(probe_order[a] * len(table_p) + table.order[b])
         return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
-    codes = np.unique(np.concatenate([np.empty(0, dtype=np.int64), *_run_workers(bands, work, workers)]))
+    codes = _sorted_unique(np.concatenate([np.empty(0, dtype=np.int64), *_run_workers(bands, work, workers)]))
     probe_index, table_index = codes // len(table_p), codes % len(table_p)
     return (table_index, probe_index) if swapped else (probe_index, table_index)
 
@@ -360,16 +583,21 @@ def group_labels(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def near_duplicate_groups(
-    phash: np.ndarray, dhash: np.ndarray, phash_threshold: int, dhash_threshold: int
+    phash: np.ndarray, dhash: np.ndarray, phash_threshold: int, dhash_threshold: int, *, workers: int = 1
 ) -> np.ndarray:
-    """Group label per item: identical hash pairs collapse first (cheap), then near pairs join groups."""
+    """Group label per item: identical hash pairs collapse first (cheap), then near pairs join groups.
+
+    The pairs are never all held: they stream into :class:`Components`, which drops those already joined before
+    they are verified.
+    """
     phash = np.asarray(phash, dtype=np.uint64)
     dhash = np.asarray(dhash, dtype=np.uint64)
     if len(phash) == 0:
         return np.empty(0, dtype=np.int64)
     unique_p, unique_d, inverse = unique_hash_pairs(phash, dhash)
-    i, j = near_duplicate_pairs(unique_p, unique_d, phash_threshold, dhash_threshold)
-    return group_labels(len(unique_p), i, j)[inverse]
+    components = Components(len(unique_p))
+    _group_join(unique_p, unique_d, (phash_threshold, dhash_threshold), components, workers=workers)
+    return components.labels()[inverse]
 
 
 def unique_hash_pairs(phash: np.ndarray, dhash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from PIL import Image
 from harvest import dedup
 from harvest.dedup import (
     BandPlan,
+    Components,
     band_bounds,
     band_radii,
     cosine_pairs,
@@ -483,3 +484,130 @@ def test_a_pool_without_stored_pictures_dedups_to_nothing(tmp_path: Path) -> Non
     row = pool.read_index().iloc[0]
     assert summary.unique_images == 0 and summary.kept == 0
     assert row["status"] == "timeout" and not row["kept"] and pd.isna(row["dup_of"])
+
+
+def dense_clusters(rng: np.random.Generator, bases: np.ndarray, size: int, flips: int) -> np.ndarray:
+    """``size`` hashes around each base, each with ``flips`` random bits flipped: most pairs of a cluster are near,
+    so every band holds buckets of hundreds of items (video frames of one scene)."""
+    bits = rng.integers(0, 64, size=(len(bases), size, flips)).astype(np.uint64)
+    return (bases[:, None] ^ np.bitwise_or.reduce(np.uint64(1) << bits, axis=2)).ravel()
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(a[:, None] == a[None], b[:, None] == b[None]))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_groups_of_dense_clusters_equal_the_components_of_all_pairs(workers: int) -> None:
+    """Dense clusters take the component-by-component search (buckets past BIG_BUCKET); the groups must be those of
+    every pair, including two clusters joined only through a chain of three pictures, and pictures that share a
+    band value with a cluster while being far from it."""
+    rng = np.random.default_rng(11)
+    base_p, base_d = rng.integers(0, 2**63, 3, dtype=np.uint64), rng.integers(0, 2**63, 3, dtype=np.uint64)
+    far = np.uint64(0xFFFFF)  # 20 bits: the 4th cluster is far from the 1st in pHash...
+    phash = dense_clusters(rng, np.r_[base_p, base_p[:1] ^ far], 150, flips=3)
+    dhash = dense_clusters(rng, np.r_[base_d, base_d[:1]], 150, flips=3)
+    chain = base_p[0] ^ np.array([0x1F, 0x3FF, 0x7FFF], dtype=np.uint64)  # ...but 5-bit steps lead from one to it
+    strangers = rng.integers(0, 2**63, 100, dtype=np.uint64)
+    strangers = (strangers & np.uint64(0xFFFF_FFFF_FFFF_0000)) | (base_p[0] & np.uint64(0xFFFF))  # a shared band
+    phash = np.concatenate([phash, chain, strangers])
+    dhash = np.concatenate([dhash, np.full(3, base_d[0]), rng.integers(0, 2**63, 100, dtype=np.uint64)])
+    pairs = np.array(sorted(brute_force_pairs(phash, dhash, 10, 10)))
+    expected = group_labels(len(phash), pairs[:, 0], pairs[:, 1])
+    labels = near_duplicate_groups(phash, dhash, 10, 10, workers=workers)
+    assert same_partition(labels, expected)
+    assert len(np.unique(labels[:603])) == 3 and labels[0] == labels[450]  # clusters 1 and 4 joined by the chain
+    assert len(np.unique(labels[603:])) == 100 and not np.isin(labels[603:], labels[:603]).any()
+
+
+def test_components_fold_edges_in_bounded_batches() -> None:
+    components = Components(10, buffer=2)
+    components.add(np.array([0, 2]), np.array([1, 3]))  # reaches the buffer: folded
+    assert components.joined(np.array([0, 2]), np.array([1, 3])).all()
+    components.add(np.array([1]), np.array([2]))
+    components.add(np.array([0, 5]), np.array([3, 6]))  # 0-3 already joined (through 1-2): dropped on arrival
+    labels = components.labels()
+    assert labels[0] == labels[1] == labels[2] == labels[3] and labels[5] == labels[6] != labels[0]
+    assert len(np.unique(labels)) == 10 - 4
+
+
+@pytest.mark.parametrize("threshold", [4, 8, 10])
+def test_groups_equal_brute_force_when_every_bucket_is_searched_by_component(
+    monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    """With BIG_BUCKET = 2 every shared bucket takes the component-by-component path; copies 0..12 bits off make
+    many pairs that only one band can find, so a pair that path skips wrongly changes the groups."""
+    monkeypatch.setattr(dedup, "BIG_BUCKET", 2)
+    rng = np.random.default_rng(threshold)
+    phash = random_hashes_with_copies(rng, 700, 400, max_flips=12)
+    dhash = random_hashes_with_copies(rng, 700, 400, max_flips=12)
+    low = np.uint64(0xFFF)
+    phash[600:650] = (phash[600:650] & ~low) | (phash[0] & low)  # far pictures sharing a band value with a copy pair
+    dense = dense_clusters(rng, rng.integers(0, 2**63, 2, dtype=np.uint64), 60, flips=2)
+    phash, dhash = np.concatenate([phash, dense]), np.concatenate([dhash, dense[::-1]])
+    pairs = np.array(sorted(brute_force_pairs(phash, dhash, threshold, threshold)))
+    expected = group_labels(len(phash), pairs[:, 0], pairs[:, 1])
+    assert same_partition(near_duplicate_groups(phash, dhash, threshold, threshold), expected)
+
+
+@pytest.mark.parametrize("threshold", [3, 8, 10])
+def test_pairs_that_only_one_band_can_find_are_grouped(monkeypatch: pytest.MonkeyPatch, threshold: int) -> None:
+    """Each copy differs from its original in exactly ``threshold`` bits, placed so that one band only is within
+    its search radius; two far pictures share that band value, so the bucket takes the component-by-component
+    path (BIG_BUCKET = 2). Every copy must still join its original, and nothing else may join."""
+    monkeypatch.setattr(dedup, "BIG_BUCKET", 2)
+    rng = np.random.default_rng(threshold)
+    originals = 120
+    n = originals * 4
+    plan = plan_bands(threshold, n, n, self_join=True)
+    searched = [k for k, r in enumerate(plan.radii) if r >= 0]
+    phash = rng.integers(0, 2**63, n, dtype=np.uint64)
+    dhash = rng.integers(0, 2**63, n, dtype=np.uint64)
+    for k in range(originals):
+        band = searched[k % len(searched)]  # the one band that can find this copy
+        flips: list[int] = []
+        for b, ((shift, width), radius) in enumerate(zip(plan.bands, plan.radii, strict=True)):
+            count = radius if b == band else radius + 1  # within radius in `band`, one bit past it elsewhere
+            flips += (shift + rng.choice(width, size=max(count, 0), replace=False)).tolist()
+        assert len(flips) == threshold
+        copy, far1, far2 = originals + 3 * k, originals + 3 * k + 1, originals + 3 * k + 2
+        phash[copy] = phash[k] ^ np.uint64(sum(1 << b for b in flips))
+        dhash[copy] = dhash[k]
+        shift, width = plan.bands[band]
+        mask = np.uint64(((1 << width) - 1) << shift)
+        for stranger in (far1, far2):  # the same value in the finding band, random elsewhere: a shared bucket
+            phash[stranger] = (phash[stranger] & ~mask) | (phash[copy if stranger == far1 else k] & mask)
+    labels = near_duplicate_groups(phash, dhash, threshold, threshold)
+    pairs = np.array(sorted(brute_force_pairs(phash, dhash, threshold, threshold)))
+    assert len(pairs) == originals  # the construction: each copy near its original only
+    assert same_partition(labels, group_labels(n, pairs[:, 0], pairs[:, 1]))
+
+
+@pytest.mark.parametrize("big_bucket", [2, 32])
+def test_component_search_equals_the_exhaustive_search_band_by_band(
+    monkeypatch: pytest.MonkeyPatch, big_bucket: int
+) -> None:
+    """One band at a time (no other band can make up for a pair it misses), the groups of the pruned search equal
+    the components of every pair the exhaustive search of that band finds: dense clusters, copies, pictures
+    sharing band values, at both bucket thresholds."""
+    monkeypatch.setattr(dedup, "BIG_BUCKET", big_bucket)
+    rng = np.random.default_rng(big_bucket)
+    phash = random_hashes_with_copies(rng, 500, 250, max_flips=10)
+    dhash = random_hashes_with_copies(rng, 500, 250, max_flips=10)
+    low = np.uint64(0xFFFFF)
+    phash[400:450] = (phash[400:450] & ~low) | (phash[0] & low)  # far pictures sharing low bands with a copy pair
+    dense = dense_clusters(rng, rng.integers(0, 2**63, 3, dtype=np.uint64), 80, flips=3)
+    phash, dhash = np.concatenate([phash, dense]), np.concatenate([dhash, dense[::-1]])
+    phash, dhash, _ = unique_hash_pairs(phash, dhash)
+    n, limits = len(phash), (8, 8)
+    all_units = dedup._band_units(phash, dhash, limits)
+    tables = list(dict.fromkeys(id(unit[0]) for unit in all_units))
+    for table in tables:
+        monkeypatch.setattr(dedup, "_band_units", lambda *_, t=table: [u for u in all_units if id(u[0]) == t])
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        dedup._self_join(phash, dhash, limits, lambda i, j, found=found: found.append((i, j)))
+        i = np.concatenate([np.empty(0, dtype=np.int64), *(a for a, _ in found)])
+        j = np.concatenate([np.empty(0, dtype=np.int64), *(b for _, b in found)])
+        components = Components(n)
+        dedup._group_join(phash, dhash, limits, components)
+        assert same_partition(components.labels(), group_labels(n, i, j))
