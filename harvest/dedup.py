@@ -558,18 +558,26 @@ def cross_matches(
     return (table_index, probe_index) if swapped else (probe_index, table_index)
 
 
-def cosine_pairs(embeddings: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i < j) of L2-normalised rows whose cosine similarity is >= ``threshold`` (blocked, O(N^2 d))."""
+def cosine_blocks(
+    embeddings: np.ndarray, threshold: float, block: int = 4096, max_block_bytes: int = 1 << 28
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pairs (i < j) of L2-normalised rows whose cosine similarity is >= ``threshold``, one block of rows at a
+    time (O(N^2 d) time); a block's similarity matrix stays under ``max_block_bytes`` whatever N is."""
     emb = np.asarray(embeddings, dtype=np.float32)
-    found: list[np.ndarray] = []
+    block = max(1, min(block, max_block_bytes // (4 * max(len(emb), 1))))
     for start in range(0, len(emb), block):
         sims = emb[start : start + block] @ emb[start:].T  # (block, N - start)
         rows, cols = np.nonzero(sims >= threshold)
         i, j = rows + start, cols + start
         keep = i < j
-        found.append(np.stack([i[keep], j[keep]], axis=1))
-    pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
-    return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+        yield i[keep].astype(np.int64), j[keep].astype(np.int64)
+
+
+def cosine_pairs(embeddings: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of :func:`cosine_blocks`, held at once (for tests and small sets; grouping streams them)."""
+    found = list(cosine_blocks(embeddings, threshold, block))
+    empty = np.empty(0, dtype=np.int64)
+    return np.concatenate([empty, *(i for i, _ in found)]), np.concatenate([empty, *(j for _, j in found)])
 
 
 def group_labels(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:

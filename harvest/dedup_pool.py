@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures
-from harvest.dedup import cosine_pairs, group_labels, near_duplicate_groups, representatives
+from harvest.dedup import Components, cosine_blocks, near_duplicate_groups, representatives
 from harvest.errors import ConfigError
 from harvest.hashing import hash_files, hex_to_uint64
 
@@ -144,10 +144,12 @@ def _merge_by_clip(pool_root: Path, ids: list[str], labels: np.ndarray, config: 
     present = [k for k, image_id in enumerate(ids) if image_id in row_of]
     if not present:
         return labels, 0
-    i, j = cosine_pairs(embeddings[[row_of[ids[k]] for k in present]], config.clip_threshold)
     present_arr = np.asarray(present)
-    merged = group_labels(int(labels.max()) + 1, labels[present_arr[i]], labels[present_arr[j]])
-    return merged[labels], len(i)
+    groups, pairs = Components(int(labels.max()) + 1), 0  # streamed: near-identical frames make ~N^2/2 pairs
+    for i, j in cosine_blocks(embeddings[[row_of[ids[k]] for k in present]], config.clip_threshold):
+        groups.add(labels[present_arr[i]], labels[present_arr[j]])
+        pairs += len(i)
+    return groups.labels()[labels], pairs
 
 
 def _text_column(df: pd.DataFrame, values: list[str | None]) -> pd.Series:

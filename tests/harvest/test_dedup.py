@@ -17,6 +17,7 @@ from harvest.dedup import (
     Components,
     band_bounds,
     band_radii,
+    cosine_blocks,
     cosine_pairs,
     cross_matches,
     flip_masks_by_top_bit,
@@ -274,6 +275,9 @@ def test_cosine_pairs_equal_brute_force_across_blocks() -> None:
     expected = set(zip(*[a.tolist() for a in np.nonzero(np.triu(sims >= 0.94, 1))], strict=True))
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == expected
     assert len(expected) >= 30
+    blocks = list(cosine_blocks(emb, 0.94, max_block_bytes=4 * 90 * 7))  # 7 rows of similarities at a time
+    assert len(blocks) == 13
+    assert {(a, b) for i, j in blocks for a, b in zip(i.tolist(), j.tolist(), strict=True)} == expected
 
 
 # -- the pool stage ---------------------------------------------------------------------------------------------
