@@ -40,7 +40,7 @@ from harvest.qbe_local import ClipEmbedder, Embedder, copied_row, exact_knn, poo
 from harvest.sources.by_example import Example, ExampleSearchSource, Match
 from harvest.sources.clip_knn import DEFAULT_INDEX, ClipKnnSource
 from harvest.sources.google_lens import GoogleLensSource, NoPublicUrlError
-from harvest.writer import PoolWriter, Summary, compact_pool, known_found_by, run_progress
+from harvest.writer import PoolWriter, Summary, compact_pool, known_found_by, run_progress, with_notes
 
 WEB_BACKENDS: dict[str, type[ExampleSearchSource]] = {"clip-knn": ClipKnnSource, "google-lens": GoogleLensSource}
 BACKENDS = (*WEB_BACKENDS, "local")
@@ -153,8 +153,7 @@ class QbeSummary:
             table.add_row(f"{backend}: examples failed ({reason})", str(count), style="yellow")
         table.add_row("evaluation images guarded against", str(self.exclusion_images))
         table.add_row("pictures marked leak_of (kept = False)", str(self.leaks), style="yellow" if self.leaks else None)
-        table.caption = "; ".join(self.notes) or None
-        return table
+        return with_notes(table, "; ".join(self.notes) or None)
 
     def to_record(self) -> dict[str, Any]:
         return {

@@ -168,7 +168,7 @@ class Summary:
         }
 
     def table(self) -> Any:
-        """A rich table: one line per source and status, then the totals."""
+        """A rich table (one line per source and status), then the totals as a line of its own."""
         from rich.table import Table
 
         table = Table(title=f"harvest {self.command}: {self.rows} new rows, {self.ok} ok")
@@ -177,13 +177,23 @@ class Summary:
         table.add_column("rows", justify="right")
         for (source, status), count in sorted(self.counts.items()):
             table.add_row(source, status, str(count), style=None if status == "ok" else "yellow")
-        table.caption = (
+        totals = (
             f"{self.candidates} candidates: {self.known} already in the pool, {self.repeats} found again this run "
             f"(not fetched twice); {_human_bytes(self.stored_bytes)} in {self.elapsed_s:.1f} s"
         )
         if self.retried:
-            table.caption += f"; {self.retried} earlier failures fetched again (--retry-failed)"
-        return table
+            totals += f"; {self.retried} earlier failures fetched again (--retry-failed)"
+        return with_notes(table, totals)
+
+
+def with_notes(table: Any, notes: str | None) -> Any:
+    """``table`` then ``notes`` as plain lines at the console's width. A table's own title and caption wrap to the
+    table's width, which squeezed a sentence into a 26-column block under a three-column table."""
+    from rich.console import Group
+    from rich.text import Text
+
+    table.min_width = len(str(table.title or "")) + 2
+    return Group(table, Text(notes)) if notes else table
 
 
 def _human_bytes(size: int) -> str:
