@@ -136,7 +136,7 @@ def dedup(
     exclude_like: list[str] = typer.Option([], "--exclude-like", help="Evaluation images: folder or dataset (repeat)."),
     clip_threshold: float | None = typer.Option(None, "--clip-threshold", help="Also merge cosine >= this, e.g. 0.94."),
     clip_model: str | None = typer.Option(None, "--clip-model", help="Embedding cache tag (default: newest)."),
-    workers: int = typer.Option(0, "--workers", help="Hashing processes (0: one per core)."),
+    workers: int = typer.Option(0, "--workers", help="Hashing processes and grouping threads (0: one per core)."),
 ) -> None:
     """Mark exact and near-duplicate pictures (dup_of) and near-copies of evaluation images (leak_of)."""
     from rich.console import Console

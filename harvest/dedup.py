@@ -259,8 +259,9 @@ def _indexed_side(phash: np.ndarray, dhash: np.ndarray, tp: int, td: int) -> tup
 def _run_workers(units: list[T], work: Callable[[T], np.ndarray], workers: int) -> list[np.ndarray]:
     """``work(unit)`` for every unit, on ``workers`` threads (0: one per core); results in unit order.
 
-    numpy releases the GIL inside each pass, but on the shared 2-core machine (load 5-6) two threads measured
-    no faster than one (1M hashes, t = 10: 27-30 s either way), so the public functions default to one.
+    numpy releases the GIL inside each pass: on 2 quiet cores two threads group 1M hashes at t = 10 in 9.9-10.5 s
+    against 12.5-13.3 s (on the same cores under load 5-6 they gained nothing). The functions default to one;
+    ``harvest dedup --workers`` passes its own (0: one per core).
     """
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(units) == 1:

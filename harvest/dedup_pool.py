@@ -181,7 +181,7 @@ def dedup_pool(config: DedupConfig) -> DedupSummary:
     summary.unique_images = len(images)
 
     phash, dhash = hex_to_uint64(images["phash"]), hex_to_uint64(images["dhash"])
-    labels = near_duplicate_groups(phash, dhash, config.threshold, config.dhash_bits)
+    labels = near_duplicate_groups(phash, dhash, config.threshold, config.dhash_bits, workers=config.workers)
     if config.clip_threshold is not None and len(images):
         labels, summary.clip_merged_pairs = _merge_by_clip(pool.root, images["id"].tolist(), labels, config)
     area = images["width"].fillna(0).astype(np.int64) * images["height"].fillna(0).astype(np.int64)
