@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,20 @@ def test_separate_batchnorm_keeps_ranked_patches_out_of_the_running_statistics(
         assert ("rank" in terms) == (rank_batch is not None)
     same = torch.allclose(stats[0], stats[1])
     assert same == (batchnorm == "separate")
+
+
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile needs a C compiler"
+)
+def test_compiled_training_matches_eager_and_saves_plain_checkpoints(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """``schedule.compile = true`` trains the same model (inductor on the CPU here, about 7 s of compiling) and
+    its checkpoints hold the plain module's weights, which eval, predict and export read."""
+    fit(tiny_config(blob_data), tmp_path / "eager", show_progress=False)
+    result = fit(tiny_config(blob_data, schedule={"compile": True}), tmp_path / "compiled", show_progress=False)
+    eager, compiled = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("eager", "compiled"))
+    assert list(compiled) == list(eager)  # no "_orig_mod." prefixes
+    for name, value in eager.items():
+        torch.testing.assert_close(compiled[name], value, rtol=1e-3, atol=1e-4)
+    assert np.isfinite(result.test["mae"])
