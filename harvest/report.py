@@ -243,11 +243,12 @@ def build_report(config: ReportConfig) -> ReportSummary:
     dups = stored[stored["dup_of"].notna() & (stored["dup_of"] != stored["id"])] if "dup_of" in stored else stored[:0]
     if len(dups):
         groups = []
-        for rep, members in list(dups.groupby("dup_of", sort=False))[: config.groups]:
+        size_of = stored.set_index("id")[["width", "height"]]
+        by_size = sorted(dups.groupby("dup_of", sort=False), key=lambda group: -len(group[1]))  # largest first
+        for rep, members in by_size[: config.groups]:
             if rep not in path_of:
                 continue
-            size_of = stored.set_index("id")[["width", "height"]]
-            group = [(path_of[rep], f"kept {_size(*size_of.loc[rep])}")]
+            group = [(path_of[rep], f"kept {_size(*size_of.loc[rep])}, 1 of {len(members) + 1}")]
             group += [
                 (path_of[i], f"dup {_size(w, h)}")
                 for i, w, h in zip(members["id"], members["width"], members["height"], strict=True)
