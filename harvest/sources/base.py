@@ -8,10 +8,12 @@ import pkgutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
 from harvest.errors import ConfigError, FetchError, HarvestError, SourceError
+
+T = TypeVar("T")
 
 # The sources a keyword search uses when none are named: both give licence and author for every image.
 DEFAULT_SOURCES: tuple[str, ...] = ("wikimedia", "openverse")
@@ -136,7 +138,7 @@ class SearchSource:
                 f"{' '.join(response.text[:120].split())!r}"
             ) from e
 
-    def parse(self, parser: Callable[..., ResultPage], body: Any, *args: Any) -> ResultPage:
+    def parse(self, parser: Callable[..., T], body: Any, *args: Any) -> T:
         """Run a pure parser; a response of the wrong shape raises :class:`SourceError` naming source and endpoint."""
         try:
             return parser(body, *args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,7 +20,13 @@ from harvest.net import DEFAULT_USER_AGENT, BlockedHostError, make_session
 from harvest.sources import DEFAULT_SOURCES, create_source, list_sources
 from harvest.sources.bing import parse_bing_page
 from harvest.sources.duckduckgo import parse_ddg_page, parse_vqd
-from harvest.sources.flickr import OPEN_LICENSE_IDS, parse_flickr_page
+from harvest.sources.flickr import (
+    FLICKR_LICENSES,
+    OPEN_LICENSE_IDS,
+    open_license_ids,
+    parse_flickr_licenses,
+    parse_flickr_page,
+)
 from harvest.sources.openverse import parse_openverse_page
 from harvest.sources.text import normalize_license, strip_html
 from harvest.sources.wikimedia import parse_commons_page
@@ -296,18 +303,49 @@ def test_openverse_sends_token_and_stops_at_limit(web, monkeypatch: pytest.Monke
     assert params(web.requests[0])["page_size"] == "2"
 
 
+def flickr_api(pages: dict[str, bytes]) -> Callable[[Any], Reply]:
+    """The REST endpoint: ``licenses.getInfo`` answers the saved licence list, ``photos.search`` the saved pages."""
+
+    def answer(request: Any) -> Reply:
+        if params(request)["method"] == "flickr.photos.licenses.getInfo":
+            return json_reply(saved("flickr", "licenses.json"))
+        return json_reply(pages[params(request)["page"]])
+
+    return answer
+
+
 def test_flickr_pages_with_key_and_open_licences_only(web, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLICKR_API_KEY", "k-secret")
     pages = {"1": saved("flickr", "search_page1.json"), "2": saved("flickr", "search_page2.json")}
-    web.route("/services/rest/", handler=lambda r: json_reply(pages[params(r)["page"]]))
-    found = list(create_source("flickr", endpoint=web.url("/services/rest/")).search("crowd", limit=10))
+    web.route("/services/rest/", handler=flickr_api(pages))
+    source = create_source("flickr", endpoint=web.url("/services/rest/"))
+    found = list(source.search("crowd", limit=10))
     assert [c.license for c in found] == ["cc-by-2.0", "cc0-1.0", "nkcr", "pdm"]
-    first = params(web.requests[0])
+    info, first = params(web.requests[0]), params(web.requests[1])
+    assert (info["method"], info["api_key"]) == ("flickr.photos.licenses.getInfo", "k-secret")
     assert (first["method"], first["api_key"], first["text"]) == ("flickr.photos.search", "k-secret", "crowd")
     assert (first["format"], first["nojsoncallback"]) == ("json", "1")
-    assert first["license"].split(",") == [str(i) for i in OPEN_LICENSE_IDS] and "0" not in first["license"].split(",")
+    # every open licence the list names, the CC 4.0 ones Flickr added in 2025 included; never 0 (all rights reserved)
+    assert first["license"].split(",") == [str(i) for i in range(1, 17)]
     assert first["extras"] == "url_o,url_l,url_c,license,owner_name,o_dims"
-    assert [params(r)["page"] for r in web.requests] == ["1", "2"]
+    assert [params(r).get("page") for r in web.requests] == [None, "1", "2"]
+    list(source.search("march", limit=3))
+    assert [params(r)["method"] for r in web.requests].count("flickr.photos.licenses.getInfo") == 1  # once per run
+
+
+def test_flickr_licence_list_names_ids_by_url_and_keeps_only_open_ones() -> None:
+    table = parse_flickr_licenses(saved_json("flickr", "licenses.json"))
+    assert table[11] == ("cc-by-4.0", "https://creativecommons.org/licenses/by/4.0/")
+    assert table[16][0] == "cc-by-nc-nd-4.0" and table[7][0] == "nkcr" and table[8][0] == "usgov"
+    assert table[0] == ("all-rights-reserved", None)
+    assert open_license_ids(table) == tuple(range(1, 17))
+    assert open_license_ids(FLICKR_LICENSES) == OPEN_LICENSE_IDS
+    photo = {"id": "1", "owner": "o", "license": "12", "url_l": "u"}
+    page = {"stat": "ok", "photos": {"page": 1, "pages": 1, "photo": [photo]}}
+    assert parse_flickr_page(page, "q", table).candidates[0].license == "cc-by-sa-4.0"
+    assert parse_flickr_page(page, "q").candidates[0].license == "flickr-license-12"  # no list: never guessed
+    with pytest.raises(SourceError, match="Invalid API Key"):
+        parse_flickr_licenses(saved_json("flickr", "invalid_key.json"))
 
 
 def test_bing_advances_first_and_stops_when_a_page_repeats(web) -> None:
