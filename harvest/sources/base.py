@@ -113,7 +113,9 @@ class SearchSource:
         if response.status_code >= 400:
             snippet = " ".join(response.text[:200].split())
             message = f"source {self.name!r}: {response.url} answered HTTP {response.status_code}"
-            raise FetchError(self._redact(message + (f": {snippet}" if snippet else ""), params))
+            error = FetchError(self._redact(message + (f": {snippet}" if snippet else ""), params))
+            error.status = response.status_code  # type: ignore[attr-defined]
+            raise error
         return response
 
     def _redact(self, message: str, params: Any) -> str:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from harvest.errors import SourceError
+from harvest.errors import FetchError, SourceError
 from harvest.sources.base import Candidate, ResultPage, SearchSource, register_source
 from harvest.sources.text import normalize_license, strip_html
 
@@ -72,7 +72,16 @@ class OpenverseSource(SearchSource):
 
         def fetch(page: int) -> ResultPage:
             params = {"q": query, "page": str(page), "page_size": str(page_size)}
-            body = self.get_json(self.url("/v1/images/"), params=params, headers=headers)
+            try:
+                body = self.get_json(self.url("/v1/images/"), params=params, headers=headers)
+            except FetchError as e:
+                if token and getattr(e, "status", None) == 401:
+                    raise FetchError(
+                        f"source 'openverse' refused {TOKEN_VARIABLE} (HTTP 401): Openverse access tokens expire "
+                        "12 hours after they are issued. Get a new one (POST /v1/auth_tokens/token/ with your "
+                        f"client_id and client_secret) or unset {TOKEN_VARIABLE} to search anonymously"
+                    ) from e
+                raise
             return self.parse(parse_openverse_page, body, query, page)
 
         yield from self.paginate(fetch, 1, limit)

@@ -303,6 +303,16 @@ def test_openverse_sends_token_and_stops_at_limit(web, monkeypatch: pytest.Monke
     assert params(web.requests[0])["page_size"] == "2"
 
 
+def test_openverse_says_an_expired_token_expired_and_how_to_go_on(web, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENVERSE_TOKEN", "tok-old")
+    web.route("/v1/images/", status=401, body=b'{"detail": "Authentication credentials were not provided."}')
+    with pytest.raises(FetchError, match=r"refused OPENVERSE_TOKEN \(HTTP 401\).*expire.*unset OPENVERSE_TOKEN"):
+        list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
+    monkeypatch.delenv("OPENVERSE_TOKEN")
+    with pytest.raises(FetchError, match="answered HTTP 401"):  # no token: the plain error, nothing about tokens
+        list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
+
+
 def flickr_api(pages: dict[str, bytes]) -> Callable[[Any], Reply]:
     """The REST endpoint: ``licenses.getInfo`` answers the saved licence list, ``photos.search`` the saved pages."""
 
