@@ -92,7 +92,7 @@ class WikimediaSource(SearchSource):
             "action": "query",
             "format": "json",
             "generator": "search",
-            "gsrsearch": query,
+            "gsrsearch": f"{query} filetype:bitmap",  # CirrusSearch: raster files only, no SVG/PDF/video pages
             "gsrnamespace": "6",
             "gsrlimit": str(min(max(limit, 1), MAX_PAGE_SIZE)),
             "prop": "imageinfo",

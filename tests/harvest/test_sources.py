@@ -268,7 +268,7 @@ def test_wikimedia_follows_continue_until_the_last_page(web) -> None:
         "Oktoberfest Theresienwiese",
     ]
     first, second = (params(r) for r in web.requests)
-    assert (first["gsrsearch"], first["gsrnamespace"], first["generator"]) == ("crowd", "6", "search")
+    assert (first["gsrsearch"], first["gsrnamespace"], first["generator"]) == ("crowd filetype:bitmap", "6", "search")
     assert first["iiprop"] == "url|size|mime|extmetadata" and "gsroffset" not in first
     assert (second["gsroffset"], second["continue"]) == ("3", "gsroffset||")
     assert web.requests[0].headers["User-Agent"] == DEFAULT_USER_AGENT
