@@ -14,6 +14,10 @@ metric = "mae"                       # what the table and the plot report
 "schedule.steps" = 600
 ```
 
+``folds = ["data/ucf-fold1", ..., "data/ucf-fold5"]`` runs every grid point and seed once per fold, with that
+fold's dataset as ``data.labeled`` and ``data.eval`` (UCF_CC_50's 5-fold protocol), and the tables average over
+folds and seeds together.
+
 Every grid point and seed is one ``train fit`` in its own process (``DIR/runs/<name>``), so a killed study
 resumes run by run: finished runs (with ``eval.json``) are read back, interrupted ones continue from
 ``last.pt``. The results land in ``DIR/results.csv`` (one row per run), ``DIR/results.md`` (mean and standard
@@ -38,7 +42,8 @@ import tomllib
 
 from train.errors import ConfigError, TrainError
 
-STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description"}
+STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description", "folds"}
+FOLD_KEYS = ("data.labeled", "data.eval")  # what each fold sets
 METRICS = ("mae", "rmse", "nae", "game0", "game1", "game2", "game3", "spearman", "count_ratio")
 
 
@@ -53,8 +58,17 @@ class StudyConfig:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    folds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if any(not isinstance(f, str) or not f for f in self.folds):
+            raise ConfigError(f"study folds = {list(self.folds)!r}: expected a list of dataset folders or Hub ids")
+        clash = [k for k in FOLD_KEYS if self.folds and (k in self.grid or k in self.overrides)]
+        if clash:
+            raise ConfigError(
+                f"study sets {clash} and `folds`: each fold sets data.labeled and data.eval itself; remove them "
+                "from [grid], [set] and --set"
+            )
         if not self.manifest.is_file():
             raise ConfigError(
                 f"study manifest = {str(self.manifest)!r} does not exist; give a path relative to the study"
@@ -68,15 +82,21 @@ class StudyConfig:
                 raise ConfigError(f"study grid.{key!r} = {values!r}: expected a non-empty list of values")
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every (grid point, seed) with its run name and ``--set`` overrides."""
+        """Every (grid point, fold, seed) with its run name and ``--set`` overrides."""
         keys = list(self.grid)
+        folds: list[tuple[int | None, dict[str, Any]]] = [
+            (k, {"data.labeled": [path], "data.eval": path}) for k, path in enumerate(self.folds, start=1)
+        ] or [(None, {})]
         runs = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
             point = dict(zip(keys, values, strict=True))
-            for seed in self.seeds:
-                name = "__".join([f"{_short(k)}={_slug(v)}" for k, v in point.items()] + [f"seed={seed}"])
-                overrides = {**self.overrides, **point, "seed": seed, "name": name}
-                runs.append({"name": name, "point": point, "seed": seed, "overrides": overrides})
+            for fold, fold_overrides in folds:
+                for seed in self.seeds:
+                    parts = [f"{_short(k)}={_slug(v)}" for k, v in point.items()]
+                    name = "__".join(parts + ([f"fold={fold}"] if fold else []) + [f"seed={seed}"])
+                    overrides = {**self.overrides, **point, **fold_overrides, "seed": seed, "name": name}
+                    run = {"name": name, "point": point, "seed": seed, "overrides": overrides}
+                    runs.append({**run, "fold": fold} if fold else run)
         return runs
 
 
@@ -134,7 +154,13 @@ def load_study(path: str | Path, extra_overrides: list[str] | None = None) -> St
         grid=dict(table.get("grid", {})),
         overrides=overrides,
         description=str(table.get("description", "")),
+        folds=_as_tuple(table.get("folds", [])),
     )
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    """A TOML list as a tuple; a single value as a one-item tuple (validated by :class:`StudyConfig`)."""
+    return tuple(value) if isinstance(value, list) else (value,)
 
 
 def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) -> dict[str, Any]:
@@ -169,13 +195,18 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
         with open(folder / "study.log", "a") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         if code != 0 or not eval_path.is_file():
-            return {"run": run["name"], "seed": run["seed"], **run["point"], "status": f"failed (exit {code})"}
+            return {**_row_keys(run), "status": f"failed (exit {code})"}
     metrics = {**json.loads(eval_path.read_text()), **ordering_metrics(folder / "eval_images.csv")}
-    row = {"run": run["name"], "seed": run["seed"], **run["point"], "status": "ok"}
+    row = {**_row_keys(run), "status": "ok"}
     row.update({m: metrics.get(m) for m in METRICS})
     row["best_step"] = metrics.get("step")
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
+
+
+def _row_keys(run: dict[str, Any]) -> dict[str, Any]:
+    """The identifying columns of a results row: run name, seed, fold (when the study has folds), grid point."""
+    return {"run": run["name"], "seed": run["seed"], **({"fold": run["fold"]} if "fold" in run else {}), **run["point"]}
 
 
 def ordering_metrics(per_image_csv: Path) -> dict[str, float]:
@@ -253,9 +284,12 @@ def summary_markdown(study: StudyConfig, df: Any) -> str:
     lines = [f"# {study.name}", ""]
     if study.description:
         lines += [study.description.strip(), ""]
+    over = f"seeds {list(study.seeds)}"
+    if study.folds:
+        over = f"{len(study.folds)} folds ({', '.join(study.folds)}) x {over}"
     lines += [
-        f"Test {study.metric.upper()}, mean ± standard deviation over seeds {list(study.seeds)} "
-        f"(lower is better). Base manifest: `{study.manifest.name}`.",
+        f"Test {study.metric.upper()}, mean ± standard deviation over {over} (lower is better). "
+        f"Base manifest: `{study.manifest.name}`.",
         "",
     ]
     if not len(df):

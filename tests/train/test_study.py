@@ -101,6 +101,41 @@ def test_sharing_a_folder_with_other_overrides_is_refused(study_file: Path, tmp_
         run_study(load_study(study_file, ["schedule.steps=6"]), tmp_path / "out", progress=False)
 
 
+def test_folds_run_each_point_on_each_fold_and_average_over_folds(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    """UCF_CC_50's protocol: every grid point and seed trains and tests once per fold dataset."""
+    from tests.train.conftest import build_labeled
+
+    folds = [build_labeled(tmp_path / f"fold{k}", {"train": 12, "test": 3}, seed=10 + k) for k in (1, 2)]
+    (tmp_path / "base.toml").write_text(MANIFEST.format(labeled=blob_data["labeled"], ranked=blob_data["ranked"]))
+    study_path = tmp_path / "folds.toml"
+    study_path.write_text(
+        'name = "folds"\nmanifest = "base.toml"\nseeds = [0]\nfolds = ['
+        + ", ".join(f'"{f}"' for f in folds)
+        + ']\n[grid]\n"schedule.paradigm" = ["count-only", "multitask"]\n'
+    )
+    study = load_study(study_path)
+    assert [r["name"] for r in study.runs()] == [
+        "paradigm=count-only__fold=1__seed=0",
+        "paradigm=count-only__fold=2__seed=0",
+        "paradigm=multitask__fold=1__seed=0",
+        "paradigm=multitask__fold=2__seed=0",
+    ]
+    rows = run_study(study, tmp_path / "out", progress=False)
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    for row in rows:
+        config = (tmp_path / "out" / "runs" / row["run"] / "config.toml").read_text()
+        fold = folds[row["fold"] - 1]
+        assert f'labeled = ["{fold}"]' in config and f'eval = "{fold}"' in config
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(df["fold"]) == [1, 2, 1, 2]
+    table = (tmp_path / "out" / "results.md").read_text()
+    mean = df[df["schedule.paradigm"] == "count-only"]["mae"].mean()
+    assert "over 2 folds" in table and f"{mean:.2f} ± " in table and "(n=2)" in table
+    study_path.write_text(study_path.read_text().replace("[grid]", '[set]\n"data.eval" = "x"\n[grid]'))
+    with pytest.raises(ConfigError, match=r"\['data.eval'\] and `folds`"):
+        load_study(study_path)
+
+
 def test_bad_study_files_fail_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "base.toml").write_text("name = 'x'\n")
     bad = tmp_path / "bad.toml"
@@ -166,7 +201,8 @@ def test_every_shipped_study_expands_to_valid_manifests(path: Path) -> None:
 
     study = load_study(path)
     runs = study.runs()
-    assert len(runs) == len(study.seeds) * int(np.prod([len(v) for v in study.grid.values()]))
+    folds = max(1, len(study.folds))
+    assert len(runs) == len(study.seeds) * folds * int(np.prod([len(v) for v in study.grid.values()]))
     for run in runs:
         config = load_manifest(study.manifest, [f"{k}={_toml_literal(v)}" for k, v in run["overrides"].items()])
         assert config.seed == run["seed"] and config.name == run["name"]
