@@ -22,6 +22,8 @@ from harvest.sources.text import strip_html
 
 DEFAULT_INDEX = "laion5B-L-14"  # the index name of LAION's own deployment; self-hosted ones name theirs
 SERVICE_PATH = "/knn-service"
+RESULT_ID_FACTOR = 3  # neighbours fetched per result wanted, for the filters to drop from
+MAX_RESULT_IDS = 10_000
 
 
 def parse_knn_answer(body: Any, query: str, mode: str, source: str = "clip-knn") -> tuple[list[Match], Counter[str]]:
@@ -82,7 +84,10 @@ class ClipKnnSource(ExampleSearchSource):
     def request_body(self, limit: int, **query: Any) -> dict[str, Any]:
         """The JSON body for one query (``image=``, ``embedding_input=`` or ``text=``) asking for ``limit`` results."""
         body = {"text": None, "image": None, "image_url": None, "embedding_input": None, **query}
-        body.update(self.options, modality="image", indice_name=self.index, num_images=limit, num_result_ids=limit)
+        # The service fetches num_result_ids neighbours, then drops duplicates and unsafe pictures and returns at
+        # most num_images: asking for as many ids as images would come back short whenever a filter is on.
+        ids = max(limit, min(limit * RESULT_ID_FACTOR, MAX_RESULT_IDS))
+        body.update(self.options, modality="image", indice_name=self.index, num_images=limit, num_result_ids=ids)
         return body
 
     def post_json(self, body: dict[str, Any]) -> Any:

@@ -151,7 +151,7 @@ def test_knn_request_body_carries_every_clip_retrieval_field() -> None:
         "image",
         "my_index",
         10,
-        10,
+        30,  # three neighbours per result wanted: deduplication and the safety filters drop some
     )
     assert (body["deduplicate"], body["use_safety_model"], body["use_violence_detector"]) == (True, True, True)
     assert (body["aesthetic_score"], body["aesthetic_weight"]) == (9, 0.5)
