@@ -516,6 +516,44 @@ class Components:
         return group_labels(self.n, np.arange(self.n), self.root)
 
 
+def _cross_join(
+    query: tuple[np.ndarray, np.ndarray],
+    ref: tuple[np.ndarray, np.ndarray],
+    limits: tuple[int, int],
+    emit: Callable[[np.ndarray, np.ndarray], None],
+    workers: int = 1,
+) -> None:
+    """Pass every (query index, reference index) pair within both thresholds to ``emit`` in chunks (a pair may come
+    once per band); the larger side is indexed, the smaller probes."""
+    sides = [
+        (np.ascontiguousarray(p, dtype=np.uint64), np.ascontiguousarray(d, dtype=np.uint64)) for p, d in (query, ref)
+    ]
+    swapped = len(sides[0][0]) > len(sides[1][0])
+    (probe_p, probe_d), (table_p, table_d) = sides[::-1] if swapped else sides
+    if len(probe_p) == 0:
+        return
+    indexed, threshold = _indexed_side(table_p, table_d, *limits)
+    probe_indexed = probe_p if indexed is table_p else probe_d
+    plan = plan_bands(threshold, len(probe_p), len(table_p), self_join=False)
+    bands = [(band, radius) for band, radius in zip(plan.bands, plan.radii, strict=True) if radius >= 0]
+
+    def work(band_radius: tuple[tuple[int, int], int]) -> None:
+        (shift, width), radius = band_radius
+        table = band_table(indexed, shift, width)
+        masks = np.concatenate([np.zeros(1, dtype=np.uint32), *flip_masks_by_top_bit(width, radius)])
+        probe_keys = band_values(probe_indexed, shift, width).astype(np.uint32)
+        probe_order = np.argsort(probe_keys)  # sorted probes keep the table reads local
+        probe_hashes = (probe_p[probe_order], probe_d[probe_order])
+        sorted_hashes = (table_p[table.order], table_d[table.order])
+        for probe, position in probe_hits(table, probe_keys[probe_order], masks):
+            a, b = _verified(probe_hashes, sorted_hashes, probe, position, *limits)
+            if len(a):
+                i, j = probe_order[a], table.order[b]
+                emit(*((j, i) if swapped else (i, j)))
+
+    _run_workers(bands, work, workers)
+
+
 def cross_matches(
     query_phash: np.ndarray,
     query_dhash: np.ndarray,
@@ -526,37 +564,49 @@ def cross_matches(
     *,
     workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (query index, reference index) within both thresholds: the larger set is indexed, the smaller probes."""
-    sides = [
-        (np.ascontiguousarray(p, dtype=np.uint64), np.ascontiguousarray(d, dtype=np.uint64))
-        for p, d in ((query_phash, query_dhash), (ref_phash, ref_dhash))
-    ]
-    swapped = len(sides[0][0]) > len(sides[1][0])
-    (probe_p, probe_d), (table_p, table_d) = sides[::-1] if swapped else sides
-    if len(probe_p) == 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    indexed, threshold = _indexed_side(table_p, table_d, phash_threshold, dhash_threshold)
-    probe_indexed = probe_p if indexed is table_p else probe_d
-    plan = plan_bands(threshold, len(probe_p), len(table_p), self_join=False)
-    bands = [(band, radius) for band, radius in zip(plan.bands, plan.radii, strict=True) if radius >= 0]
+    """Pairs (query index, reference index) within both thresholds, each once, sorted by query then reference.
 
-    def work(band_radius: tuple[tuple[int, int], int]) -> np.ndarray:
-        (shift, width), radius = band_radius
-        table = band_table(indexed, shift, width)
-        masks = np.concatenate([np.zeros(1, dtype=np.uint32), *flip_masks_by_top_bit(width, radius)])
-        probe_keys = band_values(probe_indexed, shift, width).astype(np.uint32)
-        probe_order = np.argsort(probe_keys)  # sorted probes keep the table reads local
-        probe_hashes = (probe_p[probe_order], probe_d[probe_order])
-        found: list[np.ndarray] = []
-        sorted_hashes = (table_p[table.order], table_d[table.order])
-        for probe, position in probe_hits(table, probe_keys[probe_order], masks):
-            a, b = _verified(probe_hashes, sorted_hashes, probe, position, phash_threshold, dhash_threshold)
-            found.append(probe_order[a] * len(table_p) + table.order[b])
-        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+    Memory grows with the number of pairs; :func:`closest_matches` keeps one per query item."""
+    n_ref = len(ref_phash)
+    found: list[np.ndarray] = []  # list.append is atomic: safe from worker threads
+    _cross_join(
+        (query_phash, query_dhash),
+        (ref_phash, ref_dhash),
+        (phash_threshold, dhash_threshold),
+        lambda i, j: found.append(i.astype(np.int64) * n_ref + j),
+        workers,
+    )
+    codes = _sorted_unique(np.concatenate([np.empty(0, dtype=np.int64), *found]))
+    return codes // max(n_ref, 1), codes % max(n_ref, 1)
 
-    codes = _sorted_unique(np.concatenate([np.empty(0, dtype=np.int64), *_run_workers(bands, work, workers)]))
-    probe_index, table_index = codes // len(table_p), codes % len(table_p)
-    return (table_index, probe_index) if swapped else (probe_index, table_index)
+
+def closest_matches(
+    query_phash: np.ndarray,
+    query_dhash: np.ndarray,
+    ref_phash: np.ndarray,
+    ref_dhash: np.ndarray,
+    phash_threshold: int,
+    dhash_threshold: int,
+    *,
+    workers: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query item with a match within both thresholds, its closest reference item by pHash distance
+    (ties: the lowest reference index), as (query indices ascending, reference indices). Memory stays O(query)
+    whatever the number of pairs: 50,000 video frames against 1,000 test frames of the same camera are 50M pairs."""
+    ref_p = np.ascontiguousarray(ref_phash, dtype=np.uint64)
+    query_p = np.ascontiguousarray(query_phash, dtype=np.uint64)
+    n_ref = len(ref_p)
+    best = np.full(len(query_p), np.iinfo(np.int64).max, dtype=np.int64)  # distance * n_ref + reference index
+    lock = threading.Lock()
+
+    def keep(i: np.ndarray, j: np.ndarray) -> None:
+        key = (hamming(query_p[i], ref_p[j]).astype(np.int64) * max(n_ref, 1)) + j
+        with lock:
+            np.minimum.at(best, i, key)
+
+    _cross_join((query_p, query_dhash), (ref_p, ref_dhash), (phash_threshold, dhash_threshold), keep, workers)
+    hit = np.flatnonzero(best != np.iinfo(np.int64).max)
+    return hit, best[hit] % max(n_ref, 1)
 
 
 def cosine_blocks(

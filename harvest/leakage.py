@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harvest.dedup import cross_matches
+from harvest.dedup import closest_matches
 from harvest.errors import ConfigError
 from harvest.hashing import hash_bytes, hash_files, hex_to_uint64
 
@@ -90,17 +90,9 @@ def _test_split_images(spec: str | Path) -> list[tuple[str, bytes]]:
 def find_leaks(
     phash: np.ndarray, dhash: np.ndarray, exclusions: ExclusionSet, phash_threshold: int, dhash_threshold: int
 ) -> dict[int, str]:
-    """Map pool position -> the key of the closest evaluation image it near-copies (by pHash distance)."""
-    from harvest.dedup import hamming
-
-    pool_index, excl_index = cross_matches(
+    """Map pool position -> the key of the closest evaluation image it near-copies (by pHash distance; ties: the
+    first evaluation image)."""
+    pool_index, excl_index = closest_matches(
         phash, dhash, exclusions.phash, exclusions.dhash, phash_threshold, dhash_threshold
     )
-    if len(pool_index) == 0:
-        return {}
-    distance = hamming(np.asarray(phash)[pool_index], exclusions.phash[excl_index])
-    order = np.lexsort((distance, pool_index))  # closest evaluation image first for each pool picture
-    leaks: dict[int, str] = {}
-    for k in order.tolist():
-        leaks.setdefault(int(pool_index[k]), exclusions.keys[int(excl_index[k])])
-    return leaks
+    return {int(i): exclusions.keys[int(j)] for i, j in zip(pool_index, excl_index, strict=True)}

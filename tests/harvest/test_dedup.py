@@ -17,6 +17,7 @@ from harvest.dedup import (
     Components,
     band_bounds,
     band_radii,
+    closest_matches,
     cosine_blocks,
     cosine_pairs,
     cross_matches,
@@ -214,6 +215,23 @@ def test_cross_matches_equal_brute_force_between_two_sets(nq: int, nr: int, tp: 
     expected = set(zip(*[a.tolist() for a in np.nonzero(close)], strict=True))
     assert set(zip(qi.tolist(), ri.tolist(), strict=True)) == expected
     assert len(qi) == len(expected) > 5
+
+
+@pytest.mark.parametrize(("nq", "nr"), [(300, 80), (80, 300)])
+def test_closest_matches_keep_the_nearest_reference_of_each_query(nq: int, nr: int) -> None:
+    """Both sides of the swap; frames of one scene make every query near many references (ties included)."""
+    rng = np.random.default_rng(nq)
+    phash = random_hashes_with_copies(rng, nq + nr, nr // 2, max_flips=12)
+    dhash = random_hashes_with_copies(rng, nq + nr, nr // 2, max_flips=12)
+    dense = dense_clusters(rng, rng.integers(0, 2**63, 1, dtype=np.uint64), 40, flips=2)
+    qp, qd = np.r_[phash[:nq], dense[:20]], np.r_[dhash[:nq], dense[:20]]
+    rp, rd = np.r_[phash[nq:], dense[20:]], np.r_[dhash[nq:], dense[20:]]
+    qi, ri = closest_matches(qp, qd, rp, rd, 10, 10)
+    close = (hamming(qp[:, None], rp[None]) <= 10) & (hamming(qd[:, None], rd[None]) <= 10)
+    distance = np.where(close, hamming(qp[:, None], rp[None]), 99)
+    expected_q = np.flatnonzero(close.any(axis=1))
+    assert np.array_equal(qi, expected_q) and len(qi) > 20
+    assert np.array_equal(ri, distance[expected_q].argmin(axis=1))  # argmin: the first of equal distances
 
 
 def test_cross_matches_with_an_empty_side_find_nothing() -> None:
