@@ -1,13 +1,17 @@
 """Openverse: openly licensed images indexed from Flickr, Wikimedia, museums and more (``GET /v1/images/``).
 
 Pages are numbered (``page=1, 2, ...``) with a fixed ``page_size``; the answer's ``page_count`` says where they end.
-Anonymous clients may ask for at most 20 results a page; with a registered application's access token in
-``OPENVERSE_TOKEN`` (sent as ``Authorization: Bearer``) the source asks for up to 100. No key is required.
+Anonymous clients may ask for at most 20 results a page; with a registered application's access token (sent as
+``Authorization: Bearer``) the source asks for up to 100. No key is required. A token comes from
+``OPENVERSE_CLIENT_ID`` and ``OPENVERSE_CLIENT_SECRET`` (``POST /v1/auth_tokens/token/``, client credentials; tokens
+last 12 hours, so the source asks for a new one when its token expires or is refused) or, as given, from
+``OPENVERSE_TOKEN``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +23,8 @@ from harvest.sources.text import normalize_license, strip_html
 ANONYMOUS_PAGE_SIZE = 20
 AUTHENTICATED_PAGE_SIZE = 100
 TOKEN_VARIABLE = "OPENVERSE_TOKEN"
+CLIENT_VARIABLES = ("OPENVERSE_CLIENT_ID", "OPENVERSE_CLIENT_SECRET")
+TOKEN_PATH = "/v1/auth_tokens/token/"
 
 
 def _dimension(value: Any) -> int | None:
@@ -64,24 +70,72 @@ class OpenverseSource(SearchSource):
 
     default_endpoint = "https://api.openverse.org"
 
+    def __init__(self, endpoint: str | None = None, session: Any = None, timeout: float = 30.0):
+        super().__init__(endpoint=endpoint, session=session, timeout=timeout)
+        self._token: tuple[str, float] | None = None  # (access token, expiry on time.monotonic())
+
+    def token(self, renew: bool = False) -> str | None:
+        """The bearer token: fetched with the client credentials when both are set (again when ``renew`` or within a
+        minute of its expiry), else ``OPENVERSE_TOKEN`` as given, else None (anonymous)."""
+        client_id, secret = (os.environ.get(name) for name in CLIENT_VARIABLES)
+        if not (client_id and secret):
+            return os.environ.get(TOKEN_VARIABLE) or None
+        if renew or self._token is None or time.monotonic() > self._token[1] - 60:
+            self._token = self._fetch_token(client_id, secret)
+        return self._token[0]
+
+    def _fetch_token(self, client_id: str, secret: str) -> tuple[str, float]:
+        import requests
+
+        url = self.url(TOKEN_PATH)
+        form = {"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"}
+        fix = f"check {CLIENT_VARIABLES[0]} and {CLIENT_VARIABLES[1]}, or unset them to search anonymously"
+        try:
+            response = self.session.post(url, data=form, timeout=self.timeout)
+        except requests.RequestException as e:
+            raise FetchError(f"source 'openverse': asking {url} for a token failed: {e}") from e
+        if response.status_code >= 400:
+            raise FetchError(
+                f"source 'openverse': {url} refused the client credentials (HTTP {response.status_code}); {fix}"
+            )
+        try:
+            body = response.json()
+            return str(body["access_token"]), time.monotonic() + float(body.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SourceError(f"source 'openverse': {url} answered no access_token ({type(e).__name__}: {e})") from e
+
     def search(self, query: str, limit: int) -> Iterator[Candidate]:
-        token = os.environ.get(TOKEN_VARIABLE)
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        token = self.token()
         # A page number only means the same offset while page_size stays the same, so fix it for the whole search.
         page_size = min(max(limit, 1), AUTHENTICATED_PAGE_SIZE if token else ANONYMOUS_PAGE_SIZE)
+        fetched = all(os.environ.get(name) for name in CLIENT_VARIABLES)
 
         def fetch(page: int) -> ResultPage:
+            nonlocal token
             params = {"q": query, "page": str(page), "page_size": str(page_size)}
-            try:
-                body = self.get_json(self.url("/v1/images/"), params=params, headers=headers)
-            except FetchError as e:
-                if token and getattr(e, "status", None) == 401:
+            for attempt in (0, 1):
+                headers = {"Authorization": f"Bearer {token}"} if token else None
+                try:
+                    body = self.get_json(self.url("/v1/images/"), params=params, headers=headers)
+                    break
+                except FetchError as e:
+                    if not token or getattr(e, "status", None) != 401:
+                        raise
+                    if fetched and attempt == 0:  # expired or revoked: a fresh token, once
+                        token = self.token(renew=True)
+                        continue
+                    if fetched:
+                        raise FetchError(
+                            "source 'openverse' refused a token just issued for OPENVERSE_CLIENT_ID (HTTP 401); "
+                            "check the application's status at Openverse, or unset the client variables to search "
+                            "anonymously"
+                        ) from e
                     raise FetchError(
                         f"source 'openverse' refused {TOKEN_VARIABLE} (HTTP 401): Openverse access tokens expire "
                         "12 hours after they are issued. Get a new one (POST /v1/auth_tokens/token/ with your "
-                        f"client_id and client_secret) or unset {TOKEN_VARIABLE} to search anonymously"
+                        f"client_id and client_secret), set {CLIENT_VARIABLES[0]} and {CLIENT_VARIABLES[1]} to let "
+                        f"crowdrank renew it, or unset {TOKEN_VARIABLE} to search anonymously"
                     ) from e
-                raise
             return self.parse(parse_openverse_page, body, query, page)
 
         yield from self.paginate(fetch, 1, limit)

@@ -304,6 +304,7 @@ def test_openverse_sends_token_and_stops_at_limit(web, monkeypatch: pytest.Monke
 
 
 def test_openverse_says_an_expired_token_expired_and_how_to_go_on(web, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENVERSE_CLIENT_ID", raising=False)
     monkeypatch.setenv("OPENVERSE_TOKEN", "tok-old")
     web.route("/v1/images/", status=401, body=b'{"detail": "Authentication credentials were not provided."}')
     with pytest.raises(FetchError, match=r"refused OPENVERSE_TOKEN \(HTTP 401\).*expire.*unset OPENVERSE_TOKEN"):
@@ -311,6 +312,51 @@ def test_openverse_says_an_expired_token_expired_and_how_to_go_on(web, monkeypat
     monkeypatch.delenv("OPENVERSE_TOKEN")
     with pytest.raises(FetchError, match="answered HTTP 401"):  # no token: the plain error, nothing about tokens
         list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
+
+
+def token_reply(token: str) -> Reply:
+    return json_reply(
+        f'{{"access_token": "{token}", "token_type": "Bearer", "expires_in": 43200, "scope": "read"}}'.encode()
+    )
+
+
+def test_openverse_client_credentials_fetch_a_token_once_and_renew_it_when_refused(
+    web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENVERSE_TOKEN", raising=False)
+    monkeypatch.setenv("OPENVERSE_CLIENT_ID", "app-id")
+    monkeypatch.setenv("OPENVERSE_CLIENT_SECRET", "app-secret")
+    web.route("/v1/auth_tokens/token/", responses=[token_reply("fresh-1"), token_reply("fresh-2")])
+    valid = {"Bearer fresh-1"}
+    page = saved("openverse", "images_page1.json")
+    web.route(
+        "/v1/images/",
+        handler=lambda r: json_reply(page) if r.headers.get("Authorization") in valid else Reply(401, b"{}", {}),
+    )
+    source = create_source("openverse", endpoint=web.base_url)
+    assert len(list(source.search("crowd", limit=2))) == 2
+    assert len(list(source.search("march", limit=2))) == 2  # the same token: one request for it per run
+    post = next(r for r in web.requests if r.path == "/v1/auth_tokens/token/")
+    assert (post.method, parse_qs(post.body.decode())) == (
+        "POST",
+        {"client_id": ["app-id"], "client_secret": ["app-secret"], "grant_type": ["client_credentials"]},
+    )
+    assert web.hits("/v1/auth_tokens/token/") == 1
+    assert params(next(r for r in web.requests if r.path == "/v1/images/"))["page_size"] == "2"
+    valid.clear()
+    valid.add("Bearer fresh-2")  # the first token expired: the next search is refused once, then renews
+    assert len(list(source.search("stadium", limit=2))) == 2
+    assert web.hits("/v1/auth_tokens/token/") == 2
+
+
+def test_openverse_refused_client_credentials_name_the_variables(web, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENVERSE_CLIENT_ID", "app-id")
+    monkeypatch.setenv("OPENVERSE_CLIENT_SECRET", "wrong")
+    web.route("/v1/auth_tokens/token/", status=401, body=b'{"error": "invalid_client"}')
+    with pytest.raises(FetchError, match="refused the client credentials.*OPENVERSE_CLIENT_ID") as caught:
+        list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
+    assert "wrong" not in str(caught.value)
+    assert web.hits("/v1/images/") == 0
 
 
 def flickr_api(pages: dict[str, bytes]) -> Callable[[Any], Reply]:
