@@ -48,6 +48,7 @@ PROBE_BLOCK = 1 << 18  # (mask, item) probes per vectorised pass: big enough for
 # a candidate 20-30 ns (1M and 100k random hashes); 5 picks 4 bands at 100k (1.0 s, where 3 bands took 1.3 s).
 LOOKUP_COST, CANDIDATE_COST, TABLE_COST = 1.0, 5.0, 1.0
 T = TypeVar("T")
+R = TypeVar("R")
 _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
@@ -256,7 +257,7 @@ def _indexed_side(phash: np.ndarray, dhash: np.ndarray, tp: int, td: int) -> tup
     return (phash, tp) if tp <= td else (dhash, td)
 
 
-def _run_workers(units: list[T], work: Callable[[T], np.ndarray], workers: int) -> list[np.ndarray]:
+def _run_workers(units: list[T], work: Callable[[T], R], workers: int) -> list[R]:
     """``work(unit)`` for every unit, on ``workers`` threads (0: one per core); results in unit order.
 
     numpy releases the GIL inside each pass: on 2 quiet cores two threads group 1M hashes at t = 10 in 9.9-10.5 s
