@@ -563,51 +563,36 @@ def cross_matches(
     phash_threshold: int,
     dhash_threshold: int,
     *,
+    closest: bool = False,
     workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (query index, reference index) within both thresholds, each once, sorted by query then reference.
 
-    Memory grows with the number of pairs; :func:`closest_matches` keeps one per query item."""
-    n_ref = len(ref_phash)
-    found: list[np.ndarray] = []  # list.append is atomic: safe from worker threads
-    _cross_join(
-        (query_phash, query_dhash),
-        (ref_phash, ref_dhash),
-        (phash_threshold, dhash_threshold),
-        lambda i, j: found.append(i.astype(np.int64) * n_ref + j),
-        workers,
-    )
-    codes = _sorted_unique(np.concatenate([np.empty(0, dtype=np.int64), *found]))
-    return codes // max(n_ref, 1), codes % max(n_ref, 1)
-
-
-def closest_matches(
-    query_phash: np.ndarray,
-    query_dhash: np.ndarray,
-    ref_phash: np.ndarray,
-    ref_dhash: np.ndarray,
-    phash_threshold: int,
-    dhash_threshold: int,
-    *,
-    workers: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each query item with a match within both thresholds, its closest reference item by pHash distance
-    (ties: the lowest reference index), as (query indices ascending, reference indices). Memory stays O(query)
-    whatever the number of pairs: 50,000 video frames against 1,000 test frames of the same camera are 50M pairs."""
-    ref_p = np.ascontiguousarray(ref_phash, dtype=np.uint64)
+    Memory grows with the number of pairs. With ``closest`` only each matched query item's closest reference item
+    by pHash distance is kept (ties: the lowest reference index), as pairs arrive, so memory stays O(query)
+    whatever the number of pairs: 50,000 video frames against 1,000 test frames of the same camera are 50M pairs.
+    """
     query_p = np.ascontiguousarray(query_phash, dtype=np.uint64)
-    n_ref = len(ref_p)
+    ref_p = np.ascontiguousarray(ref_phash, dtype=np.uint64)
+    n_ref = max(len(ref_p), 1)
+    found: list[np.ndarray] = []  # list.append is atomic: safe from worker threads
     best = np.full(len(query_p), np.iinfo(np.int64).max, dtype=np.int64)  # distance * n_ref + reference index
     lock = threading.Lock()
 
     def keep(i: np.ndarray, j: np.ndarray) -> None:
-        key = (hamming(query_p[i], ref_p[j]).astype(np.int64) * max(n_ref, 1)) + j
+        if not closest:
+            found.append(i.astype(np.int64) * n_ref + j)
+            return
+        key = hamming(query_p[i], ref_p[j]).astype(np.int64) * n_ref + j
         with lock:
             np.minimum.at(best, i, key)
 
     _cross_join((query_p, query_dhash), (ref_p, ref_dhash), (phash_threshold, dhash_threshold), keep, workers)
-    hit = np.flatnonzero(best != np.iinfo(np.int64).max)
-    return hit, best[hit] % max(n_ref, 1)
+    if closest:
+        hit = np.flatnonzero(best != np.iinfo(np.int64).max)
+        return hit, best[hit] % n_ref
+    codes = _sorted_unique(np.concatenate([np.empty(0, dtype=np.int64), *found]))
+    return codes // n_ref, codes % n_ref
 
 
 def cosine_blocks(

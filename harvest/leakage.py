@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harvest.dedup import closest_matches
+from harvest.dedup import cross_matches
 from harvest.errors import ConfigError
 from harvest.hashing import hash_bytes, hash_files, hex_to_uint64
 
@@ -92,7 +92,7 @@ def find_leaks(
 ) -> dict[int, str]:
     """Map pool position -> the key of the closest evaluation image it near-copies (by pHash distance; ties: the
     first evaluation image)."""
-    pool_index, excl_index = closest_matches(
-        phash, dhash, exclusions.phash, exclusions.dhash, phash_threshold, dhash_threshold
+    pool_index, excl_index = cross_matches(
+        phash, dhash, exclusions.phash, exclusions.dhash, phash_threshold, dhash_threshold, closest=True
     )
     return {int(i): exclusions.keys[int(j)] for i, j in zip(pool_index, excl_index, strict=True)}

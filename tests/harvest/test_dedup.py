@@ -17,7 +17,6 @@ from harvest.dedup import (
     Components,
     band_bounds,
     band_radii,
-    closest_matches,
     cosine_blocks,
     cosine_pairs,
     cross_matches,
@@ -218,7 +217,7 @@ def test_cross_matches_equal_brute_force_between_two_sets(nq: int, nr: int, tp: 
 
 
 @pytest.mark.parametrize(("nq", "nr"), [(300, 80), (80, 300)])
-def test_closest_matches_keep_the_nearest_reference_of_each_query(nq: int, nr: int) -> None:
+def test_closest_cross_matches_keep_the_nearest_reference_of_each_query(nq: int, nr: int) -> None:
     """Both sides of the swap; frames of one scene make every query near many references (ties included)."""
     rng = np.random.default_rng(nq)
     phash = random_hashes_with_copies(rng, nq + nr, nr // 2, max_flips=12)
@@ -226,7 +225,7 @@ def test_closest_matches_keep_the_nearest_reference_of_each_query(nq: int, nr: i
     dense = dense_clusters(rng, rng.integers(0, 2**63, 1, dtype=np.uint64), 40, flips=2)
     qp, qd = np.r_[phash[:nq], dense[:20]], np.r_[dhash[:nq], dense[:20]]
     rp, rd = np.r_[phash[nq:], dense[20:]], np.r_[dhash[nq:], dense[20:]]
-    qi, ri = closest_matches(qp, qd, rp, rd, 10, 10)
+    qi, ri = cross_matches(qp, qd, rp, rd, 10, 10, closest=True)
     close = (hamming(qp[:, None], rp[None]) <= 10) & (hamming(qd[:, None], rd[None]) <= 10)
     distance = np.where(close, hamming(qp[:, None], rp[None]), 99)
     expected_q = np.flatnonzero(close.any(axis=1))
