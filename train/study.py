@@ -272,9 +272,9 @@ def results_stem(study: StudyConfig, out: Path) -> str:
     return "results"
 
 
-def summarise(study: StudyConfig, df: Any) -> Any:
-    """Mean, standard deviation and number of seeds of the metric per grid point."""
-    keys = list(study.grid) or ["seed"]
+def summarise(study: StudyConfig, df: Any, keys: list[str] | None = None) -> Any:
+    """Mean, standard deviation and number of runs of the metric per grid point (or per ``keys``)."""
+    keys = keys or list(study.grid) or (["fold"] if study.folds else ["seed"])
     grouped = df.groupby(keys, sort=False)[study.metric]
     return grouped.agg(["mean", "std", "count"]).reset_index()
 
@@ -306,9 +306,17 @@ def summary_markdown(study: StudyConfig, df: Any) -> str:
             cells = {r[col_key]: _cell(r) for _, r in part.iterrows()}
             lines.append("| " + " | ".join([str(v) for v in row_values] + [cells.get(c, "–") for c in columns]) + " |")
     else:
-        key = keys[0] if keys else "seed"
+        key = keys[0] if keys else ("fold" if study.folds else "seed")
         lines += [f"| {key} | {study.metric} |", "|---|---|"]
         lines += [f"| {r[key]} | {_cell(r)} |" for _, r in table.iterrows()]
+    if study.folds and keys and "fold" in df:
+        per_fold = summarise(study, df, ["fold", keys[0]])
+        columns = list(dict.fromkeys(per_fold[keys[0]]))
+        lines += ["", f"Per fold, mean over seeds ({keys[0]} in columns):", ""]
+        lines += ["| fold | " + " | ".join(str(c) for c in columns) + " |", "|---|" + "---|" * len(columns)]
+        for fold, part in per_fold.groupby("fold", sort=True):
+            cells = {r[keys[0]]: f"{r['mean']:.2f}" for _, r in part.iterrows()}
+            lines.append(f"| {fold} | " + " | ".join(cells.get(c, "–") for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

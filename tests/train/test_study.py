@@ -129,6 +129,7 @@ def test_folds_run_each_point_on_each_fold_and_average_over_folds(blob_data: dic
     table = (tmp_path / "out" / "results.md").read_text()
     mean = df[df["schedule.paradigm"] == "count-only"]["mae"].mean()
     assert "over 2 folds" in table and f"{mean:.2f} ± " in table and "(n=2)" in table
+    assert f"| 1 | {df.loc[0, 'mae']:.2f} |" in table and f"| 2 | {df.loc[1, 'mae']:.2f} |" in table  # per fold
     study_path.write_text(study_path.read_text().replace("[grid]", '[set]\n"data.eval" = "x"\n[grid]'))
     with pytest.raises(ConfigError, match=r"\['data.eval'\] and `folds`"):
         load_study(study_path)
