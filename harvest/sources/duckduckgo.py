@@ -75,7 +75,7 @@ class DuckDuckGoSource(SearchSource):
             raise SourceError(f"source {self.name!r} (endpoint {self.endpoint}): {e}") from e
         headers = {"Referer": self.url("/"), "Accept": "application/json, text/javascript, */*; q=0.01"}
         base = self.url("/")
-        first = "i.js?" + urlencode({"l": "us-en", "o": "json", "q": query, "vqd": vqd, "f": ",,,,,,", "p": "1"})
+        first = "i.js?" + urlencode({"l": "us-en", "o": "json", "q": query, "vqd": vqd, "p": "1"})
 
         def fetch(relative: str) -> ResultPage:
             # Follow-up pages carry their own query string; add the token if the engine left it out.
