@@ -102,10 +102,15 @@ class SearchSource:
 
     def get(self, url: str, params: Any = None, headers: dict[str, str] | None = None) -> Any:
         """GET with this source's timeout; a network failure or an HTTP error status raises :class:`FetchError`."""
+        return self.request("GET", url, params=params, headers=headers)
+
+    def request(self, method: str, url: str, params: Any = None, **kwargs: Any) -> Any:
+        """``method`` with this source's timeout; a network failure or an HTTP error status raises
+        :class:`FetchError` (its ``status`` is the HTTP status), with API keys in ``params`` redacted."""
         import requests
 
         try:
-            response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+            response = self.session.request(method, url, params=params, timeout=self.timeout, **kwargs)
         except HarvestError:
             raise
         except requests.RequestException as e:
@@ -130,7 +135,14 @@ class SearchSource:
 
     def get_json(self, url: str, params: Any = None, headers: dict[str, str] | None = None) -> Any:
         """GET and decode JSON; a body that is not JSON raises :class:`SourceError` naming source and endpoint."""
-        response = self.get(url, params=params, headers=headers)
+        return self.json_of(self.get(url, params=params, headers=headers))
+
+    def post_json(self, url: str, **kwargs: Any) -> Any:
+        """POST (``json=`` or ``data=``) and decode the JSON answer, with :meth:`get_json`'s errors."""
+        return self.json_of(self.request("POST", url, **kwargs))
+
+    def json_of(self, response: Any) -> Any:
+        """The decoded JSON body of ``response``; a body that is not JSON raises :class:`SourceError`."""
         try:
             return response.json()
         except ValueError as e:

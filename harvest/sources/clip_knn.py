@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from harvest.errors import ConfigError, FetchError, HarvestError, SourceError
+from harvest.errors import ConfigError, SourceError
 from harvest.sources.base import Candidate, register_source
 from harvest.sources.by_example import Example, ExampleSearchSource, Match
 from harvest.sources.text import strip_html
@@ -90,30 +90,8 @@ class ClipKnnSource(ExampleSearchSource):
         body.update(self.options, modality="image", indice_name=self.index, num_images=limit, num_result_ids=ids)
         return body
 
-    def post_json(self, body: dict[str, Any]) -> Any:
-        """POST ``body`` to ``{endpoint}/knn-service``; network/HTTP errors raise FetchError, non-JSON SourceError."""
-        import requests
-
-        url = self.url(SERVICE_PATH)
-        try:
-            response = self.session.post(url, json=body, timeout=self.timeout)
-        except HarvestError:
-            raise
-        except requests.RequestException as e:
-            raise FetchError(f"source {self.name!r}: request to {url} failed: {e}") from e
-        if response.status_code >= 400:
-            snippet = " ".join(response.text[:200].split())
-            raise FetchError(f"source {self.name!r}: {url} answered HTTP {response.status_code}: {snippet}")
-        try:
-            return response.json()
-        except ValueError as e:
-            raise SourceError(
-                f"source {self.name!r} (endpoint {self.endpoint}): {url} did not answer JSON: "
-                f"{' '.join(response.text[:120].split())!r}"
-            ) from e
-
     def _query(self, limit: int, query_name: str, mode: str, **query: Any) -> list[Match]:
-        body = self.post_json(self.request_body(limit, **query))
+        body = self.post_json(self.url(SERVICE_PATH), json=self.request_body(limit, **query))
         try:
             matches, skipped = parse_knn_answer(body, query_name, mode, self.name)
         except (SourceError, AttributeError, TypeError, ValueError) as e:

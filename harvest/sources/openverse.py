@@ -64,6 +64,11 @@ def parse_openverse_page(body: Any, query: str, page: int) -> ResultPage:
     return ResultPage(candidates, None if last else page + 1, dict(skipped))
 
 
+def parse_token(body: Any) -> tuple[str, float]:
+    """The access token of a ``/v1/auth_tokens/token/`` answer and its lifetime in seconds."""
+    return str(body["access_token"]), float(body.get("expires_in", 3600))
+
+
 @register_source("openverse")
 class OpenverseSource(SearchSource):
     """Openverse image search; an optional ``OPENVERSE_TOKEN`` raises the page size and rate limit."""
@@ -85,24 +90,19 @@ class OpenverseSource(SearchSource):
         return self._token[0]
 
     def _fetch_token(self, client_id: str, secret: str) -> tuple[str, float]:
-        import requests
-
         url = self.url(TOKEN_PATH)
         form = {"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"}
-        fix = f"check {CLIENT_VARIABLES[0]} and {CLIENT_VARIABLES[1]}, or unset them to search anonymously"
         try:
-            response = self.session.post(url, data=form, timeout=self.timeout)
-        except requests.RequestException as e:
-            raise FetchError(f"source 'openverse': asking {url} for a token failed: {e}") from e
-        if response.status_code >= 400:
+            body = self.post_json(url, data=form)
+        except FetchError as e:
+            if getattr(e, "status", None) is None:
+                raise
             raise FetchError(
-                f"source 'openverse': {url} refused the client credentials (HTTP {response.status_code}); {fix}"
-            )
-        try:
-            body = response.json()
-            return str(body["access_token"]), time.monotonic() + float(body.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError) as e:
-            raise SourceError(f"source 'openverse': {url} answered no access_token ({type(e).__name__}: {e})") from e
+                f"source 'openverse': {url} refused the client credentials (HTTP {e.status}); check "  # type: ignore[attr-defined]
+                f"{CLIENT_VARIABLES[0]} and {CLIENT_VARIABLES[1]}, or unset them to search anonymously"
+            ) from e
+        token, lifetime = self.parse(parse_token, body)
+        return token, time.monotonic() + lifetime
 
     def search(self, query: str, limit: int) -> Iterator[Candidate]:
         token = self.token()
