@@ -50,13 +50,18 @@ def _integer(value: Any) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
-def parse_flickr_licenses(body: Any) -> dict[int, tuple[str, str | None]]:
-    """``flickr.photos.licenses.getInfo`` as id -> (normal form, URL), named from the URL where it is a Creative
-    Commons, public-domain or Flickr public-domain licence; otherwise from the name (e.g. all rights reserved)."""
+def _check_answer(body: Any) -> None:
+    """Flickr answers errors as HTTP 200 with ``"stat": "fail"``: raise them as a SourceError with its message."""
     if not isinstance(body, dict):
         raise SourceError(f"expected a JSON object, got {type(body).__name__}")
     if body.get("stat") != "ok":
         raise SourceError(f"Flickr said stat={body.get('stat')!r}, code {body.get('code')}: {body.get('message')}")
+
+
+def parse_flickr_licenses(body: Any) -> dict[int, tuple[str, str | None]]:
+    """``flickr.photos.licenses.getInfo`` as id -> (normal form, URL), named from the URL where it is a Creative
+    Commons, public-domain or Flickr public-domain licence; otherwise from the name (e.g. all rights reserved)."""
+    _check_answer(body)
     table: dict[int, tuple[str, str | None]] = {}
     for entry in body["licenses"]["license"]:
         url = entry.get("url") or None
@@ -79,10 +84,7 @@ def parse_flickr_page(
     body: Any, query: str, licenses: dict[int, tuple[str, str | None]] = FLICKR_LICENSES
 ) -> ResultPage:
     """Candidates of one ``flickr.photos.search`` answer and the next page number (None on the last page)."""
-    if not isinstance(body, dict):
-        raise SourceError(f"expected a JSON object, got {type(body).__name__}")
-    if body.get("stat") != "ok":
-        raise SourceError(f"Flickr said stat={body.get('stat')!r}, code {body.get('code')}: {body.get('message')}")
+    _check_answer(body)
     photos = body["photos"]
     skipped: Counter[str] = Counter()
     candidates = []
