@@ -303,6 +303,27 @@ def _probe_positions(table: BandTable, masks: np.ndarray) -> np.ndarray:
     return np.flatnonzero((table.keys & np.uint32(1 << top)) == 0)
 
 
+def _run_starts(keys: np.ndarray) -> np.ndarray:
+    """Boolean per sorted position: the first of its run of equal band values."""
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = keys[1:] != keys[:-1]
+    return starts
+
+
+def _emit_close(
+    table: BandTable,
+    hashes: tuple[np.ndarray, np.ndarray],
+    first: np.ndarray,
+    second: np.ndarray,
+    limits: tuple[int, int],
+    emit: Callable[[np.ndarray, np.ndarray], None],
+) -> None:
+    """Verify the candidate pairs of sorted positions ``(first, second)``; pass the close ones to ``emit`` as items."""
+    a, b = _verified(hashes, hashes, first, second, *limits)
+    if len(a):
+        emit(table.order[a], table.order[b])
+
+
 def _self_join(
     phash: np.ndarray,
     dhash: np.ndarray,
@@ -313,22 +334,18 @@ def _self_join(
 ) -> None:
     """Pass every item pair within both thresholds to ``emit(i, j)`` in chunks (a pair may come once per band).
     ``emit`` must be safe to call from several threads when ``workers`` > 1."""
-    n = len(phash)
 
     def work(unit: Unit) -> None:
         table, sorted_p, sorted_d, masks = unit
         hashes = (sorted_p, sorted_d)
         if masks is None:
-            starts = np.ones(n, dtype=bool)
-            starts[1:] = table.keys[1:] != table.keys[:-1]
+            starts = _run_starts(table.keys)
             pairs = ((positions, positions + offset) for positions, offset in pairs_within_runs(starts))
         else:
             probes = _probe_positions(table, masks)
             pairs = ((probes[probe], position) for probe, position in probe_hits(table, table.keys[probes], masks))
         for first, second in pairs:
-            a, b = _verified(hashes, hashes, first, second, *limits)
-            if len(a):
-                emit(table.order[a], table.order[b])
+            _emit_close(table, hashes, first, second, limits, emit)
 
     _run_workers(_band_units(phash, dhash, limits), work, workers)
 
@@ -348,9 +365,8 @@ def _group_join(
     n = len(phash)
 
     def check(table: BandTable, hashes: tuple[np.ndarray, np.ndarray], first: np.ndarray, second: np.ndarray) -> None:
-        a, b = _verified(hashes, hashes, first, second, *limits)  # cheaper than the component test: first
-        if len(a):
-            components.add(table.order[a], table.order[b])  # drops the pairs already joined
+        # verified first (cheaper than the component test); components.add drops the pairs already joined
+        _emit_close(table, hashes, first, second, limits, components.add)
 
     big_positions: dict[int, np.ndarray] = {}
 
@@ -374,8 +390,7 @@ def _group_join(
     def equal_values(table: BandTable, hashes: tuple[np.ndarray, np.ndarray]) -> None:
         """Pairs of equal band values: small buckets pair by pair; big ones linked along their members, then
         searched across the components that leaves."""
-        starts = np.ones(n, dtype=bool)
-        starts[1:] = table.keys[1:] != table.keys[:-1]
+        starts = _run_starts(table.keys)
         big = big_of(table)
         starts[big] = True  # big buckets are searched below, not enumerated pair by pair
         for positions, offset in pairs_within_runs(starts):
