@@ -57,10 +57,7 @@ def make_labeled(out: Path, images: int, size: tuple[int, int], seed: int = 0) -
             }
         )
 
-    def generate(rows: list[dict]) -> object:
-        yield from rows
-
-    write_dataset_dict(out, {"train": (generate, {"rows": rows})}, labeled_features())
+    write_dataset_dict(out, {"train": rows}, labeled_features())  # an iterable of rows is written in order
     return out
 
 
@@ -95,10 +92,7 @@ def make_ranked(out: Path, sets: int, k: int, side: int, seed: int = 1) -> Path:
             }
         )
 
-    def generate(rows: list[dict]) -> object:
-        yield from rows
-
-    write_dataset_dict(out, {"train": (generate, {"rows": rows})}, ranked_features(k))
+    write_dataset_dict(out, {"train": rows}, ranked_features(k))
     return out
 
 
