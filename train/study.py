@@ -95,8 +95,7 @@ class StudyConfig:
                     parts = [f"{_short(k)}={_slug(v)}" for k, v in point.items()]
                     name = "__".join(parts + ([f"fold={fold}"] if fold else []) + [f"seed={seed}"])
                     overrides = {**self.overrides, **point, **fold_overrides, "seed": seed, "name": name}
-                    run = {"name": name, "point": point, "seed": seed, "overrides": overrides}
-                    runs.append({**run, "fold": fold} if fold else run)
+                    runs.append({"name": name, "point": point, "fold": fold, "seed": seed, "overrides": overrides})
         return runs
 
 
@@ -206,7 +205,7 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
 
 def _row_keys(run: dict[str, Any]) -> dict[str, Any]:
     """The identifying columns of a results row: run name, seed, fold (when the study has folds), grid point."""
-    return {"run": run["name"], "seed": run["seed"], **({"fold": run["fold"]} if "fold" in run else {}), **run["point"]}
+    return {"run": run["name"], "seed": run["seed"], **({"fold": run["fold"]} if run["fold"] else {}), **run["point"]}
 
 
 def ordering_metrics(per_image_csv: Path) -> dict[str, float]:
@@ -306,7 +305,7 @@ def summary_markdown(study: StudyConfig, df: Any) -> str:
             cells = {r[col_key]: _cell(r) for _, r in part.iterrows()}
             lines.append("| " + " | ".join([str(v) for v in row_values] + [cells.get(c, "–") for c in columns]) + " |")
     else:
-        key = keys[0] if keys else ("fold" if study.folds else "seed")
+        key = str(table.columns[0])  # the grid key, else what summarise grouped by
         lines += [f"| {key} | {study.metric} |", "|---|---|"]
         lines += [f"| {r[key]} | {_cell(r)} |" for _, r in table.iterrows()]
     if study.folds and keys and "fold" in df:
