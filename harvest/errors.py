@@ -16,7 +16,12 @@ class ConfigError(HarvestError, ValueError):
 
 
 class FetchError(HarvestError, OSError):
-    """A network failure of a whole source (not of one image, which becomes a row)."""
+    """A network failure of a whole source (not of one image, which becomes a row); ``status`` is the HTTP status
+    when the server answered one (None for a network failure)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PoolError(HarvestError, OSError):

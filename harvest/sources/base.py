@@ -118,9 +118,7 @@ class SearchSource:
         if response.status_code >= 400:
             snippet = " ".join(response.text[:200].split())
             message = f"source {self.name!r}: {response.url} answered HTTP {response.status_code}"
-            error = FetchError(self._redact(message + (f": {snippet}" if snippet else ""), params))
-            error.status = response.status_code  # type: ignore[attr-defined]
-            raise error
+            raise FetchError(self._redact(message + (f": {snippet}" if snippet else ""), params), response.status_code)
         return response
 
     def _redact(self, message: str, params: Any) -> str:

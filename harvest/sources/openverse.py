@@ -95,10 +95,10 @@ class OpenverseSource(SearchSource):
         try:
             body = self.post_json(url, data=form)
         except FetchError as e:
-            if getattr(e, "status", None) is None:
+            if e.status is None:
                 raise
             raise FetchError(
-                f"source 'openverse': {url} refused the client credentials (HTTP {e.status}); check "  # type: ignore[attr-defined]
+                f"source 'openverse': {url} refused the client credentials (HTTP {e.status}); check "
                 f"{CLIENT_VARIABLES[0]} and {CLIENT_VARIABLES[1]}, or unset them to search anonymously"
             ) from e
         token, lifetime = self.parse(parse_token, body)
@@ -119,7 +119,7 @@ class OpenverseSource(SearchSource):
                     body = self.get_json(self.url("/v1/images/"), params=params, headers=headers)
                     break
                 except FetchError as e:
-                    if not token or getattr(e, "status", None) != 401:
+                    if not token or e.status != 401:
                         raise
                     if fetched and attempt == 0:  # expired or revoked: a fresh token, once
                         token = self.token(renew=True)
