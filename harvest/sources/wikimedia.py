@@ -3,7 +3,9 @@
 One request per page: ``action=query&generator=search&gsrnamespace=6`` finds files, ``prop=imageinfo`` with
 ``iiprop=url|size|mime|extmetadata`` gives each file's original URL, size, MIME type and its licence and author
 (``extmetadata``). Pages continue by sending back the ``continue`` object the API returns (it carries
-``gsroffset``). No key is needed; Wikimedia asks for a descriptive User-Agent, which the session sets.
+``gsroffset``). When one batch's image info does not fit in one answer, the ``continue`` object carries
+``iicontinue`` instead and the next answer repeats the same pages, giving image info to the ones still missing it.
+No key is needed; Wikimedia asks for a descriptive User-Agent, which the session sets.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ def _file_title(page_title: str) -> str:
     return stem if dot else name
 
 
-def parse_commons_page(body: Any, query: str) -> ResultPage:
+def parse_commons_page(body: Any, query: str, continuing_info: bool = False) -> ResultPage:
     """Candidates of one ``generator=search`` answer, in search rank order, and the ``continue`` object (or None).
 
     Accepts ``formatversion`` 1 (pages keyed by page id) and 2 (a list). An API error object raises SourceError.
+    A page without image info is skipped as ``no_image_url`` only when its batch is complete: not while the answer
+    asks for ``iicontinue`` (its info comes next) nor in an answer to ``iicontinue`` (``continuing_info``), which
+    repeats the pages already given.
     """
     if not isinstance(body, dict):
         raise SourceError(f"expected a JSON object, got {type(body).__name__}")
@@ -47,11 +52,19 @@ def parse_commons_page(body: Any, query: str) -> ResultPage:
     pages = body.get("query", {}).get("pages", [])
     if isinstance(pages, dict):
         pages = list(pages.values())
+    next_token = body.get("continue")
+    if next_token is not None and not isinstance(next_token, dict):
+        raise SourceError(f"'continue' should be an object, got {next_token!r}")
+    batch_split = continuing_info or "iicontinue" in (next_token or {})
     skipped: Counter[str] = Counter()
     candidates = []
     for page in sorted(pages, key=lambda p: p.get("index", 0)):
         infos = page.get("imageinfo") or []
-        if not infos or not infos[0].get("url"):
+        if not infos:
+            if not batch_split:
+                skipped["no_image_url"] += 1
+            continue
+        if not infos[0].get("url"):
             skipped["no_image_url"] += 1
             continue
         info = infos[0]
@@ -75,9 +88,6 @@ def parse_commons_page(body: Any, query: str) -> ResultPage:
                 height=info.get("height"),
             )
         )
-    next_token = body.get("continue")
-    if next_token is not None and not isinstance(next_token, dict):
-        raise SourceError(f"'continue' should be an object, got {next_token!r}")
     return ResultPage(candidates, next_token or None, dict(skipped))
 
 
@@ -102,7 +112,7 @@ class WikimediaSource(SearchSource):
 
         def fetch(continuation: dict[str, Any]) -> ResultPage:
             body = self.get_json(self.endpoint, params={**params, **continuation})
-            return self.parse(parse_commons_page, body, query)
+            return self.parse(parse_commons_page, body, query, "iicontinue" in continuation)
 
         # The first request has no continuation; an empty dict is a token that is not None.
         yield from self.paginate(fetch, {}, limit)

@@ -275,6 +275,30 @@ def test_wikimedia_follows_continue_until_the_last_page(web) -> None:
     assert source.skipped == {"not_raster_image": 2}
 
 
+def test_wikimedia_split_batch_counts_no_pending_page_as_skipped(web) -> None:
+    """A batch whose image info spills over (``iicontinue``) is repeated; each file is found once, none skipped."""
+
+    def page(index: int, name: str, info: bool) -> dict:
+        url = f"https://upload.wikimedia.org/wikipedia/commons/{name}"
+        infos = [{"url": url, "mime": "image/jpeg", "width": 800, "height": 600}] if info else []
+        return {"pageid": index, "ns": 6, "title": f"File:{name}", "index": index, "imageinfo": infos}
+
+    first = {
+        "continue": {"iicontinue": "Crowd_b.jpg|20190101000000", "continue": "||"},
+        "query": {"pages": [page(1, "Crowd_a.jpg", True), page(2, "Crowd_b.jpg", False)]},
+    }
+    second = {"query": {"pages": [page(1, "Crowd_a.jpg", False), page(2, "Crowd_b.jpg", True)]}}
+    web.route(
+        "/w/api.php", handler=lambda r: json_reply(json.dumps(second if "iicontinue" in params(r) else first).encode())
+    )
+    source = create_source("wikimedia", endpoint=web.url("/w/api.php"))
+    assert [c.title for c in source.search("crowd", limit=10)] == ["Crowd_a", "Crowd_b"]
+    assert params(web.requests[1])["iicontinue"] == "Crowd_b.jpg|20190101000000"
+    assert source.skipped == {}
+    # The same answers read as complete batches would count each missing info as a skip.
+    assert parse_commons_page(second, "crowd").skipped == {"no_image_url": 1}
+
+
 def test_wikimedia_stops_at_limit_without_fetching_more(web) -> None:
     web.route("/w/api.php", body=saved("wikimedia", "search_page1.json"))
     found = list(create_source("wikimedia", endpoint=web.url("/w/api.php")).search("crowd", limit=1))
