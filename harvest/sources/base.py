@@ -91,6 +91,7 @@ class SearchSource:
         self.session = session
         self.timeout = timeout
         self.skipped: Counter[str] = Counter()  # results left out over this source's searches, by reason
+        self.notes: list[str] = []  # what the run summary should say about this source (a fallback taken, say)
 
     def search(self, query: str, limit: int) -> Iterator[Candidate]:
         """Yield at most ``limit`` candidates for ``query``, following the engine's pagination."""

@@ -6,6 +6,8 @@ index) or ``text``, plus ``modality`` (``"image"``: search the image index), ``n
 ``indice_name``, ``deduplicate``, ``use_safety_model``, ``use_violence_detector``, ``aesthetic_score`` and
 ``aesthetic_weight``. Answer: a JSON list, best first, of ``{"url", "caption", "id", "similarity"}`` (plus any
 other metadata columns the index returns). The public LAION service is down, so there is no default endpoint.
+Back ends older than ``embedding_input`` answer an embedding query with an error; the source then sends the
+picture itself, for that example and every later one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from harvest.errors import ConfigError, SourceError
+from harvest.errors import ConfigError, FetchError, SourceError
 from harvest.sources.base import Candidate, register_source
 from harvest.sources.by_example import Example, ExampleSearchSource, Match
 from harvest.sources.text import strip_html
@@ -71,6 +73,7 @@ class ClipKnnSource(ExampleSearchSource):
         if not index.strip():
             raise ConfigError("--knn-index is empty; pass the indice name the back end serves (see /indices-list)")
         self.index = index
+        self.embedding_refused = False  # the back end failed an embedding query that succeeded as a picture
         self.options: dict[str, Any] = {
             "deduplicate": deduplicate,
             "use_safety_model": use_safety_model,
@@ -104,8 +107,25 @@ class ClipKnnSource(ExampleSearchSource):
     def search_example(self, example: Example, limit: int, embedding: Sequence[float] | None = None) -> list[Match]:
         if limit <= 0:
             return []
-        if embedding is not None:
+        if embedding is None or self.embedding_refused:
+            return self._query_picture(example, limit)
+        try:
             return self._query(limit, example.example_id, "qbe", embedding_input=[float(v) for v in embedding])
+        except (FetchError, SourceError) as refused:
+            if isinstance(refused, FetchError) and refused.status is None:
+                raise  # the network failed; the back end never judged the query
+            try:
+                matches = self._query_picture(example, limit)
+            except (FetchError, SourceError):
+                raise refused from None
+            self.embedding_refused = True
+            self.notes.append(
+                f"clip-knn at {self.endpoint} failed an embedding query ({refused}) that it answered as a picture; "
+                "it predates embedding_input, so the example pictures were sent instead (--knn-query image)"
+            )
+            return matches
+
+    def _query_picture(self, example: Example, limit: int) -> list[Match]:
         encoded = base64.b64encode(example.path.read_bytes()).decode("ascii")
         return self._query(limit, example.example_id, "qbe", image=encoded)
 

@@ -495,6 +495,49 @@ def test_knn_query_embedding_sends_the_examples_vector_instead_of_the_picture(we
     assert body["image"] is None and body["embedding_input"] == pytest.approx([0.0, 0.6, 0.8])
 
 
+def test_a_back_end_older_than_embedding_input_gets_the_pictures_instead(web, tmp_path: Path) -> None:
+    """An old clip-retrieval fails a query without text, image or image_url; the source falls back once, for good."""
+    folder = write_folder(tmp_path / "ex", {"IMG_1": scene(1, 64, 48), "IMG_2": scene(2, 64, 48)})
+    url = {
+        name: web.route(f"/img/{name}.jpg", body=picture(seed), headers=JPEG) for name, seed in [("a", 11), ("b", 12)]
+    }
+    by_picture = {
+        (folder / "IMG_1.jpg").read_bytes(): [{"url": url["a"], "caption": "", "id": 1, "similarity": 0.9}],
+        (folder / "IMG_2.jpg").read_bytes(): [{"url": url["b"], "caption": "", "id": 2, "similarity": 0.8}],
+    }
+
+    def old_back_end(request: SeenRequest) -> Reply:
+        picture_sent = json.loads(request.body)["image"]
+        if picture_sent is None:  # it never reads embedding_input
+            return Reply(500, b'{"message": "Internal Server Error"}', JSON)
+        return Reply(200, json.dumps(by_picture[base64.b64decode(picture_sent)]).encode(), JSON)
+
+    web.route("/knn-service", handler=old_back_end)
+    embedder = LookupEmbedder({(folder / f"{name}.jpg").read_bytes(): [1, 0, 0] for name in ("IMG_1", "IMG_2")})
+    config = qbe_config(
+        tmp_path / "pool", folder, sources=("clip-knn",), endpoints={"clip-knn": web.base_url}, knn_query="embedding"
+    )
+    summary = harvest_qbe(config, embedder=embedder)
+
+    sent = [("embedding" if b["image"] is None else "picture") for b in knn_bodies(web)]
+    assert sent == ["embedding", "picture", "picture"]  # one refused embedding query, then pictures only
+    assert (summary.searches, summary.failures) == (2, {}), summary.fetch.search_failures
+    assert sorted(Pool.open(tmp_path / "pool").read_index()["url"]) == sorted(url.values())
+    assert any("predates embedding_input" in note for note in summary.notes)
+
+
+def test_an_embedding_query_the_back_end_fails_either_way_reports_the_embedding_error(web, tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "ex", {"IMG_1": scene(1, 64, 48)})
+    web.route("/knn-service", handler=lambda request: Reply(503, b'{"message": "index loading"}', JSON))
+    embedder = LookupEmbedder({(folder / "IMG_1.jpg").read_bytes(): [1, 0, 0]})
+    config = qbe_config(
+        tmp_path / "pool", folder, sources=("clip-knn",), endpoints={"clip-knn": web.base_url}, knn_query="embedding"
+    )
+    summary = harvest_qbe(config, embedder=embedder)
+    assert summary.failures == {("clip-knn", "search_error"): 1} and "HTTP 503" in summary.fetch.search_failures[0]
+    assert not summary.notes
+
+
 def test_clip_knn_also_answers_keyword_searches_by_text(web) -> None:
     reply = saved_json("clip_knn", "knn_answer.json")
     web.route("/knn-service", handler=lambda request: Reply(200, json.dumps(reply).encode(), JSON))
