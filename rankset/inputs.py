@@ -37,7 +37,7 @@ class SourcePicture:
 
 def describe_input(path_or_id: str | Path) -> str:
     """``pool``, ``dataset``, ``folder`` or ``hub`` for an INPUT argument; raises InputError when it is none."""
-    from rankset.io import is_dataset_folder, looks_like_hub_id
+    from rankset.io import is_dataset_folder, looks_like_hub_id, missing_path_message
 
     p = Path(path_or_id)
     if (p / "pool.json").is_file():
@@ -50,7 +50,8 @@ def describe_input(path_or_id: str | Path) -> str:
         return "hub"
     if p.exists():
         raise InputError(f"{p} is a file; INPUT must be a pool, a folder of pictures or a dataset folder")
-    raise InputError(f"{p} does not exist; INPUT must be a pool, a folder of pictures, a dataset folder or a Hub id")
+    kinds = "a pool, a folder of pictures, a dataset folder or a Hub id"
+    raise InputError(f"{missing_path_message(p)}; INPUT must be {kinds}")
 
 
 def list_folder(root: Path) -> list[SourcePicture]:

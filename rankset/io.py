@@ -135,8 +135,14 @@ def is_parquet_snapshot(path: str | Path) -> bool:
 
 
 def looks_like_hub_id(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not Path(name).exists() and not name.startswith((".", "/", "~"))
+    """``USER/NAME`` that cannot be a path here: nothing of that name exists and ``USER`` is no local folder.
+
+    ``data/shb`` while ``data/`` exists is a local path not made yet, not a Hub dataset of the user ``data``.
+    """
+    from rankset.hub import REPO_ID
+
+    user = name.split("/", 1)[0]
+    return bool(REPO_ID.match(name)) and not Path(name).exists() and not Path(user).is_dir()
 
 
 def load_dataset_dict(path_or_id: str | Path) -> Any:
@@ -168,9 +174,18 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
             return datasets.load_dataset(name)
         except Exception as e:  # the Hub client raises many types; all mean "could not get it"
             raise PublishError(
-                f"cannot load Hub dataset {name!r}: {e}. Check the id, your network and HF_TOKEN for private "
-                f"datasets; offline, pass a local folder written by `rankset` instead"
+                f"cannot load Hub dataset {name!r} (there is no local folder of that name either): {e}. Check the id, "
+                f"your network and HF_TOKEN for private datasets; offline, pass a local folder written by `rankset`"
             ) from e
     if path.exists():
         raise InputError(f"{path} is not a dataset folder (no dataset_dict.json); pass a folder written by rankset")
-    raise InputError(f"{path_or_id} does not exist and is not a Hub id of the form user/name")
+    raise InputError(missing_path_message(path))
+
+
+def missing_path_message(path: Path) -> str:
+    """Why ``path`` is neither a local dataset nor a Hub id, saying how it was read."""
+    if path.parent != Path(".") and path.parent.is_dir():
+        return (
+            f"{path} does not exist (its folder {path.parent}/ does, so it is read as a local path, not a Hub id)"
+        )
+    return f"{path} does not exist and is not a Hub id of the form user/name"

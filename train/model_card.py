@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rankset.hub import REPO_ID
+from rankset.io import looks_like_hub_id
 from train.hub import CONFIG, METADATA
 
 CARD_METRICS = ("mae", "rmse", "nae", "game0", "game1", "game2", "game3")
@@ -36,11 +36,6 @@ def run_evaluation(checkpoint: Path, step: int) -> dict[str, Any] | None:
     if not isinstance(evaluation, dict) or evaluation.get("step") != step:
         return None
     return evaluation
-
-
-def looks_like_hub_id(name: str) -> bool:
-    """``USER/NAME`` that is not a path on this machine (the rule the trainer used to load its datasets)."""
-    return bool(REPO_ID.match(name)) and not Path(name).exists()
 
 
 def model_card(

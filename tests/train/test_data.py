@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankset.io import looks_like_hub_id
 from train.config import config_from_dict
 from train.data import DrawSampler, LabeledCrops, RankedSets, RowSource, open_dataset, raw_row, undecoded
 from train.errors import DataError
@@ -69,6 +70,25 @@ def test_a_missing_dataset_names_the_manifest_key(tmp_path: Path) -> None:
     config = config_from_dict({"data": {"labeled": [str(tmp_path / "nope")]}, "schedule": {"paradigm": "count-only"}})
     with pytest.raises(DataError, match=r"data.labeled\[0\] = .*nope.* cannot be loaded.*rankset"):
         resolve_sources(config)
+
+
+def test_a_relative_path_in_an_existing_folder_is_never_looked_up_on_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data/shb`` with ``data/`` present is a dataset not made yet, not the Hub dataset of a user ``data``."""
+    import datasets
+
+    def no_hub(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    config = config_from_dict({"data": {"labeled": ["data/shb"]}, "schedule": {"paradigm": "count-only"}})
+    with pytest.raises(DataError, match=r"data/shb does not exist \(its folder data/ does, so it is read as a local"):
+        resolve_sources(config)
+    assert looks_like_hub_id("user/shb") and not looks_like_hub_id("data/shb")
+    assert not looks_like_hub_id("user/shb/extra") and not looks_like_hub_id("./shb")
 
 
 def test_a_ranked_set_given_as_labeled_is_refused(blob_data: dict[str, Path]) -> None:
