@@ -316,7 +316,27 @@ def summary_markdown(study: StudyConfig, df: Any) -> str:
         for fold, part in per_fold.groupby("fold", sort=True):
             cells = {r[keys[0]]: f"{r['mean']:.2f}" for _, r in part.iterrows()}
             lines.append(f"| {fold} | " + " | ".join(cells.get(c, "–") for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _per_run_lines(study, df)) + "\n"
+
+
+def _per_run_lines(study: StudyConfig, df: Any) -> list[str]:
+    """Every finished run: the metric, then ordering against calibration (Spearman, predicted/annotated count)."""
+
+    def number(value: Any, digits: int) -> str:
+        return "–" if value is None or value != value else f"{value:.{digits}f}"  # NaN != NaN: no value
+
+    lines = [
+        "",
+        "Per run: Spearman rank correlation of predicted and annotated test counts (what ranking can improve) and "
+        "total predicted / total annotated count (the scale, which only labels fix).",
+        "",
+        f"| run | {study.metric} | Spearman | count ratio |",
+        "|---|---|---|---|",
+    ]
+    for _, r in df.iterrows():
+        spearman, ratio = r.get("spearman"), r.get("count_ratio")
+        lines.append(f"| {r['run']} | {number(r[study.metric], 2)} | {number(spearman, 3)} | {number(ratio, 3)} |")
+    return lines
 
 
 def _cell(r: Any) -> str:

@@ -82,6 +82,8 @@ def test_study_runs_every_point_and_seed_and_tabulates_mean_and_spread(study_fil
     table = (tmp_path / "out" / "results.md").read_text()
     mean = df[df["schedule.paradigm"] == "multitask"]["mae"].mean()
     assert f"{mean:.2f} ± " in table and "(n=2)" in table
+    first = df.loc[0]
+    assert f"| {first['run']} | {first['mae']:.2f} | {first['spearman']:.3f} | {first['count_ratio']:.3f} |" in table
     assert (tmp_path / "out" / "results.png").stat().st_size > 1000
 
 
@@ -158,7 +160,7 @@ def test_summary_table_puts_the_first_grid_key_in_columns(tmp_path: Path) -> Non
     study = load_study(tmp_path / "s.toml")
     df = pd.DataFrame(
         [
-            {"schedule.paradigm": p, "data.labeled_fraction": f, "seed": s, "mae": mae}
+            {"run": f"{p}-{f}-{s}", "schedule.paradigm": p, "data.labeled_fraction": f, "seed": s, "mae": mae}
             for p, f, s, mae in [("a", 0.1, 0, 10.0), ("a", 0.1, 1, 12.0), ("b", 0.1, 0, 8.0), ("b", 0.1, 1, 8.0),
                                  ("a", 1.0, 0, 5.0), ("a", 1.0, 1, 5.0), ("b", 1.0, 0, 4.0), ("b", 1.0, 1, 6.0)]
         ]
@@ -166,6 +168,7 @@ def test_summary_table_puts_the_first_grid_key_in_columns(tmp_path: Path) -> Non
     table = summary_markdown(study, df)
     assert "| data.labeled_fraction | a | b |" in table
     assert "| 0.1 | 11.00 ± 1.41 (n=2) | 8.00 ± 0.00 (n=2) |" in table
+    assert "| a-0.1-1 | 12.00 | – | – |" in table  # a run without per-image counts has no ordering figures
 
 
 def test_cli_study_wiring(study_file: Path, tmp_path: Path) -> None:
