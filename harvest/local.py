@@ -3,8 +3,9 @@
 Each file becomes one row (mode and source ``local``, url its ``file://`` URI) whatever its fate: magic bytes,
 a full decode under the bomb guard and the size floor decide ``ok`` or a failure class. Attribution comes from
 a sidecar ``<file>.json`` (``license``, ``author``, ``title``, ``source_url``, optional ``license_url``) when
-there is one. Files whose URI is already in the pool are skipped, so a rerun ingests nothing twice. Decode
-checks run in a thread pool (Pillow releases the GIL while decoding).
+there is one; its licence is stored in the pool's one spelling (``CC BY 4.0`` -> ``cc-by-4.0``). Files whose URI
+is already in the pool are skipped, so a rerun ingests nothing twice. Decode checks run in a thread pool (Pillow
+releases the GIL while decoding).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from harvest.collect import run_unordered
 from harvest.errors import ConfigError
 from harvest.images import DEFAULT_MAX_PIXELS, check_image, pixel_limit
 from harvest.pool import Pool, utc_now
+from harvest.sources.text import normalize_license
 from harvest.writer import PoolWriter, Summary, known_found_by, run_progress
 
 SIDECAR_FIELDS = ("license", "author", "title", "source_url", "license_url")
@@ -106,7 +108,7 @@ def _ingest_file(pool: Pool, path: Path, config: LocalConfig, query: str) -> dic
         "found_by": [f"local:{query}"],
         "title": attribution["title"],
         "author": attribution["author"],
-        "license": attribution["license"],
+        "license": normalize_license(attribution["license"], attribution["license_url"]),
         "license_url": attribution["license_url"],
         "fetched_at": utc_now(),
     }

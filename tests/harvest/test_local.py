@@ -32,7 +32,10 @@ def photos(tmp_path: Path) -> Path:
     (root / "a" / "b").mkdir(parents=True)
     (root / "a" / "one.jpg").write_bytes(encode((40, 30)))
     (root / "a" / "one.jpg.json").write_text(
-        json.dumps({"license": "cc-by-4.0", "author": "Ann", "title": "Square", "source_url": "https://example.org/1"})
+        json.dumps({"license": "CC BY 4.0", "author": "Ann", "title": "Square", "source_url": "https://example.org/1"})
+    )
+    (root / "copy-of-one.jpg.json").write_text(
+        json.dumps({"license_url": "https://creativecommons.org/publicdomain/zero/1.0/", "author": "Ann"})
     )
     (root / "a" / "b" / "two.png").write_bytes(encode((32, 32), "PNG"))
     (root / "a" / "b" / "two.png.json").write_text("{not json")
@@ -93,7 +96,8 @@ def test_sidecars_give_attribution_and_a_broken_one_is_noted(photos: Path, tmp_p
         "Square",
         "https://example.org/1",
     )
-    assert pd.isna(df.loc["copy-of-one.jpg", "license"])
+    assert df.loc["copy-of-one.jpg", "license"] == "cc0-1.0"  # read from the URL when no name is given
+    assert pd.isna(df.loc["tiny.jpg", "license"])
     assert df.loc["two.png", "status"] == "ok" and "two.png.json" in df.loc["two.png", "error"]
 
 
