@@ -30,6 +30,11 @@ def command_errors(command: str) -> Iterator[None]:
         raise typer.Exit(1) from e
 
 
+RETRY_FAILED_HELP = (
+    "Fetch again URLs whose every earlier try failed in a way that may pass: timeout, connection error, "
+    "truncated body, HTTP 408, 429 or 5xx."
+)
+
 app = typer.Typer(
     name="harvest",
     help="Collect crowd photos into a content-addressed pool: search, fetch, dedup, filter, report.",
@@ -62,9 +67,7 @@ def keywords(
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt and X-Robots-Tag."),
     allow_private_hosts: bool = typer.Option(False, "--allow-private-hosts", help="Allow private/loopback hosts."),
     user_agent: str | None = typer.Option(None, "--user-agent", help="User-Agent header (default names crowdrank)."),
-    retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Fetch again URLs that failed before with a timeout, 429 or 5xx."
-    ),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
 ) -> None:
     """Search each term in each source and download the images into the pool."""
 
@@ -216,9 +219,7 @@ def qbe(
     min_side: int = typer.Option(224, "--min-side", help="Smallest accepted shorter side, pixels."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt and X-Robots-Tag."),
     allow_private_hosts: bool = typer.Option(False, "--allow-private-hosts", help="Allow private/loopback hosts."),
-    retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Fetch again URLs that failed before with a timeout, 429 or 5xx."
-    ),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
 ) -> None:
     """Query by example: each example's nearest pictures from k-NN, Google Lens or another pool, into the pool."""
     from rich.console import Console

@@ -59,6 +59,10 @@ TRANSIENT_STATUSES = frozenset(
 )
 
 
+# What the search that first found a URL said about it; a later fetch of the URL (--retry-failed) keeps these.
+FIRST_FOUND_COLUMNS = ("source", "mode", "query", "rank", "similarity")
+
+
 def known_found_by(pool: Pool) -> dict[str, list[str]]:
     """``url -> found_by`` for every row already in the pool: these URLs are never fetched again."""
     df = pool.read_index(columns=["url", "found_by"])
@@ -83,9 +87,11 @@ def merge_found_by(df: pd.DataFrame, extra_found_by: dict[str, list[str]]) -> pd
     """One row per URL: add the extra tags to ``found_by`` and fold repeated URLs into their best row.
 
     The row kept for a repeated URL is its first ``ok`` row, else its last row (the latest attempt, e.g. of
-    ``--retry-failed``); ``found_by`` becomes the union of all its rows' tags, in the order they were found.
+    ``--retry-failed``); ``found_by`` becomes the union of all its rows' tags, in the order they were found, and
+    the search that first found the URL (:data:`FIRST_FOUND_COLUMNS`) stays the first row's.
     """
     df = df.reset_index(drop=True)
+    identity = [column for column in FIRST_FOUND_COLUMNS if column in df]
     found = [_tags(tags) for tags in df["found_by"]]
     urls = df["url"].tolist()
     for i, url in enumerate(urls):
@@ -101,6 +107,8 @@ def merge_found_by(df: pd.DataFrame, extra_found_by: dict[str, list[str]]) -> pd
         merged = found[first] + [tag for tag in found[i] if tag not in found[first]]
         if df.at[first, "status"] != "ok":  # a later row replaces a failure: ok, or the newer attempt
             keep[url] = i
+            for column in identity:
+                df.at[i, column] = df.at[first, column]
         found[keep[url]] = merged
     df["found_by"] = found
     return df.loc[sorted(keep.values())].reset_index(drop=True)

@@ -184,6 +184,7 @@ def test_retry_failed_fetches_transient_failures_once_more_and_keeps_one_row_per
     df = Pool.open(tmp_path / "pool").read_index().set_index("url")
     assert len(df) == 3 and df.index.is_unique  # the 503 row was replaced, not doubled
     assert df.loc[flaky, "status"] == "ok" and list(df.loc[flaky, "found_by"]) == ["loopback-test:a", "loopback-test:b"]
+    assert df.loc[flaky, "query"] == "a"  # the term that first found it, though "b" fetched it
     assert df.loc[gone, "status"] == "http_404"  # a permanent failure is not retried
 
     again = harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a",), retry_failed=True))
@@ -195,6 +196,17 @@ def test_merge_keeps_the_latest_attempt_when_no_row_is_ok() -> None:
                        "found_by": [["s:x"], ["s:y"]]})  # fmt: skip
     merged = merge_found_by(df, {})
     assert len(merged) == 1 and merged.loc[0, "status"] == "http_503" and merged.loc[0, "found_by"] == ["s:x", "s:y"]
+    qbe = pd.DataFrame({"url": ["u", "u"], "status": ["timeout", "ok"], "source": ["knn", "lens"],
+                        "query": ["IMG_1", "IMG_2"], "rank": [3, 1], "similarity": [0.8, float("nan")],
+                        "found_by": [["knn:IMG_1"], ["lens:IMG_2"]]})  # fmt: skip
+    row = merge_found_by(qbe, {}).iloc[0]
+    assert (row["status"], row["source"], row["query"], row["rank"], row["similarity"]) == (
+        "ok",
+        "knn",
+        "IMG_1",
+        3,
+        0.8,
+    )
 
 
 def test_merge_found_by_folds_repeated_urls_into_the_ok_row() -> None:
