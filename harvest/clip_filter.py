@@ -153,6 +153,7 @@ def crowd_scores(image_embeddings: np.ndarray, classes: np.ndarray, crowd_classe
 def filter_pool(config: FilterConfig) -> FilterSummary:
     """Score every eligible pool picture, cache embeddings, and rewrite ``clip_*`` and ``kept`` atomically."""
     from harvest.embed import EmbeddingCache, load_clip, model_tag
+    from harvest.errors import ModelUnavailableError
     from harvest.pool import Pool
 
     pool = Pool.open(config.pool)
@@ -173,7 +174,16 @@ def filter_pool(config: FilterConfig) -> FilterSummary:
     classes = cache.load_text(fingerprint)
 
     if len(missing) or (classes is None and len(eligible)):  # an empty pool needs no model
-        bundle = load_clip(config.model, config.pretrained, config.checkpoint, config.device)
+        try:
+            bundle = load_clip(config.model, config.pretrained, config.checkpoint, config.device)
+        except ModelUnavailableError as e:
+            others = [t for t in EmbeddingCache.tags(pool.root) if t != tag]
+            if not others:
+                raise
+            raise ModelUnavailableError(
+                f"{e}. This pool has embeddings cached for {', '.join(others)} (model__weights); to re-score with "
+                f"those, pass the same --model and --pretrained or --checkpoint that made them: no model is loaded"
+            ) from e
         summary.model_loaded = True
         if classes is None:
             classes = class_embeddings(bundle.model, bundle.tokenizer, classnames, TEMPLATES, bundle.device)

@@ -110,6 +110,20 @@ def test_changing_the_threshold_rescores_from_the_cache_without_loading_the_mode
     assert df["kept"].sum() == (first >= median).sum() == summary.above_threshold
 
 
+def test_missing_weights_name_the_embeddings_the_pool_already_has(
+    pool: Pool, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-scoring offline with other flags than the first run's: the error says which flags need no model."""
+    import huggingface_hub.constants
+
+    first = filter_pool(config(pool, tiny_checkpoint, threshold=0.5))
+    monkeypatch.setattr("harvest.embed._reachable", lambda *a, **k: False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ModelUnavailableError, match="not in the local cache") as info:
+        filter_pool(config(pool, None, model="ViT-B-32", pretrained="laion2b_s34b_b79k", threshold=0.6))
+    assert f"embeddings cached for {first.model}" in str(info.value) and "--checkpoint" in str(info.value)
+
+
 def test_filter_after_dedup_keeps_only_rows_that_pass_both(pool: Pool, tiny_checkpoint: Path) -> None:
     dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
     filter_pool(config(pool, tiny_checkpoint, threshold=0.0))
