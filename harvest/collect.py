@@ -129,6 +129,7 @@ def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, co
         known.pop(url, None)  # fetched once more; the old row's tags join the new row when the pool is compacted
     late_tags: dict[str, list[str]] = {}
     waiting: dict[str, tuple[Candidate, list[str]]] = {}
+    fetched: set[str] = set()  # fetched by this run: found again later, it is a repeat, not "already in the pool"
     downloader = _Downloader(pool, config)
 
     def urls_to_fetch(progress: Any) -> Iterator[str]:
@@ -137,7 +138,10 @@ def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, co
             tag = f"{candidate.source}:{candidate.query}"
             url = candidate.url
             if url in known:
-                summary.known += 1
+                if url in fetched:
+                    summary.repeats += 1
+                else:
+                    summary.known += 1
                 if tag not in known[url]:
                     known[url].append(tag)
                     late_tags.setdefault(url, []).append(tag)
@@ -160,6 +164,7 @@ def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, co
             for result, image_id, path in run_unordered(downloader, urls_to_fetch(progress), config.workers):
                 candidate, tags = waiting.pop(result.url)
                 known[result.url] = list(tags)
+                fetched.add(result.url)
                 writer.add(fetch_row(candidate, tags, result, image_id, path))
                 summary.add(candidate.source, result.status, result.size if image_id else None)
                 progress.advance()

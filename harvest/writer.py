@@ -141,8 +141,8 @@ class Summary:
     command: str
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     candidates: int = 0
-    known: int = 0  # already in the pool before this run (or written earlier in it): not fetched
-    repeats: int = 0  # returned again while its first fetch was still running: not fetched
+    known: int = 0  # already in the pool before this run: not fetched
+    repeats: int = 0  # returned again after this run had fetched it or while it was fetching it: not fetched
     retried: int = 0  # had only transient failures in the pool and were fetched again (--retry-failed)
     stored_bytes: int = 0
     search_failures: list[str] = field(default_factory=list)

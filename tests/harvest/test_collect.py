@@ -95,6 +95,7 @@ def test_keywords_writes_one_row_per_url_merges_found_by_and_stores_identical_by
     df = pd.read_parquet(tmp_path / "pool" / "index")
     assert sorted(df["url"]) == sorted(images.values())
     assert summary.ok == 5 and summary.rows == 5
+    assert (summary.known, summary.repeats) == (0, 1)  # found twice in this run: a repeat, never "in the pool"
     shared = df.set_index("url").loc[images["2"]]
     assert list(shared["found_by"]) == ["loopback-test:a", "loopback-test:b"]
     assert (shared["query"], shared["title"], shared["license"]) == ("a", "a #2", "cc0-1.0")
@@ -106,6 +107,14 @@ def test_keywords_writes_one_row_per_url_merges_found_by_and_stores_identical_by
     assert (first["width"], first["height"], first["format"], first["bytes"]) == (32, 24, "JPEG", len(jpeg(1)))
     commands = json.loads((tmp_path / "pool" / "pool.json").read_text())["commands"]
     assert commands[-1]["command"] == "keywords" and commands[-1]["config"]["terms"] == ["a", "b"]
+
+
+def test_a_url_found_again_after_this_run_fetched_it_is_a_repeat_not_already_in_the_pool(web, images, tmp_path) -> None:
+    # One worker and a queue window of four: by the time the sixth candidate is read, the first one's row is written.
+    order = [images[k] for k in ("0", "1", "2", "3", "copy", "0")]
+    candidates = [Candidate(url=url, source="t", query=f"q{i}") for i, url in enumerate(order)]
+    summary = collect(Pool.create(tmp_path / "pool"), candidates, fetch_config(workers=1))
+    assert (summary.rows, summary.known, summary.repeats) == (5, 0, 1)
 
 
 def test_a_rerun_fetches_nothing_and_a_new_term_only_extends_found_by(web, images, tmp_path) -> None:
