@@ -9,6 +9,7 @@ the output is the same whatever ``num_proc`` is. A picture that cannot be read i
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 import zlib
 from collections import Counter
@@ -213,8 +214,16 @@ def _map_in_chunks(
         yield from (pool.map(_cut_sets_task, batch, chunksize=2) if pool else map(_cut_sets_task, batch))
 
 
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C is the main process's to handle. A worker that died of it mid-task would lose
+    that task's result, and ``Pool.map`` would wait for it forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _worker_pool:
-    """A process pool when num_proc > 1 (fork where available: workers inherit imports), else None."""
+    """A process pool when num_proc > 1 (fork where available: workers inherit imports), else None.
+
+    Workers ignore SIGINT; on Ctrl-C the main process stops and terminates them on the way out."""
 
     def __init__(self, num_proc: int):
         self.num_proc = num_proc
@@ -223,7 +232,7 @@ class _worker_pool:
     def __enter__(self) -> Any:
         if self.num_proc > 1:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self.pool = mp.get_context(method).Pool(self.num_proc)
+            self.pool = mp.get_context(method).Pool(self.num_proc, initializer=_ignore_interrupts)
         return self.pool
 
     def __exit__(self, *exc: object) -> None:

@@ -259,3 +259,19 @@ def test_cli_build_and_preview_wiring(folder: Path, tmp_path: Path) -> None:
     assert missing.exit_code == 1
     result = runner.invoke(app, ["preview", str(tmp_path / "ds"), "--out", str(tmp_path / "p.png"), "--n", "1"])
     assert result.exit_code == 0 and (tmp_path / "p.png").is_file()
+
+
+def _sigint_handler(_: object) -> object:
+    import signal
+
+    return signal.getsignal(signal.SIGINT)
+
+
+def test_build_workers_leave_ctrl_c_to_the_main_process() -> None:
+    """A worker killed by Ctrl-C mid-task loses its result and Pool.map waits forever; workers must ignore it."""
+    import signal
+
+    from rankset.build import _worker_pool
+
+    with _worker_pool(2) as pool:
+        assert pool.map(_sigint_handler, range(4)) == [signal.SIG_IGN] * 4
