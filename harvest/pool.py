@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,25 +90,84 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def rows_to_table(rows: list[dict[str, Any]] | pd.DataFrame) -> pa.Table:
-    """A table with every declared column (typed, nulls where absent) followed by any extra columns."""
+    """A table with every declared column (typed, nulls where absent) followed by any extra columns.
+
+    Never fails on a value: one of the wrong type (a source answering ``"url": 5``, a width of ``"big"``) is
+    converted to the column's type where that is lossless (``5`` -> ``"5"``) or else left null, so one bad value
+    cannot lose the other rows of a part.
+    """
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
     arrays, fields = [], []
     for name, dtype in COLUMNS.items():
         if name in df.columns:
-            values = [None if _is_missing(v) else v for v in df[name].tolist()]
-            if pa.types.is_list(dtype):
-                values = [None if v is None else [str(x) for x in v] for v in values]
-            arrays.append(pa.array(values, type=dtype))
+            arrays.append(_typed_array(df[name].tolist(), dtype))
         else:
             arrays.append(pa.nulls(len(df), type=dtype))
         fields.append(pa.field(name, dtype))
     for name in df.columns:
         if name in COLUMNS:
             continue
-        arr = pa.array([None if _is_missing(v) else v for v in df[name].tolist()], from_pandas=True)
+        values = [None if _is_missing(v) else v for v in df[name].tolist()]
+        try:
+            arr = pa.array(values, from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):  # mixed types: keep them all as text
+            arr = pa.array([None if v is None else _as_text(v) for v in values], type=pa.string())
         arrays.append(arr)
         fields.append(pa.field(name, arr.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _typed_array(values: list[Any], dtype: pa.DataType) -> pa.Array:
+    """``values`` as an array of a declared column's type; values of another type are converted one by one."""
+    values = [None if _is_missing(v) else v for v in values]
+    if pa.types.is_list(dtype):
+        values = [None if v is None else _as_tags(v) for v in values]
+    try:
+        return pa.array(values, type=dtype)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return pa.array([_coerce(v, dtype) for v in values], type=dtype)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _as_tags(value: Any) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return [_as_text(value)]
+    return [_as_text(tag) for tag in value if not _is_missing(tag)]
+
+
+def _coerce(value: Any, dtype: pa.DataType) -> Any:
+    """``value`` in a declared column's type, or None where it has no faithful conversion."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if pa.types.is_string(dtype):
+        return _as_text(value)
+    if pa.types.is_list(dtype):
+        return value if isinstance(value, list) else _as_tags(value)
+    if pa.types.is_boolean(dtype):
+        return value if isinstance(value, bool) else None
+    if pa.types.is_integer(dtype):
+        whole_float = isinstance(value, float) and value.is_integer()
+        if whole_float or (isinstance(value, str) and value.strip().lstrip("+-").isdigit()):
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        bound = 2 ** (dtype.bit_width - 1)
+        return value if -bound <= value < bound else None
+    if pa.types.is_floating(dtype):
+        if isinstance(value, bool):
+            return None
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def _is_missing(value: Any) -> bool:

@@ -167,6 +167,8 @@ class SearchSource:
         No page is requested once ``limit`` candidates are out. Stops on the last page (token None), on a token
         already followed, on a page that brings nothing new: no unseen URL and nothing skipped (some engines
         repeat their last page instead of ending), and after :data:`MAX_BARREN_PAGES` pages of skipped results only.
+        A candidate whose URL is not a non-empty string (an engine answering ``"url": 5``, ``null`` or a list) is
+        skipped as ``no_image_url``: it could be neither fetched nor recorded under its URL.
         """
         if limit <= 0:
             return
@@ -177,8 +179,11 @@ class SearchSource:
             followed.append(token)
             page = fetch_page(token)
             self.skipped.update(page.skipped)
-            fresh = 0
+            fresh, unusable = 0, 0
             for candidate in page.candidates:
+                if not isinstance(candidate.url, str) or not candidate.url.strip():
+                    unusable += 1
+                    continue
                 if candidate.url in seen:
                     continue
                 seen.add(candidate.url)
@@ -186,7 +191,9 @@ class SearchSource:
                 yield candidate
                 if len(seen) >= limit:
                     return
-            if not fresh and not page.skipped:
+            if unusable:
+                self.skipped["no_image_url"] += unusable
+            if not fresh and not page.skipped and not unusable:
                 return
             barren = 0 if fresh else barren + 1
             token = page.next_token

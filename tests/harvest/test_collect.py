@@ -176,6 +176,25 @@ def test_keywords_uses_the_real_openverse_source_through_its_endpoint(web, image
     assert list(row["found_by"]) == ["openverse:fans"]
 
 
+def test_a_source_answering_non_string_image_urls_skips_them_and_writes_the_other_rows(web, images, tmp_path) -> None:
+    def page(index: int, url: object) -> dict:
+        info = {"url": url, "mime": "image/jpeg", "descriptionurl": 7 if index == 1 else None}
+        return {"pageid": index, "title": f"File:{index}.jpg", "index": index, "imageinfo": [info]}
+
+    answer = {"query": {"pages": [page(1, images["1"]), page(2, 5), page(3, [images["2"]]), page(4, None)]}}
+    web.route("/w/api.php", body=json.dumps(answer).encode(), headers={"Content-Type": "application/json"})
+    config = KeywordsConfig(
+        out=tmp_path / "pool", terms=("x",), sources=("wikimedia",), endpoints={"wikimedia": web.url("/w/api.php")},
+        fetch=fetch_config(),
+    )  # fmt: skip
+    for _ in range(2):  # the rerun finds the pool intact and fetches nothing again
+        summary = harvest_keywords(config)
+        df = Pool.open(tmp_path / "pool").read_index()
+        assert list(df["url"]) == [images["1"]] and list(df["status"]) == ["ok"]
+        assert df["page_url"].tolist() == ["7"]  # a number where text belongs is kept as text, not a crash
+    assert summary.known == 1 and web.hits("/img/1.jpg") == 1
+
+
 def test_retry_failed_fetches_transient_failures_once_more_and_keeps_one_row_per_url(web, tmp_path) -> None:
     flaky = web.route("/img/flaky.jpg", responses=[Reply(503), Reply(200, jpeg(5), JPEG)])
     gone = web.route("/img/gone.jpg", status=404)

@@ -299,6 +299,23 @@ def test_wikimedia_split_batch_counts_no_pending_page_as_skipped(web) -> None:
     assert parse_commons_page(second, "crowd").skipped == {"no_image_url": 1}
 
 
+def test_search_results_whose_url_is_not_a_string_are_skipped_as_no_image_url(web) -> None:
+    def page(index: int, url: object) -> dict:
+        return {
+            "pageid": index,
+            "title": f"File:{index}.jpg",
+            "index": index,
+            "imageinfo": [{"url": url, "mime": "image/jpeg"}],
+        }
+
+    urls: list[object] = ["https://upload.wikimedia.org/a.jpg", 5, ["https://upload.wikimedia.org/b.jpg"], None, " "]
+    answer = {"query": {"pages": [page(i, url) for i, url in enumerate(urls)]}}
+    web.route("/w/api.php", body=json.dumps(answer).encode(), headers={"Content-Type": "application/json"})
+    source = create_source("wikimedia", endpoint=web.url("/w/api.php"))
+    assert [c.url for c in source.search("crowd", limit=10)] == ["https://upload.wikimedia.org/a.jpg"]
+    assert source.skipped == {"no_image_url": 4}
+
+
 def test_wikimedia_stops_at_limit_without_fetching_more(web) -> None:
     web.route("/w/api.php", body=saved("wikimedia", "search_page1.json"))
     found = list(create_source("wikimedia", endpoint=web.url("/w/api.php")).search("crowd", limit=1))
