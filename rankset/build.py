@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rankset.errors import ConfigError, ImageError
+from rankset.errors import ConfigError, EmptySplitError, ImageError
 from rankset.geometry import NestedSet, draft_factor, nested_boxes
 from rankset.inputs import SourcePicture, describe_input, iter_dataset, list_folder, list_pool
 from rankset.progress import progress_bar
@@ -158,10 +158,11 @@ def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture]]:
 def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
     """Build the ranked-set DatasetDict at ``cfg.out`` (atomically) and return what happened."""
     from rankset.card import pool_commands, ranked_set_card
-    from rankset.io import write_dataset_dict
+    from rankset.io import check_replaceable, write_dataset_dict
     from rankset.schema import encode_build_info, ranked_features
 
     start = time.perf_counter()
+    check_replaceable(Path(cfg.out), [cfg.input])  # before any work: write_dataset_dict checks again
     kind, n, pictures = list_sources(cfg)
     summary = BuildSummary(input_kind=kind, sources=n)
     if cfg.val_fraction > 0:
@@ -187,17 +188,33 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
                     summary.sets[split] += 1
                     yield row
 
-        write_dataset_dict(
-            cfg.out,
-            {split: rows_of(items, split) for split, items in by_split.items()},
-            ranked_features(cfg.k),
-            description=encode_build_info(
-                {**cfg.params(), "input": str(cfg.input), "pool_commands": pool_commands(cfg.input)}
-            ),
-            card=lambda: ranked_set_card(cfg, summary),
-        )
+        try:
+            write_dataset_dict(
+                cfg.out,
+                {split: rows_of(items, split) for split, items in by_split.items()},
+                ranked_features(cfg.k),
+                description=encode_build_info(
+                    {**cfg.params(), "input": str(cfg.input), "pool_commands": pool_commands(cfg.input)}
+                ),
+                card=lambda: ranked_set_card(cfg, summary),
+                inputs=[cfg.input],
+            )
+        except EmptySplitError as e:
+            raise EmptySplitError(_no_sets_message(cfg, summary, e.split, len(by_split[e.split])), e.split) from e
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _no_sets_message(cfg: BuildConfig, summary: BuildSummary, split: str, pictures: int) -> str:
+    """Why a split came out empty, and what to change; ``--out`` is untouched."""
+    why = f"; e.g. {summary.skipped[0][1]}" if summary.skipped else ""
+    fix = "a smaller --k or larger --s, or larger pictures"
+    if pictures == 0:
+        why, fix = "", "a smaller --val-fraction or more pictures" if cfg.val_fraction else "an input with pictures"
+    return (
+        f"no ranked sets for split {split!r}: {pictures} pictures went to it and {len(summary.skipped)} of "
+        f"{summary.sources} were skipped{why}. Try {fix}; {cfg.out} was left as it was"
+    )
 
 
 def _map_in_chunks(

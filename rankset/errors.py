@@ -19,6 +19,14 @@ class InputError(RanksetError, OSError):
     """An input path is missing or matches no known layout; the message says what was expected where."""
 
 
+class EmptySplitError(InputError):
+    """A dataset being written got no rows in a split; the folder at ``--out`` was left as it was."""
+
+    def __init__(self, message: str, split: str) -> None:
+        super().__init__(message)
+        self.split = split
+
+
 class ImageError(RanksetError, OSError):
     """One picture cannot be decoded; callers turn it into a skipped item with this message as the reason."""
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rankset.errors import InputError, PublishError
+from rankset.errors import EmptySplitError, InputError, PublishError
 
 
 def write_dataset_dict(
@@ -28,6 +28,7 @@ def write_dataset_dict(
     card: str | Callable[[], str] | None = None,
     extra_files: dict[str, bytes] | None = None,
     overwrite: bool = True,
+    inputs: Iterable[str | Path] = (),
 ) -> Any:
     """Stream each split's rows into Arrow files and save the DatasetDict atomically at ``out``.
 
@@ -36,10 +37,14 @@ def write_dataset_dict(
     gen_kwargs are sharded across processes, as ``Dataset.from_generator`` does. ``card`` (text, or a
     function called once every row is written, so it can report counts) becomes ``out/README.md``;
     ``extra_files`` are written beside it. Returns the DatasetDict loaded from ``out``.
+
+    ``out`` is replaced only when it is missing, empty or a dataset folder, and never when it is, or holds, one of
+    ``inputs``; a split with no rows raises :class:`EmptySplitError`. Both checks leave ``out`` as it was.
     """
     import datasets
 
     out = Path(out)
+    check_replaceable(out, inputs)
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; pass --overwrite or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +67,30 @@ def write_dataset_dict(
     else:
         os.replace(staging, out)
     return datasets.load_from_disk(str(out))
+
+
+def check_replaceable(out: Path, inputs: Iterable[str | Path] = ()) -> None:
+    """Refuse an ``--out`` whose replacement would delete something other than an earlier dataset."""
+    target = out.resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if Path(given).exists() and (target == source or target in source.parents):
+            raise InputError(
+                f"--out {out} is or holds the input {given}, which writing it would delete; choose another"
+            )
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder path for the dataset")
+    if is_dataset_folder(out):
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise InputError(
+            f"--out {out} holds files that are not a dataset ({shown}); writing the dataset there would delete "
+            f"them. Choose a new or empty folder, or move those files away"
+        )
 
 
 @contextmanager
@@ -101,6 +130,9 @@ def _write_staging(
                 info=info,
                 split=datasets.NamedSplit(name),
             )
+        empty = [name for name, ds in built.items() if ds.num_rows == 0]
+        if empty:  # save_to_disk would write a folder load_from_disk cannot read
+            raise EmptySplitError(f"split {empty[0]!r} got no rows", empty[0])
         datasets.DatasetDict(built).save_to_disk(str(staging))
         del built
 
@@ -185,7 +217,5 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
 def missing_path_message(path: Path) -> str:
     """Why ``path`` is neither a local dataset nor a Hub id, saying how it was read."""
     if path.parent != Path(".") and path.parent.is_dir():
-        return (
-            f"{path} does not exist (its folder {path.parent}/ does, so it is read as a local path, not a Hub id)"
-        )
+        return f"{path} does not exist (its folder {path.parent}/ does, so it is read as a local path, not a Hub id)"
     return f"{path} does not exist and is not a Hub id of the form user/name"

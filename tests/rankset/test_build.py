@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rankset.build import BuildConfig, build_ranked_sets
-from rankset.errors import ConfigError
+from rankset.errors import ConfigError, InputError
 from rankset.schema import RANKED_FIELDS, decode_build_info
 
 
@@ -235,6 +235,32 @@ def test_a_build_that_dies_midway_leaves_the_old_dataset_untouched(folder: Path,
         build(folder, tmp_path / "ds", seed=9)
     assert (tmp_path / "ds" / "train" / "dataset_info.json").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")] == []
+
+
+def test_a_build_with_no_sets_fails_saying_why_and_keeps_the_old_dataset(folder: Path, tmp_path: Path) -> None:
+    build(folder, tmp_path / "ds")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*"))
+    with pytest.raises(InputError, match=r"no ranked sets for split 'train'.*too small for k=40.*left as it was"):
+        build(folder, tmp_path / "ds", k=40)
+    with pytest.raises(InputError, match=r"split 'train': 0 pictures.*smaller --val-fraction"):
+        build(folder, tmp_path / "ds", val_fraction=0.95)  # all four pictures go to validation
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*")) == before
+    assert datasets.load_from_disk(str(tmp_path / "ds"))["train"].num_rows == 4
+
+
+def test_out_that_is_or_holds_the_input_or_other_files_is_refused_before_any_work(folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is or holds the input"):
+        build(folder, folder)
+    with pytest.raises(InputError, match="is or holds the input"):
+        build(folder, tmp_path)  # tmp_path holds pics/
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(InputError, match=r"holds files that are not a dataset \(mine.txt\)"):
+        build(folder, tmp_path / "notes")
+    assert sorted(p.name for p in folder.iterdir()) == [f"img{i}.jpg" for i in range(4)]
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+    (tmp_path / "empty").mkdir()
+    assert build(folder, tmp_path / "empty")[1]["train"].num_rows == 4  # an empty folder is fine
 
 
 def test_preview_draws_sets_to_a_png(folder: Path, tmp_path: Path) -> None:
