@@ -7,6 +7,7 @@ input always gives the same order, with licence and attribution carried along.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,8 @@ def list_folder(root: Path) -> list[SourcePicture]:
     unique = len(set(stems)) == len(stems)
     pictures = []
     for f in files:
-        source_id = f.stem if unique else f.relative_to(root).with_suffix("").as_posix().replace("/", "-")
+        name = f.stem if unique else f.relative_to(root).with_suffix("").as_posix().replace("/", "-")
+        source_id = printable_name(name)
         meta = _sidecar(f)
         pictures.append(
             SourcePicture(
@@ -79,6 +81,14 @@ def list_folder(root: Path) -> list[SourcePicture]:
             )
         )
     return pictures
+
+
+def printable_name(name: str) -> str:
+    """A file name as text that can be stored: bytes that are not UTF-8 (``caf\\xe9``) written as escapes.
+
+    Python reads such names with surrogate escapes, which neither Arrow nor UTF-8 encoding accepts.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _sidecar(f: Path) -> dict[str, str]:

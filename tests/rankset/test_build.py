@@ -301,3 +301,12 @@ def test_build_workers_leave_ctrl_c_to_the_main_process() -> None:
 
     with _worker_pool(2) as pool:
         assert pool.map(_sigint_handler, range(4)) == [signal.SIG_IGN] * 4
+
+
+def test_a_file_name_that_is_not_utf8_is_built_under_an_escaped_id(folder: Path, tmp_path: Path) -> None:
+    import os
+
+    os.rename(folder / "img0.jpg", os.fsencode(folder) + b"/caf\xe9.jpg")  # Latin-1 bytes, as old cameras write
+    summary, dsd = build(folder, tmp_path / "ds")
+    assert summary.used == 4 and "caf\\xe9" in dsd["train"]["source_id"]
+    assert any(url.endswith("/caf%E9.jpg") for url in dsd["train"]["source_url"])
