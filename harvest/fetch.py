@@ -16,7 +16,14 @@ import requests
 
 from harvest.errors import ConfigError
 from harvest.images import DEFAULT_MAX_PIXELS, ImageCheck, check_image
-from harvest.net import BlockedHostError, HostRateLimiter, RobotsCache, parse_retry_after, x_robots_refusal
+from harvest.net import (
+    BlockedHostError,
+    HostRateLimiter,
+    RobotsCache,
+    RobotsUnreachableError,
+    parse_retry_after,
+    x_robots_refusal,
+)
 from harvest.pool import utc_now
 
 MAX_REDIRECTS = 5
@@ -134,8 +141,13 @@ def _check_target(url: str, session: requests.Session, config: FetchConfig, robo
         allowed = robots.allowed(url, session)
     except BlockedHostError as e:
         raise _Failure("blocked_host", str(e)) from e
+    except RobotsUnreachableError as e:
+        raise _Failure(e.status, str(e)) from e
     if not allowed:
-        raise _Failure("robots", f"robots.txt of {parts.hostname} disallows {parts.path or '/'} for crowdrank")
+        reason = robots.refusal_reason(url)
+        raise _Failure(
+            "robots", reason or f"robots.txt of {parts.hostname} disallows {parts.path or '/'} for crowdrank"
+        )
 
 
 def _get_with_retries(

@@ -45,6 +45,19 @@ class BlockedHostError(HarvestError):
     """
 
 
+class RobotsUnreachableError(HarvestError):
+    """robots.txt of a host could not be fetched at all: nothing listening, an unknown name, a timeout.
+
+    RFC 9309 says to crawl nothing on such a host, so its URLs are not fetched; but the host did not refuse
+    anything, and the failure may pass, so they are recorded as ``status`` (``connection_error`` or ``timeout``,
+    both retried by ``--retry-failed``), not as a ``robots`` refusal.
+    """
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def is_blocked_address(address: str) -> bool:
     """Whether an IP address is one a crawler must not reach: private, loopback, link-local, reserved, …"""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
@@ -169,7 +182,8 @@ class RobotsCache:
     """robots.txt per host, fetched once per run (one fetch even when many workers ask at once).
 
     Per RFC 9309: a 4xx answer means no rules (allow all); a 5xx answer or a network failure means
-    complete disallow for this run.
+    complete disallow for this run. A network failure raises :class:`RobotsUnreachableError` from
+    :meth:`allowed` (for every URL of the host, without asking again) so that it is not mistaken for a refusal.
     """
 
     def __init__(self, limiter: HostRateLimiter | None = None, token: str = ROBOTS_TOKEN) -> None:
@@ -178,10 +192,15 @@ class RobotsCache:
         self._parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._unreachable: dict[str, tuple[str, str]] = {}  # host -> (message, status)
+        self._server_errors: dict[str, int] = {}
         self.fetches = 0
 
     def allowed(self, url: str, session: requests.Session) -> bool:
-        """Whether robots.txt of the URL's host lets crowdrank fetch it (fetching robots.txt with ``session``)."""
+        """Whether robots.txt of the URL's host lets crowdrank fetch it (fetching robots.txt with ``session``).
+
+        Raises :class:`RobotsUnreachableError` when robots.txt could not be fetched at all.
+        """
         key = host_key(url)
         with self._lock:
             host_lock = self._host_locks.setdefault(key, threading.Lock())
@@ -190,7 +209,16 @@ class RobotsCache:
             if parser is None:
                 parser = self._fetch(key, session)
                 self._parsers[key] = parser
+        if key in self._unreachable:
+            raise RobotsUnreachableError(*self._unreachable[key])
         return parser.can_fetch(self.token, url)
+
+    def refusal_reason(self, url: str) -> str | None:
+        """Why every URL of the host is refused, when that is robots.txt's status rather than its rules."""
+        status = self._server_errors.get(host_key(url))
+        if status is None:
+            return None
+        return f"robots.txt of {urlsplit(url).netloc} answered HTTP {status}, which RFC 9309 reads as disallow all"
 
     def _fetch(self, key: str, session: requests.Session) -> urllib.robotparser.RobotFileParser:
         parser = urllib.robotparser.RobotFileParser(f"{key}/robots.txt")
@@ -204,12 +232,19 @@ class RobotsCache:
                     return parser
                 if response.status_code >= 500:
                     parser.disallow_all = True
+                    self._server_errors[key] = response.status_code
                     return parser
                 body = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True)
         except BlockedHostError:
             raise
-        except (requests.RequestException, OSError):
+        except (requests.RequestException, OSError) as e:
             parser.disallow_all = True
+            status = "timeout" if isinstance(e, requests.exceptions.Timeout) else "connection_error"
+            self._unreachable[key] = (
+                f"robots.txt of {key} could not be fetched ({type(e).__name__}: {e}); nothing is fetched from "
+                "that host before it can be read (RFC 9309); --retry-failed tries again",
+                status,
+            )
             return parser
         parser.parse(body.decode("utf-8", errors="replace").splitlines())
         return parser

@@ -15,6 +15,7 @@ import harvest.fetch as fetch_module
 from harvest.errors import ConfigError
 from harvest.fetch import FetchConfig, FetchResult, fetch_one
 from harvest.net import HostRateLimiter, RobotsCache, make_session
+from harvest.writer import TRANSIENT_STATUSES
 from tests.harvest.conftest import Reply
 
 JPEG = {"Content-Type": "image/jpeg"}
@@ -206,6 +207,28 @@ def test_a_refused_connection_is_connection_error(fetch) -> None:
         port = probe.getsockname()[1]
     result = fetch(f"http://127.0.0.1:{port}/a.jpg", retries=1, backoff=0.01, ignore_robots=True)
     assert result.status == "connection_error" and "2 tries" in result.error
+
+
+def free_port() -> int:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_host_whose_robots_txt_cannot_be_reached_is_a_retryable_connection_error_not_a_refusal(fetch) -> None:
+    port = free_port()
+    result = fetch(f"http://127.0.0.1:{port}/a.jpg", retries=0)
+    assert result.status == "connection_error" and result.status in TRANSIENT_STATUSES
+    assert f"robots.txt of http://127.0.0.1:{port} could not be fetched" in result.error
+    assert "disallows" not in result.error
+
+
+def test_a_robots_txt_answering_5xx_still_refuses_and_says_why(web, fetch) -> None:
+    web.route("/robots.txt", status=503)
+    url = web.route("/a.jpg", body=encode(), headers=JPEG)
+    result = fetch(url)
+    assert result.status == "robots" and "answered HTTP 503" in result.error
+    assert web.hits("/a.jpg") == 0
 
 
 def test_private_hosts_are_refused_by_default_without_a_request(web, fetch) -> None:
