@@ -28,6 +28,9 @@ from rankset.progress import progress_bar
 MIN_PATCH_SIDE = 2.0  # source pixels: below this the smallest patch is a smear, not a picture
 
 
+MAX_PATCH_SIZE = 4096  # the largest side of a stored patch; --size 100000 would need ~30 GB per patch
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Parameters of one build; the paper's defaults (k=5, s=0.75, r=8, 224 px)."""
@@ -50,7 +53,8 @@ class BuildConfig:
             (self.k >= 2, "--k", self.k, "an integer >= 2 (a set needs at least one pair)"),
             (0.0 < self.s < 1.0, "--s", self.s, "a ratio strictly between 0 and 1"),
             (self.r >= 1.0, "--r", self.r, "a number >= 1 (the anchor region is 1/r of the picture)"),
-            (self.size >= 16, "--size", self.size, "an integer >= 16 pixels"),
+            (16 <= self.size <= MAX_PATCH_SIZE, "--size", self.size, f"an integer from 16 to {MAX_PATCH_SIZE} pixels"),
+            (0 <= self.seed < 2**32, "--seed", self.seed, "an integer from 0 to 2**32 - 1"),
             (self.sets_per_image >= 1, "--sets-per-image", self.sets_per_image, "an integer >= 1"),
             (0.0 <= self.val_fraction < 1.0, "--val-fraction", self.val_fraction, "a fraction in [0, 1)"),
             (self.num_proc >= 1, "--num-proc", self.num_proc, "an integer >= 1"),

@@ -207,6 +207,8 @@ def test_dataset_input_reads_the_image_column_of_the_chosen_split(tmp_path: Path
         ({"s": 0.0}, "--s"),
         ({"r": 0.5}, "--r"),
         ({"size": 8}, "--size"),
+        ({"size": 100_000}, "--size"),
+        ({"seed": -1}, "--seed"),
         ({"sets_per_image": 0}, "--sets-per-image"),
         ({"val_fraction": 1.0}, "--val-fraction"),
     ],
