@@ -54,14 +54,13 @@ def _decode(image: dict[str, Any]) -> Image.Image:
 
 def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "train", seed: int = 0) -> Path:
     """Draw ``n`` sets chosen with ``seed`` from ``split`` of a ranked-set dataset into a PNG at ``out``."""
-    import datasets
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from rankset.io import load_dataset_dict, quiet_datasets
+    from rankset.io import load_dataset_dict
     from rankset.schema import dataset_kind
 
     if n < 1:
@@ -74,14 +73,13 @@ def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "trai
         raise InputError(f"{dataset} is not a ranked-set dataset (columns: {ds.column_names}); build one first")
     if len(ds) == 0:
         raise InputError(f"{dataset} split {split!r} is empty: nothing to preview")
-    with quiet_datasets():
-        ds = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    ds = ds.with_format("arrow")  # rows as stored: images stay encoded, and no cast writes a cache file into DATASET
     chosen = sorted(np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False).tolist())
-    k = len(ds[0]["images"])
+    k = len(ds[0]["images"][0])
 
     fig, axes = plt.subplots(len(chosen), k + 1, figsize=(2.2 * (k + 1) + 1.2, 2.4 * len(chosen)), squeeze=False)
     for row_axes, index in zip(axes, chosen, strict=True):
-        row = ds[int(index)]
+        row = ds[int(index)].to_pylist()[0]
         frame, boxes, real = frame_boxes(row)
         row_axes[0].imshow(frame)
         for j, (x0, y0, x1, y1) in enumerate(boxes):

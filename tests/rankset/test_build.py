@@ -269,9 +269,11 @@ def test_preview_draws_sets_to_a_png(folder: Path, tmp_path: Path) -> None:
     from rankset.preview import render_preview
 
     build(folder, tmp_path / "ds")
+    before = sorted((tmp_path / "ds").rglob("*"))
     out = render_preview(str(tmp_path / "ds"), tmp_path / "p.png", n=2)
     with Image.open(out) as img:
         assert img.format == "PNG" and img.width > img.height
+    assert sorted((tmp_path / "ds").rglob("*")) == before  # reading never writes cache files into the dataset
 
 
 def test_cli_build_and_preview_wiring(folder: Path, tmp_path: Path) -> None:
