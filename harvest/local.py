@@ -1,7 +1,9 @@
 """``harvest local``: a folder of pictures (searched recursively) into the pool, with the downloader's checks.
 
 Each file becomes one row (mode and source ``local``, url its ``file://`` URI) whatever its fate: magic bytes,
-a full decode under the bomb guard and the size floor decide ``ok`` or a failure class. Attribution comes from
+a full decode under the bomb guard and the size floor decide ``ok`` or a failure class. A name that is no regular
+file (a FIFO, a device, a socket, even behind a symlink) is ``not_a_file`` and is never read; a symlink loop is
+``unreadable``; reads stop at ``--max-bytes``. Attribution comes from
 a sidecar ``<file>.json`` (``license``, ``author``, ``title``, ``source_url``, optional ``license_url``) when
 there is one; its licence is stored in the pool's one spelling (``CC BY 4.0`` -> ``cc-by-4.0``). Files whose URI
 is already in the pool are skipped, so a rerun ingests nothing twice. Decode checks run in a thread pool (Pillow
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -77,6 +80,48 @@ def iter_picture_files(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
+class NotARegularFile(OSError):
+    """A pipe, a device, a socket or a folder: nothing to ingest, and reading it could block or never end."""
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _require_regular(mode: int, path: Path) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise NotARegularFile(f"{path} is {kind}, not a regular file; only picture files are ingested")
+
+
+def read_capped(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, at most ``max_bytes + 1`` of them (so "over the limit" can be told).
+
+    Anything but a regular file (after symlinks) raises :class:`NotARegularFile` before a byte is read: a FIFO
+    would block forever and ``/dev/zero`` never ends. The file is opened without blocking and checked again on
+    the open descriptor, so one swapped for a pipe after the first check is refused too; the read is capped
+    because ``st_size`` says nothing for some files (``/proc``) and a file may grow while it is read.
+    """
+    _require_regular(os.stat(path).st_mode, path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as f:
+        _require_regular(os.fstat(fd).st_mode, path)
+        return f.read(max_bytes + 1)
+
+
+def file_uri(path: Path) -> str:
+    """The ``file://`` URI of the file a path names (symlinks resolved); the path itself when they loop."""
+    try:
+        return path.resolve().as_uri()
+    except (RuntimeError, OSError):  # a symlink loop: Python 3.11 raises RuntimeError, 3.13 OSError
+        return path.absolute().as_uri()
+
+
 def read_sidecar(path: Path) -> tuple[dict[str, str | None], str | None]:
     """Attribution from ``<file>.json`` (nulls when absent) and a message when the sidecar is unreadable."""
     sidecar = path.with_name(path.name + ".json")
@@ -97,7 +142,7 @@ def read_sidecar(path: Path) -> tuple[dict[str, str | None], str | None]:
 
 def _ingest_file(pool: Pool, path: Path, config: LocalConfig, query: str) -> dict[str, Any]:
     """The pool row of one file; its bytes are stored when they pass every check."""
-    url = path.resolve().as_uri()
+    url = file_uri(path)
     attribution, sidecar_error = read_sidecar(path)
     row: dict[str, Any] = {
         "url": url,
@@ -116,9 +161,13 @@ def _ingest_file(pool: Pool, path: Path, config: LocalConfig, query: str) -> dic
         size = path.stat().st_size
         if size > config.max_bytes:
             return row | {"status": "too_large", "error": f"{size} bytes is over --max-bytes {config.max_bytes}"}
-        data = path.read_bytes()
+        data = read_capped(path, config.max_bytes)
+    except NotARegularFile as e:
+        return row | {"status": "not_a_file", "error": str(e)}
     except OSError as e:
         return row | {"status": "unreadable", "error": f"cannot read the file: {e}"}
+    if len(data) > config.max_bytes:  # st_size said less: a /proc file, or one still being written
+        return row | {"status": "too_large", "error": f"more than --max-bytes {config.max_bytes} bytes (read stopped)"}
     check = check_image(data, config.max_pixels, config.min_side)
     row.update(status=check.status, error=check.error, format=check.format, width=check.width, height=check.height)
     row["bytes"] = len(data)
@@ -126,6 +175,17 @@ def _ingest_file(pool: Pool, path: Path, config: LocalConfig, query: str) -> dic
         row["id"], row["path"] = pool.store_image(data, check.extension)
         row["error"] = sidecar_error
     return row
+
+
+def _ingest_safely(pool: Pool, path: Path, config: LocalConfig, query: str) -> dict[str, Any]:
+    """:func:`_ingest_file`, where a bug costs one row (``internal_error``), not the run."""
+    try:
+        return _ingest_file(pool, path, config, query)
+    except Exception as e:
+        return {
+            "url": file_uri(path), "source": "local", "mode": "local", "query": query, "found_by": [f"local:{query}"],
+            "status": "internal_error", "error": f"{type(e).__name__}: {e}", "fetched_at": utc_now(),
+        }  # fmt: skip
 
 
 def ingest_local(config: LocalConfig) -> Summary:
@@ -140,7 +200,7 @@ def ingest_local(config: LocalConfig) -> Summary:
     def new_files(progress: Any) -> Iterator[Path]:
         for path in iter_picture_files(config.root):
             summary.candidates += 1
-            if path.resolve().as_uri() in known:
+            if file_uri(path) in known:
                 summary.known += 1
                 continue
             progress.add_total()
@@ -151,7 +211,7 @@ def ingest_local(config: LocalConfig) -> Summary:
         run_progress(config.show_progress, "harvest local") as progress,
         PoolWriter(pool, config.flush_rows, config.flush_seconds) as writer,
     ):
-        rows = run_unordered(lambda p: _ingest_file(pool, p, config, query), new_files(progress), config.workers)
+        rows = run_unordered(lambda p: _ingest_safely(pool, p, config, query), new_files(progress), config.workers)
         for row in rows:
             writer.add(row)
             summary.add("local", row["status"], row["bytes"] if row.get("id") else None)

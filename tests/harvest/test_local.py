@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +77,44 @@ def test_local_ingests_every_file_with_the_right_status(photos: Path, tmp_path: 
     assert set(df["source"]) == {"local"} and set(df["mode"]) == {"local"}
     assert df.loc["one.jpg", "url"] == (photos / "a" / "one.jpg").resolve().as_uri()
     assert list(df.loc["one.jpg", "found_by"]) == [f"local:{photos.resolve()}"]
+
+
+def test_symlink_loops_pipes_and_devices_are_rows_and_nothing_blocks(tmp_path: Path) -> None:
+    root = tmp_path / "special"
+    root.mkdir()
+    (root / "good.jpg").write_bytes(encode((40, 30)))
+    (root / "selfloop.jpg").symlink_to("selfloop.jpg")
+    (root / "null.jpg").symlink_to("/dev/null")
+    os.mkfifo(root / "pipe.jpg")
+    outcome: list[object] = []
+    run = threading.Thread(target=lambda: outcome.append(ingest_local(config(root, tmp_path / "pool"))), daemon=True)
+    run.start()
+    run.join(60)
+    if run.is_alive():  # the old code blocks opening the FIFO: give it a writer so the test ends, then fail
+        with open(root / "pipe.jpg", "wb"):
+            pass
+        run.join()
+        pytest.fail("harvest local blocked on a FIFO")
+    df = by_name(pd.read_parquet(tmp_path / "pool" / "index"))
+    assert df["status"].to_dict() == {
+        "good.jpg": "ok",
+        "selfloop.jpg": "unreadable",
+        "null": "not_a_file",  # a symlink's row has the URI of its target
+        "pipe.jpg": "not_a_file",
+    }
+    assert "a named pipe (FIFO), not a regular file" in df.loc["pipe.jpg", "error"]
+    assert "a character device" in df.loc["null", "error"]
+    assert "symbolic links" in df.loc["selfloop.jpg", "error"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux /proc")
+def test_a_file_longer_than_its_st_size_says_is_read_only_up_to_max_bytes(tmp_path: Path) -> None:
+    root = tmp_path / "proc"
+    root.mkdir()
+    (root / "maps.jpg").symlink_to("/proc/self/maps")  # st_size 0, a few KB of text
+    ingest_local(config(root, tmp_path / "pool", max_bytes=1024))
+    row = pd.read_parquet(tmp_path / "pool" / "index").iloc[0]
+    assert row["status"] == "too_large" and "--max-bytes 1024" in row["error"]
 
 
 def test_identical_files_are_two_rows_but_one_stored_image(photos: Path, tmp_path: Path) -> None:
