@@ -146,13 +146,24 @@ def create_importer(name: str) -> Importer:
     return _REGISTRY[name]()
 
 
-def image_files(folder: Path, recursive: bool = False) -> dict[str, Path]:
-    """Pictures in ``folder`` by file stem (the benchmark's image id); hidden files are ignored."""
+def image_files(folder: Path, recursive: bool = False, skipped: list[Skipped] | None = None) -> dict[str, Path]:
+    """Pictures in ``folder`` by file stem (the benchmark's image id); hidden files are ignored.
+
+    Two pictures with one id (``IMG_22.jpg`` and ``IMG_22.png``): the first in name order is used and the other
+    is appended to ``skipped``, so it is listed rather than silently lost.
+    """
     if not folder.is_dir():
         return {}
     found = folder.rglob("*") if recursive else folder.iterdir()
     files = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
-    return {p.stem: p for p in sorted(files)}
+    by_id: dict[str, Path] = {}
+    for path in sorted(files):
+        if path.stem in by_id:
+            if skipped is not None:
+                skipped.append(Skipped(str(path), f"image id {path.stem!r} is taken by {by_id[path.stem].name}"))
+            continue
+        by_id[path.stem] = path
+    return by_id
 
 
 def pair_by_id(

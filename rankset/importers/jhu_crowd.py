@@ -96,7 +96,7 @@ class JhuCrowdImporter(Importer):
             if not (folder / "gt").is_dir():
                 raise self.no_layout(root, f"{folder / 'images'} has no sibling folder {folder / 'gt'}")
             annotations = {p.stem: p for p in sorted((folder / "gt").glob("*.txt"))}
-            pairs, skipped = pair_by_id(split, image_files(folder / "images"), annotations)
+            pairs, skipped = pair_by_id(split, image_files(folder / "images", skipped=plan.skipped), annotations)
             plan.splits[split] = pairs
             plan.skipped.extend(skipped)
             labels_file = folder / "image_labels.txt"

@@ -63,7 +63,7 @@ class MallImporter(Importer):
         except AnnotationError as e:
             raise InputError(f"cannot import Mall: every frame's annotation is in {gt_path}, and {e}") from e
         plan = Plan(dataset="mall", splits={"train": [], "test": []})
-        for image_id, path in image_files(root / "frames").items():
+        for image_id, path in image_files(root / "frames", skipped=plan.skipped).items():
             match = FRAME_NAME.match(image_id)
             if match is None:
                 plan.skipped.append(Skipped(str(path), "not a Mall frame name (seq_XXXXXX)"))

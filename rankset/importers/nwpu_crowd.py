@@ -73,13 +73,15 @@ class NwpuCrowdImporter(Importer):
         lists = {name: root / name for name in SPLIT_LISTS if (root / name).is_file()}
         if not (root / "images").is_dir() or not lists:
             raise self.no_layout(root)
-        images = image_files(root / "images")
+        duplicates: list[Skipped] = []
+        images = image_files(root / "images", skipped=duplicates)
         annotations = {p.stem: p for p in sorted((root / "jsons").glob("*.json"))} if (root / "jsons").is_dir() else {}
         plan = Plan(
             dataset="nwpu-crowd",
             splits={},
             optional=("boxes",),
             extra_columns={"labeled": "bool", "illumination": "int32", "scene_level": "int32"},
+            skipped=duplicates,
         )
         listed: set[str] = set()
         for list_name, path in lists.items():

@@ -74,7 +74,7 @@ class PointListImporter(Importer):
         used: set[Path] = set()
         for split, folder in folders.items():
             pairs = []
-            for image_id, image in image_files(folder, recursive=True).items():
+            for image_id, image in image_files(folder, recursive=True, skipped=plan.skipped).items():
                 annotation = annotation_for(image)
                 if annotation.is_file():
                     pairs.append(Pair(image_id, split, image, annotation))

@@ -51,7 +51,7 @@ class ShanghaiTechImporter(Importer):
                 for p in sorted((folder / "ground-truth").glob("*.mat"))
                 if p.stem.upper().startswith("GT_")
             }
-            pairs, skipped = pair_by_id(split, image_files(folder / "images"), annotations)
+            pairs, skipped = pair_by_id(split, image_files(folder / "images", skipped=plan.skipped), annotations)
             plan.splits[split] = pairs
             plan.skipped.extend(skipped)
         return plan

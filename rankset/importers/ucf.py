@@ -62,11 +62,14 @@ class UcfCc50Importer(Importer):
 
     def plan(self, config: ImportConfig) -> Plan:
         root = config.root
-        images = {k: v for k, v in image_files(root).items() if k.isdigit()}
+        duplicates: list[Skipped] = []
+        images = {k: v for k, v in image_files(root, skipped=duplicates).items() if k.isdigit()}
         annotations = {k: v for k, v in annotation_files(root).items() if k.isdigit()}
         if not images and not annotations:
             raise self.no_layout(root)
-        plan = Plan(dataset="ucf-cc-50", splits={"train": [], "test": []}, extra_columns={"fold": "int32"})
+        plan = Plan(
+            dataset="ucf-cc-50", splits={"train": [], "test": []}, extra_columns={"fold": "int32"}, skipped=duplicates
+        )
         outside = sorted(k for k in set(images) | set(annotations) if not 1 <= int(k) <= UCF_CC_50_IMAGES)
         for image_id in outside:
             path = images.get(image_id) or annotations[image_id]
@@ -105,7 +108,7 @@ class UcfQnrfImporter(Importer):
         for split, folder in folders.items():
             if folder is None or not folder.is_dir():
                 continue
-            pairs, skipped = pair_by_id(split, image_files(folder), annotation_files(folder))
+            pairs, skipped = pair_by_id(split, image_files(folder, skipped=plan.skipped), annotation_files(folder))
             plan.splits[split] = pairs
             plan.skipped.extend(skipped)
         return plan

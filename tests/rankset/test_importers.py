@@ -157,12 +157,14 @@ def test_shanghaitech_bad_files_are_skipped_with_reasons_and_the_rest_imported(t
     (train / "images" / "IMG_3.jpg").write_bytes((train / "images" / "IMG_3.jpg").read_bytes()[:200])
     (train / "ground-truth" / "GT_IMG_4.mat").unlink()
     write_shanghaitech_mat(train / "ground-truth" / "GT_IMG_9.mat", random_points(1))
+    write_jpeg(train / "images" / "IMG_5.png")  # a second picture for one image id
     v73 = train / "ground-truth" / "GT_IMG_1.mat"
     v73.write_bytes(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(512, b" ") + b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
     summary, dsd = run_import("shanghaitech", root, tmp_path / "out")
     assert dsd["train"]["image_id"] == ["IMG_5"]
     reasons = {Path(s.path).name: s.reason for s in summary.skipped}
-    assert set(reasons) == {"GT_IMG_1.mat", "GT_IMG_2.mat", "IMG_3.jpg", "IMG_4.jpg", "GT_IMG_9.mat"}
+    assert set(reasons) == {"GT_IMG_1.mat", "GT_IMG_2.mat", "IMG_3.jpg", "IMG_4.jpg", "GT_IMG_9.mat", "IMG_5.png"}
+    assert reasons["IMG_5.png"] == "image id 'IMG_5' is taken by IMG_5.jpg"
     assert "v7.3" in reasons["GT_IMG_1.mat"]
     assert "not a readable MATLAB file" in reasons["GT_IMG_2.mat"]
     assert "not a decodable image" in reasons["IMG_3.jpg"]
