@@ -399,3 +399,25 @@ def test_real_ucf_cc_50_files_import_with_readme_counts_and_two_clamped(real_fix
     width, height = rows["1"]["image"].size
     points = np.asarray(rows["1"]["points"])
     assert points[:, 0].max() < width and points[:, 1].max() < height and points.min() >= 0
+
+
+def test_probe_names_empty_and_unknown_files_and_decodes_large_benchmark_pictures_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import warnings
+
+    from PIL import Image
+
+    from rankset.errors import ImageError
+    from rankset.importers.writer import probe_image
+
+    with pytest.raises(ImageError, match=r"the file is empty \(0 bytes\)"):
+        probe_image(b"")
+    with pytest.raises(ImageError, match=r"not a format Pillow knows \(b'hello wo'"):
+        probe_image(b"hello world")
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buffer, "PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 pixels: over the limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert probe_image(buffer.getvalue()) == (40, 30, 1)
