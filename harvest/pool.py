@@ -69,6 +69,10 @@ COLUMNS: dict[str, pa.DataType] = {
     "kept": pa.bool_(),
 }
 
+# Columns every part must have: without them a row cannot be told apart, judged or found on disk.
+REQUIRED_COLUMNS = ("id", "url", "status", "path")
+READ_ATTEMPTS = 3  # reads of the index that may start over because a rewrite swapped its parts meanwhile
+
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
 
 
@@ -271,16 +275,59 @@ class Pool:
         return sorted(p for p in self.index_dir.glob("part-*.parquet") if p.is_file())
 
     def read_index(self, columns: list[str] | None = None) -> pd.DataFrame:
-        """The whole table; an empty pool gives an empty frame with the declared columns."""
-        parts = self.part_files()
-        if not parts:
-            return rows_to_table([]).to_pandas()
-        tables = [pq.read_table(p) for p in parts]
-        table = pa.concat_tables(tables, promote_options="permissive")
-        df = table.to_pandas()
+        """The whole table; an empty pool gives an empty frame with the declared columns.
+
+        A damaged part (not Parquet, cut short, without the ``id``/``url``/``status``/``path`` columns) raises
+        :class:`PoolError` naming it and what to do. A part that vanishes while being read (a rewrite swapping in
+        its new parts) makes the whole read start over.
+        """
+        for _attempt in range(READ_ATTEMPTS):
+            parts = self.part_files()
+            if not parts:
+                return rows_to_table([]).to_pandas()
+            try:
+                tables = [self._read_part(p) for p in parts]
+            except FileNotFoundError:
+                continue
+            break
+        else:
+            raise PoolError(
+                f"the index of {self.root} kept changing while it was read (another command rewriting it?); "
+                "run this command again when that one has finished"
+            )
+        df = _concat_parts(tables, parts).to_pandas()
         if columns is not None:
             df = df[columns]
         return df
+
+    def _read_part(self, part: Path) -> pa.Table:
+        """One part, its declared columns in their declared types; a damaged part raises :class:`PoolError`."""
+        try:
+            table = pq.read_table(part)
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError) as e:
+            raise PoolError(self._damaged(part, f"it cannot be read as Parquet ({e})")) from e
+        missing = [name for name in REQUIRED_COLUMNS if name not in table.column_names]
+        if missing:
+            raise PoolError(self._damaged(part, f"it has no {', '.join(missing)} column"))
+        for name, dtype in COLUMNS.items():
+            if name not in table.column_names or table.schema.field(name).type in (dtype, pa.null()):
+                continue
+            position = table.column_names.index(name)
+            try:
+                table = table.set_column(position, pa.field(name, dtype), table.column(name).cast(dtype))
+            except (pa.ArrowException, ValueError) as e:
+                found = table.schema.field(name).type
+                raise PoolError(self._damaged(part, f"its {name} column holds {found}, not {dtype}")) from e
+        return table
+
+    def _damaged(self, part: Path, what: str) -> str:
+        return (
+            f"pool index part {part} is damaged: {what}. Move it out of {self.index_dir} (say, to "
+            f"{self.root / 'damaged'}) and run the command again; the other parts and every stored image are "
+            "intact, and rerunning the harvest command that wrote its rows fetches them again"
+        )
 
     def append_rows(self, rows: list[dict[str, Any]] | pd.DataFrame) -> Path | None:
         """Write rows as a new part, atomically. Returns its path (None when there were no rows)."""
@@ -329,6 +376,32 @@ class Pool:
                 shutil.rmtree(staging)
         for tmp in self.index_dir.glob(".part-*.tmp"):
             tmp.unlink()
+
+
+def _concat_parts(tables: list[pa.Table], parts: list[Path]) -> pa.Table:
+    """One table from every part; an extra (undeclared) column whose type differs between parts becomes text."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowException, TypeError):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for field_ in table.schema:
+            if field_.type != pa.null():
+                types.setdefault(field_.name, set()).add(field_.type)
+    mixed = {name for name, found in types.items() if len(found) > 1 and name not in COLUMNS}
+    as_text = []
+    for table in tables:
+        for name in mixed & set(table.column_names):
+            position = table.column_names.index(name)
+            text = pa.array([None if v is None else _as_text(v) for v in table.column(name).to_pylist()], pa.string())
+            table = table.set_column(position, pa.field(name, pa.string()), text)
+        as_text.append(table)
+    try:
+        return pa.concat_tables(as_text, promote_options="permissive")
+    except (pa.ArrowException, TypeError) as e:
+        names = ", ".join(str(p) for p in parts)
+        raise PoolError(f"the index parts of {parts[0].parent} do not fit together ({e}); parts: {names}") from e
 
 
 def iter_kept_images(pool: Pool) -> Iterable[dict[str, Any]]:
