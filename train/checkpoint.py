@@ -3,12 +3,19 @@
 A checkpoint carries everything to rebuild its model without the manifest file: the resolved config (as a
 dict and as TOML text), ``arch``, ``output_stride`` and ``density_scale`` (the internal target scale that
 predictions are divided by before any count is reported).
+
+Every checkpoint is read with ``torch.load(weights_only=True)``: unpickling anything else can run code, and
+``train eval``/``predict`` are pointed at files from other people. So a checkpoint holds only tensors and plain
+data (dicts, lists, str, int, float); the RNG states of Python and NumPy are stored as tensors and lists
+(format 2). A format-1 file (crowdrank before that change) pickled NumPy's state: ``train upgrade`` rewrites
+one you trust.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +24,41 @@ import numpy as np
 from train.config import RunConfig, config_from_dict, config_to_dict, config_to_toml
 from train.errors import ModelError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: RNG states as tensors and lists, so the file loads with weights_only=True
+
+
+def plain_python_state(state: tuple) -> dict[str, Any]:
+    """``random.getstate()`` as data a weights-only load accepts (its 625 words as an int64 tensor)."""
+    import torch
+
+    version, internal, gauss_next = state
+    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next}
+
+
+def plain_numpy_state(state: tuple) -> dict[str, Any]:
+    """NumPy's legacy ``get_state()`` tuple as data a weights-only load accepts (no ndarray, which is pickled)."""
+    import torch
+
+    name, key, pos, has_gauss, cached_gaussian = state
+    key = torch.from_numpy(np.asarray(key, dtype=np.uint32).astype(np.int64))  # (624,) words < 2**32
+    return {
+        "name": str(name),
+        "key": key,
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(cached_gaussian),
+    }
 
 
 def rng_states() -> dict[str, Any]:
-    """Every RNG a step may touch."""
+    """Every RNG a step may touch, in a form :func:`load_checkpoint` can read without unpickling code."""
     import torch
 
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    states = {
+        "python": plain_python_state(random.getstate()),
+        "numpy": plain_numpy_state(np.random.get_state(legacy=True)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -34,8 +68,10 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     """Inverse of :func:`rng_states`."""
     import torch
 
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    python, numpy_state = states["python"], states["numpy"]
+    random.setstate((python["version"], tuple(int(v) for v in python["internal"].tolist()), python["gauss_next"]))
+    key = numpy_state["key"].numpy().astype(np.uint32)
+    np.random.set_state((numpy_state["name"], key, numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"]))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -81,12 +117,74 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist; pass RUN_DIR/best.pt or RUN_DIR/last.pt")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are pickled
-    except Exception as e:  # zip, pickle and torch errors: "not a checkpoint"
-        raise ModelError(f"cannot read checkpoint {path}: {e}") from e
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code from a .pt
+    except Exception as e:  # zip, pickle and torch errors: "not a checkpoint", or one that pickles code
+        raise ModelError(unreadable_checkpoint_message(path, e)) from e
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ModelError(f"{path} is not a crowdrank checkpoint (no 'model'/'config'); pass best.pt or last.pt")
     return state
+
+
+def unreadable_checkpoint_message(path: Path, error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, without torch's advice to retry with ``weights_only=False``.
+
+    A refused class or function (``GLOBAL module.name``) means the file pickles Python objects: a crowdrank
+    checkpoint from before format 2, or a file that is not ours and may run code. Anything else is not a checkpoint.
+    """
+    refused = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if refused is None:
+        detail = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0] if str(error) else ""
+        return (
+            f"cannot read checkpoint {path}: not a file torch.save wrote ({type(error).__name__}: {detail}); "
+            "pass RUN_DIR/best.pt or RUN_DIR/last.pt"
+        )
+    return (
+        f"checkpoint {path} holds pickled Python objects that a safe (weights-only) load refuses (it references "
+        f"{refused.group(1)}). Checkpoints written by crowdrank before checkpoint format 2 stored RNG states that "
+        "way; a file from anyone else could run code when unpickled, so it is not opened. Fix: if you wrote this "
+        f"file yourself, `train upgrade {path}` rewrites it in the safe format; otherwise ask for a `train push` "
+        "folder or retrain"
+    )
+
+
+def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Rewrite a format-1 checkpoint (pickled NumPy RNG state) as format 2, at ``out`` (default: in place).
+
+    This is the one place that unpickles a checkpoint with ``weights_only=False``, which can run code: only for
+    files the user wrote and asks to upgrade. The result is read back with :func:`load_checkpoint` before it
+    replaces anything, so an upgrade either yields a safe file or changes nothing.
+    """
+    import torch
+
+    path = Path(path)
+    out = path if out is None else Path(out)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} does not exist; pass the RUN_DIR/last.pt or best.pt to upgrade")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for this file
+    except Exception as e:  # zip, pickle and torch errors: "not a checkpoint"
+        raise ModelError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ModelError(f"{path} is not a crowdrank checkpoint (no 'model'/'config'); nothing to upgrade")
+    before = int(state.get("format_version", 1))
+    if before > FORMAT_VERSION:
+        raise ModelError(f"{path} is checkpoint format {before}, newer than this crowdrank's {FORMAT_VERSION}")
+    rng = state.get("rng")
+    if isinstance(rng, dict) and isinstance(rng.get("python"), tuple):
+        rng["python"] = plain_python_state(rng["python"])
+    if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
+        rng["numpy"] = plain_numpy_state(rng["numpy"])
+    state["format_version"] = FORMAT_VERSION
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    try:
+        load_checkpoint(tmp)
+    except ModelError as e:
+        tmp.unlink()
+        raise ModelError(f"{path} still holds objects a safe load refuses after the upgrade: {e}") from e
+    os.replace(tmp, out)
+    return {"out": str(out), "from_version": before, "to_version": FORMAT_VERSION, "step": int(state["step"])}
 
 
 def model_from_checkpoint(path: str | Path, device: Any) -> tuple[Any, dict[str, Any], RunConfig]:

@@ -143,6 +143,24 @@ def export(
     Console().print(f"wrote {out}: {kept} values kept, {dropped} dropped (auxiliary heads, classifier)", soft_wrap=True)
 
 
+@app.command()
+def upgrade(
+    checkpoint: str = typer.Argument(..., help="A RUN/last.pt or best.pt written by crowdrank before format 2."),
+    out: str = typer.Option(None, "--out", help="Write the upgraded file here (default: replace CHECKPOINT)."),
+) -> None:
+    """Rewrite an old checkpoint you wrote yourself in the safe format (it is unpickled once: never a stranger's)."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from train.checkpoint import upgrade_checkpoint
+
+    with run_errors():
+        summary = upgrade_checkpoint(Path(checkpoint), Path(out) if out else None)
+    done = f"wrote {summary['out']}: checkpoint format {summary['from_version']} -> {summary['to_version']}"
+    Console().print(escape(f"{done}, step {summary['step']}"), soft_wrap=True)
+
+
 @app.command("pseudo-label")
 def pseudo_label_command(
     checkpoint: str = typer.Argument(..., help="A checkpoint of a model with model.masksembles."),

@@ -86,3 +86,20 @@ def test_missing_dataset_exits_1_with_the_key(tmp_path: Path) -> None:
 def test_eval_of_a_missing_checkpoint_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", str(tmp_path / "none.pt"), "--data", "x"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_upgrade_rewrites_a_format_1_checkpoint_and_reports_both_versions(tmp_path: Path) -> None:
+    import random
+
+    import torch
+
+    from tests.train.test_checkpoint import tiny_checkpoint
+
+    state = torch.load(tiny_checkpoint(tmp_path / "new.pt"), weights_only=True)
+    state["rng"].update(python=random.getstate(), numpy=np.random.get_state())  # how format 1 stored them
+    torch.save({**state, "format_version": 1}, tmp_path / "old.pt")
+    refused = runner.invoke(app, ["export", str(tmp_path / "old.pt"), "--out", str(tmp_path / "m.pt")])
+    assert refused.exit_code == 1 and "train upgrade" in refused.output
+    result = runner.invoke(app, ["upgrade", str(tmp_path / "old.pt"), "--out", str(tmp_path / "up.pt")])
+    assert result.exit_code == 0, result.output
+    assert "checkpoint format 1 -> 2, step 3" in result.output and (tmp_path / "up.pt").is_file()

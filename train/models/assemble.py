@@ -37,8 +37,8 @@ def load_initial_weights(model: Any, path: str) -> None:
 
     The density network's weights must all be there (strictly); Masksembles masks and auxiliary heads are taken
     when the file has them and kept as built otherwise, so an exported round-1 model (heads dropped) starts
-    round 2, whose heads then start fresh. The file is read with ``weights_only=True``: a training checkpoint
-    (``best.pt``, which pickles RNG states) is refused with the fix, ``train export`` it first.
+    round 2, whose heads then start fresh. A training checkpoint (``best.pt``, with its heads, optimizer and RNG
+    states) is refused with the fix, ``train export`` it first. The file is read with ``weights_only=True``.
     """
     import torch
 
@@ -53,6 +53,11 @@ def load_initial_weights(model: Any, path: str) -> None:
             f"cannot read weights from {path} ({type(e).__name__}); pass a state dict or an exported model: "
             f"`train export {path} --out model.pt`, then model.pretrained = 'model.pt'"
         ) from e
+    if isinstance(state, dict) and "optimizer" in state and "model" in state:  # best.pt / last.pt of a run
+        raise ModelError(
+            f"model.pretrained = {path!r} is a training checkpoint (optimizer, RNG states, auxiliary heads); "
+            f"`train export {path} --out model.pt`, then model.pretrained = 'model.pt'"
+        )
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     wrapped = hasattr(model, "base")

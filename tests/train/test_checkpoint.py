@@ -1,0 +1,92 @@
+"""Checkpoints load with weights_only=True: a pickled payload never runs, and old files are refused with the fix."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from train.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+    upgrade_checkpoint,
+)
+from train.config import config_from_dict
+from train.errors import ModelError
+
+
+class MakeFolderOnUnpickle:
+    """A pickle payload: unpickling it calls ``os.mkdir(marker)``, which stands for any code an attacker picks."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.mkdir, (str(self.marker),))
+
+
+def draws() -> tuple[float, float, float]:
+    """One draw from each RNG a checkpoint restores."""
+    return random.random(), float(np.random.random()), float(torch.rand(1))
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A real checkpoint of an untrained test-tiny model (no data needed)."""
+    from train.loop import build_optimizer
+    from train.models.assemble import build_model
+
+    table = {
+        "name": "ckpt",
+        "model": {"arch": "test-tiny", "pretrained": "none"},
+        "data": {"labeled": ["never-read"]},
+        "schedule": {"paradigm": "count-only"},
+    }
+    config = config_from_dict(table)
+    model = build_model(config)
+    optimizer, scheduler = build_optimizer(model, config)
+    save_checkpoint(path, model, optimizer, scheduler, 3, config, {"best_val_mae": 1.5})
+    return path
+
+
+@pytest.mark.parametrize("reader", [load_checkpoint, lambda p: model_from_checkpoint(p, torch.device("cpu"))])
+def test_a_checkpoint_with_a_pickled_payload_is_refused_without_running_it(tmp_path: Path, reader) -> None:
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "best.pt"
+    torch.save({"model": {}, "config": {}, "step": MakeFolderOnUnpickle(marker)}, evil)
+    with pytest.raises(ModelError, match=r"weights-only\) load refuses \(it references \w+\.mkdir\)"):
+        reader(evil)
+    assert not marker.exists()
+
+
+def test_rng_states_survive_a_weights_only_round_trip(tmp_path: Path) -> None:
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    np.random.standard_normal()  # leaves a cached Gaussian in NumPy's state
+    torch.save(rng_states(), tmp_path / "rng.pt")
+    expected = draws()
+    restore_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert draws() == expected
+
+
+def test_a_format_1_checkpoint_is_refused_with_the_fix_and_train_upgrade_makes_it_resumable(tmp_path: Path) -> None:
+    state = torch.load(tiny_checkpoint(tmp_path / "new.pt"), weights_only=True)
+    random.seed(4), np.random.seed(5)
+    state["rng"].update(python=random.getstate(), numpy=np.random.get_state())  # how format 1 stored them
+    state["format_version"] = 1
+    torch.save(state, tmp_path / "last.pt")
+    expected = draws()
+    with pytest.raises(ModelError, match=r"before checkpoint format 2.*`train upgrade .*last.pt`"):
+        load_checkpoint(tmp_path / "last.pt")
+
+    summary = upgrade_checkpoint(tmp_path / "last.pt")
+    assert (summary["from_version"], summary["to_version"], summary["step"]) == (1, 2, 3)
+    upgraded = load_checkpoint(tmp_path / "last.pt")
+    restore_rng_states(upgraded["rng"])
+    assert draws()[:2] == expected[:2]  # Python and NumPy continue where the old file left them
+    assert upgraded["best_val_mae"] == 1.5
