@@ -15,12 +15,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures
 from harvest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from harvest.pool import Pool
 
 CROWD_CLASSES = (
     "a dense crowd of people",
@@ -152,11 +155,17 @@ def crowd_scores(image_embeddings: np.ndarray, classes: np.ndarray, crowd_classe
 
 def filter_pool(config: FilterConfig) -> FilterSummary:
     """Score every eligible pool picture, cache embeddings, and rewrite ``clip_*`` and ``kept`` atomically."""
-    from harvest.embed import EmbeddingCache, load_clip, model_tag
-    from harvest.errors import ModelUnavailableError
     from harvest.pool import Pool
 
     pool = Pool.open(config.pool)
+    with pool.lock("filter"):  # from reading the index to rewriting it: no other command may add rows between
+        return _filter_locked(pool, config)
+
+
+def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
+    from harvest.embed import EmbeddingCache, load_clip, model_tag
+    from harvest.errors import ModelUnavailableError
+
     df = pool.read_index()
     summary = FilterSummary(threshold=config.threshold)
     tag = model_tag(config.model, config.pretrained, config.checkpoint)

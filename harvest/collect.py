@@ -120,7 +120,15 @@ def fetch_row(
 
 
 def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, command: str = "collect") -> Summary:
-    """Fetch every candidate URL the pool has not seen and write one row per URL; see the module docstring."""
+    """Fetch every candidate URL the pool has not seen and write one row per URL; see the module docstring.
+
+    Holds the pool's writer lock throughout: what the pool knows when the run starts stays true until it ends.
+    """
+    with pool.lock(command):
+        return _collect(pool, candidates, config, command)
+
+
+def _collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, command: str) -> Summary:
     summary = Summary(command)
     started = time.monotonic()
     known = known_found_by(pool)
@@ -218,12 +226,13 @@ def harvest_keywords(config: KeywordsConfig) -> Summary:
         create_source(name, endpoint=config.endpoints.get(name), session=search_session, timeout=config.fetch.timeout)
         for name in config.sources
     ]
-    pool = Pool.create(config.out)
-    pool.log_command(command="keywords", config=config.to_record())
-    failures: list[tuple[str, str, str]] = []
-    candidates = _search_all(sources, config.terms, config.per_term, failures)
     try:
-        summary = collect(pool, candidates, config.fetch, command="keywords")
+        pool = Pool.create(config.out)
+        with pool.lock("keywords"):  # one writer at a time: a second run into this pool fails at once
+            pool.log_command(command="keywords", config=config.to_record())
+            failures: list[tuple[str, str, str]] = []
+            candidates = _search_all(sources, config.terms, config.per_term, failures)
+            summary = collect(pool, candidates, config.fetch, command="keywords")
     finally:
         search_session.close()
     for source_name, term, message in failures:

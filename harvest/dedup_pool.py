@@ -22,6 +22,7 @@ from harvest.errors import ConfigError
 from harvest.hashing import hash_files, hex_to_uint64
 
 if TYPE_CHECKING:
+    from harvest.leakage import ExclusionSet
     from harvest.pool import Pool
 
 # Defaults chosen on the generated test pictures (tests/harvest/test_dedup.py): resized, re-compressed,
@@ -159,13 +160,20 @@ def _text_column(df: pd.DataFrame, values: list[str | None]) -> pd.Series:
 
 def dedup_pool(config: DedupConfig) -> DedupSummary:
     """Mark duplicates and leaks in the pool: columns ``phash``, ``dhash``, ``dup_of``, ``leak_of`` and ``kept``."""
-    from harvest.leakage import ExclusionSet, find_leaks, load_exclusion_set
+    from harvest.leakage import ExclusionSet, load_exclusion_set
     from harvest.pool import Pool
 
     exclusions = ExclusionSet()
     for spec in config.exclude_like:  # before any pool work: a bad --exclude-like fails at once
         exclusions.extend(load_exclusion_set(spec, workers=config.workers))
     pool = Pool.open(config.pool)
+    with pool.lock("dedup"):  # from reading the index to rewriting it: no other command may add rows between
+        return _dedup_locked(pool, config, exclusions)
+
+
+def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> DedupSummary:
+    from harvest.leakage import find_leaks
+
     df = pool.read_index()
     if "dhash" not in df.columns:
         df["dhash"] = None

@@ -192,7 +192,15 @@ def ingest_local(config: LocalConfig) -> Summary:
     """Ingest every picture under ``config.root`` not yet in the pool; returns the run summary."""
     started = time.monotonic()
     pool = Pool.create(config.out)
-    pool.log_command(command="local", config=config.to_record())
+    with pool.lock("local"):  # one writer at a time: a second run into this pool fails at once, naming this one
+        pool.log_command(command="local", config=config.to_record())
+        summary = _ingest_new_files(pool, config)
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
+    """One row per picture file whose URI the pool has not seen yet."""
     summary = Summary("local")
     known = known_found_by(pool)
     query = str(config.root)
@@ -216,5 +224,4 @@ def ingest_local(config: LocalConfig) -> Summary:
             writer.add(row)
             summary.add("local", row["status"], row["bytes"] if row.get("id") else None)
             progress.advance()
-    summary.elapsed_s = time.monotonic() - started
     return summary

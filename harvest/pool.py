@@ -10,13 +10,13 @@ POOL/
 Every write is atomic: a part is written under a temporary name and renamed; a rewrite (dedup, filter)
 writes the new parts into ``index/_rewrite/`` (ignored by Parquet readers), marks it complete, then swaps
 it in. A rewrite interrupted before the mark is discarded on the next open; one interrupted after it is
-finished. This is the only module of harvest that writes the pool.
+finished. One command writes a pool at a time (:mod:`harvest.pool_lock`). This is the only module of harvest that
+writes the pool's index.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from harvest import __version__
 from harvest.errors import PoolError
+from harvest.pool_lock import exclusive
 
 POOL_FORMAT = "crowdrank-pool"
 POOL_FORMAT_VERSION = 1
@@ -244,14 +245,12 @@ class Pool:
             _atomic_write_bytes(self.meta_path, json.dumps(meta, indent=2).encode())
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """An exclusive advisory lock: one writer at a time per pool."""
-        with open(self.root / ".lock", "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def lock(self, command: str | None = None) -> Iterator[None]:
+        """The pool's writer lock (see :mod:`harvest.pool_lock`): one writing command at a time, re-entrant in the
+        thread that holds it; raises :class:`PoolError` naming the command that holds it elsewhere. Every command
+        that writes holds it for its whole run, under its ``command`` name; each write takes it too."""
+        with exclusive(self.root, command):
+            yield
 
     # -- images ----------------------------------------------------------------------------------------------
     def image_relpath(self, sha: str, ext: str) -> str:
@@ -337,8 +336,9 @@ class Pool:
         name = f"part-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
         dest = self.index_dir / name
         tmp = self.index_dir / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, dest)
+        with self.lock():
+            pq.write_table(table, tmp)
+            os.replace(tmp, dest)
         return dest
 
     def rewrite(self, df: pd.DataFrame, rows_per_part: int = 200_000) -> None:
@@ -367,15 +367,21 @@ class Pool:
         shutil.rmtree(staging)
 
     def _recover(self) -> None:
-        """Finish a rewrite that was marked complete; drop one that was not, and stray temporary parts."""
-        staging = self.index_dir / "_rewrite"
-        if staging.exists():
-            if (staging / "_COMPLETE").exists():
-                self._swap_in(staging)
-            else:
-                shutil.rmtree(staging)
-        for tmp in self.index_dir.glob(".part-*.tmp"):
-            tmp.unlink()
+        """Finish a rewrite that was marked complete; drop one that was not, and stray temporary parts.
+
+        Only while no command writes the pool: a running writer's staging folder and temporary parts are its own.
+        """
+        with exclusive(self.root, required=False) as no_writer:
+            if not no_writer:
+                return
+            staging = self.index_dir / "_rewrite"
+            if staging.exists():
+                if (staging / "_COMPLETE").exists():
+                    self._swap_in(staging)
+                else:
+                    shutil.rmtree(staging)
+            for tmp in self.index_dir.glob(".part-*.tmp"):
+                tmp.unlink()
 
 
 def _concat_parts(tables: list[pa.Table], parts: list[Path]) -> pa.Table:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,12 +184,14 @@ def harvest_qbe(config: QbeConfig, embedder: Embedder | None = None) -> QbeSumma
         from_pool = Pool.open(config.from_pool) if config.from_pool is not None else None
         if embedder is None and config.needs_embedder:
             embedder = ClipEmbedder(config.model, config.pretrained, config.checkpoint, config.device)
-        with open_examples(config.examples, config.public_url_prefix) as example_set:
+        with ExitStack() as held:
+            example_set = held.enter_context(open_examples(config.examples, config.public_url_prefix))
             guarded = ([example_set.test_split_of] if example_set.test_split_of else []) + list(config.exclude_like)
             exclusions = ExclusionSet()
             for spec in guarded:
                 exclusions.extend(load_exclusion_set(spec))
             pool = Pool.create(config.out)
+            held.enter_context(pool.lock("qbe"))  # one writer at a time: a second run into this pool fails at once
             pool.log_command(command="qbe", config=config.to_record(), leakage_guard=guarded)
             examples = example_set.examples
             vectors = _example_vectors(examples, embedder) if embedder is not None and config.needs_embedder else {}

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from harvest.cli import app
+from harvest.dedup_pool import DedupConfig, dedup_pool
 from harvest.errors import PoolError
+from harvest.local import LocalConfig, ingest_local
 from harvest.pool import Pool
+from tests.harvest.conftest import Reply
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_value_of_the_wrong_type_is_converted_or_nulled_and_the_other_rows_are_kept(tmp_path: Path) -> None:
@@ -85,3 +99,79 @@ def test_an_extra_column_whose_type_differs_between_parts_is_read_as_text(tmp_pa
     pool.append_rows([{"url": "https://a.org/1.jpg", "status": "ok", "rank": 1}])
     pool.append_rows([{"url": "https://a.org/2.jpg", "status": "ok", "rank": "first"}])
     assert sorted(pool.read_index()["rank"]) == ["1", "first"]
+
+
+def one_picture_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 40, 10)).save(buffer, "JPEG")
+    (folder / "a.jpg").write_bytes(buffer.getvalue())
+    return folder
+
+
+def local_config(folder: Path, out: Path) -> LocalConfig:
+    return LocalConfig(root=folder, out=out, workers=1, min_side=8, show_progress=False)
+
+
+def test_a_writer_in_another_thread_fails_at_once_and_the_holder_can_still_write(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    folder = one_picture_folder(tmp_path)
+    with pool.lock("dedup"), ThreadPoolExecutor(1) as other:
+        with pytest.raises(PoolError, match="harvest dedup"):
+            other.submit(ingest_local, local_config(folder, pool.root)).result()
+        pool.append_rows([{"url": "https://a.org/1.jpg", "status": "http_404"}])  # re-entrant for the holder
+    assert len(pool.read_index()) == 1  # the refused run wrote nothing
+    assert ingest_local(local_config(folder, pool.root)).ok == 1  # once released, the next writer goes ahead
+
+
+KEYWORDS_RUN = "from harvest.cli import app; app()"
+
+
+@pytest.mark.parametrize("ending", ["finishes", "is killed"])
+def test_a_second_command_on_a_pool_being_written_fails_naming_it_and_a_killed_writer_frees_the_pool(
+    web, tmp_path: Path, ending: str
+) -> None:
+    arrived, release = threading.Event(), threading.Event()
+
+    def blocked_image(_request: object) -> Reply:
+        arrived.set()
+        release.wait(120)
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), (10, 40, 200)).save(buffer, "JPEG")
+        return Reply(200, buffer.getvalue(), {"Content-Type": "image/jpeg"})
+
+    image = web.route("/img/held.jpg", handler=blocked_image)
+    page = {"pageid": 1, "title": "File:held.jpg", "index": 1, "imageinfo": [{"url": image, "mime": "image/jpeg"}]}
+    api = web.route(
+        "/w/api.php", body=json.dumps({"query": {"pages": [page]}}), headers={"Content-Type": "application/json"}
+    )
+    pool_dir = tmp_path / "pool"
+    args = ["keywords", "--terms", "x", "--sources", "wikimedia", "--endpoint", f"wikimedia={api}", "--out",
+            str(pool_dir), "--allow-private-hosts", "--min-side", "8", "--timeout", "120"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen([sys.executable, "-c", KEYWORDS_RUN, *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    try:
+        assert arrived.wait(120), "the keywords run never asked for its image"
+        folder = one_picture_folder(tmp_path)
+        with pytest.raises(PoolError) as caught:
+            ingest_local(local_config(folder, pool_dir))
+        message = str(caught.value)
+        assert f"pool {pool_dir} is being written by" in message and "harvest keywords" in message
+        assert f"pid {child.pid}" in message
+        with pytest.raises(PoolError, match="harvest keywords"):
+            dedup_pool(DedupConfig(pool=pool_dir))
+        if ending == "is killed":
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        release.set()
+        child.wait()
+    finally:
+        release.set()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    rows_before = len(Pool.open(pool_dir).read_index())
+    assert rows_before == (1 if ending == "finishes" else 0)
+    assert ingest_local(local_config(folder, pool_dir)).ok == 1  # the lock died with its process
+    assert len(Pool.open(pool_dir).read_index()) == rows_before + 1
