@@ -30,7 +30,7 @@ from train.evaluate import evaluate_sources
 from train.losses import multitask_loss
 from train.models.registry import density_of
 from train.paradigms import active_tasks, batches_before
-from train.runlog import MetricsLog, write_json, write_rows_csv, write_text_atomic
+from train.runlog import MetricsLog, clear_partial_run, write_json, write_rows_csv, write_text_atomic
 from train.sources import RunSources, resolve_sources
 
 
@@ -233,7 +233,13 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
     if (out / "last.pt").exists() and not resume:
         raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
     if resume and not (out / "last.pt").exists():
-        raise ConfigError(f"--resume: {out / 'last.pt'} does not exist; run without --resume first")
+        raise ConfigError(
+            f"--resume: {out / 'last.pt'} does not exist (a run stopped before its first checkpoint, every "
+            f"schedule.eval_every = {config.schedule.eval_every} steps, leaves none); run without --resume to start "
+            "afresh: its partial logs are replaced"
+        )
+    if not resume and (out / "best.pt").exists():  # best.pt is copied from last.pt: someone removed last.pt
+        raise ConfigError(f"{out} holds an earlier run's best.pt but no last.pt; choose another --out or move best.pt")
     seed_everything(config.seed)
     device = resolve_device(config.schedule.device)
     sources = resolve_sources(config)
@@ -254,10 +260,13 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
+    stale = [] if resume else clear_partial_run(out)
     write_text_atomic(out / "config.toml", config_to_toml(config))
     log = MetricsLog(out / "metrics.jsonl")
     start, best_val = 0, math.inf
     notes = list(sources.notes)
+    if stale:
+        notes.append(f"started afresh in {out}: removed {', '.join(stale)} of a run stopped before any checkpoint")
     if resume:
         state = load_checkpoint(out / "last.pt")
         model.load_state_dict(state["model"])

@@ -1,7 +1,8 @@
 """The run folder's logs: ``metrics.jsonl`` (one JSON object per logged step), ``config.toml`` and ``eval.json``.
 
 Writes are appends of whole lines (metrics) or temp-and-rename (everything else). On ``--resume`` the
-metrics lines logged after the checkpoint's step are dropped, so no step appears twice.
+metrics lines logged after the checkpoint's step are dropped, so no step appears twice; a fresh run into a folder
+that a run stopped before its first checkpoint left behind starts from empty logs (:func:`clear_partial_run`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,31 @@ class MetricsLog:
         """Keep only records with ``step`` <= ``step`` (used when resuming from a checkpoint at ``step``)."""
         kept = [r for r in self.read() if r["step"] <= step]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+# what fit writes besides checkpoints and config.toml; a run killed before its first last.pt may leave some of them
+PARTIAL_RUN_FILES = (
+    "metrics.jsonl",
+    "eval.json",
+    "eval_images.csv",
+    "plots/loss.png",
+    "plots/val_mae.png",
+    "plots/density_examples.png",
+)
+
+
+def clear_partial_run(out: Path) -> list[str]:
+    """Delete the files a run stopped before its first checkpoint left in ``out``; returns their names.
+
+    Such a run cannot be resumed (no last.pt), and a fresh start appends to ``metrics.jsonl``: without this the
+    killed run's steps would appear twice and its plots would pass for the new run's. Only the files fit writes
+    (and its temp files) are removed, since ``--out`` may be a folder that holds other things.
+    """
+    removed = [name for name in PARTIAL_RUN_FILES if (out / name).is_file()]
+    removed += [str(p.relative_to(out)) for folder in (out, out / "plots") for p in folder.glob(".*.tmp-*")]
+    for name in removed:
+        (out / name).unlink(missing_ok=True)
+    return removed
 
 
 def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:

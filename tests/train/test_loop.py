@@ -121,6 +121,38 @@ def test_an_existing_run_is_not_overwritten_without_resume(blob_data: dict[str, 
         fit(config, tmp_path / "run", show_progress=False)
 
 
+def test_a_fresh_run_replaces_the_logs_of_a_run_killed_before_its_first_checkpoint(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tiny_config(blob_data, schedule={"steps": 2, "eval_every": 2})
+    fit(config, tmp_path / "clean", show_progress=False)
+    run = tmp_path / "run"
+    (run / "plots").mkdir(parents=True)  # what a kill -9 after a few logged steps, before step eval_every, leaves
+    (run / "metrics.jsonl").write_text('{"step": 2, "loss": 99.0}\n{"step": 4, "loss": 98.0}\n')
+    (run / "plots" / "val_mae.png").write_bytes(b"stale")
+    (run / ".last.pt.tmp-12345").write_bytes(b"half a checkpoint")
+    (run / "notes.txt").write_text("the user's own file")
+    with pytest.raises(ConfigError, match=r"last.pt does not exist \(a run stopped before its first checkpoint"):
+        fit(config, run, resume=True, show_progress=False)
+
+    result = fit(config, run, show_progress=False)
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    clean = [json.loads(line) for line in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [r["step"] for r in clean] == [2, 2]
+    assert all(r.get("loss") not in (99.0, 98.0) for r in logged)
+    assert (run / "plots" / "val_mae.png").read_bytes() != b"stale"
+    assert not (run / ".last.pt.tmp-12345").exists() and (run / "notes.txt").read_text() == "the user's own file"
+    assert any("removed metrics.jsonl, plots/val_mae.png, .last.pt.tmp-12345" in note for note in result.notes)
+
+
+def test_a_folder_with_best_pt_but_no_last_pt_is_not_overwritten(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    config = tiny_config(blob_data, schedule={"steps": 2, "eval_every": 2})
+    fit(config, tmp_path / "run", show_progress=False)
+    (tmp_path / "run" / "last.pt").unlink()
+    with pytest.raises(ConfigError, match="best.pt but no last.pt"):
+        fit(config, tmp_path / "run", show_progress=False)
+
+
 def test_input_size_must_be_a_multiple_of_the_output_stride(blob_data: dict[str, Path], tmp_path: Path) -> None:
     config = tiny_config(blob_data, data={"input_size": 34})
     with pytest.raises(ConfigError, match=r"data.input_size = 34 .* stride 4"):
