@@ -8,15 +8,17 @@ Every failure is a status class (``http_404``, ``timeout``, ``robots``, …) plu
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 
 from harvest.errors import ConfigError
 from harvest.images import DEFAULT_MAX_PIXELS, ImageCheck, check_image
 from harvest.net import (
+    BAD_URL_ERRORS,
     BlockedHostError,
     HostRateLimiter,
     RobotsCache,
@@ -31,7 +33,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BODY_DEADLINE_FACTOR = 5  # a whole body must arrive within this many --timeout periods (stops trickling servers)
 CHUNK_BYTES = 64 * 1024
-_BAD_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+MAX_HOSTNAME_CHARS = 253  # RFC 1035, in the dotted form
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def fetch_one(
 
 
 def _check_target(url: str, session: requests.Session, config: FetchConfig, robots: RobotsCache) -> None:
-    parts = urlsplit(url)
+    parts = _parse_url(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _Failure("bad_url", f"only http(s) URLs with a host are fetched, got {url!r}")
     if config.ignore_robots:
@@ -150,6 +152,29 @@ def _check_target(url: str, session: requests.Session, config: FetchConfig, robo
         )
 
 
+def _parse_url(url: str) -> SplitResult:
+    """The parts of ``url``; one no request could be made for (a broken IPv6 literal, a port that is no number
+    or over 65535, a host name too long for DNS) is a ``bad_url`` failure, never retried."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what validates it
+        if parts.hostname and not _is_ip_literal(parts.hostname):
+            name = parts.hostname.encode("idna")  # a label over 63 characters fails here
+            if len(name.rstrip(b".")) > MAX_HOSTNAME_CHARS:
+                raise ValueError(f"the host name has {len(name)} characters, over DNS's {MAX_HOSTNAME_CHARS}")
+    except (ValueError, UnicodeError) as e:
+        raise _Failure("bad_url", f"cannot parse the URL {url!r}: {e}") from e
+    return parts
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _get_with_retries(
     session: requests.Session, url: str, config: FetchConfig, limiter: HostRateLimiter
 ) -> requests.Response:
@@ -161,7 +186,7 @@ def _get_with_retries(
             response = session.get(url, stream=True, allow_redirects=False, timeout=(config.timeout, config.timeout))
         except BlockedHostError as e:
             raise _Failure("blocked_host", str(e)) from e
-        except _BAD_URL_ERRORS as e:
+        except BAD_URL_ERRORS as e:
             raise _Failure("bad_url", f"cannot request {url!r}: {e}") from e
         except requests.exceptions.Timeout as e:
             if last_try:

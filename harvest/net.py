@@ -34,6 +34,8 @@ DEFAULT_USER_AGENT = (
 )
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
 NOAI_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "none"})
+# What requests raises for a URL no request can be made for: a bad_url, never retried.
+BAD_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
 _VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
 
 
@@ -50,7 +52,8 @@ class RobotsUnreachableError(HarvestError):
 
     RFC 9309 says to crawl nothing on such a host, so its URLs are not fetched; but the host did not refuse
     anything, and the failure may pass, so they are recorded as ``status`` (``connection_error`` or ``timeout``,
-    both retried by ``--retry-failed``), not as a ``robots`` refusal.
+    both retried by ``--retry-failed``), not as a ``robots`` refusal; a host no request can be made to at all
+    (requests finds the URL invalid) is ``bad_url``.
     """
 
     def __init__(self, message: str, status: str) -> None:
@@ -237,6 +240,10 @@ class RobotsCache:
                 body = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True)
         except BlockedHostError:
             raise
+        except BAD_URL_ERRORS as e:  # no request can be made to this host at all: not worth retrying
+            parser.disallow_all = True
+            self._unreachable[key] = (f"cannot request {key}/robots.txt: {type(e).__name__}: {e}", "bad_url")
+            return parser
         except (requests.RequestException, OSError) as e:
             parser.disallow_all = True
             status = "timeout" if isinstance(e, requests.exceptions.Timeout) else "connection_error"

@@ -242,6 +242,22 @@ def test_a_url_that_is_not_http_is_bad_url(fetch) -> None:
     assert fetch("ftp://example.org/a.jpg").status == "bad_url"
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1/a.jpg", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/a.jpg", "Port out of range"),
+        ("http://127.0.0.1:abc/a.jpg", "Port could not be cast"),
+        (f"http://{'a' * 64}.example/a.jpg", "label empty or too long"),
+        (f"http://{'.'.join(['a' * 60] * 5)}/a.jpg", "over DNS's 253"),
+        ("http://exa mple.example/a.jpg", "invalid character"),
+    ],
+)
+def test_a_malformed_url_is_bad_url_with_the_reason(fetch, url: str, why: str) -> None:
+    result = fetch(url)
+    assert result.status == "bad_url" and why in result.error
+
+
 def test_the_user_agent_names_crowdrank_and_can_be_replaced(web, fetch) -> None:
     url = web.route("/ua.jpg", body=encode(), headers=JPEG)
     fetch(url)
