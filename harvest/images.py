@@ -8,6 +8,7 @@ opens files or sockets.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from harvest.pool import EXTENSIONS
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default for Image.MAX_IMAGE_PIXELS
+_PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")  # "Image size (9000000 pixels) exceeds limit of ..."
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -83,7 +85,10 @@ def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int
             fmt = im.format or sniffed
             orientation = im.getexif().get(_EXIF_ORIENTATION)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return ImageCheck("decompression_bomb", f"decompression bomb: {e}", sniffed)
+        # Pillow's message quotes its own limit (twice --max-pixels for the error): say the user's instead.
+        found = _PILLOW_PIXELS.search(str(e))
+        size = f"{found.group(1)} pixels" if found else "the picture"
+        return ImageCheck("decompression_bomb", f"{size} is over the --max-pixels limit of {max_pixels}", sniffed)
     except UnidentifiedImageError as e:
         return ImageCheck("not_image", f"looks like {sniffed} but Pillow cannot identify it: {e}", sniffed)
     except EOFError as e:

@@ -117,6 +117,17 @@ def test_a_file_longer_than_its_st_size_says_is_read_only_up_to_max_bytes(tmp_pa
     assert row["status"] == "too_large" and "--max-bytes 1024" in row["error"]
 
 
+@pytest.mark.parametrize("side", [1200, 1500])  # Pillow warns over its limit and refuses over twice the limit
+def test_a_decompression_bomb_message_quotes_the_max_pixels_the_user_set(tmp_path: Path, side: int) -> None:
+    root = tmp_path / "bombs"
+    root.mkdir()
+    (root / "bomb.png").write_bytes(encode((side, side), "PNG-L"))
+    ingest_local(config(root, tmp_path / "pool", max_pixels=1_000_000))
+    row = pd.read_parquet(tmp_path / "pool" / "index").iloc[0]
+    assert row["status"] == "decompression_bomb"
+    assert row["error"] == f"{side * side} pixels is over the --max-pixels limit of 1000000"
+
+
 def test_identical_files_are_two_rows_but_one_stored_image(photos: Path, tmp_path: Path) -> None:
     ingest_local(config(photos, tmp_path / "pool"))
     df = by_name(Pool.open(tmp_path / "pool").read_index())
