@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from harvest import __version__
 from harvest.errors import PoolError
-from harvest.pool_lock import exclusive
+from harvest.pool_lock import exclusive, holds
 
 POOL_FORMAT = "crowdrank-pool"
 POOL_FORMAT_VERSION = 1
@@ -248,9 +248,21 @@ class Pool:
     def lock(self, command: str | None = None) -> Iterator[None]:
         """The pool's writer lock (see :mod:`harvest.pool_lock`): one writing command at a time, re-entrant in the
         thread that holds it; raises :class:`PoolError` naming the command that holds it elsewhere. Every command
-        that writes holds it for its whole run, under its ``command`` name; each write takes it too."""
+        that writes holds it for its whole run, under its ``command`` name; each write takes it too.
+
+        A run (``command`` given) that takes the lock first removes the temporary files a killed run left behind:
+        while it holds the lock no other run can be writing them.
+        """
+        nested = holds(self.root)
         with exclusive(self.root, command):
+            if command is not None and not nested:
+                self._remove_stale_temp_files()
             yield
+
+    def _remove_stale_temp_files(self) -> None:
+        """Half-written images (``images/ab/.<sha>.<ext>.<uuid>.tmp``) and pool.json copies of killed runs."""
+        for tmp in [*self.images_dir.glob("*/.*.tmp"), *self.root.glob(f".{self.meta_path.name}.*.tmp")]:
+            tmp.unlink(missing_ok=True)
 
     # -- images ----------------------------------------------------------------------------------------------
     def image_relpath(self, sha: str, ext: str) -> str:

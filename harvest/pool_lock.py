@@ -37,6 +37,12 @@ _holds: dict[tuple[str, int], _Hold] = {}  # (pool folder, thread id) -> the loc
 _holds_guard = threading.Lock()
 
 
+def holds(root: Path) -> bool:
+    """Whether this thread holds the writer lock of the pool at ``root``."""
+    with _holds_guard:
+        return (str(Path(root).resolve()), threading.get_ident()) in _holds
+
+
 @contextmanager
 def exclusive(root: Path, command: str | None = None, required: bool = True) -> Iterator[bool]:
     """Hold the writer lock of the pool at ``root`` for the block; yields True.

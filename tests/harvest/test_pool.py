@@ -175,3 +175,18 @@ def test_a_second_command_on_a_pool_being_written_fails_naming_it_and_a_killed_w
     assert rows_before == (1 if ending == "finishes" else 0)
     assert ingest_local(local_config(folder, pool_dir)).ok == 1  # the lock died with its process
     assert len(Pool.open(pool_dir).read_index()) == rows_before + 1
+
+
+def test_a_writing_run_removes_the_temporary_files_a_killed_run_left(tmp_path: Path) -> None:
+    folder = one_picture_folder(tmp_path)
+    pool = Pool.create(tmp_path / "pool")
+    (pool.images_dir / "ab").mkdir()
+    stale = [pool.images_dir / "ab" / f".ab{'0' * 62}.jpg.{'1' * 32}.tmp", pool.root / f".pool.json.{'2' * 32}.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    Pool.open(pool.root)  # a reader leaves them: it cannot know no writer is busy with them
+    assert all(path.exists() for path in stale)
+    assert ingest_local(local_config(folder, pool.root)).ok == 1
+    assert not any(path.exists() for path in stale)
+    stored = [p for p in pool.images_dir.rglob("*") if p.is_file()]
+    assert len(stored) == 1 and not stored[0].name.startswith(".")
