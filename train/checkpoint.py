@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from train.config import RunConfig, config_from_dict, config_to_dict, config_to_toml
-from train.errors import ModelError
+from train.errors import ConfigError, ModelError
 
 FORMAT_VERSION = 2  # 2: RNG states as tensors and lists, so the file loads with weights_only=True
 
@@ -122,7 +122,32 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ModelError(unreadable_checkpoint_message(path, e)) from e
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ModelError(f"{path} is not a crowdrank checkpoint (no 'model'/'config'); pass best.pt or last.pt")
+    version = state.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:  # a newer file may mean other things
+        raise ModelError(
+            f"checkpoint {path} has format_version = {version!r}; this crowdrank reads checkpoint formats 1 to "
+            f"{FORMAT_VERSION}. Fix: read it with the crowdrank that wrote it, or upgrade crowdrank"
+        )
     return state
+
+
+def load_weights(
+    model: Any,
+    weights: dict[str, Any],
+    path: str | Path,
+    built_by: str = "its own stored manifest",
+    fix: str = "pass the unmodified RUN/best.pt, or retrain",
+) -> None:
+    """``model.load_state_dict(weights)`` strictly, or a ModelError listing the first tensors that do not fit."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:  # size mismatch, missing or unexpected keys
+        problems = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise ModelError(
+            f"the weights in checkpoint {path} do not fit the {type(model).__name__} that {built_by} builds "
+            f"({shown or e}). Fix: {fix}"
+        ) from e
 
 
 def unreadable_checkpoint_message(path: Path, error: Exception) -> str:
@@ -199,10 +224,14 @@ def model_from_checkpoint(path: str | Path, device: Any) -> tuple[Any, dict[str,
     from train.models.assemble import build_model, drop_auxiliary
 
     state = read_inference_state(path)
-    config = config_from_dict(state["config"])
+    try:
+        config = config_from_dict(state["config"])
+    except ConfigError as e:
+        raise ModelError(f"checkpoint {path} stores a manifest this crowdrank does not accept: {e}") from e
     model = build_model(config, pretrained="none")
     if state.get("exported"):
         drop_auxiliary(model)
-    model.load_state_dict(state["model"])
+    fix = "the file was modified or written by another crowdrank version: pass the unmodified RUN/best.pt"
+    load_weights(model, state["model"], path, fix=fix)
     drop_auxiliary(model)
     return model.to(device).eval(), state, config

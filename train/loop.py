@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from train.checkpoint import load_checkpoint, load_weights, restore_rng_states, save_checkpoint
 from train.config import RunConfig, config_to_dict, config_to_toml
 from train.data import LABELED_STREAM, RANKED_STREAM, DrawSampler, LabeledCrops, RankedSets, make_loader
 from train.device import autocast, normalize, resolve_device, to_device
@@ -269,7 +269,8 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
         notes.append(f"started afresh in {out}: removed {', '.join(stale)} of a run stopped before any checkpoint")
     if resume:
         state = load_checkpoint(out / "last.pt")
-        model.load_state_dict(state["model"])
+        fix = "resume with the manifest the run started with (its config.toml), or choose another --out"
+        load_weights(model, state["model"], out / "last.pt", "this manifest", fix)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_states(state["rng"])

@@ -90,3 +90,19 @@ def test_a_format_1_checkpoint_is_refused_with_the_fix_and_train_upgrade_makes_i
     restore_rng_states(upgraded["rng"])
     assert draws()[:2] == expected[:2]  # Python and NumPy continue where the old file left them
     assert upgraded["best_val_mae"] == 1.5
+
+
+def test_weights_that_do_not_fit_the_stored_manifest_are_a_model_error_naming_the_tensor(tmp_path: Path) -> None:
+    state = torch.load(tiny_checkpoint(tmp_path / "best.pt"), weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(3, 3)  # a resized tensor
+    torch.save(state, tmp_path / "resized.pt")
+    with pytest.raises(ModelError, match=rf"resized.pt do not fit .*size mismatch for {name}.*Fix: the file was"):
+        model_from_checkpoint(tmp_path / "resized.pt", torch.device("cpu"))
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused_naming_the_version(tmp_path: Path) -> None:
+    state = torch.load(tiny_checkpoint(tmp_path / "best.pt"), weights_only=True)
+    torch.save({**state, "format_version": 999}, tmp_path / "future.pt")
+    with pytest.raises(ModelError, match=r"format_version = 999; this crowdrank reads checkpoint formats 1 to 2"):
+        model_from_checkpoint(tmp_path / "future.pt", torch.device("cpu"))
