@@ -7,6 +7,7 @@ from a folder of pictures or from the ``test`` split of a labeled dataset (folde
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,13 +69,18 @@ def _test_split_images(spec: str | Path) -> list[tuple[str, bytes]]:
 
     from rankset.io import load_dataset_dict
 
-    try:
-        dsd = load_dataset_dict(spec)
+    empty = _empty_saved_splits(Path(spec))
+    if "test" in empty:
+        raise ConfigError(_empty_test_split(spec))
+    try:  # datasets cannot load a folder with an empty split (it has no data file): load the test split alone
+        dsd = {"test": datasets.load_from_disk(str(Path(spec) / "test"))} if empty else load_dataset_dict(spec)
     except Exception as e:  # rankset raises its own tree; to the user it is a bad --exclude-like value
         raise ConfigError(f"--exclude-like {spec}: {e}") from e
     if "test" not in dsd:
         raise ConfigError(f"--exclude-like {spec} has no test split (splits: {', '.join(dsd)}); pass a labeled set")
     test = dsd["test"]
+    if len(test) == 0:
+        raise ConfigError(_empty_test_split(spec))
     if "image" not in test.column_names or "image_id" not in test.column_names:
         raise ConfigError(f"--exclude-like {spec}: its test split lacks image/image_id; pass a labeled dataset")
     test = test.cast_column("image", datasets.Image(decode=False))
@@ -85,6 +91,23 @@ def _test_split_images(spec: str | Path) -> list[tuple[str, bytes]]:
             data = Path(row["image"]["path"]).read_bytes()
         images.append((str(row["image_id"]), data or b""))
     return images
+
+
+def _empty_saved_splits(path: Path) -> list[str]:
+    """The splits of a ``save_to_disk`` folder that hold no rows (``state.json`` lists no data file)."""
+    try:
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        states = {split: json.loads((path / split / "state.json").read_text(encoding="utf-8")) for split in splits}
+    except (OSError, ValueError, KeyError, TypeError):  # not such a folder (a Hub id, Parquet files): nothing known
+        return []
+    return [split for split, state in states.items() if isinstance(state, dict) and not state.get("_data_files")]
+
+
+def _empty_test_split(spec: str | Path) -> str:
+    return (
+        f"--exclude-like {spec}: its test split is empty, so it has no evaluation images to guard against; pass a "
+        "labeled set whose test split holds them, or a folder of the evaluation pictures"
+    )
 
 
 def find_leaks(

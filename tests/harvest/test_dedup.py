@@ -477,6 +477,34 @@ def test_bad_options_fail_naming_the_flag(tmp_path: Path, kwargs: dict, flag: st
         DedupConfig(tmp_path, **kwargs)
 
 
+@pytest.mark.parametrize("empty", ["test", "train"])
+def test_exclude_like_dataset_with_an_empty_split_says_so_or_reads_its_test_split(
+    pool_with_copies, tmp_path, empty: str
+) -> None:
+    import datasets
+
+    from rankset.schema import labeled_features
+
+    pool, _ = pool_with_copies
+    features = labeled_features()
+    row = {"image_id": "IMG_2", "image": {"bytes": encode(scene(2)), "path": None}, "points": [[1.0, 2.0]], "count": 1,
+           "dataset": "test-set", "split": "test"}  # fmt: skip
+    splits = {
+        split: datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+        if split == empty
+        else datasets.Dataset.from_list([row | {"split": split}], features=features)
+        for split in ("train", "test")
+    }
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "labeled"))
+    config = DedupConfig(pool.root, exclude_like=(str(tmp_path / "labeled"),), progress=False, workers=1)
+    if empty == "test":
+        with pytest.raises(ConfigError, match="its test split is empty"):
+            dedup_pool(config)
+    else:
+        dedup_pool(config)
+        assert by_url(pool).loc["file:///scene2.jpg", "leak_of"] == "IMG_2"
+
+
 def test_exclude_like_pointing_nowhere_fails_before_touching_the_pool(pool_with_copies, tmp_path) -> None:
     pool, _ = pool_with_copies
     parts_before = sorted(p.name for p in pool.part_files())
