@@ -18,15 +18,17 @@ app = typer.Typer(
 
 @contextmanager
 def command_errors(*also: type[Exception]) -> Iterator[None]:
-    """A bad flag (ConfigError) is a usage error (exit 2) naming the fix; any other RanksetError (or one of
-    ``also``) prints ``error: ...`` and exits 1, no traceback."""
+    """A bad flag (ConfigError) is a usage error (exit 2) naming the fix; any other RanksetError, a HarvestError
+    from reading a pool (a damaged index part, say), or one of ``also`` prints ``error: ...`` and exits 1, no
+    traceback."""
+    from harvest.errors import HarvestError
     from rankset.errors import ConfigError, RanksetError
 
     try:
         yield
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
-    except (RanksetError, *also) as e:
+    except (RanksetError, HarvestError, *also) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
 

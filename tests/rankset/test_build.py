@@ -314,3 +314,14 @@ def test_a_file_name_that_is_not_utf8_is_built_under_an_escaped_id(folder: Path,
     summary, dsd = build(folder, tmp_path / "ds")
     assert summary.used == 4 and "caf\\xe9" in dsd["train"]["source_id"]
     assert any(url.endswith("/caf%E9.jpg") for url in dsd["train"]["source_url"])
+
+
+def test_cli_build_on_a_pool_with_a_damaged_index_part_fails_naming_it(folder: Path, tmp_path: Path) -> None:
+    from harvest.local import LocalConfig, ingest_local
+    from rankset.cli import app
+
+    ingest_local(LocalConfig(root=folder, out=tmp_path / "pool", min_side=16, show_progress=False))
+    (tmp_path / "pool" / "index" / "part-zz-damaged.parquet").write_bytes(b"not parquet")
+    result = CliRunner().invoke(app, ["build", str(tmp_path / "pool"), "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 1 and "part-zz-damaged.parquet" in result.output
+    assert not (tmp_path / "ds").exists()
