@@ -11,7 +11,6 @@ run). Readers (``report``, ``rankset build``) take no lock.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import os
 import sys
@@ -23,6 +22,11 @@ from pathlib import Path
 from typing import IO
 
 from harvest.errors import PoolError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; pools work, but nothing stops two writers there
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".lock"
 
@@ -65,7 +69,8 @@ def exclusive(root: Path, command: str | None = None, required: bool = True) -> 
         return
     with open(Path(root) / LOCK_NAME, "a+", encoding="utf-8") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             acquired = True
         except BlockingIOError:
             acquired = False
@@ -82,7 +87,8 @@ def exclusive(root: Path, command: str | None = None, required: bool = True) -> 
         finally:
             with _holds_guard:
                 _holds.pop(key, None)
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _record_holder(f: IO[str], command: str | None) -> None:
