@@ -364,6 +364,10 @@ class RoundsConfig:
         return self.keep_fraction
 
 
+SEED_LIMIT = 2**32  # NumPy's legacy np.random.seed takes unsigned 32-bit integers only
+SEED_RANGE = "an integer in [0, 2**32) (NumPy seeds are unsigned 32-bit)"
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole manifest: run name, seed and every section. Cross-section rules are checked here."""
@@ -379,6 +383,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "name", self.name, "a non-empty run name")
+        _require(0 <= self.seed < SEED_LIMIT, "seed", self.seed, f"{SEED_RANGE}, e.g. seed = 0")
         _require(
             bool(self.data.labeled),
             "data.labeled",

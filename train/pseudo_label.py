@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from train.config import SEED_LIMIT, SEED_RANGE
 from train.errors import ConfigError
 
 PSEUDO_STREAM = 5
@@ -54,6 +55,8 @@ class PseudoLabelConfig:
             raise ConfigError(f"--keep-fraction {self.keep_fraction} is invalid: expected a fraction in (0, 1]")
         if self.tile < 64:
             raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"--seed {self.seed} is invalid: expected {SEED_RANGE}, e.g. --seed 0")
 
 
 def relative_uncertainty(member_counts: np.ndarray) -> float:

@@ -40,6 +40,7 @@ from typing import Any
 
 import tomllib
 
+from train.config import SEED_LIMIT, SEED_RANGE
 from train.errors import ConfigError, TrainError
 
 STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description", "folds"}
@@ -75,6 +76,11 @@ class StudyConfig:
             )
         if not self.seeds:
             raise ConfigError("study seeds = [] is empty; give at least one seed, e.g. seeds = [0, 1, 2]")
+        bad = [seed for seed in self.seeds if not 0 <= seed < SEED_LIMIT]
+        if bad:  # checked here too, so a study fails before its first run, not in every run's process
+            raise ConfigError(
+                f"study seeds = {list(self.seeds)} holds {bad}: each seed must be {SEED_RANGE}, e.g. seeds = [0, 1, 2]"
+            )
         if self.metric not in METRICS:
             raise ConfigError(f"study metric = {self.metric!r} is unknown; choose one of {', '.join(METRICS)}")
         for key, values in self.grid.items():

@@ -55,6 +55,13 @@ def test_out_of_range_value_names_the_accepted_range() -> None:
         config_from_dict({**MINIMAL, "data": {**MINIMAL["data"], "val_fraction": 1.5}})
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_numpy_cannot_take_is_refused_naming_the_key(seed: int) -> None:
+    with pytest.raises(ConfigError, match=rf"seed = {seed} is invalid: expected an integer in \[0, 2\*\*32\)"):
+        config_from_dict(MINIMAL, [f"seed={seed}"])
+    assert config_from_dict(MINIMAL, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
+
+
 def test_set_overrides_are_parsed_as_toml_and_type_checked() -> None:
     config = config_from_dict(MINIMAL, ["schedule.steps=500", "data.eval=data/shb", "data.crop=[32, 64]"])
     assert (config.schedule.steps, config.data.eval, config.data.crop) == (500, "data/shb", [32, 64])

@@ -104,6 +104,8 @@ def test_pseudo_label_needs_a_masksembles_checkpoint_and_a_fraction_in_range(tmp
         pseudo_label(PseudoLabelConfig(plain, (str(pictures),), tmp_path / "out", device="cpu"), show_progress=False)
     with pytest.raises(ConfigError, match=r"--keep-fraction 1.5 .* \(0, 1\]"):
         PseudoLabelConfig(plain, (str(pictures),), tmp_path / "out", keep_fraction=1.5)
+    with pytest.raises(ConfigError, match=r"--seed -1 is invalid: expected an integer in \[0, 2\*\*32\)"):
+        PseudoLabelConfig(plain, (str(pictures),), tmp_path / "out", seed=-1)
 
 
 def test_a_pool_contributes_its_kept_stored_pictures_once(tmp_path: Path) -> None:

@@ -146,6 +146,9 @@ def test_bad_study_files_fail_naming_the_key(tmp_path: Path) -> None:
     bad.write_text('manifest = "nope.toml"\n')
     with pytest.raises(ConfigError, match="does not exist"):
         load_study(bad)
+    bad.write_text('manifest = "base.toml"\nseeds = [0, -1]\n')
+    with pytest.raises(ConfigError, match=r"study seeds = \[0, -1\] holds \[-1\]: each seed must be an integer in"):
+        load_study(bad)
     bad.write_text('manifest = "base.toml"\nmetric = "accuracy"\n')
     with pytest.raises(ConfigError, match="accuracy"):
         load_study(bad)
