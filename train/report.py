@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 
@@ -10,6 +11,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) or math.isinf(value) else f"{value:.4g}"
     return str(value)
+
+
+def written_paths(out: Any, *names: str) -> str:
+    """``OUT/name`` for each name, joined by Path so ``--out counts/`` does not print ``counts//counts.csv``."""
+    return ", ".join(str(Path(out) / name) + ("/" if name.endswith("/") else "") for name in names)
 
 
 def _table(title: str, rows: list[tuple[str, Any]]) -> Any:
@@ -52,7 +58,7 @@ def print_eval_summary(summary: dict[str, Any], out: Any) -> None:
     if ranking:
         rows.append(("nested pairs ordered wrongly", f"{ranking['violated']:.1%} of {int(ranking['pairs'])}"))
         rows.append(("adjacent pairs ordered wrongly", f"{ranking['adjacent_violated']:.1%}"))
-    rows.append(("written", f"{out}/eval.json, {out}/images.csv"))
+    rows.append(("written", written_paths(out, "eval.json", "images.csv")))
     Console().print(_table("train eval", rows))
 
 
@@ -67,7 +73,7 @@ def print_predict_summary(rows: list[dict[str, Any]], out: Any) -> None:
             failed[r["status"]] = failed.get(r["status"], 0) + 1
     summary = [("images counted", len(ok)), ("people (total)", float(sum(r["count"] for r in ok)))]
     summary += [(f"failed: {status}", n) for status, n in sorted(failed.items())]
-    summary.append(("written", f"{out}/counts.csv, {out}/overlays/"))
+    summary.append(("written", written_paths(out, "counts.csv", "overlays/")))
     Console().print(_table("train predict", summary))
 
 
@@ -85,5 +91,7 @@ def print_pseudo_label_summary(rows: list[dict[str, Any]], out: Any) -> None:
     if kept:
         summary.append(("kept relative uncertainty, max", max(r["uncertainty"] for r in kept)))
         summary.append(("kept people (total)", sum(r["count"] for r in kept)))
-    summary.append(("written", f"{out} (train split), {out}/pseudo_labels.csv, {out}/uncertainty.png"))
+    summary.append(
+        ("written", f"{Path(out)} (train split), {written_paths(out, 'pseudo_labels.csv', 'uncertainty.png')}")
+    )
     Console().print(_table("train pseudo-label", summary))

@@ -87,7 +87,7 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         columns += [k for k in row if k not in columns]
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", newline="") as f:
+    with tmp.open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:  # never lose rows on a name
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

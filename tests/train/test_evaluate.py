@@ -81,6 +81,26 @@ def test_predict_writes_counts_and_overlays_and_records_broken_files(trained_che
     assert float(written[0]["count"]) == pytest.approx(rows[0]["count"], rel=1e-5)
 
 
+def test_predict_writes_every_row_when_a_file_name_is_not_utf8(trained_checkpoint: Path, tmp_path: Path) -> None:
+    import os
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    Image.fromarray(np.zeros((40, 56, 3), dtype=np.uint8)).save(pictures / "a.png")
+    latin1 = Path(os.fsdecode(bytes(pictures) + b"/caf\xe9.jpg"))  # Latin-1 bytes: held as a lone surrogate
+    Image.fromarray(np.zeros((40, 56, 3), dtype=np.uint8)).save(latin1, format="JPEG")
+    rows = predict_images(PredictConfig(trained_checkpoint, (pictures,), tmp_path / "out"), show_progress=False)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    written = list(csv.DictReader((tmp_path / "out" / "counts.csv").open(encoding="utf-8")))
+    assert [Path(r["path"]).name for r in written] == ["a.png", "caf\\xe9.jpg"]
+
+
+def test_summaries_join_the_output_folder_without_a_double_slash() -> None:
+    from train.report import written_paths
+
+    assert written_paths("counts/", "counts.csv", "overlays/") == "counts/counts.csv, counts/overlays/"
+
+
 def test_roi_scales_cells_by_their_inside_share_and_drops_outside_points() -> None:
     import io
 
