@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,19 @@ def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
     from rankset.io import load_dataset_dict
     from rankset.schema import dataset_kind
 
+    fix = "rankset import/synth" if kind == "labeled" else "rankset build"
     try:
         dsd = load_dataset_dict(path_or_id)
     except Exception as e:  # InputError, PublishError, Arrow errors: all "this dataset cannot be used"
-        fix = "rankset import/synth" if kind == "labeled" else "rankset build"
+        empty = empty_saved_splits(Path(path_or_id))
+        if empty:
+            example = "; e.g. --splits train=0.7,validation=0.1,test=0.2" if kind == "labeled" else ""
+            raise DataError(
+                f"{key} = {path_or_id!r} has an empty split ({', '.join(empty)}: 0 rows), which cannot be loaded "
+                f"and leaves nothing to {'train on' if 'train' in empty else 'evaluate'}. Fix: remake it with rows "
+                f"in every split (`{fix} ... --out DIR`{example}), or "
+                "delete the empty split's folder and its name in dataset_dict.json"
+            ) from e
         raise DataError(f"{key} = {path_or_id!r} cannot be loaded: {e}. Make it with `{fix} ... --out DIR`") from e
     for split, ds in dsd.items():
         found = dataset_kind(ds.features)
@@ -51,6 +61,21 @@ def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
                 f"(columns {sorted(ds.features)})"
             )
     return dsd
+
+
+def empty_saved_splits(folder: Path) -> list[str]:
+    """Splits of a ``save_to_disk`` folder that hold no Arrow file (0 rows).
+
+    ``datasets`` saves an empty split without data files and then fails to load the whole folder with an
+    IndexError; this names the split instead."""
+    import json
+
+    try:
+        splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+        states = {split: json.loads((folder / split / "state.json").read_text()) for split in splits}
+    except (OSError, ValueError, KeyError, TypeError):  # not a local saved folder: nothing to name
+        return []
+    return [split for split, state in states.items() if not state.get("_data_files")]
 
 
 def undecoded(ds: Any) -> Any:

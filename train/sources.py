@@ -59,7 +59,10 @@ def _resolve(config: RunConfig) -> RunSources:
         dsd = opened[path] = open_dataset(path, key, "labeled")
         ds = _train_split(dsd, key, path)
         if len(ds) == 0:
-            raise DataError(f"{key} = {path!r} has an empty 'train' split; give a dataset with labeled images")
+            raise DataError(
+                f"{key} = {path!r} has an empty 'train' split (0 rows), so there is nothing to train on. Fix: "
+                "remake it with training rows (`rankset import/synth ... --splits train=0.7,validation=0.1,test=0.2`)"
+            )
         labeled.append(RowSource(path, ds, list(range(len(ds)))))
 
     ranked: list[RowSource] = []

@@ -91,6 +91,21 @@ def test_a_relative_path_in_an_existing_folder_is_never_looked_up_on_the_hub(
     assert not looks_like_hub_id("user/shb/extra") and not looks_like_hub_id("./shb")
 
 
+def test_an_empty_train_split_is_named_with_the_fix(tmp_path: Path) -> None:
+    import json
+
+    import datasets
+
+    folder = build_labeled(tmp_path / "labeled", {"train": 2, "test": 2})
+    datasets.load_from_disk(str(folder / "test")).select([]).save_to_disk(str(tmp_path / "empty"))
+    (folder / "train").rename(tmp_path / "full-train")
+    (tmp_path / "empty").rename(folder / "train")  # a 0-row train split, saved as datasets saves one
+    assert json.loads((folder / "dataset_dict.json").read_text())["splits"] == ["train", "test"]
+    config = config_from_dict({"data": {"labeled": [str(folder)]}, "schedule": {"paradigm": "count-only"}})
+    with pytest.raises(DataError, match=r"data.labeled\[0\] = .* has an empty split \(train: 0 rows\).* train on"):
+        resolve_sources(config)
+
+
 def test_a_ranked_set_given_as_labeled_is_refused(blob_data: dict[str, Path]) -> None:
     config = config_from_dict({"data": {"labeled": [str(blob_data["ranked"])]}, "schedule": {"paradigm": "count-only"}})
     with pytest.raises(DataError, match="is a ranked dataset, expected labeled"):
