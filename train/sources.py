@@ -13,7 +13,7 @@ from typing import Any
 
 from train.config import RunConfig
 from train.data import RowSource, carve_validation, open_dataset, ranked_set_size
-from train.errors import DataError
+from train.errors import ConfigError, DataError
 
 
 @dataclass
@@ -47,7 +47,22 @@ def resolve_sources(config: RunConfig) -> RunSources:
     sources = _resolve(config)
     if config.data.labeled_fraction < 1.0:  # after validation is carved, so validation never shrinks with it
         sources.notes.extend(subsample_labeled(sources.labeled, config.data.labeled_fraction, config.seed))
+    check_batch_fits(config.schedule.batch, sources.labeled_rows)
     return sources
+
+
+def check_batch_fits(batch: int, rows: int) -> None:
+    """Refuse a count batch larger than the labeled training set, before any work.
+
+    Each batch draws that many crops from the training images, so a batch beyond the set crops every image
+    several times per step: almost always a typo (``batch = 100000`` ran silently for minutes on 24 images).
+    """
+    if batch > rows:
+        raise ConfigError(
+            f"schedule.batch = {batch} is larger than the {rows} labeled training images (after the validation "
+            f"carve and data.labeled_fraction): each step would crop every image {batch / rows:.1f} times on average. "
+            f"Fix: --set schedule.batch={rows} or less, or add labeled training data"
+        )
 
 
 def _resolve(config: RunConfig) -> RunSources:

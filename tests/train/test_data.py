@@ -66,6 +66,19 @@ def test_ranked_sets_of_different_k_fail_before_training(blob_data: dict[str, Pa
         resolve_sources(config)
 
 
+def test_a_batch_larger_than_the_training_images_is_refused_naming_both(blob_data: dict[str, Path]) -> None:
+    from train.errors import ConfigError
+
+    table = {
+        "data": {"labeled": [str(blob_data["labeled"])], "eval": str(blob_data["labeled"]), "val_fraction": 0.125},
+        "schedule": {"paradigm": "count-only", "batch": 100000},
+    }
+    with pytest.raises(ConfigError, match=r"schedule.batch = 100000 is larger than the 14 labeled training images"):
+        resolve_sources(config_from_dict(table))
+    table["schedule"]["batch"] = 14  # 16 train rows, 2 carved for validation
+    assert resolve_sources(config_from_dict(table)).labeled_rows == 14
+
+
 def test_a_missing_dataset_names_the_manifest_key(tmp_path: Path) -> None:
     config = config_from_dict({"data": {"labeled": [str(tmp_path / "nope")]}, "schedule": {"paradigm": "count-only"}})
     with pytest.raises(DataError, match=r"data.labeled\[0\] = .*nope.* cannot be loaded.*rankset"):
@@ -116,7 +129,7 @@ def test_validation_is_carved_from_train_without_overlap(blob_data: dict[str, Pa
     config = config_from_dict(
         {
             "data": {"labeled": [str(blob_data["labeled"])], "eval": str(blob_data["labeled"]), "val_fraction": 0.25},
-            "schedule": {"paradigm": "count-only"},
+            "schedule": {"paradigm": "count-only", "batch": 8},
         }
     )
     sources = resolve_sources(config)
