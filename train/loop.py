@@ -204,10 +204,7 @@ def make_iterators(
         )
         rows, size = crops.fill_cache(int(config.data.cache_gb * 2**30))
         if notes is not None and config.data.cache_gb > 0:
-            notes.append(
-                f"decoded {rows} of {len(crops)} labeled training images into memory once ({size / 2**30:.2f} GiB, "
-                f"data.cache_gb = {config.data.cache_gb:g})"
-            )
+            notes.append(cache_note(config, rows, len(crops), size))
         first, batches = count_from * schedule.batch, count_to - count_from
         sampler = DrawSampler(len(crops), schedule.batch, config.seed, LABELED_STREAM, first, batches)
         count_iter = iter(make_loader(crops, sampler, workers, pin_memory))
@@ -217,6 +214,19 @@ def make_iterators(
         sampler = DrawSampler(len(ranked), per, config.seed, RANKED_STREAM, rank_from * per, rank_to - rank_from)
         rank_iter = iter(make_loader(ranked, sampler, workers, pin_memory))
     return count_iter, rank_iter
+
+
+def cache_note(config: RunConfig, rows: int, total: int, size: int) -> str:
+    """What the decoded-image cache did; with depth targets it is off by design, which "decoded 0 of N" hid."""
+    if config.tasks.depth is not None:
+        return (
+            f"decoded-image cache off: [tasks.depth] reads each of the {total} labeled training rows whole, "
+            f"so data.cache_gb = {config.data.cache_gb:g} is not used"
+        )
+    return (
+        f"decoded {rows} of {total} labeled training images into memory once ({size / 2**30:.2f} GiB, "
+        f"data.cache_gb = {config.data.cache_gb:g})"
+    )
 
 
 def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress: bool = True) -> FitResult:

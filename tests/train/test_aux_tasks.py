@@ -114,10 +114,15 @@ def test_fit_trains_every_auxiliary_task_and_stops_one_at_the_end_of_its_stage(
     depth_data: Path, tmp_path: Path
 ) -> None:
     table = aux_table(depth_data, segment={}, depth={}, count_reg={"stop": 2})
-    fit(config_from_dict(table), tmp_path / "run", show_progress=False)
+    result = fit(config_from_dict(table), tmp_path / "run", show_progress=False)
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in logged if "loss" in r]
     assert [("count_reg" in r) for r in logged] == [True, True, False, False]
+    cache = [note for note in result.notes if "cache" in note]  # off by design with depth, not "decoded 0 of N"
+    assert cache == [
+        "decoded-image cache off: [tasks.depth] reads each of the 8 labeled training rows whole, so "
+        "data.cache_gb = 4 is not used"
+    ]
     assert all(r["depth"] > 0 and r["segment"] > 0 for r in logged)  # depth maps were found and used
     first = logged[0]
     assert first["loss"] == pytest.approx(first["count"] + first["segment"] + first["depth"] + first["count_reg"])
