@@ -30,6 +30,7 @@ from train.evaluate import evaluate_sources
 from train.losses import multitask_loss
 from train.models.registry import density_of
 from train.paradigms import active_tasks, batches_before
+from train.runlock import run_folder_lock
 from train.runlog import MetricsLog, clear_partial_run, write_json, write_rows_csv, write_text_atomic
 from train.sources import RunSources, resolve_sources
 
@@ -230,7 +231,15 @@ def cache_note(config: RunConfig, rows: int, total: int, size: int) -> str:
 
 
 def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress: bool = True) -> FitResult:
-    """Train ``config`` into run folder ``out``; every check that can fail does so before the first step."""
+    """Train ``config`` into run folder ``out``; every check that can fail does so before the first step.
+
+    The folder is locked for the whole run (train.runlock): a second fit into it fails at once instead of
+    interleaving its logs and checkpoints with this one's."""
+    with run_folder_lock(Path(out)):
+        return _fit(config, Path(out), resume, show_progress)
+
+
+def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> FitResult:
     import torch
 
     from train.models.assemble import build_model
@@ -239,7 +248,6 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, show_progress:
     from train.unlabeled import upside_down_iterator
 
     started = time.perf_counter()
-    out = Path(out)
     if (out / "last.pt").exists() and not resume:
         raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
     if resume and not (out / "last.pt").exists():

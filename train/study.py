@@ -184,7 +184,7 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
         command = [
             sys.executable,
             "-c",
-            "from train.cli import app; app()",
+            child_code("from train.cli import app; app()"),
             "fit",
             str(study.manifest),
             "--out",
@@ -207,6 +207,35 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
     row["best_step"] = metrics.get("step")
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def child_code(code: str) -> str:
+    """``python -c`` text that first ties the child to this process (:func:`die_with_parent`), then runs ``code``."""
+    return f"from train.study import die_with_parent; die_with_parent({os.getpid()}); {code}"
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """On Linux, have the kernel SIGTERM this process when ``parent_pid`` (the study) dies, even by SIGKILL.
+
+    Otherwise a killed study leaves its ``train fit`` training on, and a rerun would start a second writer of the
+    same run folder (which the folder's lock then refuses, failing that run). Set in the child rather than with
+    ``preexec_fn``, which is unsafe while the study's threads run. The kernel watches the thread that started the
+    child, so :func:`run_one` waits for it in that same thread. Elsewhere, or if prctl is missing, a no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):  # no libc prctl: the child simply outlives a killed study, as before
+        return
+    if os.getppid() != parent_pid:  # the study died before prctl took hold: nobody is left to signal us
+        raise SystemExit(f"train study (pid {parent_pid}) exited before this run started; not training")
 
 
 def _row_keys(run: dict[str, Any]) -> dict[str, Any]:

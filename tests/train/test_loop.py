@@ -218,3 +218,45 @@ def test_compiled_training_matches_eager_and_saves_plain_checkpoints(
     for name, value in eager.items():
         torch.testing.assert_close(compiled[name], value, rtol=1e-3, atol=1e-4)
     assert np.isfinite(result.test["mae"])
+
+
+def test_a_second_fit_into_a_folder_being_written_is_refused_naming_the_writer(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    import os
+
+    from train.runlock import run_folder_lock
+
+    refused = pytest.raises(ConfigError, match=rf"run is being written by another `train fit` \(pid {os.getpid()}")
+    with run_folder_lock(tmp_path / "run"), refused:  # the lock stands for a fit still running in another process
+        fit(tiny_config(blob_data), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # the refused fit wrote nothing
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from train.runlock import run_folder_lock
+with run_folder_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_killed_writer_leaves_no_stale_lock(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from train.runlock import run_folder_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(ConfigError, match=rf"pid {holder.pid}"), run_folder_lock(tmp_path / "run"):
+        pass
+    holder.send_signal(signal.SIGKILL)  # kill -9: no cleanup code runs in the holder
+    holder.wait()
+    with run_folder_lock(tmp_path / "run"):  # the kernel released the lock with the process
+        assert (tmp_path / "run" / ".lock").is_file()

@@ -211,3 +211,41 @@ def test_every_shipped_study_expands_to_valid_manifests(path: Path) -> None:
     for run in runs:
         config = load_manifest(study.manifest, [f"{k}={_toml_literal(v)}" for k, v in run["overrides"].items()])
         assert config.seed == run["seed"] and config.name == run["name"]
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie waiting for a reaper counts: it runs no code)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="parent-death signals are Linux-only")
+def test_a_run_started_by_a_study_dies_when_the_study_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "from train.study import child_code\n"
+        "child = subprocess.Popen([sys.executable, '-c', child_code(\"print('ready', flush=True); "
+        'import time; time.sleep(300)")])\n'
+        "print(child.pid, flush=True)\n"
+        "child.wait()\n"
+    )
+    study = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, cwd=Path.cwd())
+    child_pid = int(study.stdout.readline())
+    assert study.stdout.readline().strip() == "ready"  # the child has passed die_with_parent
+    os.kill(study.pid, signal.SIGKILL)  # what `kill -9` of `train study` does: no cleanup runs in the study
+    study.wait()
+    deadline = time.monotonic() + 60  # a liveness bound, not a timing assertion: it is normally milliseconds
+    while not _gone(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = not _gone(child_pid)
+    if alive:
+        os.kill(child_pid, signal.SIGKILL)
+    assert not alive, "the study's child outlived the study"
