@@ -127,13 +127,19 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
     from PIL import Image
     from rich.progress import track
 
-    from rankset.io import write_dataset_dict
+    from rankset.errors import InputError
+    from rankset.io import check_replaceable, write_dataset_dict
     from rankset.schema import labeled_features
     from train.checkpoint import model_from_checkpoint
     from train.device import resolve_device
     from train.runlog import write_rows_csv
     from train.unlabeled import list_unlabeled
 
+    inputs = [*config.images, config.checkpoint]
+    try:
+        check_replaceable(Path(config.out), inputs)  # before predicting anything; the write checks again
+    except InputError as e:
+        raise ConfigError(str(e)) from e
     device = resolve_device(config.device)
     model, state, run_config = model_from_checkpoint(config.checkpoint, device)
     if getattr(model, "masksembles", None) is None:
@@ -199,6 +205,7 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
         features,
         description=f'{{"pseudo_labels_from": "{config.checkpoint}", "keep_fraction": {config.keep_fraction}}}',
         extra_files={"pseudo_labels.csv": csv_tmp.read_bytes(), "uncertainty.png": figure.getvalue()},
+        inputs=inputs,
     )
     csv_tmp.unlink()
     return rows

@@ -108,6 +108,15 @@ def test_pseudo_label_needs_a_masksembles_checkpoint_and_a_fraction_in_range(tmp
         PseudoLabelConfig(plain, (str(pictures),), tmp_path / "out", seed=-1)
 
 
+def test_pseudo_label_never_writes_over_its_input_pictures(tmp_path: Path) -> None:
+    pictures = write_blobs(tmp_path / "real", 2)
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt.pt")
+    for out in (pictures, tmp_path):
+        with pytest.raises(ConfigError, match="is or holds the input"):
+            pseudo_label(PseudoLabelConfig(checkpoint, (str(pictures),), out, device="cpu"), show_progress=False)
+    assert sorted(p.name for p in pictures.iterdir()) == ["p0.jpg", "p1.jpg"]
+
+
 def test_a_pool_contributes_its_kept_stored_pictures_once(tmp_path: Path) -> None:
     from harvest.pool import Pool
 
