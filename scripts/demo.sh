@@ -40,7 +40,7 @@ step "6/9 rankset build: nested ranked sets (Algorithm 1: k=5, s=0.75, r=8) from
 run rankset build "$OUT/pool" --k 5 --s 0.75 --r 8 --size 64 --sets-per-image 2 --num-proc 2 --out "$OUT/ranksets/web"
 run rankset preview "$OUT/ranksets/web" --out "$OUT/ranksets-preview.png" --n 3
 
-step "7/9 train: counting alone vs ranking + counting, with 10% of the labels (35 pictures), one minute each"
+step "7/9 train: counting alone vs ranking + counting, with 10% of the labels (35 pictures), both at once, about two minutes"
 cat > "$OUT/demo-study.toml" <<EOF
 name = "demo"
 description = "make demo: one seed, so expect noise; manifests/studies/ has the three-seed studies."
