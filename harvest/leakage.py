@@ -7,7 +7,6 @@ from a folder of pictures or from the ``test`` split of a labeled dataset (folde
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,9 +66,9 @@ def _test_split_images(spec: str | Path) -> list[tuple[str, bytes]]:
     """(image_id, encoded bytes) of a labeled dataset's ``test`` split."""
     import datasets
 
-    from rankset.io import load_dataset_dict
+    from rankset.io import empty_saved_splits, load_dataset_dict
 
-    empty = _empty_saved_splits(Path(spec))
+    empty = empty_saved_splits(Path(spec))
     if "test" in empty:
         raise ConfigError(_empty_test_split(spec))
     try:  # datasets cannot load a folder with an empty split (it has no data file): load the test split alone
@@ -91,16 +90,6 @@ def _test_split_images(spec: str | Path) -> list[tuple[str, bytes]]:
             data = Path(row["image"]["path"]).read_bytes()
         images.append((str(row["image_id"]), data or b""))
     return images
-
-
-def _empty_saved_splits(path: Path) -> list[str]:
-    """The splits of a ``save_to_disk`` folder that hold no rows (``state.json`` lists no data file)."""
-    try:
-        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
-        states = {split: json.loads((path / split / "state.json").read_text(encoding="utf-8")) for split in splits}
-    except (OSError, ValueError, KeyError, TypeError):  # not such a folder (a Hub id, Parquet files): nothing known
-        return []
-    return [split for split, state in states.items() if isinstance(state, dict) and not state.get("_data_files")]
 
 
 def _empty_test_split(spec: str | Path) -> str:

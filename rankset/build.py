@@ -204,7 +204,8 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
                 inputs=[cfg.input],
             )
         except EmptySplitError as e:
-            raise EmptySplitError(_no_sets_message(cfg, summary, e.split, len(by_split[e.split])), e.split) from e
+            split = e.splits[0]
+            raise EmptySplitError(_no_sets_message(cfg, summary, split, len(by_split[split])), e.splits) from e
     summary.seconds = time.perf_counter() - start
     return summary
 

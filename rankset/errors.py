@@ -20,11 +20,12 @@ class InputError(RanksetError, OSError):
 
 
 class EmptySplitError(InputError):
-    """A dataset being written got no rows in a split; the folder at ``--out`` was left as it was."""
+    """A dataset has no rows in ``splits``: one being written (its ``--out`` was left as it was), or a saved
+    folder ``datasets`` cannot load because of it."""
 
-    def __init__(self, message: str, split: str) -> None:
+    def __init__(self, message: str, splits: list[str]) -> None:
         super().__init__(message)
-        self.split = split
+        self.splits = splits
 
 
 class ImageError(RanksetError, OSError):

@@ -7,6 +7,7 @@ renamed into place, so a killed run never leaves a half-written dataset at ``out
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -132,7 +133,7 @@ def _write_staging(
             )
         empty = [name for name, ds in built.items() if ds.num_rows == 0]
         if empty:  # save_to_disk would write a folder load_from_disk cannot read
-            raise EmptySplitError(f"split {empty[0]!r} got no rows", empty[0])
+            raise EmptySplitError(f"split {empty[0]!r} got no rows", empty)
         datasets.DatasetDict(built).save_to_disk(str(staging))
         del built
 
@@ -166,6 +167,17 @@ def is_parquet_snapshot(path: str | Path) -> bool:
     return data.is_dir() and any(data.glob("*.parquet"))
 
 
+def empty_saved_splits(folder: Path) -> list[str]:
+    """Splits of a ``save_to_disk`` folder that hold no Arrow file (0 rows): ``datasets`` saves such a split
+    without data files and then cannot load the folder at all."""
+    try:
+        splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        states = {split: json.loads((folder / split / "state.json").read_text(encoding="utf-8")) for split in splits}
+    except (OSError, ValueError, KeyError, TypeError):  # not such a folder (one Dataset, Parquet files): none known
+        return []
+    return [split for split, state in states.items() if isinstance(state, dict) and not state.get("_data_files")]
+
+
 def looks_like_hub_id(name: str) -> bool:
     """``USER/NAME`` that cannot be a path here: nothing of that name exists and ``USER`` is no local folder.
 
@@ -196,6 +208,11 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
             split.info.description = encode_build_info(build_info) if build_info else split.info.description
         return loaded
     if is_dataset_folder(path):
+        empty = empty_saved_splits(path)
+        if empty:  # datasets would fail on the whole folder with an IndexError
+            raise EmptySplitError(
+                f"{path} has an empty split ({', '.join(empty)}: 0 rows), which cannot be loaded", empty
+            )
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.Dataset):
             loaded = datasets.DatasetDict({"train": loaded})

@@ -36,6 +36,7 @@ class RowSource:
 
 def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
     """Load the DatasetDict named by manifest ``key``; any failure is a DataError naming the key and the fix."""
+    from rankset.errors import EmptySplitError
     from rankset.io import load_dataset_dict
     from rankset.schema import dataset_kind
 
@@ -43,8 +44,8 @@ def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
     try:
         dsd = load_dataset_dict(path_or_id)
     except Exception as e:  # InputError, PublishError, Arrow errors: all "this dataset cannot be used"
-        empty = empty_saved_splits(Path(path_or_id))
-        if empty:
+        if isinstance(e, EmptySplitError):
+            empty = e.splits
             example = "; e.g. --splits train=0.7,validation=0.1,test=0.2" if kind == "labeled" else ""
             raise DataError(
                 f"{key} = {path_or_id!r} has an empty split ({', '.join(empty)}: 0 rows), which cannot be loaded "
@@ -61,21 +62,6 @@ def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
                 f"(columns {sorted(ds.features)})"
             )
     return dsd
-
-
-def empty_saved_splits(folder: Path) -> list[str]:
-    """Splits of a ``save_to_disk`` folder that hold no Arrow file (0 rows).
-
-    ``datasets`` saves an empty split without data files and then fails to load the whole folder with an
-    IndexError; this names the split instead."""
-    import json
-
-    try:
-        splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
-        states = {split: json.loads((folder / split / "state.json").read_text()) for split in splits}
-    except (OSError, ValueError, KeyError, TypeError):  # not a local saved folder: nothing to name
-        return []
-    return [split for split, state in states.items() if not state.get("_data_files")]
 
 
 def undecoded(ds: Any) -> Any:
@@ -297,7 +283,6 @@ def crop_depth(
     The map is the row's ``depth`` field, else ``depth_dir/<image_id>.png``; a 16-bit PNG of metres *
     DEPTH_SCALE (0 = sky), resized to the image ``size`` when it differs. An unreadable map counts as none.
     """
-    from pathlib import Path
 
     from PIL import Image
 
