@@ -5,13 +5,13 @@ An unreadable file is a row with ``status`` and ``error``, counted in the summar
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rankset.inputs import printable_name
 from train.errors import ConfigError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -50,14 +50,6 @@ def expand_images(paths: tuple[Path, ...]) -> list[Path]:
         else:
             files.append(path)
     return files
-
-
-def display_path(path: Path) -> str:
-    """``path`` as text that UTF-8 can hold: a name that is not valid UTF-8 shows its raw bytes as ``\\xe9``.
-
-    Python keeps such bytes as lone surrogates, which no UTF-8 writer accepts: counts.csv would fail after every
-    image was predicted. Valid names come back unchanged."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float, path: Path) -> None:
@@ -101,7 +93,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
     for path in track(expand_images(config.images), description="predict", disable=not show_progress):
-        row: dict[str, Any] = {"path": display_path(path), "count": None, "status": "ok", "error": ""}
+        row: dict[str, Any] = {"path": printable_name(path), "count": None, "status": "ok", "error": ""}
         try:
             with Image.open(path) as opened:
                 image = np.array(opened.convert("RGB"))
