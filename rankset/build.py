@@ -22,7 +22,7 @@ import numpy as np
 
 from rankset.errors import ConfigError, EmptySplitError, ImageError
 from rankset.geometry import NestedSet, draft_factor, nested_boxes
-from rankset.inputs import SourcePicture, describe_input, iter_dataset, list_folder, list_pool
+from rankset.inputs import SourcePicture, describe_input, iter_dataset, list_pool, scan_folder
 from rankset.progress import progress_bar
 
 MIN_PATCH_SIDE = 2.0  # source pixels: below this the smallest patch is a smear, not a picture
@@ -147,16 +147,17 @@ def assign_splits(ids: list[str], val_fraction: float, seed: int) -> dict[str, s
     return {i: ("validation" if i in val else "train") for i in ids}
 
 
-def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture]]:
+def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture], list[tuple[str, str]]]:
+    """The input's kind, its number of pictures, the pictures, and entries refused unread (id, reason)."""
     kind = describe_input(cfg.input)
     if kind == "pool":
         pictures = list_pool(Path(cfg.input))
-        return kind, len(pictures), pictures
+        return kind, len(pictures), pictures, []
     if kind == "folder":
-        pictures = list_folder(Path(cfg.input))
-        return kind, len(pictures), pictures
+        pictures, refused = scan_folder(Path(cfg.input))
+        return kind, len(pictures), pictures, refused
     n, rows = iter_dataset(cfg.input, cfg.split)
-    return kind, n, rows
+    return kind, n, rows, []
 
 
 def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
@@ -167,8 +168,8 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
 
     start = time.perf_counter()
     check_replaceable(Path(cfg.out), [cfg.input])  # before any work: write_dataset_dict checks again
-    kind, n, pictures = list_sources(cfg)
-    summary = BuildSummary(input_kind=kind, sources=n)
+    kind, n, pictures, refused = list_sources(cfg)
+    summary = BuildSummary(input_kind=kind, sources=n + len(refused), skipped=list(refused))
     if cfg.val_fraction > 0:
         pictures = list(pictures)  # the split needs every id up front (paths or bytes already in memory)
         split_of = assign_splits([p.source_id for p in pictures], cfg.val_fraction, cfg.seed)

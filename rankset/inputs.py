@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,32 +56,55 @@ def describe_input(path_or_id: str | Path) -> str:
     raise InputError(f"{missing_path_message(p)}; INPUT must be {kinds}")
 
 
-def list_folder(root: Path) -> list[SourcePicture]:
-    """Every candidate picture below ``root`` (recursively, hidden files left out), in path order."""
-    files = [
-        f
-        for f in sorted(root.rglob("*"))
-        if f.is_file()
-        and not any(part.startswith(".") for part in f.relative_to(root).parts)
-        and f.suffix.lower() not in SIDECAR_SUFFIXES
-    ]
-    stems = [f.stem for f in files]
+def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]:
+    """Every candidate picture below ``root`` (recursively, hidden files left out), in path order, and the entries
+    that cannot be pictures with the reason: FIFOs, devices and sockets (reading a FIFO would wait forever), and
+    links that lead nowhere or in a loop. Those are never opened; the build lists them as skipped."""
+    files: list[Path] = []
+    refused: list[tuple[Path, str]] = []
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or f.suffix.lower() in SIDECAR_SUFFIXES:
+            continue
+        try:
+            mode = f.stat().st_mode  # follows links: a link to a picture is a picture
+        except OSError as e:  # a dangling link (ENOENT) or a loop (ELOOP)
+            refused.append((f, f"unreadable: {e.strerror or e} (a broken or looping link?)"))
+            continue
+        if stat.S_ISREG(mode):
+            files.append(f)
+        elif not stat.S_ISDIR(mode):
+            refused.append((f, f"not a regular file ({_file_kind(mode)}); only files are read"))
+    stems = [f.stem for f in files + [f for f, _ in refused]]
     unique = len(set(stems)) == len(stems)
+
+    def source_id(f: Path) -> str:
+        return printable_name(f.stem if unique else f.relative_to(root).with_suffix("").as_posix().replace("/", "-"))
+
     pictures = []
     for f in files:
-        name = f.stem if unique else f.relative_to(root).with_suffix("").as_posix().replace("/", "-")
-        source_id = printable_name(name)
         meta = _sidecar(f)
         pictures.append(
             SourcePicture(
-                source_id=source_id,
+                source_id=source_id(f),
                 path=str(f),
                 license=meta.get("license"),
                 author=meta.get("author"),
                 source_url=meta.get("source_url") or f.resolve().as_uri(),
             )
         )
-    return pictures
+    return pictures, [(source_id(f), reason) for f, reason in refused]
+
+
+def list_folder(root: Path) -> list[SourcePicture]:
+    """The candidate pictures of :func:`scan_folder`, without the entries it refuses."""
+    return scan_folder(root)[0]
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device")]
+    kinds.append((stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def printable_name(name: str | Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import datasets
@@ -127,6 +128,22 @@ def test_bad_files_are_skipped_with_reasons_and_the_run_goes_on(folder: Path, tm
     assert "truncated" in reasons["truncated"] or "corrupt" in reasons["truncated"]
     assert "not an image" in reasons["words"]
     assert len(dsd["train"]) == 4
+
+
+def test_fifos_and_broken_or_looping_links_are_listed_as_skipped_without_being_opened(
+    folder: Path, tmp_path: Path
+) -> None:
+    os.mkfifo(folder / "pipe.jpg")  # opening it to read would wait for a writer forever
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (folder / "link.jpg").symlink_to(folder / "img0.jpg")  # a link to a picture is a picture
+    summary, dsd = build(folder, tmp_path / "ds")
+    reasons = dict(summary.skipped)
+    assert set(reasons) == {"pipe", "loop", "gone"}
+    assert "FIFO" in reasons["pipe"]
+    assert "link" in reasons["loop"] and "link" in reasons["gone"]
+    assert summary.sources == 5 + 3 and summary.used == 5
+    assert sorted(dsd["train"]["source_id"]) == ["img0", "img1", "img2", "img3", "link"]
 
 
 def test_same_seed_same_bytes_and_num_proc_does_not_change_output(folder: Path, tmp_path: Path) -> None:
