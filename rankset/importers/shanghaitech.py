@@ -7,15 +7,18 @@ part_A/ (or part_A_final/, part_B/ ...)
 ```
 
 ROOT may also be one split folder (``images/`` + ``ground-truth/``). Points are ``image_info[0,0][0,0][0]``,
-an (N, 2) array of x, y. The dataset is named ``shanghaitech-a`` / ``-b`` when ROOT or its parent is named
-part_A / part_B, else ``shanghaitech``.
+an (N, 2) array of x, y; ``number``, the stated head count, is checked against the points, and a location saved
+transposed, (2, N), is read as N points when ``number`` says N. The dataset is named ``shanghaitech-a`` / ``-b``
+when ROOT or its parent is named part_A / part_B, else ``shanghaitech``.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rankset.errors import AnnotationError
 from rankset.importers.base import Annotation, Importer, Pair, Plan, image_files, pair_by_id, register_importer
@@ -60,12 +63,29 @@ class ShanghaiTechImporter(Importer):
         assert pair.annotation is not None, "ShanghaiTech pairs always carry an annotation"
         info = mat_variable(load_mat(pair.annotation), "image_info", pair.annotation)
         try:
-            location = info[0, 0][0, 0][0]
+            record = info[0, 0][0, 0]
+            location = record[0]
         except (IndexError, TypeError, ValueError, KeyError) as e:
             raise AnnotationError(
                 f"{pair.annotation.name}: image_info is not the ShanghaiTech struct (image_info[0,0][0,0][0] = points)"
             ) from e
-        return Annotation(points=mat_points(location, pair.annotation, "image_info location"))
+        number = stated_number(record)
+        shape = np.shape(location)
+        if number is not None and number != 2 and shape == (2, number):
+            location = np.transpose(location)  # saved as (2, N) rows of x and y: the stated number says which
+        return Annotation(points=mat_points(location, pair.annotation, "image_info location"), stated_count=number)
+
+
+def stated_number(record: Any) -> int | None:
+    """The struct's ``number`` field (the head count the file states), or None when absent or not one integer."""
+    names = getattr(getattr(record, "dtype", None), "names", None) or ()
+    if "number" not in names:
+        return None
+    value = np.asarray(record["number"])
+    if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+        return None
+    number = float(value.reshape(-1)[0])
+    return int(number) if number.is_integer() and number >= 0 else None
 
 
 def dataset_name(root: Path) -> str:

@@ -46,12 +46,12 @@ def random_points(n: int, width: int = 32, height: int = 24, seed: int = 0) -> n
     return np.stack([rng.uniform(0, width - 1, n), rng.uniform(0, height - 1, n)], axis=1)
 
 
-def write_shanghaitech_mat(path: Path, points: np.ndarray) -> None:
+def write_shanghaitech_mat(path: Path, points: np.ndarray, number: int | None = None) -> None:
     """The real nesting: image_info is a 1x1 cell holding a 1x1 struct with fields location and number."""
     path.parent.mkdir(parents=True, exist_ok=True)
     struct = np.zeros((1, 1), dtype=[("location", "O"), ("number", "O")])
     struct[0, 0]["location"] = points
-    struct[0, 0]["number"] = np.array([[len(points)]], dtype=np.uint16)
+    struct[0, 0]["number"] = np.array([[len(points) if number is None else number]], dtype=np.uint16)
     cell = np.empty((1, 1), dtype=object)
     cell[0, 0] = struct
     scipy.io.savemat(str(path), {"image_info": cell})
@@ -171,6 +171,21 @@ def test_shanghaitech_bad_files_are_skipped_with_reasons_and_the_rest_imported(t
     assert "no annotation" in reasons["IMG_4.jpg"]
     assert "no image" in reasons["GT_IMG_9.mat"]
     assert summary.splits["train"].images == 1
+
+
+def test_shanghaitech_location_saved_transposed_reads_as_the_stated_number_of_points(tmp_path: Path) -> None:
+    root = tmp_path / "part_B"
+    make_shanghaitech(root, {"train_data": [3, 3, 3]})
+    points = random_points(5, seed=7)
+    write_shanghaitech_mat(root / "train_data" / "ground-truth" / "GT_IMG_1.mat", points.T, number=5)  # (2, 5)
+    write_shanghaitech_mat(root / "train_data" / "ground-truth" / "GT_IMG_2.mat", points[:4], number=7)
+    summary, dsd = run_import("shanghaitech", root, tmp_path / "out")
+    rows = by_id(dsd["train"])
+    assert rows["IMG_1"]["count"] == 5
+    np.testing.assert_allclose(rows["IMG_1"]["points"], points, atol=1e-4)  # x, y as saved, not 2 points
+    assert rows["IMG_2"]["count"] == 4 and rows["IMG_3"]["count"] == 3
+    warnings = {Path(w.path).name: w.reason for w in summary.warnings}
+    assert warnings == {"GT_IMG_2.mat": "states 7 heads but lists 4 points; count = points"}
 
 
 def test_a_root_matching_no_layout_fails_at_once_saying_what_was_expected(tmp_path: Path) -> None:
