@@ -2,7 +2,7 @@
 
 For each size N, 90% of the hashes are uniform random and 10% are copies of random others with 0..t+2
 bits flipped in each hash (some within the threshold, some just outside). It reports the grouping time
-(multi-index hashing with a radius search per band, :mod:`harvest.dedup`; wall and CPU seconds, and the
+(multi-index hashing with a radius search per band, :mod:`harvest.hash_index`; wall and CPU seconds, and the
 1-minute load average of the machine while it ran, since other jobs share the cores), the band plan, and
 on a subset the recall and precision against exact brute force (computed with torch on ``--device``)
 together with the speed ratio brute force / banded on that subset.
@@ -19,7 +19,7 @@ import tracemalloc
 
 import numpy as np
 
-SECONDS_PER_COST = 4e-9  # one unit of harvest.dedup.plan_bands' cost (one probe), measured on 2 shared CPU cores
+SECONDS_PER_COST = 4e-9  # one unit of harvest.hash_bands.plan_bands' cost (one probe), measured on 2 shared CPU cores
 
 
 def perturbed_hashes(rng: np.random.Generator, n: int, threshold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def perturbed_hashes(rng: np.random.Generator, n: int, threshold: int) -> tuple[
 
 def brute_force_pairs(phash: np.ndarray, dhash: np.ndarray, threshold: int, device: str) -> set[tuple[int, int]]:
     """Exact all-pairs search over blocks of rows: numpy popcount on CPU, a 16-bit lookup table in torch elsewhere."""
-    from harvest.dedup import hamming
+    from harvest.hash_bands import hamming
 
     found: set[tuple[int, int]] = set()
     block = 1024
@@ -75,7 +75,8 @@ def brute_force_pairs(phash: np.ndarray, dhash: np.ndarray, threshold: int, devi
 
 
 def main() -> None:
-    from harvest.dedup import near_duplicate_groups, near_duplicate_pairs, plan_bands
+    from harvest.dedup import near_duplicate_groups, near_duplicate_pairs
+    from harvest.hash_bands import plan_bands
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])

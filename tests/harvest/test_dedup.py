@@ -11,28 +11,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from harvest import dedup
+from harvest import hash_index
 from harvest.dedup import (
-    BandPlan,
     Components,
-    band_bounds,
-    band_radii,
     cosine_blocks,
     cosine_pairs,
     cross_matches,
-    flip_masks_by_top_bit,
     group_labels,
-    hamming,
-    masks_within,
     near_duplicate_groups,
     near_duplicate_pairs,
-    plan_bands,
     representatives,
     unique_hash_pairs,
 )
 from harvest.dedup_pool import DedupConfig, dedup_pool
 from harvest.embed import EmbeddingCache
 from harvest.errors import ConfigError
+from harvest.hash_bands import (
+    BandPlan,
+    band_bounds,
+    band_radii,
+    flip_masks_by_top_bit,
+    hamming,
+    masks_within,
+    plan_bands,
+)
 from harvest.pool import Pool
 from tests.harvest.imagegen import add_pictures, edited_copies, encode, scene, write_folder
 
@@ -142,7 +144,7 @@ def test_banded_search_finds_exactly_the_brute_force_pairs(tp: int, td: int) -> 
 @pytest.mark.parametrize("bands", [3, 4, 5, 7, 11])
 @pytest.mark.parametrize("widest_first", [False, True])
 def test_every_band_split_is_exact_not_only_the_planned_one(monkeypatch, bands: int, widest_first: bool) -> None:
-    monkeypatch.setattr(dedup, "plan_bands", fixed_plan(bands, widest_first))
+    monkeypatch.setattr(hash_index, "plan_bands", fixed_plan(bands, widest_first))
     rng = np.random.default_rng(bands)
     phash = random_hashes_with_copies(rng, 500, 250, max_flips=13)
     dhash = random_hashes_with_copies(rng, 500, 250, max_flips=13)
@@ -169,7 +171,7 @@ def test_random_sets_at_any_thresholds_match_brute_force(n: int, tp: int, td: in
 
 def test_a_huge_bucket_of_equal_band_values_is_searched_exactly_in_pieces(monkeypatch) -> None:
     """Blank pictures share a pHash: their bucket is expanded in pieces smaller than itself, still exactly."""
-    monkeypatch.setattr(dedup, "PROBE_BLOCK", 256)
+    monkeypatch.setattr(hash_index, "PROBE_BLOCK", 256)
     rng = np.random.default_rng(5)
     phash = np.zeros(1500, dtype=np.uint64)
     phash[1000:] = random_hashes_with_copies(rng, 500, 0, 0) & np.uint64(0xF0F0)  # near zero in a few bits
@@ -586,7 +588,7 @@ def test_groups_equal_brute_force_when_every_bucket_is_searched_by_component(
 ) -> None:
     """With BIG_BUCKET = 2 every shared bucket takes the component-by-component path; copies 0..12 bits off make
     many pairs that only one band can find, so a pair that path skips wrongly changes the groups."""
-    monkeypatch.setattr(dedup, "BIG_BUCKET", 2)
+    monkeypatch.setattr(hash_index, "BIG_BUCKET", 2)
     rng = np.random.default_rng(threshold)
     phash = random_hashes_with_copies(rng, 700, 400, max_flips=12)
     dhash = random_hashes_with_copies(rng, 700, 400, max_flips=12)
@@ -604,7 +606,7 @@ def test_pairs_that_only_one_band_can_find_are_grouped(monkeypatch: pytest.Monke
     """Each copy differs from its original in exactly ``threshold`` bits, placed so that one band only is within
     its search radius; two far pictures share that band value, so the bucket takes the component-by-component
     path (BIG_BUCKET = 2). Every copy must still join its original, and nothing else may join."""
-    monkeypatch.setattr(dedup, "BIG_BUCKET", 2)
+    monkeypatch.setattr(hash_index, "BIG_BUCKET", 2)
     rng = np.random.default_rng(threshold)
     originals = 120
     n = originals * 4
@@ -639,7 +641,7 @@ def test_component_search_equals_the_exhaustive_search_band_by_band(
     """One band at a time (no other band can make up for a pair it misses), the groups of the pruned search equal
     the components of every pair the exhaustive search of that band finds: dense clusters, copies, pictures
     sharing band values, at both bucket thresholds."""
-    monkeypatch.setattr(dedup, "BIG_BUCKET", big_bucket)
+    monkeypatch.setattr(hash_index, "BIG_BUCKET", big_bucket)
     rng = np.random.default_rng(big_bucket)
     phash = random_hashes_with_copies(rng, 500, 250, max_flips=10)
     dhash = random_hashes_with_copies(rng, 500, 250, max_flips=10)
@@ -649,14 +651,14 @@ def test_component_search_equals_the_exhaustive_search_band_by_band(
     phash, dhash = np.concatenate([phash, dense]), np.concatenate([dhash, dense[::-1]])
     phash, dhash, _ = unique_hash_pairs(phash, dhash)
     n, limits = len(phash), (8, 8)
-    all_units = dedup._band_units(phash, dhash, limits)
+    all_units = hash_index._band_units(phash, dhash, limits)
     tables = list(dict.fromkeys(id(unit[0]) for unit in all_units))
     for table in tables:
-        monkeypatch.setattr(dedup, "_band_units", lambda *_, t=table: [u for u in all_units if id(u[0]) == t])
+        monkeypatch.setattr(hash_index, "_band_units", lambda *_, t=table: [u for u in all_units if id(u[0]) == t])
         found: list[tuple[np.ndarray, np.ndarray]] = []
-        dedup._self_join(phash, dhash, limits, lambda i, j, found=found: found.append((i, j)))
+        hash_index.self_join(phash, dhash, limits, lambda i, j, found=found: found.append((i, j)))
         i = np.concatenate([np.empty(0, dtype=np.int64), *(a for a, _ in found)])
         j = np.concatenate([np.empty(0, dtype=np.int64), *(b for _, b in found)])
         components = Components(n)
-        dedup._group_join(phash, dhash, limits, components)
+        hash_index.group_join(phash, dhash, limits, components)
         assert same_partition(components.labels(), group_labels(n, i, j))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harvest.dedup import hamming
+from harvest.hash_bands import hamming
 from harvest.hashing import hash_bytes, hash_file, hash_files, hex_to_uint64, image_hashes, uint64_to_hex
 from tests.harvest.imagegen import edited_copies, encode, scene
 
