@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from harvest import __version__
 from harvest.errors import PoolError
-from harvest.pool_lock import exclusive, holds
+from harvest.pool_lock import LOCK_NAME, exclusive, holds
 from harvest.pool_schema import COLUMNS, REQUIRED_COLUMNS, concat_parts, rows_to_table
 
 POOL_FORMAT = "crowdrank-pool"
@@ -74,18 +74,41 @@ class Pool:
     # -- opening ---------------------------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path) -> Pool:
+        """Make a pool in a new or empty folder, or open the pool already there.
+
+        Creation holds the writer lock, so commands started at the same instant on one new folder make one pool
+        between them (the others open it, or find it busy) instead of reading each other's half-made folder.
+        """
         pool = cls(Path(root))
         if pool.meta_path.exists():
             return cls.open(root)
-        if pool.root.exists() and any(pool.root.iterdir()):
-            raise PoolError(
-                f"{pool.root} exists and is not a pool (no pool.json); choose an empty or new folder for --out"
-            )
-        pool.index_dir.mkdir(parents=True, exist_ok=True)
-        pool.images_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"format": POOL_FORMAT, "version": POOL_FORMAT_VERSION, "created_at": utc_now(), "commands": []}
-        _atomic_write_bytes(pool.meta_path, json.dumps(meta, indent=2).encode())
+        if not (pool.root / LOCK_NAME).exists():  # a .lock: another command may be making the pool right now
+            pool._refuse_foreign_folder()  # before the lock file is made: never leave a .lock in someone's folder
+        pool.root.mkdir(parents=True, exist_ok=True)
+        with exclusive(pool.root, "(creating the pool)"):
+            if pool.meta_path.exists():  # made by another command while this one waited for the folder
+                return cls.open(root)
+            pool._refuse_foreign_folder()
+            pool.index_dir.mkdir(exist_ok=True)
+            pool.images_dir.mkdir(exist_ok=True)
+            meta = {"format": POOL_FORMAT, "version": POOL_FORMAT_VERSION, "created_at": utc_now(), "commands": []}
+            _atomic_write_bytes(pool.meta_path, json.dumps(meta, indent=2).encode())
         return pool
+
+    def _refuse_foreign_folder(self) -> None:
+        """PoolError unless the folder is missing, empty, what a creation that stopped half-way leaves, or a pool that
+        another command has just made (the caller then opens it)."""
+        if not self.root.exists():
+            return
+        ours = {LOCK_NAME, self.index_dir.name, self.images_dir.name}
+        for entry in self.root.iterdir():
+            if entry.name.startswith(f".{self.meta_path.name}."):  # another command writing pool.json right now
+                continue
+            foreign = entry.name not in ours or (entry.is_dir() and any(entry.iterdir()))
+            if foreign and not self.meta_path.exists():
+                raise PoolError(
+                    f"{self.root} exists and is not a pool (no pool.json); choose an empty or new folder for --out"
+                )
 
     @classmethod
     def open(cls, root: str | Path) -> Pool:

@@ -125,6 +125,37 @@ def test_a_writer_in_another_thread_fails_at_once_and_the_holder_can_still_write
     assert ingest_local(local_config(folder, pool.root)).ok == 1  # once released, the next writer goes ahead
 
 
+def test_commands_creating_one_new_pool_at_the_same_instant_make_one_pool_and_never_call_it_foreign(
+    tmp_path: Path,
+) -> None:
+    def create_and_write(root: Path, barrier: threading.Barrier) -> str:
+        barrier.wait()
+        try:
+            with Pool.create(root).lock("local"):
+                return "wrote"
+        except PoolError as e:
+            return "busy" if "being written" in str(e) else f"wrong error: {e}"
+
+    for trial in range(8):
+        root, barrier = tmp_path / f"pool{trial}", threading.Barrier(6)
+        with ThreadPoolExecutor(6) as threads:
+            outcomes = list(threads.map(create_and_write, [root] * 6, [barrier] * 6))
+        assert set(outcomes) <= {"wrote", "busy"} and "wrote" in outcomes, outcomes
+        assert Pool.open(root).meta["commands"] == []
+
+
+def test_a_folder_with_other_files_is_refused_and_gets_no_lock_file(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(PoolError, match="exists and is not a pool"):
+        Pool.create(tmp_path / "photos")
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["holiday.jpg"]
+    half_made = tmp_path / "half"  # what a creation killed before pool.json leaves: made into a pool on the next run
+    (half_made / "index").mkdir(parents=True)
+    (half_made / ".lock").write_text("")
+    assert Pool.create(half_made).meta["commands"] == []
+
+
 KEYWORDS_RUN = "from harvest.cli import app; app()"
 
 
