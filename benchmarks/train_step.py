@@ -104,8 +104,8 @@ def per_step_images(args: argparse.Namespace) -> int:
 def library_run(data: Path, ranked: Path | None, run: Path, args: argparse.Namespace) -> dict[str, float]:
     """``fit`` for ``args.steps`` steps; throughput and data-wait share from the log, first interval excluded.
     The log's ``images_per_s`` counts every picture of a step: labeled crops and ranked patches."""
-    from train.config import config_from_dict
     from train.loop import fit
+    from train.manifest import config_from_dict
 
     log_every = max(1, args.steps // 6)
     multitask = args.paradigm == "multitask"
@@ -175,8 +175,8 @@ def plain_run(args: argparse.Namespace, use_library_step: bool = False) -> float
     )
     pixels = torch.cat([images, ranked.flatten(0, 1)]) if multitask else images
 
-    from train.config import config_from_dict
     from train.loop import train_step
+    from train.manifest import config_from_dict
 
     config = config_from_dict(
         {

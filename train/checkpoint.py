@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from train.config import RunConfig, config_from_dict, config_to_dict, config_to_toml
+from train.config import RunConfig
 from train.errors import ConfigError, ModelError
+from train.manifest import config_from_dict, config_to_dict, config_to_toml
 
 FORMAT_VERSION = 2  # 2: RNG states as tensors and lists, so the file loads with weights_only=True
 

@@ -60,8 +60,8 @@ def fit(
 
     With a \\[rounds] table: RUN/round-0, round-1, … with pseudo-labels between them, rounds.csv and rounds.png.
     """
-    from train.config import load_manifest
     from train.loop import fit as run_fit
+    from train.manifest import load_manifest
     from train.report import print_fit_summary
     from train.rounds import fit_rounds, print_rounds_summary
 

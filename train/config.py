@@ -1,7 +1,7 @@
-"""Manifest configuration: one frozen dataclass per manifest section, TOML loading and ``--set`` overrides.
+"""Run configuration: one frozen dataclass per manifest section, each checking its own values and naming the field,
+the bad value and the fix in a :class:`~train.errors.ConfigError`; :class:`RunConfig` checks the rules across
+sections. Reading manifests, ``--set`` overrides and writing configs back are :mod:`train.manifest`.
 
-Precedence is dataclass defaults, then the manifest, then ``--set key=value``. Unknown keys and wrong types
-are :class:`~train.errors.ConfigError` naming the key, the bad value and the fix (DESIGN.md, "Manifests").
 Keys added beyond DESIGN.md's example: ``data.density_scale``, ``data.workers``, ``data.cache_gb``,
 ``schedule.rank_steps``, ``schedule.log_every``, ``schedule.device``, ``schedule.amp``, ``schedule.compile``,
 ``schedule.eval_tile``.
@@ -17,15 +17,10 @@ them, and each round's own resolved config has no ``[rounds]``, so a round folde
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from train.errors import ConfigError
 
@@ -431,174 +426,3 @@ class RunConfig:
                 self.rounds.images,
                 "a folder or pool of real pictures to pseudo-label (or set data.unlabeled, its default)",
             )
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _section(hint: Any) -> Any:
-    """The dataclass a field holds, for ``Section`` and ``Section | None`` hints; None for value fields."""
-    if dataclasses.is_dataclass(hint):
-        return hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        options = [o for o in typing.get_args(hint) if dataclasses.is_dataclass(o)]
-        return options[0] if options else None
-    return None
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against the field type ``hint``; ints are accepted where floats are expected."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key} = {value!r} has the wrong type: expected {_type_name(hint)}")
-    if origin is list:
-        (item_hint,) = typing.get_args(hint)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key} = {value!r} has the wrong type: expected a list of {_type_name(item_hint)}")
-        return [_coerce(v, item_hint, f"{key}[{i}]") for i, v in enumerate(value)]
-    ok = (
-        (hint is bool and isinstance(value, bool))
-        or (hint is int and isinstance(value, int) and not isinstance(value, bool))
-        or (hint is float and isinstance(value, int | float) and not isinstance(value, bool))
-        or (hint is str and isinstance(value, str))
-    )
-    if not ok:
-        raise ConfigError(f"{key} = {value!r} has the wrong type: expected {_type_name(hint)}")
-    return float(value) if hint is float else value
-
-
-def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
-    """Instantiate dataclass ``cls`` from a TOML table, refusing unknown keys and wrong types."""
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            raise ConfigError(f"unknown key {full!r}; valid keys here: {', '.join(prefix + n for n in names)}")
-        hint = hints[key]
-        section = _section(hint)
-        if section is not None and value is None and not dataclasses.is_dataclass(hint):
-            kwargs[key] = None  # an optional section switched off (config_to_dict writes None)
-        elif section is not None:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{full} must be a table ([{full}]), got {value!r}")
-            kwargs[key] = _build(section, value, f"{full}.")
-        else:
-            kwargs[key] = _coerce(value, hint, full)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:  # a dataclass refusing a value it cannot even compare
-        raise ConfigError(f"invalid [{prefix.rstrip('.') or 'manifest'}]: {e}") from e
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"schedule.steps=500"`` -> (["schedule", "steps"], 500); values are TOML, bare words are strings."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r} is not key=value; e.g. --set schedule.steps=500")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {item!r} has an empty key; e.g. --set schedule.steps=500")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()  # a bare path or word: data.eval=data/shb
-    return key.split("."), value
-
-
-def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of the manifest table with each ``key=value`` set; the key must name an existing field."""
-    result = _deep_copy(table)
-    for item in overrides:
-        path, value = parse_override(item)
-        node: dict[str, Any] = result
-        cls: Any = RunConfig
-        for depth, part in enumerate(path):
-            names = [f.name for f in dataclasses.fields(cls)]
-            if part not in names:
-                done = ".".join(path[:depth])
-                prefix = f"{done}." if done else ""
-                raise ConfigError(
-                    f"--set {item!r}: unknown key {prefix + part!r}; valid keys: {', '.join(prefix + n for n in names)}"
-                )
-            hint = _section(_hints(cls)[part]) or _hints(cls)[part]
-            last = depth == len(path) - 1
-            if dataclasses.is_dataclass(hint) and not last:
-                if not isinstance(node.get(part), dict):
-                    node[part] = {}  # an absent optional section: setting one of its keys switches it on
-                node = node[part]
-                cls = hint
-            elif last and not dataclasses.is_dataclass(hint):
-                node[part] = value
-            else:
-                raise ConfigError(f"--set {item!r}: {'.'.join(path[: depth + 1])} is a section, not a value")
-    return result
-
-
-def _deep_copy(table: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in table.items()}
-
-
-def config_from_dict(table: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
-    """A validated RunConfig from a manifest table plus ``--set`` overrides."""
-    return _build(RunConfig, apply_overrides(table, overrides or []), "")
-
-
-def load_manifest(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a TOML manifest, apply overrides and validate everything before any work starts."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"manifest {path} does not exist; pass a TOML file such as manifests/quickstart.toml")
-    try:
-        table = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"manifest {path} is not valid TOML: {e}") from e
-    return config_from_dict(table, overrides)
-
-
-def config_to_dict(config: RunConfig) -> dict[str, Any]:
-    """The resolved manifest as plain data (saved in the run folder and every checkpoint)."""
-    return dataclasses.asdict(config)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def config_to_toml(config: RunConfig) -> str:
-    """The resolved manifest as TOML text; ``load_manifest`` of it gives back an equal config."""
-    lines: list[str] = []
-
-    def emit(table: dict[str, Any], header: str) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
-        if header and scalars:
-            lines.append(f"\n[{header}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
-        for k, v in table.items():
-            if isinstance(v, dict):
-                emit(v, f"{header}.{k}" if header else k)
-
-    emit(config_to_dict(config), "")
-    return "\n".join(lines).lstrip("\n") + "\n"

@@ -128,7 +128,7 @@ def write_upload_folder(folder: Path, config: PushConfig, summary: PushSummary) 
     from safetensors.torch import save_file
 
     from train.checkpoint import model_from_checkpoint
-    from train.config import config_to_toml
+    from train.manifest import config_to_toml
     from train.model_card import model_card, run_evaluation
 
     model, state, run_config = model_from_checkpoint(config.checkpoint, torch.device("cpu"))  # heads dropped
@@ -272,7 +272,7 @@ def read_pushed_folder(folder: Path) -> dict[str, Any]:
     import tomllib
     from safetensors.torch import load_file
 
-    from train.config import config_from_dict, config_to_dict
+    from train.manifest import config_from_dict, config_to_dict
 
     missing = [name for name in (WEIGHTS, CONFIG, METADATA) if not (folder / name).is_file()]
     if missing:

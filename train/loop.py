@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from train.checkpoint import load_checkpoint, load_weights, restore_rng_states, save_checkpoint
-from train.config import RunConfig, config_to_dict, config_to_toml
+from train.config import RunConfig
 from train.data import LABELED_STREAM, RANKED_STREAM, DrawSampler, LabeledCrops, RankedSets, make_loader
 from train.device import autocast, normalize, resolve_device, to_device
 from train.errors import ConfigError, DivergenceError
 from train.evaluate import evaluate_sources
 from train.losses import multitask_loss
+from train.manifest import config_to_dict, config_to_toml
 from train.models.registry import density_of
 from train.paradigms import active_tasks, batches_before
 from train.runlock import run_folder_lock

@@ -33,8 +33,9 @@ from typing import Any
 
 import tomllib
 
-from train.config import RunConfig, config_from_dict, config_to_dict, config_to_toml
+from train.config import RunConfig
 from train.errors import ConfigError, DataError
+from train.manifest import config_from_dict, config_to_dict, config_to_toml
 from train.runlog import write_json, write_rows_csv, write_text_atomic
 
 PSEUDO_LABELS = "pseudo-labels"

@@ -14,10 +14,10 @@ from PIL import Image
 
 from tests.train.conftest import _rows, blob_image
 from train.checkpoint import load_checkpoint, model_from_checkpoint
-from train.config import config_from_dict
 from train.data import crop_depth
 from train.export import ExportConfig, export_model
 from train.loop import fit
+from train.manifest import config_from_dict
 from train.models import create_model
 from train.models.assemble import auxiliary_parameters, build_model
 from train.models.heads import wrap_with_heads

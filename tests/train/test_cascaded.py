@@ -12,9 +12,9 @@ import torch
 
 from tests.train.conftest import blob_data_table
 from train.checkpoint import load_checkpoint, model_from_checkpoint
-from train.config import config_from_dict
 from train.errors import ConfigError
 from train.loop import fit
+from train.manifest import config_from_dict
 from train.models import create_model
 from train.tasks import auxiliary_terms, class_weights, count_group_edges, count_groups_of
 

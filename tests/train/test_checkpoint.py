@@ -18,8 +18,8 @@ from train.checkpoint import (
     save_checkpoint,
     upgrade_checkpoint,
 )
-from train.config import config_from_dict
 from train.errors import ModelError
+from train.manifest import config_from_dict
 
 
 class MakeFolderOnUnpickle:

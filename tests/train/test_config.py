@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from train.config import config_from_dict, config_to_toml, load_manifest
 from train.errors import ConfigError
+from train.manifest import config_from_dict, config_to_toml, load_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {"data": {"labeled": ["data/shb"], "ranked": ["ranksets/keyword"]}}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from rankset.io import looks_like_hub_id
-from train.config import config_from_dict
 from train.data import DrawSampler, LabeledCrops, RankedSets, RowSource, open_dataset, raw_row, undecoded
 from train.errors import DataError
+from train.manifest import config_from_dict
 from train.sources import resolve_sources
 
 from .conftest import build_labeled, build_ranked

@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 
 from tests.rankset.test_publish import FakeHub
 from train.checkpoint import load_checkpoint
-from train.config import config_from_dict
 from train.errors import ConfigError, HubError, ModelError
 from train.evaluate import EvalConfig, evaluate_checkpoint
 from train.hub import (
@@ -34,6 +33,7 @@ from train.hub import (
     push_model,
     read_inference_state,
 )
+from train.manifest import config_from_dict
 from train.model_card import model_card
 from train.predict import PredictConfig, predict_images
 

@@ -13,9 +13,10 @@ import torch
 
 from tests.train.conftest import blob_data_table
 from train.checkpoint import load_checkpoint
-from train.config import RunConfig, config_from_dict
+from train.config import RunConfig
 from train.errors import ConfigError, DivergenceError
 from train.loop import fit
+from train.manifest import config_from_dict
 
 
 def tiny_config(blobs: dict[str, Path], **sections: dict[str, Any]) -> RunConfig:

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from train.checkpoint import load_checkpoint, model_from_checkpoint
-from train.config import config_from_dict
 from train.errors import DataError
 from train.loop import fit
+from train.manifest import config_from_dict
 from train.models import create_model
 from train.models.heads import wrap_with_heads
 from train.models.masksembles import create_masksembles, generate_masks

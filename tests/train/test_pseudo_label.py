@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from tests.train.conftest import blob_image
 from train.checkpoint import save_checkpoint
 from train.cli import app
-from train.config import config_from_dict
 from train.errors import ConfigError
+from train.manifest import config_from_dict
 from train.models.assemble import build_model
 from train.pseudo_label import (
     PseudoLabelConfig,

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from tests.train.conftest import blob_data_table, blob_image
 from train.cli import app
-from train.config import config_from_dict, config_to_toml, load_manifest
 from train.errors import ConfigError
+from train.manifest import config_from_dict, config_to_toml, load_manifest
 from train.rounds import fit_rounds
 
 

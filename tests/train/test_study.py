@@ -201,7 +201,7 @@ def test_compare_tabulates_runs_and_draws_their_density_maps(study_file: Path, t
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "manifests" / "studies").glob("*.toml")))
 def test_every_shipped_study_expands_to_valid_manifests(path: Path) -> None:
-    from train.config import load_manifest
+    from train.manifest import load_manifest
     from train.study import _toml_literal
 
     study = load_study(path)
