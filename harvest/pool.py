@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -40,7 +41,9 @@ from harvest.pool_schema import COLUMNS, REQUIRED_COLUMNS, concat_parts, rows_to
 POOL_FORMAT = "crowdrank-pool"
 POOL_FORMAT_VERSION = 1
 
-READ_ATTEMPTS = 3  # reads of the index that may start over because a rewrite swapped its parts meanwhile
+STAGING, COMPLETE_MARK = "_rewrite", "_COMPLETE"  # index/_rewrite/ holds a rewrite's new parts
+READ_ATTEMPTS = 40  # reads of the index that start over because a rewrite was swapping its parts meanwhile
+READ_RETRY_WAIT = 0.05  # seconds before a read starts over: a swap is renames only, done in milliseconds
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
 
@@ -191,16 +194,21 @@ class Pool:
         """The whole table; an empty pool gives an empty frame with the declared columns.
 
         A damaged part (not Parquet, cut short, without the ``id``/``url``/``status``/``path`` columns) raises
-        :class:`PoolError` naming it and what to do. A part that vanishes while being read (a rewrite swapping in
-        its new parts) makes the whole read start over.
+        :class:`PoolError` naming it and what to do. Readers take no lock, so a read is checked instead: it starts
+        over when a rewrite was swapping its parts in when the read began or ended, or removed a part meanwhile.
+        Parts appended meanwhile do not matter: the read is the table as it was when it began.
         """
-        for _attempt in range(READ_ATTEMPTS):
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(READ_RETRY_WAIT)
+            if self._swapping():
+                continue
             parts = self.part_files()
-            if not parts:
-                return rows_to_table([]).to_pandas()
             try:
                 tables = [self._read_part(p) for p in parts]
             except FileNotFoundError:
+                continue
+            if self._swapping() or not all(p.exists() for p in parts):
                 continue
             break
         else:
@@ -208,10 +216,14 @@ class Pool:
                 f"the index of {self.root} kept changing while it was read (another command rewriting it?); "
                 "run this command again when that one has finished"
             )
-        df = concat_parts(tables, parts).to_pandas()
+        df = concat_parts(tables, parts).to_pandas() if parts else rows_to_table([]).to_pandas()
         if columns is not None:
             df = df[columns]
         return df
+
+    def _swapping(self) -> bool:
+        """Whether a rewrite is moving its new parts in right now (or was killed doing it): the index is mixed."""
+        return (self.index_dir / STAGING / COMPLETE_MARK).exists()
 
     def _read_part(self, part: Path) -> pa.Table:
         """One part, its declared columns in their declared types; a damaged part raises :class:`PoolError`."""
@@ -258,7 +270,7 @@ class Pool:
     def rewrite(self, df: pd.DataFrame, rows_per_part: int = 200_000) -> None:
         """Replace the whole table with ``df``: write new parts aside, mark them complete, then swap them in."""
         with self.lock():
-            staging = self.index_dir / "_rewrite"
+            staging = self.index_dir / STAGING
             if staging.exists():
                 shutil.rmtree(staging)
             staging.mkdir()
@@ -268,7 +280,7 @@ class Pool:
                 if len(chunk) == 0 and i > 0:
                     break
                 pq.write_table(rows_to_table(chunk.reset_index(drop=True)), staging / f"part-{stamp}-{i:05d}.parquet")
-            (staging / "_COMPLETE").write_text(utc_now())
+            (staging / COMPLETE_MARK).write_text(utc_now())
             self._swap_in(staging)
 
     def _swap_in(self, staging: Path) -> None:
@@ -288,9 +300,9 @@ class Pool:
         with exclusive(self.root, required=False) as no_writer:
             if not no_writer:
                 return
-            staging = self.index_dir / "_rewrite"
+            staging = self.index_dir / STAGING
             if staging.exists():
-                if (staging / "_COMPLETE").exists():
+                if (staging / COMPLETE_MARK).exists():
                     self._swap_in(staging)
                 else:
                     shutil.rmtree(staging)

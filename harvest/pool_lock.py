@@ -5,7 +5,7 @@ reads the index until its last write. A second writer, in another process or ano
 :class:`PoolError` naming the command that holds it, instead of appending rows that a rewrite then deletes, or
 fetching and writing the same URLs a second time. The lock is the kernel's: it dies with its process, so a killed
 run never leaves a pool locked. It is re-entrant in the thread that holds it (``Pool.rewrite`` inside a ``dedup``
-run). Readers (``report``, ``rankset build``) take no lock.
+run). Readers (``report``, ``rankset build``) take no lock: :meth:`Pool.read_index` checks its read instead.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -154,6 +156,30 @@ def test_a_folder_with_other_files_is_refused_and_gets_no_lock_file(tmp_path: Pa
     (half_made / "index").mkdir(parents=True)
     (half_made / ".lock").write_text("")
     assert Pool.create(half_made).meta["commands"] == []
+
+
+def test_a_read_during_a_rewrite_swap_waits_for_the_whole_new_table_instead_of_seeing_part_of_it(
+    tmp_path: Path,
+) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    pool.append_rows([{"url": f"https://a.org/{i}.jpg", "status": "http_404"} for i in range(6)])
+    new_rows = pd.DataFrame({"url": [f"https://b.org/{i}.jpg" for i in range(4)], "status": ["http_404"] * 4})
+    swaps: list[Path] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Pool, "_swap_in", lambda self, staging: swaps.append(staging))  # stop once marked complete
+        pool.rewrite(new_rows, rows_per_part=2)
+    staging = swaps[0]
+    for old in pool.part_files():  # the swap half done: the old part gone, the first of two new parts in place
+        old.unlink()
+    first_new = sorted(staging.glob("part-*.parquet"))[0]
+    shutil.copy(first_new, pool.index_dir / first_new.name)
+    finisher = threading.Timer(0.3, pool._swap_in, args=(staging,))  # the writer finishing its swap
+    finisher.start()
+    try:
+        urls = sorted(Pool(pool.root).read_index()["url"])  # a reader: no lock, and no recovery on open
+    finally:
+        finisher.join()
+    assert urls == sorted(new_rows["url"])
 
 
 KEYWORDS_RUN = "from harvest.cli import app; app()"
