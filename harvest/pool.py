@@ -5,6 +5,7 @@ POOL/
   pool.json                 format version, creation time, every command run on it
   index/part-*.parquet      one row per candidate URL or file, every part with the full column set
   images/ab/<sha256>.<ext>  original bytes
+  .lock                     the writer lock (:mod:`harvest.pool_lock`)
 ```
 
 Every write is atomic: a part is written under a temporary name and renamed; a rewrite (dedup, filter)
