@@ -196,7 +196,8 @@ def study(
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from train.study import load_study, results_stem, run_study
+    from train.study import load_study, run_study
+    from train.study_results import results_stem
 
     with usage_errors():
         config = load_study(study_file, overrides)

@@ -22,7 +22,8 @@ Every grid point and seed is one ``train fit`` in its own process (``DIR/runs/<n
 resumes run by run: finished runs (with ``eval.json``) are read back, interrupted ones continue from
 ``last.pt``. The results land in ``DIR/results.csv`` (one row per run), ``DIR/results.md`` (mean and standard
 deviation over seeds) and ``DIR/results.png`` (named ``<study name>.*`` instead when several studies share
-one folder: runs with the same name and overrides are then trained once and read by every study).
+one folder: runs with the same name and overrides are then trained once and read by every study); they are
+written by :mod:`train.study_results`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import tomllib
 
 from train.config import SEED_LIMIT, SEED_RANGE
 from train.errors import ConfigError, TrainError
+from train.study_results import ordering_metrics, write_results
 
 STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description", "folds"}
 FOLD_KEYS = ("data.labeled", "data.eval")  # what each fold sets
@@ -243,27 +245,6 @@ def _row_keys(run: dict[str, Any]) -> dict[str, Any]:
     return {"run": run["name"], "seed": run["seed"], **({"fold": run["fold"]} if run["fold"] else {}), **run["point"]}
 
 
-def ordering_metrics(per_image_csv: Path) -> dict[str, float]:
-    """Two numbers that tell ordering from calibration, from a run's per-image test counts.
-
-    ``spearman``: rank correlation of predicted and annotated counts (what a ranking loss can improve);
-    ``count_ratio``: total predicted over total annotated (the global scale, which only labels can fix).
-    """
-    import pandas as pd
-    from scipy.stats import spearmanr
-
-    if not per_image_csv.is_file():
-        return {}
-    df = pd.read_csv(per_image_csv)
-    ok = df[df["status"] == "ok"]
-    if len(ok) < 2 or ok["count"].sum() <= 0:
-        return {}
-    return {
-        "spearman": float(spearmanr(ok["count"], ok["predicted"]).statistic),
-        "count_ratio": float(ok["predicted"].sum() / ok["count"].sum()),
-    }
-
-
 def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:
     """Run every run not finished yet (``jobs`` at a time) and write results.csv / .md / .png."""
     out = Path(out)
@@ -283,133 +264,6 @@ def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool
     if failed:
         raise TrainError(f"{len(failed)} of {len(rows)} runs failed ({', '.join(failed[:3])} …); see their study.log")
     return rows
-
-
-def write_results(study: StudyConfig, rows: list[dict[str, Any]], out: Path) -> None:
-    """results.csv, the mean/std Markdown table and the plot."""
-    import pandas as pd
-
-    stem = results_stem(study, out)
-    df = pd.DataFrame(rows)
-    df.to_csv(out / f"{stem}.csv", index=False)
-    ok = df[df["status"] == "ok"]
-    (out / f"{stem}.md").write_text(summary_markdown(study, ok))
-    if len(ok):
-        plot_results(study, ok, out / f"{stem}.png")
-
-
-def results_stem(study: StudyConfig, out: Path) -> str:
-    """``results``, or the study's name when another study already wrote its results into ``out``."""
-    owner = out / "study.json"
-    if owner.is_file() and json.loads(owner.read_text()).get("name") != study.name:
-        return study.name
-    return "results"
-
-
-def summarise(study: StudyConfig, df: Any, keys: list[str] | None = None) -> Any:
-    """Mean, standard deviation and number of runs of the metric per grid point (or per ``keys``)."""
-    keys = keys or list(study.grid) or (["fold"] if study.folds else ["seed"])
-    grouped = df.groupby(keys, sort=False)[study.metric]
-    return grouped.agg(["mean", "std", "count"]).reset_index()
-
-
-def summary_markdown(study: StudyConfig, df: Any) -> str:
-    """A table: rows = the last grid key's values (or points), columns = the first grid key's values."""
-    lines = [f"# {study.name}", ""]
-    if study.description:
-        lines += [study.description.strip(), ""]
-    over = f"seeds {list(study.seeds)}"
-    if study.folds:
-        over = f"{len(study.folds)} folds ({', '.join(study.folds)}) x {over}"
-    lines += [
-        f"Test {study.metric.upper()}, mean ± standard deviation over {over} (lower is better). "
-        f"Base manifest: `{study.manifest.name}`.",
-        "",
-    ]
-    if not len(df):
-        return "\n".join(lines + ["No finished runs yet."]) + "\n"
-    table = summarise(study, df)
-    keys = list(study.grid)
-    if len(keys) >= 2:
-        col_key, row_keys = keys[0], keys[1:]
-        columns = list(dict.fromkeys(table[col_key]))
-        lines.append("| " + " | ".join(row_keys + [str(c) for c in columns]) + " |")
-        lines.append("|" + "---|" * (len(row_keys) + len(columns)))
-        for row_values, part in table.groupby(row_keys, sort=False):
-            row_values = row_values if isinstance(row_values, tuple) else (row_values,)
-            cells = {r[col_key]: _cell(r) for _, r in part.iterrows()}
-            lines.append("| " + " | ".join([str(v) for v in row_values] + [cells.get(c, "–") for c in columns]) + " |")
-    else:
-        key = str(table.columns[0])  # the grid key, else what summarise grouped by
-        lines += [f"| {key} | {study.metric} |", "|---|---|"]
-        lines += [f"| {r[key]} | {_cell(r)} |" for _, r in table.iterrows()]
-    if study.folds and keys and "fold" in df:
-        per_fold = summarise(study, df, ["fold", keys[0]])
-        columns = list(dict.fromkeys(per_fold[keys[0]]))
-        lines += ["", f"Per fold, mean over seeds ({keys[0]} in columns):", ""]
-        lines += ["| fold | " + " | ".join(str(c) for c in columns) + " |", "|---|" + "---|" * len(columns)]
-        for fold, part in per_fold.groupby("fold", sort=True):
-            cells = {r[keys[0]]: f"{r['mean']:.2f}" for _, r in part.iterrows()}
-            lines.append(f"| {fold} | " + " | ".join(cells.get(c, "–") for c in columns) + " |")
-    return "\n".join(lines + _per_run_lines(study, df)) + "\n"
-
-
-def _per_run_lines(study: StudyConfig, df: Any) -> list[str]:
-    """Every finished run: the metric, then ordering against calibration (Spearman, predicted/annotated count)."""
-
-    def number(value: Any, digits: int) -> str:
-        return "–" if value is None or value != value else f"{value:.{digits}f}"  # NaN != NaN: no value
-
-    lines = [
-        "",
-        "Per run: Spearman rank correlation of predicted and annotated test counts (what ranking can improve) and "
-        "total predicted / total annotated count (the scale, which only labels fix).",
-        "",
-        f"| run | {study.metric} | Spearman | count ratio |",
-        "|---|---|---|---|",
-    ]
-    for _, r in df.iterrows():
-        spearman, ratio = r.get("spearman"), r.get("count_ratio")
-        lines.append(f"| {r['run']} | {number(r[study.metric], 2)} | {number(spearman, 3)} | {number(ratio, 3)} |")
-    return lines
-
-
-def _cell(r: Any) -> str:
-    spread = 0.0 if r["count"] < 2 else float(r["std"])
-    return f"{r['mean']:.2f} ± {spread:.2f} (n={int(r['count'])})"
-
-
-def plot_results(study: StudyConfig, df: Any, path: Path) -> None:
-    """Metric against the first numeric grid key, one line per value of the others (error bars: std)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = summarise(study, df)
-    keys = list(study.grid) or ["seed"]
-    numeric = [k for k in keys if all(isinstance(v, int | float) and not isinstance(v, bool) for v in table[k])]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    if numeric:
-        x_key = numeric[-1]
-        others = [k for k in keys if k != x_key]
-        groups = table.groupby(others, sort=False) if others else [((), table)]
-        for label, part in groups:
-            part = part.sort_values(x_key)
-            name = ", ".join(str(v) for v in (label if isinstance(label, tuple) else (label,))) or study.metric
-            ax.errorbar(part[x_key], part["mean"], yerr=part["std"].fillna(0), marker="o", capsize=3, label=name)
-        ax.set_xlabel(x_key)
-        ax.legend(fontsize=8)
-    else:
-        labels = [" / ".join(str(r[k]) for k in keys) for _, r in table.iterrows()]
-        ax.bar(range(len(table)), table["mean"], yerr=table["std"].fillna(0), capsize=3)
-        ax.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"test {study.metric.upper()} (mean ± std over seeds)")
-    ax.set_title(study.name)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 class _progress:

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from train.errors import ConfigError
-from train.study import load_study, run_study, summary_markdown
+from train.study import load_study, run_study
+from train.study_results import summary_markdown
 
 MANIFEST = """
 name = "tiny"
