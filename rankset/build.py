@@ -215,8 +215,10 @@ def _no_sets_message(cfg: BuildConfig, summary: BuildSummary, split: str, pictur
     """Why a split came out empty, and what to change; ``--out`` is untouched."""
     why = f"; e.g. {summary.skipped[0][1]}" if summary.skipped else ""
     fix = "a smaller --k or larger --s, or larger pictures"
-    if pictures == 0:
-        why, fix = "", "a smaller --val-fraction or more pictures" if cfg.val_fraction else "an input with pictures"
+    if pictures == 0:  # an empty validation split needs a larger fraction, an empty train split a smaller one
+        why, fix = "", "an input with pictures"
+        if cfg.val_fraction:
+            fix = f"a {'larger' if split == 'validation' else 'smaller'} --val-fraction or more pictures"
     return (
         f"no ranked sets for split {split!r}: {pictures} pictures went to it and {len(summary.skipped)} of "
         f"{summary.sources} were skipped{why}. Try {fix}; {cfg.out} was left as it was"

@@ -1,0 +1,174 @@
+"""rankset build: what each option and each picture does to the sets, checked on values a mistake would change."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from rankset.build import BuildConfig, assign_splits, build_ranked_sets
+from rankset.errors import ConfigError
+
+
+def noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def build(src: Path, out: Path, **kwargs: object) -> tuple:
+    cfg = BuildConfig(str(src), str(out), **{"k": 3, "size": 16, **kwargs})  # type: ignore[arg-type]
+    summary = build_ranked_sets(cfg, progress=False)
+    return summary, datasets.load_from_disk(str(out))["train"]
+
+
+def raw_patches(ds: datasets.Dataset) -> list[list[bytes]]:
+    raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    return [[image["bytes"] for image in row["images"]] for row in raw]
+
+
+def patch_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float64)
+
+
+# -- BuildConfig: the edges of every range are where an off-by-one hides -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"r": 1.0},
+        {"size": 16},
+        {"size": 4096},
+        {"seed": 2**32 - 1},
+        {"quality": 1},
+        {"quality": 100},
+        {"num_proc": 1},
+        {"k": 2},
+        {"val_fraction": 0.0},
+    ],
+)
+def test_config_accepts_the_edges_of_every_range(kwargs: dict) -> None:
+    cfg = BuildConfig("in", "out", **kwargs)
+    assert all(getattr(cfg, key) == value for key, value in kwargs.items())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"r": 0.999}, "--r"),
+        ({"size": 15}, "--size"),
+        ({"size": 4097}, "--size"),
+        ({"seed": 2**32}, "--seed"),
+        ({"quality": 0}, "--quality"),
+        ({"quality": 101}, "--quality"),
+        ({"num_proc": 0}, "--num-proc"),
+        ({"val_fraction": -0.1}, "--val-fraction"),
+    ],
+)
+def test_config_refuses_one_step_past_the_edges_naming_the_flag(kwargs: dict, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        BuildConfig("in", "out", **kwargs)
+
+
+# -- the validation split ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "expected"),
+    [(4, 0.1, 0), (3, 0.9, 3), (9, 0.2, 2), (9, 0.15, 1), (20, 0.1, 2), (40, 0.25, 10)],
+)
+def test_split_sends_the_rounded_fraction_of_pictures_to_validation(n: int, fraction: float, expected: int) -> None:
+    splits = assign_splits([f"p{i}" for i in range(n)], fraction, seed=0)
+    assert sorted(splits) == sorted(f"p{i}" for i in range(n))
+    assert list(splits.values()).count("validation") == expected
+    assert list(splits.values()).count("train") == n - expected
+
+
+def test_split_depends_on_the_seed_and_not_on_the_input_order() -> None:
+    ids = [f"picture-{i}" for i in range(40)]
+
+    def validation(ids: list[str], seed: int) -> set[str]:
+        return {i for i, split in assign_splits(ids, 0.25, seed).items() if split == "validation"}
+
+    assert validation(ids, 0) == validation(list(reversed(ids)), 0)
+    assert validation(ids, 0) != validation(ids, 1)
+    assert len(validation(ids, 0)) == len(validation(ids, 1)) == 10
+
+
+def test_an_empty_validation_split_asks_for_a_larger_fraction_and_an_empty_train_split_a_smaller_one(
+    tmp_path: Path,
+) -> None:
+    from rankset.errors import EmptySplitError
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(4):
+        noise(80, 60, seed=i).save(pics / f"p{i}.png")
+    with pytest.raises(EmptySplitError, match=r"split 'validation': 0 pictures.*Try a larger --val-fraction"):
+        build(pics, tmp_path / "ds", val_fraction=0.1)  # round(0.1 * 4) = 0 pictures for validation
+    with pytest.raises(EmptySplitError, match=r"split 'train': 0 pictures.*Try a smaller --val-fraction"):
+        build(pics, tmp_path / "ds", val_fraction=0.9)  # round(0.9 * 4) = 4: all of them
+    assert not (tmp_path / "ds").exists()
+
+
+# -- the per-picture generator -------------------------------------------------------------------------------------
+
+
+def test_same_sized_pictures_get_their_own_anchors_whatever_else_is_in_the_input(tmp_path: Path) -> None:
+    """Frames of one camera share a size; one generator for all would cut every frame at the same place."""
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    for folder, names in ((both, ["a", "b"]), (alone, ["a"])):
+        folder.mkdir()
+        for i, name in enumerate(names):
+            noise(200, 150, seed=i).save(folder / f"{name}.png")
+    _, ds = build(both, tmp_path / "ds-both", seed=4)
+    _, single = build(alone, tmp_path / "ds-alone", seed=4)
+    anchors = dict(zip(ds["source_id"], ds["anchor"], strict=True))
+    assert anchors["a"] != anchors["b"]
+    assert single["anchor"] == [anchors["a"]]
+
+
+# -- decoding: reduced JPEG decode, pixel modes, quality ------------------------------------------------------------
+
+
+def test_a_reduced_decode_keeps_the_full_source_size_and_only_large_pictures_count_as_reduced(tmp_path: Path) -> None:
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    noise(3200, 2400).save(pics / "big.jpg", quality=85)
+    noise(120, 90).save(pics / "small.jpg", quality=85)
+    summary, ds = build(pics, tmp_path / "ds", k=3, s=0.8, size=64)
+    assert summary.reduced_decodes == 1 and summary.used == 2
+    sizes = dict(zip(ds["source_id"], ds["source_size"], strict=True))
+    assert sizes == {"big": [3200, 2400], "small": [120, 90]}
+
+
+def test_sixteen_bit_grey_is_scaled_to_eight_bits_not_saturated(tmp_path: Path) -> None:
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.fromarray(np.full((60, 80), 100 * 257, dtype=np.uint16)).save(pics / "grey16.png")  # 8-bit grey 100
+    _, ds = build(pics, tmp_path / "ds")
+    for data in raw_patches(ds)[0]:
+        assert patch_pixels(data).mean() == pytest.approx(100, abs=2)
+
+
+def test_transparent_pixels_become_white(tmp_path: Path) -> None:
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGBA", (80, 60), (200, 0, 0, 0)).save(pics / "clear.png")  # red, but fully transparent
+    _, ds = build(pics, tmp_path / "ds")
+    for data in raw_patches(ds)[0]:
+        assert patch_pixels(data).mean(axis=(0, 1)) == pytest.approx([255, 255, 255], abs=2)
+
+
+def test_quality_option_sets_the_jpeg_quality_of_the_patches(tmp_path: Path) -> None:
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    noise(160, 120).save(pics / "noisy.png")
+    _, low = build(pics, tmp_path / "low", size=64, quality=10)
+    _, high = build(pics, tmp_path / "high", size=64, quality=95)
+    low_bytes, high_bytes = raw_patches(low)[0], raw_patches(high)[0]
+    assert all(len(a) * 2 < len(b) for a, b in zip(low_bytes, high_bytes, strict=True))
+    assert low["boxes"] == high["boxes"]  # the same sets, only encoded differently
