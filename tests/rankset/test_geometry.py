@@ -49,9 +49,10 @@ def test_patch_zero_touches_the_nearest_border() -> None:
     assert ns.sides == (60.0, 30.0, 15.0)
 
 
-def test_anchor_outside_image_is_refused() -> None:
+@pytest.mark.parametrize("anchor", [(120.0, 5.0), (-1.0, 5.0), (5.0, 120.0), (5.0, -1.0)])
+def test_anchor_outside_image_is_refused(anchor: tuple[float, float]) -> None:
     with pytest.raises(ValueError, match="outside"):
-        boxes_around((120.0, 5.0), 100, 100, k=2, s=0.5)
+        boxes_around(anchor, 100, 100, k=2, s=0.5)
 
 
 def test_r_equal_one_spreads_anchors_over_the_whole_picture() -> None:

@@ -1,0 +1,88 @@
+"""rankset.io and rankset.schema: atomic replacement, what counts as a dataset folder, and the Features contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import pytest
+
+from rankset.errors import EmptySplitError, InputError
+from rankset.io import is_dataset_folder, load_dataset_dict, looks_like_hub_id, write_dataset_dict
+from rankset.schema import decode_build_info, encode_build_info, labeled_features, ranked_features
+
+FEATURES = datasets.Features({"n": datasets.Value("int32")})
+
+
+def rows(*values: int) -> list[dict[str, int]]:
+    return [{"n": value} for value in values]
+
+
+def hidden_entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_rewriting_a_dataset_replaces_it_and_leaves_no_old_copy_beside_it(tmp_path: Path) -> None:
+    write_dataset_dict(tmp_path / "ds", {"train": rows(1, 2)}, FEATURES)
+    write_dataset_dict(tmp_path / "ds", {"train": rows(7)}, FEATURES)
+    assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [7]
+    assert hidden_entries(tmp_path) == []  # neither the replaced dataset nor a staging folder stays on disk
+
+
+def test_a_card_that_fails_leaves_the_old_dataset_and_no_staging_folder(tmp_path: Path) -> None:
+    write_dataset_dict(tmp_path / "ds", {"train": rows(1, 2)}, FEATURES)
+
+    def broken_card() -> str:
+        raise RuntimeError("card failed")
+
+    with pytest.raises(RuntimeError, match="card failed"):
+        write_dataset_dict(tmp_path / "ds", {"train": rows(9)}, FEATURES, card=broken_card)
+    assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [1, 2]
+    assert hidden_entries(tmp_path) == []
+
+
+def test_a_single_saved_dataset_is_a_dataset_folder_read_as_split_train(tmp_path: Path) -> None:
+    datasets.Dataset.from_dict({"n": [3, 4]}).save_to_disk(str(tmp_path / "single"))
+    assert is_dataset_folder(tmp_path / "single")
+    loaded = load_dataset_dict(tmp_path / "single")
+    assert list(loaded) == ["train"] and loaded["train"]["n"] == [3, 4]
+
+
+def test_a_saved_folder_with_an_empty_split_is_refused_naming_the_split(tmp_path: Path) -> None:
+    empty = datasets.Dataset.from_dict({"n": []}, features=FEATURES)
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"n": [1]}), "validation": empty}).save_to_disk(
+        str(tmp_path / "ds")
+    )
+    with pytest.raises(EmptySplitError, match=r"validation: 0 rows") as err:
+        load_dataset_dict(tmp_path / "ds")
+    assert err.value.splits == ["validation"]
+
+
+def test_user_slash_name_is_a_local_path_once_the_user_folder_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert looks_like_hub_id("someone/crowds")
+    (tmp_path / "data").mkdir()
+    assert not looks_like_hub_id("data/shb")
+    with pytest.raises(InputError, match=r"data/shb does not exist \(its folder data/ does"):
+        load_dataset_dict("data/shb")
+
+
+def test_ranked_features_fix_k_patches_four_box_coordinates_and_two_anchor_values() -> None:
+    features = ranked_features(5)
+    assert features["images"].length == 5 and features["boxes"].length == 5
+    assert features["boxes"].feature.length == 4
+    assert features["anchor"].length == 2 and features["source_size"].length == 2
+    assert ranked_features()["images"].length == -1  # without k, any number of patches
+
+
+def test_labeled_features_refuse_an_unknown_optional_field() -> None:
+    assert "depth" in labeled_features(("depth",)) and "depth" not in labeled_features()
+    with pytest.raises(ValueError, match=r"unknown optional labeled fields \['density'\]"):
+        labeled_features(("density",))
+
+
+def test_build_info_that_is_not_a_json_object_decodes_to_nothing() -> None:
+    assert decode_build_info(encode_build_info({"k": 5, "s": 0.75})) == {"k": 5, "s": 0.75}
+    assert decode_build_info("[1, 2]") == {} and decode_build_info("not json") == {} and decode_build_info(None) == {}
