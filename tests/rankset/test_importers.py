@@ -436,3 +436,145 @@ def test_probe_names_empty_and_unknown_files_and_decodes_large_benchmark_picture
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert probe_image(buffer.getvalue()) == (40, 30, 1)
+
+
+# --- edges the tests above do not reach ---------------------------------------------------------------------------
+
+
+def test_clamp_treats_the_right_and_bottom_edges_as_outside() -> None:
+    """Pixel (i, j) covers [i, i+1): x == W is past the last pixel, x == W - 1 is on it."""
+    points = np.array([[32.0, 5.0], [5.0, 24.0], [31.0, 23.0]])
+    clamped, moved = clamp_points(points, width=32, height=24)
+    assert moved == 2
+    np.testing.assert_array_equal(clamped, [[31, 5], [5, 23], [31, 23]])
+
+
+def test_clamp_boxes_clips_each_axis_to_its_own_side() -> None:
+    from rankset.importers.geometry import clamp_boxes
+
+    boxes = np.array([[-2.0, -3.0, 40.0, 30.0], [1.0, 2.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(clamp_boxes(boxes, width=32, height=24), [[0, 0, 32, 24], [1, 2, 5, 6]])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_boxes_cover_the_same_pixels_after_pil_exif_transpose(orientation: int) -> None:
+    from rankset.importers.geometry import orient_boxes
+
+    width, height, box = 7, 4, (1, 0, 3, 3)  # pixels x 1..2, y 0..2
+    array = np.zeros((height, width), dtype=np.uint8)
+    array[box[1] : box[3], box[0] : box[2]] = 255
+    image = Image.fromarray(array, mode="L")
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    ys, xs = np.nonzero(turned == 255)
+    mapped = orient_boxes(np.array([box], dtype=np.float64), width, height, orientation)[0]
+    assert mapped.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+def test_as_points_keeps_x_y_of_wider_rows_and_refuses_non_finite_ones() -> None:
+    from rankset.importers.geometry import as_points
+
+    np.testing.assert_array_equal(as_points([[1.0, 2.0, 9.0], [3.0, 4.0, 9.0]]), [[1, 2], [3, 4]])
+    assert as_points([]).shape == (0, 2)
+    with pytest.raises(ValueError, match="1 non-finite"):
+        as_points([[1.0, 2.0], [np.nan, 4.0]])
+
+
+def test_shanghaitech_points_keep_their_x_y_order(tmp_path: Path) -> None:
+    root = tmp_path / "part_A" / "train_data"
+    write_jpeg(root / "images" / "IMG_1.jpg", width=32, height=24)
+    points = np.array([[30.0, 2.0], [3.5, 20.25]])  # x beyond the height: a swap would clamp it
+    write_shanghaitech_mat(root / "ground-truth" / "GT_IMG_1.mat", points)
+    summary, dsd = run_import("shanghaitech", root, tmp_path / "out")
+    assert dsd["train"][0]["points"] == [[30.0, 2.0], [3.5, 20.25]]
+    assert summary.splits["train"].clamped_points == 0
+
+
+def test_shanghaitech_split_folder_as_root_keeps_its_split_and_the_part_of_its_parent(tmp_path: Path) -> None:
+    make_shanghaitech(tmp_path / "part_A_final", {"test_data": [2]})
+    summary, dsd = run_import("shanghaitech", tmp_path / "part_A_final" / "test_data", tmp_path / "out")
+    assert list(dsd) == ["test"] and dsd["test"]["split"] == ["test"]
+    assert summary.dataset == "shanghaitech-a" and dsd["test"]["dataset"] == ["shanghaitech-a"]
+
+
+def test_rows_and_skipped_files_come_in_natural_order(tmp_path: Path) -> None:
+    root = tmp_path / "part_B"
+    make_shanghaitech(root, {"train_data": [1] * 10})
+    for number in (2, 10):  # two pictures without annotation: skipped, listed IMG_2 before IMG_10
+        (root / "train_data" / "ground-truth" / f"GT_IMG_{number}.mat").unlink()
+    (root / "train_data" / "ground-truth" / "GT_IMG_3.mat").write_bytes(b"broken")  # found unreadable later
+    summary, dsd = run_import("shanghaitech", root, tmp_path / "out")
+    assert dsd["train"]["image_id"] == [f"IMG_{n}" for n in (1, 4, 5, 6, 7, 8, 9)]
+    skipped = [Path(s.path).relative_to(root / "train_data").as_posix() for s in summary.skipped]
+    assert skipped == ["ground-truth/GT_IMG_3.mat", "images/IMG_2.jpg", "images/IMG_10.jpg"]  # by path, naturally
+    make_shanghaitech(tmp_path / "many", {".": [1] * 11})
+    _, dsd = run_import("shanghaitech", tmp_path / "many", tmp_path / "out-many")
+    assert dsd["train"]["image_id"][:3] == ["IMG_1", "IMG_2", "IMG_3"] and dsd["train"]["image_id"][-1] == "IMG_11"
+
+
+def test_jhu_crowd_val_becomes_validation_with_its_own_labels_and_boxes_clipped(tmp_path: Path) -> None:
+    root = tmp_path / "jhu_crowd_v2.0"
+    for split, labels in (("train", "0001,1,street,0,0\n"), ("val", "0001,1,stadium,3,1\n")):
+        write_jpeg(root / split / "images" / "0001.jpg", width=32, height=24)
+        (root / split / "gt").mkdir(parents=True)
+        (root / split / "image_labels.txt").write_text(labels)
+        (root / split / "gt" / "0001.txt").write_text("30 22 8 6 1 0\n")  # box 26..34 x 19..25: past both edges
+    _, dsd = run_import("jhu-crowd", root, tmp_path / "out")
+    assert sorted(dsd) == ["train", "validation"]
+    row = dsd["validation"][0]
+    labels = (row["split"], row["scene_type"], row["weather"], row["distractor"])
+    assert labels == ("validation", "stadium", "snow", True)
+    assert dsd["train"][0]["scene_type"] == "street"
+    assert row["boxes"] == [[26.0, 19.0, 32.0, 24.0]]
+
+
+def test_nwpu_crowd_counts_the_points_warns_on_another_stated_count_and_pads_listed_ids(tmp_path: Path) -> None:
+    root = tmp_path / "NWPU-Crowd"
+    for image_id in ("0007", "0012"):
+        write_jpeg(root / "images" / f"{image_id}.jpg")
+    (root / "jsons").mkdir()
+    two = {"img_id": "0007.jpg", "human_num": 5, "points": [[3.0, 4.0], [10.0, 11.0]], "boxes": [[1, 2, 5, 6]]}
+    (root / "jsons" / "0007.json").write_text(json.dumps(two))  # one box for two points: boxes cannot be paired
+    (root / "jsons" / "0012.json").write_text(json.dumps({"human_num": 1, "points": [[1.0, 1.0]]}))
+    (root / "train.txt").write_text("7 2 1\n12 0 0\n")  # ids as numbers, without the zero padding
+    summary, dsd = run_import("nwpu-crowd", root, tmp_path / "out")
+    rows = by_id(dsd["train"])
+    assert sorted(rows) == ["0007", "0012"]
+    assert (rows["0007"]["count"], rows["0007"]["illumination"], rows["0007"]["boxes"]) == (2, 2, None)
+    assert [(Path(w.path).name, w.reason) for w in summary.warnings] == [
+        ("0007.json", "states 5 heads but lists 2 points; count = points")
+    ]
+
+
+@pytest.mark.parametrize("orientation", [0, 9])
+def test_an_exif_orientation_outside_1_to_8_is_read_as_upright(tmp_path: Path, orientation: int) -> None:
+    """PIL's exif_transpose (what datasets applies) leaves such a picture as stored, so must the points."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    write_jpeg(tmp_path / "pts" / "r.jpg", width=32, height=24, exif=exif)
+    (tmp_path / "pts" / "r.txt").write_text("30 2\n")
+    summary, dsd = run_import("points", tmp_path / "pts", tmp_path / "out")
+    assert dsd["train"][0]["points"] == [[30.0, 2.0]] and dsd["train"][0]["image"].size == (32, 24)
+    assert summary.splits["train"].reoriented == 0
+
+
+def test_points_format_finds_lists_in_a_labels_folder_beside_images_and_ignores_hidden_pictures(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "crowds"
+    write_jpeg(root / "images" / "a.jpg")
+    write_jpeg(root / "images" / "._a.jpg")  # macOS metadata beside a picture copied from a Mac
+    (root / "labels").mkdir()
+    (root / "labels" / "a.txt").write_text("1 2\n3 4\n")
+    summary, dsd = run_import("points", root, tmp_path / "out")
+    assert dsd["train"]["image_id"] == ["a"] and dsd["train"]["count"] == [2]
+    assert summary.skipped == []
+
+
+def test_config_refuses_an_out_that_holds_the_benchmark_root(tmp_path: Path) -> None:
+    (tmp_path / "bench").mkdir()
+    with pytest.raises(ConfigError, match="would replace the benchmark folder"):
+        ImportConfig("points", tmp_path / "bench", tmp_path)
