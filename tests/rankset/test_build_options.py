@@ -172,3 +172,40 @@ def test_quality_option_sets_the_jpeg_quality_of_the_patches(tmp_path: Path) -> 
     low_bytes, high_bytes = raw_patches(low)[0], raw_patches(high)[0]
     assert all(len(a) * 2 < len(b) for a, b in zip(low_bytes, high_bytes, strict=True))
     assert low["boxes"] == high["boxes"]  # the same sets, only encoded differently
+
+
+# -- which files of a folder are pictures, under which id, with whose attribution ----------------------------------
+
+
+def test_folder_input_skips_hidden_folders_names_same_stems_by_path_and_reads_both_sidecar_spellings(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    pics = tmp_path / "pics"
+    for rel in ("day/x.png", "night/x.png", ".thumbnails/y.png"):
+        (pics / rel).parent.mkdir(parents=True, exist_ok=True)
+        noise(80, 60).save(pics / rel)
+    (pics / "day" / "x.json").write_text(json.dumps({"author": "Day", "license": "cc0-1.0"}))  # x.json
+    (pics / "night" / "x.png.json").write_text(json.dumps({"author": "Night", "license": "cc-by-4.0"}))  # x.png.json
+    summary, ds = build(pics, tmp_path / "ds")
+    assert summary.sources == 2 and sorted(ds["set_id"]) == ["day-x-0", "night-x-0"]
+    by_id = {row["source_id"]: (row["author"], row["license"]) for row in ds}
+    assert by_id == {"day-x": ("Day", "cc0-1.0"), "night-x": ("Night", "cc-by-4.0")}
+
+
+def test_pool_pictures_are_cut_in_id_order_whatever_order_they_were_harvested_in(tmp_path: Path) -> None:
+    from harvest.pool import Pool
+
+    pool = Pool.create(tmp_path / "pool")
+    rows = []
+    for i in range(4):
+        buf = io.BytesIO()
+        noise(64, 48, seed=i).save(buf, "JPEG")
+        sha, rel = pool.store_image(buf.getvalue(), "jpg")
+        rows.append({"id": sha, "url": f"http://example.org/{i}.jpg", "status": "ok", "path": rel, "kept": True})
+    rows.sort(key=lambda row: row["id"], reverse=True)
+    for row in rows:  # one index write per picture, newest id first
+        pool.append_rows([row])
+    _, ds = build(tmp_path / "pool", tmp_path / "ds")
+    assert ds["source_id"] == sorted(row["id"] for row in rows)

@@ -473,3 +473,46 @@ def test_local_file_paths_never_reach_the_published_files(tmp_path: Path) -> Non
     for name in ("README.md", "attribution.csv"):
         text = (tmp_path / "dry" / name).read_text()
         assert "file://" not in text and str(pics) not in text
+
+
+# -- sizes and licences the Hub reads from the card ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "category"), [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (99_999, "10K<n<100K"), (10**6, "1M<n<10M")]
+)
+def test_size_category_puts_each_power_of_ten_in_the_next_bucket(rows: int, category: str) -> None:
+    from rankset.card import size_category
+
+    assert size_category(rows) == category
+
+
+def test_card_licence_is_a_hub_id_only_when_the_hub_knows_it() -> None:
+    from rankset.card import card_license, license_fields
+
+    assert card_license({"cc-by-4.0": 3, "cc0-1.0": 0}) == "cc-by-4.0"
+    assert card_license({"gfdl": 3}) == "other" and card_license({}) == "unknown"
+    assert license_fields({"gfdl": 3}) == {
+        "license": "other",
+        "license_name": "gfdl",
+        "license_link": "attribution.csv",
+        "licenses": ["gfdl"],
+    }
+
+
+def test_shard_count_keeps_every_shard_under_the_size_and_at_least_one_row(labeled: Path) -> None:
+    from rankset.publish import shard_count
+
+    ds = datasets.load_from_disk(str(labeled))["test"]
+    whole = ds.data.nbytes
+    assert shard_count(ds, int(whole * 0.4)) == 3  # 2.5 shards' worth: 3 shards, not 2 over-size ones
+    assert shard_count(ds, whole) == 1 and shard_count(ds, 1) == len(ds) == 3
+
+
+def test_a_push_deletes_only_the_old_shards_it_does_not_write_again(ranked: Path, hub: FakeHub) -> None:
+    hub.existing[:] = ["data/train-00000-of-00001.parquet", "data/validation-00000-of-00003.parquet", "README.md"]
+    push(ranked)
+    deleted = [op.path_in_repo for op in hub.operations if not hasattr(op, "path_or_fileobj")]
+    added = {op.path_in_repo for op in hub.operations if hasattr(op, "path_or_fileobj")}
+    assert deleted == ["data/validation-00000-of-00003.parquet"]
+    assert "data/train-00000-of-00001.parquet" in added

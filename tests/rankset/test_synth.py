@@ -254,3 +254,17 @@ def test_cli_synth_unlabeled_writes_jpegs(tmp_path) -> None:
     result = CliRunner().invoke(app, ["synth", "--n", "2", "--out", str(out), "--size", "96x64", "--unlabeled"])
     assert result.exit_code == 0, result.output
     assert len(list(out.glob("synth_*.jpg"))) == 2 and (out / "counts.csv").is_file()
+
+
+def test_split_indices_give_the_scenes_left_over_to_the_largest_remainders() -> None:
+    blocks = split_indices(10, (("train", 0.47), ("validation", 0.33), ("test", 0.2)))  # 4.7, 3.3, 2.0
+    assert {name: len(indices) for name, indices in blocks.items()} == {"train": 5, "validation": 3, "test": 2}
+
+
+def test_dataset_scenes_are_drawn_with_the_min_and_max_count_options(tmp_path) -> None:
+    config = SynthConfig(n=2, out=tmp_path / "crowded", seed=2, width=96, height=64, max_count=40, min_count=20)
+    dsd = load_dataset_dict(synth_dataset(config).out)
+    for index, row in enumerate(dsd["train"]):
+        expected = render_row(index, 2, 96, 64, 40, True, 20)
+        assert row["count"] == expected["count"]
+        assert row["points"] == [[pytest.approx(x), pytest.approx(y)] for x, y in expected["points"]]
