@@ -55,13 +55,6 @@ def nested_boxes(width: int, height: int, k: int, s: float, r: float, rng: np.ra
     return boxes_around(sample_anchor(width, height, r, rng), width, height, k, s)
 
 
-def scale_boxes(
-    boxes: tuple[tuple[float, float, float, float], ...], sx: float, sy: float
-) -> list[tuple[float, float, float, float]]:
-    """Boxes in the coordinates of the same picture resized by (sx, sy), e.g. after JPEG draft decoding."""
-    return [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in boxes]
-
-
 def draft_factor(smallest_side: float, size: int, max_factor: int = 8) -> int:
     """The largest JPEG draft reduction (1, 2, 4 or 8) that keeps the smallest patch at least ``size`` pixels.
 

@@ -28,7 +28,6 @@ def write_dataset_dict(
     num_proc: int | None = None,
     card: str | Callable[[], str] | None = None,
     extra_files: dict[str, bytes] | None = None,
-    overwrite: bool = True,
     inputs: Iterable[str | Path] = (),
 ) -> Any:
     """Stream each split's rows into Arrow files and save the DatasetDict atomically at ``out``.
@@ -46,8 +45,6 @@ def write_dataset_dict(
 
     out = Path(out)
     check_replaceable(out, inputs)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} exists; pass --overwrite or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
