@@ -106,10 +106,12 @@ def evaluate_rows(
                 continue
             density = predict_density(model, image, stride, tile, device, amp, density_scale)
             points = np.asarray(record["points"] or [], dtype=np.float64).reshape(-1, 2)
-            if record.get("roi") is not None:
+            count = float(record["count"])
+            if record.get("roi") is not None:  # both sides of every metric cover the region only
                 density, points = apply_roi(record["roi"], density, points, stride)
+                count = float(len(points))
             size = (image.shape[1], image.shape[0])
-            row.update(count=float(record["count"]), predicted=float(density.sum()))
+            row.update(count=count, predicted=float(density.sum()))
             for level in GAME_LEVELS:
                 row[f"game{level}"] = game(density, points, size, stride, level)
             rows.append(row)

@@ -146,3 +146,44 @@ def test_whole_image_inference_turns_cudnn_autotuning_off_and_restores_it() -> N
         assert torch.backends.cudnn.benchmark is True
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+class ConstantDensity(torch.nn.Module):
+    """A 'model' (stride 4) predicting ``value`` in every cell: its counts and GAME are known in advance."""
+
+    output_stride = 4
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4), self.value)
+
+
+def test_with_a_region_of_interest_the_count_is_of_the_heads_inside_it_as_the_prediction_is(tmp_path: Path) -> None:
+    import io
+
+    from rankset.io import write_dataset_dict
+    from rankset.schema import labeled_features
+    from tests.train.conftest import _rows
+    from train.data import RowSource, open_dataset
+    from train.evaluate import evaluate_rows
+
+    def png(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[:, :8] = 255  # the left half is the region of interest
+    row = {"image_id": "r0", "image": {"bytes": png(np.zeros((16, 16, 3), dtype=np.uint8)), "path": None},
+           "points": [[2.0, 2.0], [12.0, 12.0]], "count": 2, "dataset": "roi", "split": "train",
+           "roi": {"bytes": png(mask), "path": None}}  # fmt: skip
+    write_dataset_dict(tmp_path / "roi", {"train": (_rows, {"rows": [row]})}, labeled_features(("roi",)))
+    ds = open_dataset(str(tmp_path / "roi"), "k", "labeled")["train"]
+    model = ConstantDensity(0.1)  # 16 cells of 4x4 px, 8 of them inside the region: 0.8 people predicted there
+    [result] = evaluate_rows(model, [RowSource("roi", ds, [0])], 4, 64, torch.device("cpu"), False, 1.0)
+    assert result["predicted"] == pytest.approx(0.8)
+    assert result["count"] == 1.0  # the head at (12, 12) is outside the region: neither side counts it
+    assert result["game0"] == pytest.approx(abs(result["predicted"] - result["count"]))
