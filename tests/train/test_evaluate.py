@@ -161,6 +161,53 @@ class ConstantDensity(torch.nn.Module):
         return torch.full((x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4), self.value)
 
 
+def test_predicted_counts_divide_the_density_scale_out_exactly_once(tmp_path: Path) -> None:
+    from tests.train.conftest import build_labeled
+    from train.data import RowSource, open_dataset, raw_row, undecoded
+    from train.evaluate import evaluate_rows
+    from train.metrics import game
+
+    ds = open_dataset(str(build_labeled(tmp_path / "wide", {"train": 2}, size=(64, 48))), "k", "labeled")["train"]
+    scale = 100.0
+    model = ConstantDensity(0.05 * scale)  # 0.05 people per 4x4 cell once unscaled; 16 x 12 cells per image
+    rows = evaluate_rows(model, [RowSource("w", ds, [0, 1])], 4, 32, torch.device("cpu"), False, scale)
+    unscaled = np.full((12, 16), 0.05)
+    for row, index in zip(rows, (0, 1), strict=True):
+        record = raw_row(undecoded(ds), index)
+        points = np.asarray(record["points"], dtype=np.float64).reshape(-1, 2)
+        assert row["predicted"] == pytest.approx(9.6) and row["count"] == record["count"]
+        for level in range(4):  # regions of the 64x48 picture, with the density's 4-px cells
+            assert row[f"game{level}"] == pytest.approx(game(unscaled, points, (64, 48), 4, level))
+    assert rows[-1]["game1"] != pytest.approx(game(unscaled, points, (48, 64), 4, 1))  # (W, H) order matters here
+
+
+class WindowOrigins(torch.nn.Module):
+    """A stride-4 'model' that records where each window it sees starts (the picture's red channel is x)."""
+
+    output_stride = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origins: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from train.device import IMAGENET_MEAN, IMAGENET_STD
+
+        red = (x[0, 0, 0, 0].item() * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255
+        self.origins.append(round(red))
+        return torch.zeros(x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4)
+
+
+def test_neighbouring_tiles_overlap_by_an_eighth_of_a_tile_and_the_last_is_flush() -> None:
+    image = np.zeros((40, 200, 3), dtype=np.uint8)
+    image[:, :, 0] = np.arange(200, dtype=np.uint8)[None, :]
+    model = WindowOrigins()
+    predict_density(model, image, 4, 64, torch.device("cpu"), amp=False, density_scale=1.0)
+    origins = model.origins
+    assert origins[0] == 0 and origins[-1] == 200 - 64
+    assert all(0 < b - a <= 64 - 64 // 8 for a, b in zip(origins, origins[1:], strict=False))
+
+
 def test_with_a_region_of_interest_the_count_is_of_the_heads_inside_it_as_the_prediction_is(tmp_path: Path) -> None:
     import io
 
