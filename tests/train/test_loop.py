@@ -55,10 +55,11 @@ def test_tiny_model_learns_to_count_better_than_predicting_the_mean(blob_data: d
 
 
 def test_resumed_run_matches_an_uninterrupted_one(blob_data: dict[str, Path], tmp_path: Path) -> None:
-    fit(tiny_config(blob_data), tmp_path / "full", show_progress=False)
+    decay = {"lr_milestones": [6]}  # the learning rate drops after the resume: the schedule must carry over
+    fit(tiny_config(blob_data, optim=decay), tmp_path / "full", show_progress=False)
     # the interrupted run also loads with a worker process: the batches must not depend on it
-    fit(tiny_config(blob_data, schedule={"steps": 4}), tmp_path / "split", show_progress=False)
-    resumed = tiny_config(blob_data, data={"workers": 1})
+    fit(tiny_config(blob_data, schedule={"steps": 4}, optim=decay), tmp_path / "split", show_progress=False)
+    resumed = tiny_config(blob_data, data={"workers": 1}, optim=decay)
     result = fit(resumed, tmp_path / "split", resume=True, show_progress=False)
     assert result.resumed_from == 4
     full, split = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
@@ -69,6 +70,10 @@ def test_resumed_run_matches_an_uninterrupted_one(blob_data: dict[str, Path], tm
     assert steps == [
         json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     ]
+    logs = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("full", "split")]  # fmt: skip
+    rates = [[record["lr"] for record in log if "lr" in record] for log in logs]
+    assert rates[1] == rates[0] == pytest.approx([0.01, 0.01, 0.001, 0.001])  # logged at steps 2, 4, 6, 8
 
 
 def test_run_folder_holds_config_metrics_checkpoints_eval_and_plots(blob_data: dict[str, Path], tmp_path: Path) -> None:
@@ -261,3 +266,86 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path: Path) -> None:
     holder.wait()
     with run_folder_lock(tmp_path / "run"):  # the kernel released the lock with the process
         assert (tmp_path / "run" / ".lock").is_file()
+
+
+def test_a_training_step_weights_count_and_rank_and_passes_the_manifest_margin() -> None:
+    from train.device import normalize
+    from train.loop import train_step
+    from train.losses import density_mse, ranking_hinge
+    from train.models import create_model
+
+    table = {
+        "model": {"arch": "test-tiny", "pretrained": "none"},
+        "data": {"labeled": ["never-read"], "ranked": ["never-read"]},
+        "tasks": {"count": {"weight": 0.5}, "rank": {"weight": 3.0, "margin": 2.0}},
+        "schedule": {"paradigm": "multitask"},
+    }
+    config = config_from_dict(table)
+    gen = torch.Generator().manual_seed(1)
+    images = (torch.rand(2, 3, 16, 16, generator=gen) * 255).to(torch.uint8)
+    targets = torch.rand(2, 1, 4, 4, generator=gen)
+    ranked = (torch.rand(2, 3, 3, 16, 16, generator=gen) * 255).to(torch.uint8)
+    torch.manual_seed(0)
+    model = create_model("test-tiny")
+    with torch.no_grad():
+        count_pred = model(normalize(images))
+        rank_pred = model(normalize(ranked.flatten(0, 1))).unflatten(0, (2, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    terms = train_step(model, optimizer, (images, targets), ranked, config, torch.device("cpu"))
+    assert float(terms["count"].detach()) == pytest.approx(0.5 * float(density_mse(count_pred, targets)), rel=1e-5)
+    assert float(terms["rank"].detach()) == pytest.approx(3.0 * float(ranking_hinge(rank_pred, margin=2.0)), rel=1e-5)
+    assert float(terms["rank"].detach()) > 0  # the margin of 2 makes every pair of these untrained patches pay
+
+
+def test_a_nan_loss_term_stops_the_run_naming_its_step_and_term(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.loop
+
+    real_step = train.loop.train_step
+
+    def nan_rank_at_step_three(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        terms = real_step(*args, **kwargs)
+        if args[-1] == 2:  # 0-based step 2: the third step
+            terms["rank"] = terms["rank"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train.loop, "train_step", nan_rank_at_step_three)
+    with pytest.raises(DivergenceError, match=r"step 3: loss term 'rank' is nan"):
+        fit(tiny_config(blob_data), tmp_path / "run", show_progress=False)
+
+
+def test_a_resumed_run_keeps_the_best_validation_mae_of_its_first_part(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    fit(tiny_config(blob_data, schedule={"steps": 4}), run, show_progress=False)
+    state = torch.load(run / "last.pt", weights_only=True)
+    torch.save({**state, "best_val_mae": -1.0}, run / "last.pt")  # a first part no later step can beat
+    best_before = (run / "best.pt").read_bytes()
+    result = fit(tiny_config(blob_data), run, resume=True, show_progress=False)
+    assert result.best_val_mae == -1.0
+    assert (run / "best.pt").read_bytes() == best_before  # step 8 did not replace the better step 4
+    assert load_checkpoint(run / "last.pt")["best_val_mae"] == -1.0
+
+
+def test_evaluation_runs_in_eval_mode_and_leaves_a_training_model_training(tmp_path: Path) -> None:
+    from tests.train.conftest import build_labeled
+    from train.data import RowSource, open_dataset
+    from train.evaluate import evaluate_rows
+
+    class ModeSpy(torch.nn.Module):
+        output_stride = 4
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.modes: list[bool] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.modes.append(self.training)
+            return torch.zeros(x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4)
+
+    ds = open_dataset(str(build_labeled(tmp_path / "l", {"train": 1})), "k", "labeled")["train"]
+    model = ModeSpy().train()  # as fit's model is when it validates every eval_every steps
+    evaluate_rows(model, [RowSource("l", ds, [0])], 4, 64, torch.device("cpu"), False, 1.0)
+    assert model.modes == [False] and model.training

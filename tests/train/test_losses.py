@@ -60,3 +60,34 @@ def test_paradigm_schedules_switch_tasks_where_the_manifest_says() -> None:
     assert [active_tasks(finetune, s)[1] for s in range(5)] == [True, True, True, False, False]
     assert batches_before(finetune, 5) == (2, 3)
     assert batches_before(ScheduleConfig(paradigm="multitask", steps=4), 4) == (4, 4)
+
+
+def test_ranking_hinge_compares_patches_within_each_set_never_across_sets() -> None:
+    # two sets, each correctly ordered largest first; every patch of set 1 is denser than every patch of set 0
+    means = torch.tensor([[3.0, 2.0, 1.0], [6.0, 5.0, 4.0]])
+    densities = means.view(2, 3, 1, 1, 1).expand(2, 3, 1, 2, 2)
+    assert ranking_hinge(densities, margin=0.5).item() == pytest.approx(0.0)  # c_j - c_i + 0.5 < 0 for each pair
+    swapped = torch.tensor([[3.0, 2.0, 1.0], [6.0, 4.0, 5.0]])  # set 1 violates its pair (1, 2) by 1
+    assert ranking_hinge(swapped.view(2, 3, 1, 1, 1), margin=0.5).item() == pytest.approx(1.5)
+
+
+def test_multitask_loss_passes_its_margin_to_the_ranking_hinge() -> None:
+    ranked = torch.zeros(1, 3, 1, 2, 2)  # three equal patches: each of the 3 pairs pays exactly the margin
+    terms = multitask_loss(None, None, ranked, count_weight=1.0, rank_weight=2.0, margin=0.75)
+    assert terms["rank"].item() == pytest.approx(2.0 * 3 * 0.75)
+
+
+def test_count_only_never_ranks_and_multitask_trains_both_tasks_every_step() -> None:
+    count_only = ScheduleConfig(paradigm="count-only", steps=10)
+    multitask = ScheduleConfig(paradigm="multitask", steps=10)
+    assert [active_tasks(count_only, s) for s in range(4)] == [(True, False)] * 4
+    assert [active_tasks(multitask, s) for s in range(4)] == [(True, True)] * 4
+    assert batches_before(count_only, 6) == (6, 0)
+
+
+def test_alternate_switches_task_every_n_batches_for_any_n() -> None:
+    every_one = ScheduleConfig(paradigm="alternate", steps=10, alternate_every=1)
+    assert [active_tasks(every_one, s)[0] for s in range(4)] == [True, False, True, False]
+    every_three = ScheduleConfig(paradigm="alternate", steps=20, alternate_every=3)
+    assert [active_tasks(every_three, s)[0] for s in range(9)] == [True] * 3 + [False] * 3 + [True] * 3
+    assert batches_before(every_three, 8) == (5, 3)  # steps 0-2 and 6-7 count, 3-5 rank
