@@ -201,3 +201,52 @@ def test_adaptive_sigma_targets_still_sum_to_the_heads_in_the_crop(blob_data: di
         _, target, count, _ = crops[(draw, draw)]
         assert target.sum().item() == pytest.approx(count.item(), abs=1e-3)
     assert len(crops._sigma_cache) == 6  # one kNN computation per image, reused by later crops
+
+
+@pytest.mark.parametrize("sigma", [2.0, "adaptive"])
+def test_a_flipped_crop_flips_its_pixels_and_its_target_together(tmp_path: Path, sigma: float | str) -> None:
+    """Whole-image crops of a 32x32 picture resized to 16 px: the only random choice left is the flip, and the
+    target is the picture's heads (and sigmas) scaled by 1/2, mirrored exactly when the pixels are."""
+    from PIL import Image
+
+    from train.data import decode_image
+    from train.targets import adaptive_sigmas, density_map
+
+    source = labeled_source(build_labeled(tmp_path / "sq", {"train": 1}, size=(32, 32), max_heads=12))
+    record = raw_row(undecoded(source.dataset), 0)
+    points = np.asarray(record["points"], dtype=np.float64).reshape(-1, 2)
+    assert len(points) >= 2
+    sigmas = adaptive_sigmas(points) if sigma == "adaptive" else np.full(len(points), sigma)
+    mirrored_points = np.stack([32 - points[:, 0], points[:, 1]], axis=1)
+    targets = [density_map(p * 0.5, (16, 16), sigmas * 0.5, cell=4) for p in (points, mirrored_points)]
+    upright = np.array(decode_image(record["image"]).resize((16, 16), Image.BILINEAR)).transpose(2, 0, 1)
+    crops = LabeledCrops([source], 16, (32, 32), sigma, output_stride=4, density_scale=1.0, seed=0)
+    flips = []
+    for draw in range(8):
+        pixels, target, count, _ = crops[(0, draw)]
+        flipped = not np.array_equal(pixels.numpy(), upright)
+        if flipped:
+            np.testing.assert_array_equal(pixels.numpy(), upright[:, :, ::-1])
+        np.testing.assert_allclose(target[0].numpy(), targets[int(flipped)], atol=1e-6)
+        assert count.item() == len(points)
+        flips.append(flipped)
+    assert 0 < sum(flips) < 8  # both orientations were drawn
+
+
+def test_ranked_set_patches_keep_their_order_and_flip_all_alike(blob_data: dict[str, Path]) -> None:
+    from train.data import decode_image, set_patches
+
+    ds = open_dataset(str(blob_data["ranked"]), "data.ranked[0]", "ranked")["train"]
+    cells = raw_row(undecoded(ds), 0)["images"]
+    stored = np.stack([np.array(decode_image(cell)).transpose(2, 0, 1) for cell in cells])  # (k, 3, 32, 32)
+    np.testing.assert_array_equal(set_patches(cells, 32).numpy(), stored)  # largest first, as stored
+    np.testing.assert_array_equal(set_patches(cells, 32, flip=True).numpy(), stored[..., ::-1])
+    sets = RankedSets([RowSource("r", ds, [0])], input_size=32, seed=0)
+    flips = []
+    for draw in range(8):
+        patches = sets[(0, draw)][0].numpy()
+        flipped = not np.array_equal(patches, stored)
+        if flipped:
+            np.testing.assert_array_equal(patches, stored[..., ::-1])
+        flips.append(flipped)
+    assert 0 < sum(flips) < 8

@@ -41,3 +41,38 @@ def test_adaptive_sigma_is_beta_times_mean_distance_to_three_neighbours() -> Non
 def test_points_in_box_shift_into_box_coordinates_and_keep_borders() -> None:
     inside, mask = points_in_box(np.array([[10.0, 10.0], [20.0, 5.0], [3.0, 3.0]]), (5, 5, 20, 20))
     assert inside.tolist() == [[5.0, 5.0], [15.0, 0.0]] and mask.tolist() == [True, True, False]
+
+
+def test_a_head_on_the_right_or_bottom_crop_border_still_counts_as_one() -> None:
+    # points_in_box keeps border heads, so the crop's count includes them: its target must too
+    density = density_map(np.array([[32.0, 10.0], [10.0, 32.0], [32.0, 32.0]]), (32, 32), sigma=3.0, cell=4)
+    assert density.sum() == pytest.approx(3.0, abs=1e-4)
+
+
+def test_a_kernel_is_zero_beyond_three_sigmas_of_its_head() -> None:
+    density = density_map(np.array([[16.0, 16.0]]), (32, 32), sigma=2.0)
+    assert density.sum() == pytest.approx(1.0, abs=1e-5)
+    # the window is [16 - 3 * 2, 16 + 3 * 2] = [10, 22] px: pixels 10..21 hold mass, every other is exactly 0
+    assert density[16, 10] > 0 and density[16, 21] > 0 and density[10, 16] > 0
+    assert density[:, :10].max() == 0.0 and density[:, 22:].max() == 0.0 and density[:10].max() == 0.0
+
+
+def test_adaptive_sigma_uses_the_three_nearest_neighbours_not_every_head() -> None:
+    line = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [10.0, 0.0]])
+    # nearest three: 0 -> 1, 2, 3; 1 -> 1, 1, 2; 2 -> 1, 1, 2; 3 -> 1, 2, 3; 10 -> 7, 8, 9
+    expected = 0.3 * np.array([6.0, 4.0, 4.0, 6.0, 24.0]) / 3
+    np.testing.assert_allclose(adaptive_sigmas(line), expected)
+
+
+def test_duplicate_heads_get_the_fixed_sigma_and_a_finite_target() -> None:
+    twins = np.array([[8.0, 8.0], [8.0, 8.0]])  # an annotation error seen in real sets: distance 0
+    sigmas = adaptive_sigmas(twins)
+    assert sigmas.tolist() == [15.0, 15.0]
+    density = density_map(twins, (32, 32), sigma=sigmas)
+    assert np.isfinite(density).all() and density.sum() == pytest.approx(2.0, abs=1e-4)
+
+
+def test_each_head_keeps_its_own_sigma_when_heads_outside_the_crop_are_dropped() -> None:
+    points = np.array([[-5.0, 5.0], [16.0, 16.0]])  # the first head is outside the crop
+    density = density_map(points, (32, 32), sigma=np.array([1.0, 4.0]))
+    np.testing.assert_allclose(density, density_map(points[1:], (32, 32), sigma=4.0), atol=1e-7)
