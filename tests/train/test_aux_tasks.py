@@ -148,3 +148,34 @@ def test_export_drops_every_auxiliary_parameter_and_keeps_the_densities_identica
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x)["density"], trained.eval()(x)["density"])
+
+
+def test_auxiliary_terms_weight_each_task_and_read_the_upside_down_logits_of_the_unlabeled_pictures() -> None:
+    from torch.nn import functional as F
+
+    from train.tasks import auxiliary_terms
+
+    table = aux_table(Path("never-read"), segment={"weight": 0.3}, depth={"weight": 0.2}, count_reg={"weight": 0.7},
+                      upside_down={"weight": 0.4})  # fmt: skip
+    table["data"]["unlabeled"] = ["never-read"]
+    config = config_from_dict(table)
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 1, 4, 4, generator=gen) * 100  # density_scale 100: 0 to 1 person per cell
+    counts, depth = torch.tensor([3.0, 9.0]), torch.rand(2, 1, 4, 4, generator=gen) * 10
+    out = {
+        "segment": torch.randn(2, 1, 4, 4, generator=gen),
+        "depth": torch.randn(2, 1, 4, 4, generator=gen),
+        "count_reg": torch.tensor([2.0, 11.0]),
+        "upside_down": torch.tensor([9.0, 9.0, 5.0, -5.0, 2.0]),  # 2 labeled crops, 3 unlabeled pictures last
+    }
+    flipped = torch.tensor([0.0, 1.0, 1.0])
+    batch = (None, target, counts, torch.zeros(2), depth)
+    terms = auxiliary_terms(out, 2, batch, flipped, config, None, step=0)
+    segment = (target / 100 > 0).float()
+    assert set(terms) == {"segment", "depth", "count_reg", "upside_down"}
+    bce = F.binary_cross_entropy_with_logits(out["segment"], segment)
+    assert float(terms["segment"]) == pytest.approx(0.3 * float(bce))
+    assert float(terms["depth"]) == pytest.approx(0.2 * float(((out["depth"] - segment * depth) ** 2).mean()))
+    assert float(terms["count_reg"]) == pytest.approx(0.7 * (1.0 + 4.0) / 2)
+    expected = F.binary_cross_entropy_with_logits(torch.tensor([5.0, -5.0, 2.0]), flipped)
+    assert float(terms["upside_down"]) == pytest.approx(0.4 * float(expected))

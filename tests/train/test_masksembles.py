@@ -153,3 +153,11 @@ def test_a_next_round_starts_from_an_exported_model_and_refuses_a_training_check
             torch.testing.assert_close(value, trained[name])
     with pytest.raises(ModelError, match="train export"):
         build_model(config_from_dict(table), pretrained=str(tmp_path / "r0" / "best.pt"))
+
+
+def test_each_training_sample_gets_its_own_members_mask_in_turn() -> None:
+    layer = create_masksembles(channels=16, masks=4, scale=2.0, seed=0).train()
+    masks = layer.masks
+    assert len({tuple(m.tolist()) for m in masks}) == 4  # four different masks, so a wrong index shows
+    out = layer(torch.ones(6, 16, 1, 1))[:, :, 0, 0]
+    torch.testing.assert_close(out, masks[[0, 1, 2, 3, 0, 1]])
