@@ -90,18 +90,23 @@ def test_clamp_moves_only_points_outside_and_counts_them() -> None:
     np.testing.assert_array_equal(clamped, [[5, 5], [0, 3], [31, 23], [31.5, 23.9]])
 
 
+def exif_turned(array: np.ndarray, orientation: int) -> np.ndarray:
+    """The grey picture ``array`` saved with an EXIF orientation tag, as PIL shows it after applying the tag."""
+    image = Image.fromarray(array, mode="L")
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    return np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orient_points_follows_pil_exif_transpose(orientation: int) -> None:
     """A lone white pixel lands where the mapped point says, after PIL applies the EXIF orientation."""
     width, height, px, py = 7, 4, 5, 1
     array = np.zeros((height, width), dtype=np.uint8)
     array[py, px] = 255
-    image = Image.fromarray(array, mode="L")
-    exif = image.getexif()
-    exif[0x0112] = orientation
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", exif=exif)
-    turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    turned = exif_turned(array, orientation)
     ty, tx = np.argwhere(turned == 255)[0]
     mapped = orient_points(np.array([[px + 0.5, py + 0.5]]), width, height, orientation)[0]
     assert (int(mapped[0]), int(mapped[1])) == (tx, ty)
@@ -463,12 +468,7 @@ def test_orient_boxes_cover_the_same_pixels_after_pil_exif_transpose(orientation
     width, height, box = 7, 4, (1, 0, 3, 3)  # pixels x 1..2, y 0..2
     array = np.zeros((height, width), dtype=np.uint8)
     array[box[1] : box[3], box[0] : box[2]] = 255
-    image = Image.fromarray(array, mode="L")
-    exif = image.getexif()
-    exif[0x0112] = orientation
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", exif=exif)
-    turned = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    turned = exif_turned(array, orientation)
     ys, xs = np.nonzero(turned == 255)
     mapped = orient_boxes(np.array([box], dtype=np.float64), width, height, orientation)[0]
     assert mapped.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
