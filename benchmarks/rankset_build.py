@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from rankset.build import BuildConfig, build_ranked_sets, source_rng
 from rankset.geometry import nested_boxes
 from rankset.images import encode_jpeg, to_rgb
-from rankset.inputs import list_folder
+from rankset.inputs import scan_folder
 from rankset.io import write_dataset_dict
 from rankset.schema import ranked_features
 
@@ -52,7 +52,7 @@ def make_pictures(root: Path, n: int, seed: int = 0) -> list[Path]:
 
 def plain_rows(root: Path, cfg: BuildConfig, decode_once: bool):
     """The reference: same geometry and output as rankset build, the obvious way."""
-    for picture in list_folder(root):
+    for picture in scan_folder(root)[0]:
         rng = source_rng(cfg.seed, picture.source_id)
         with Image.open(picture.path) as probe:
             w, h = ImageOps.exif_transpose(probe).size

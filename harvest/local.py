@@ -93,10 +93,14 @@ _FILE_KINDS = (
 )
 
 
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words, from its ``st_mode`` (``a named pipe (FIFO)``)."""
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
 def _require_regular(mode: int, path: Path) -> None:
     if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
-        raise NotARegularFile(f"{path} is {kind}, not a regular file; only picture files are ingested")
+        raise NotARegularFile(f"{path} is {file_kind(mode)}, not a regular file; only picture files are ingested")
 
 
 def read_capped(path: Path, max_bytes: int) -> bytes:

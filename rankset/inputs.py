@@ -74,7 +74,9 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
         if stat.S_ISREG(mode):
             files.append(f)
         elif not stat.S_ISDIR(mode):
-            refused.append((f, f"not a regular file ({_file_kind(mode)}); only files are read"))
+            from harvest.local import file_kind  # the same words as harvest local's not_a_file rows
+
+            refused.append((f, f"{file_kind(mode)}, not a regular file; only files are read"))
     stems = [f.stem for f in files + [f for f, _ in refused]]
     unique = len(set(stems)) == len(stems)
 
@@ -94,17 +96,6 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
             )
         )
     return pictures, [(source_id(f), reason) for f, reason in refused]
-
-
-def list_folder(root: Path) -> list[SourcePicture]:
-    """The candidate pictures of :func:`scan_folder`, without the entries it refuses."""
-    return scan_folder(root)[0]
-
-
-def _file_kind(mode: int) -> str:
-    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device")]
-    kinds.append((stat.S_ISBLK, "a block device"))
-    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def printable_name(name: str | Path) -> str:
