@@ -14,7 +14,10 @@ request's path and headers. Routes are cleared after each test.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -167,3 +170,75 @@ def web(_loopback_server: LoopbackWeb) -> Iterator[LoopbackWeb]:
     _loopback_server.reset()
     yield _loopback_server
     _loopback_server.reset()
+
+
+@dataclass
+class RawReply:
+    """Bytes written to the socket exactly as given, each part after its delay in seconds; then the socket closes.
+
+    For what ``Reply`` cannot send: a header line repeated, a body that trickles in byte by byte.
+    """
+
+    parts: Sequence[tuple[float, bytes]]
+
+
+class RawWeb:
+    """A bare socket server on 127.0.0.1, one request per connection; unknown paths answer 404 (robots.txt too)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, RawReply] = {}
+        self.paths: list[str] = []
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.closed = False
+
+    def route(self, path: str, parts: Sequence[tuple[float, bytes]]) -> str:
+        with self.lock:
+            self.routes[path] = RawReply(list(parts))
+        return self.base_url + path
+
+    def hits(self, path: str) -> int:
+        with self.lock:
+            return self.paths.count(path)
+
+    def serve_forever(self) -> None:
+        while not self.closed:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                data = connection.recv(65536)
+                if not data:
+                    return
+                request += data
+            path = urlsplit(request.split(b" ", 2)[1].decode("latin-1")).path
+            with self.lock:
+                self.paths.append(path)
+                reply = self.routes.get(path)
+            parts = reply.parts if reply else [(0.0, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")]
+            try:
+                for delay, data in parts:
+                    time.sleep(delay)
+                    connection.sendall(data)
+            except OSError:
+                pass  # the client hung up (deadline, size cap): what these tests provoke
+
+
+@pytest.fixture
+def raw_web() -> Iterator[RawWeb]:
+    """A :class:`RawWeb` server for one test."""
+    web = RawWeb()
+    thread = threading.Thread(target=web.serve_forever, name="raw-web", daemon=True)
+    thread.start()
+    yield web
+    web.closed = True
+    with contextlib.suppress(OSError):
+        web.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone may leave blocked
+    web.server.close()
