@@ -60,7 +60,7 @@ class _Downloader:
         self.pool = pool
         self.config = config
         self.limiter = HostRateLimiter(config.host_rate)
-        self.robots = RobotsCache(self.limiter)
+        self.robots = RobotsCache(self.limiter, timeout=config.timeout)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()

@@ -19,10 +19,12 @@ from harvest.errors import ConfigError
 from harvest.images import DEFAULT_MAX_PIXELS, ImageCheck, check_image
 from harvest.net import (
     BAD_URL_ERRORS,
+    BODY_DEADLINE_FACTOR,
     BlockedHostError,
     HostRateLimiter,
     RobotsCache,
     RobotsUnreachableError,
+    body_pieces,
     parse_retry_after,
     x_robots_refusal,
 )
@@ -31,8 +33,6 @@ from harvest.pool import utc_now
 MAX_REDIRECTS = 5
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-BODY_DEADLINE_FACTOR = 5  # a whole body must arrive within this many --timeout periods (stops trickling servers)
-CHUNK_BYTES = 64 * 1024
 MAX_HOSTNAME_CHARS = 253  # RFC 1035, in the dotted form
 
 
@@ -239,7 +239,7 @@ def _read_image(response: requests.Response, config: FetchConfig) -> tuple[bytes
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(CHUNK_BYTES):
+        for chunk in body_pieces(response):
             size += len(chunk)
             if size > config.max_bytes:
                 raise _Failure("too_large", f"body is over --max-bytes {config.max_bytes}")

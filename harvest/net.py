@@ -14,7 +14,7 @@ import ipaddress
 import threading
 import time
 import urllib.robotparser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +22,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from harvest import __version__
 from harvest.errors import HarvestError
@@ -33,6 +35,8 @@ DEFAULT_USER_AGENT = (
     "honours robots.txt and X-Robots-Tag noai)"
 )
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
+BODY_DEADLINE_FACTOR = 5  # a whole body must arrive within this many timeouts (stops trickling servers)
+CHUNK_BYTES = 64 * 1024
 NOAI_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "none"})
 # What requests raises for a URL no request can be made for: a bad_url, never retried.
 BAD_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
@@ -147,6 +151,32 @@ def host_key(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def body_pieces(response: requests.Response, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The decoded body of a streamed response, each piece (at most ``size`` bytes) handed over as soon as it arrives.
+
+    ``iter_content`` waits until ``size`` bytes have come, so a server trickling a byte per second keeps it inside one
+    read for hours and a deadline checked between pieces never fires; one ``read1`` returns whatever one receive
+    brought (each receive bounded by the read timeout). Errors are raised as ``iter_content`` raises them.
+    urllib3 2.6 and later inflate at most ``size`` bytes per piece (earlier ones a whole received block at once);
+    urllib3 1.x and 2.0 have no ``read1``, and there this is ``iter_content``.
+    """
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(size)
+        return
+    try:
+        while piece := raw.read1(size, decode_content=True):
+            yield piece
+    except ProtocolError as e:
+        raise requests.exceptions.ChunkedEncodingError(e) from e
+    except DecodeError as e:
+        raise requests.exceptions.ContentDecodingError(e) from e
+    except ReadTimeoutError as e:
+        raise requests.exceptions.ConnectionError(e) from e
+    except Urllib3SSLError as e:
+        raise requests.exceptions.SSLError(e) from e
+
+
 class HostRateLimiter:
     """At most ``rate`` requests per second per host, shared by every worker thread (``rate <= 0``: no limit).
 
@@ -186,12 +216,16 @@ class RobotsCache:
 
     Per RFC 9309: a 4xx answer means no rules (allow all); a 5xx answer or a network failure means
     complete disallow for this run. A network failure raises :class:`RobotsUnreachableError` from
-    :meth:`allowed` (for every URL of the host, without asking again) so that it is not mistaken for a refusal.
+    :meth:`allowed` (for every URL of the host, without asking again) so that it is not mistaken for a refusal;
+    so does a robots.txt that takes longer than ``BODY_DEADLINE_FACTOR`` x ``timeout`` to arrive (a trickling host).
     """
 
-    def __init__(self, limiter: HostRateLimiter | None = None, token: str = ROBOTS_TOKEN) -> None:
+    def __init__(
+        self, limiter: HostRateLimiter | None = None, token: str = ROBOTS_TOKEN, timeout: float = 30.0
+    ) -> None:
         self.limiter = limiter
         self.token = token
+        self.body_deadline = BODY_DEADLINE_FACTOR * timeout  # seconds for the whole robots.txt, once it answered
         self._parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -237,7 +271,7 @@ class RobotsCache:
                     parser.disallow_all = True
                     self._server_errors[key] = response.status_code
                     return parser
-                body = response.raw.read(ROBOTS_MAX_BYTES, decode_content=True)
+                body = self._read_capped(response)
         except BlockedHostError:
             raise
         except BAD_URL_ERRORS as e:  # no request can be made to this host at all: not worth retrying
@@ -255,6 +289,18 @@ class RobotsCache:
             return parser
         parser.parse(body.decode("utf-8", errors="replace").splitlines())
         return parser
+
+    def _read_capped(self, response: requests.Response) -> bytes:
+        """The first :data:`ROBOTS_MAX_BYTES` of robots.txt; a body slower than the deadline is a read timeout."""
+        deadline = time.monotonic() + self.body_deadline
+        body = bytearray()
+        for piece in body_pieces(response):
+            body += piece
+            if len(body) >= ROBOTS_MAX_BYTES:
+                return bytes(body[:ROBOTS_MAX_BYTES])
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout(f"robots.txt took longer than {self.body_deadline:g} s to arrive")
+        return bytes(body)
 
 
 def x_robots_refusal(values: str | None, token: str = ROBOTS_TOKEN) -> str | None:

@@ -1,0 +1,62 @@
+"""fetch_one against servers that misbehave below HTTP's level: trickled bodies, repeated headers, odd redirects."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import tracemalloc
+
+import pytest
+
+from harvest.fetch import fetch_one
+from harvest.net import HostRateLimiter, RobotsCache, make_session
+from tests.harvest.test_fetch import test_config
+
+
+def _fetch(url: str, **overrides: object):
+    config = test_config(**overrides)
+    limiter = HostRateLimiter(config.host_rate)
+    with make_session(config.user_agent, config.allow_private_hosts, config.timeout) as session:
+        return fetch_one(session, url, config, RobotsCache(limiter, timeout=config.timeout), limiter)
+
+
+def _head(length: int, extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {length}\r\n{extra}\r\n".encode()
+
+
+def test_a_body_trickled_byte_by_byte_is_cut_off_at_the_body_deadline(raw_web) -> None:
+    # Each byte comes well within --timeout, so no single read times out; the whole body would take 50 s.
+    url = raw_web.route("/trickle.jpg", [(0.0, _head(1000))] + [(0.05, b"x")] * 1000)
+    started = time.monotonic()
+    result = _fetch(url, timeout=0.3, retries=0)
+    elapsed = time.monotonic() - started
+    assert result.status == "timeout" and "5 x --timeout" in (result.error or "")
+    assert elapsed < 3.0  # the deadline is 5 x 0.3 s, plus at most one read's timeout
+
+
+def test_a_robots_txt_trickled_byte_by_byte_is_a_timeout_not_a_hang(raw_web) -> None:
+    rules = b"User-agent: *\nDisallow: /private/\n" * 40
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(rules)}\r\n\r\n".encode()
+    raw_web.route("/robots.txt", [(0.0, head)] + [(0.05, bytes([b])) for b in rules])
+    started = time.monotonic()
+    result = _fetch(raw_web.base_url + "/a.jpg", timeout=0.3, retries=0)
+    assert result.status == "timeout" and "robots.txt" in (result.error or "")
+    assert time.monotonic() - started < 3.0
+    assert raw_web.hits("/a.jpg") == 0  # nothing is fetched from a host whose robots.txt could not be read
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_gzip_bomb_is_too_large_without_inflating_it_in_memory(web, layers: int) -> None:
+    body = b"\0" * (64 * 1024 * 1024)  # 64 MiB of zeros: gzipped once 64 KiB, twice about 300 bytes
+    for _ in range(layers):
+        body = gzip.compress(body)
+    encoding = ", ".join(["gzip"] * layers)
+    url = web.route("/bomb.jpg", body=body, headers={"Content-Type": "image/jpeg", "Content-Encoding": encoding})
+    tracemalloc.start()
+    try:
+        result = _fetch(url, max_bytes=1024 * 1024)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.status == "too_large"
+    assert peak < 16 * 1024 * 1024  # a bounded inflater holds a few pieces, never the 64 MiB
