@@ -20,6 +20,7 @@ from harvest.images import DEFAULT_MAX_PIXELS, ImageCheck, check_image
 from harvest.net import (
     BAD_URL_ERRORS,
     BODY_DEADLINE_FACTOR,
+    RAW_BODY_HEADERS,
     BlockedHostError,
     HostRateLimiter,
     RobotsCache,
@@ -183,7 +184,13 @@ def _get_with_retries(
         last_try = attempt == config.retries
         limiter.wait(url)
         try:
-            response = session.get(url, stream=True, allow_redirects=False, timeout=(config.timeout, config.timeout))
+            response = session.get(
+                url,
+                stream=True,
+                allow_redirects=False,
+                timeout=(config.timeout, config.timeout),
+                headers=RAW_BODY_HEADERS,
+            )
         except BlockedHostError as e:
             raise _Failure("blocked_host", str(e)) from e
         except BAD_URL_ERRORS as e:

@@ -37,6 +37,8 @@ DEFAULT_USER_AGENT = (
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
 BODY_DEADLINE_FACTOR = 5  # a whole body must arrive within this many timeouts (stops trickling servers)
 CHUNK_BYTES = 64 * 1024
+# Pictures are compressed already, and an uncompressed body cannot be a decompression bomb: ask for it as it is.
+RAW_BODY_HEADERS = {"Accept-Encoding": "identity"}
 NOAI_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "none"})
 # What requests raises for a URL no request can be made for: a bad_url, never retried.
 BAD_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
@@ -263,7 +265,7 @@ class RobotsCache:
         if self.limiter is not None:
             self.limiter.wait(key)
         try:
-            with session.get(f"{key}/robots.txt", stream=True) as response:
+            with session.get(f"{key}/robots.txt", stream=True, headers=RAW_BODY_HEADERS) as response:
                 if 400 <= response.status_code < 500:
                     parser.allow_all = True
                     return parser

@@ -10,7 +10,7 @@ import pytest
 
 from harvest.fetch import fetch_one
 from harvest.net import HostRateLimiter, RobotsCache, make_session
-from tests.harvest.test_fetch import test_config
+from tests.harvest.test_fetch import encode, test_config
 
 
 def _fetch(url: str, **overrides: object):
@@ -60,3 +60,11 @@ def test_a_gzip_bomb_is_too_large_without_inflating_it_in_memory(web, layers: in
         tracemalloc.stop()
     assert result.status == "too_large"
     assert peak < 16 * 1024 * 1024  # a bounded inflater holds a few pieces, never the 64 MiB
+
+
+def test_pictures_and_robots_txt_are_asked_for_uncompressed(web) -> None:
+    web.route("/robots.txt", body=b"User-agent: *\nAllow: /\n")
+    url = web.route("/a.jpg", body=encode(), headers={"Content-Type": "image/jpeg"})
+    assert _fetch(url).ok
+    asked = {r.path: r.headers.get("Accept-Encoding") for r in web.requests}
+    assert asked == {"/robots.txt": "identity", "/a.jpg": "identity"}
