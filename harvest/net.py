@@ -13,7 +13,6 @@ import email.utils
 import ipaddress
 import threading
 import time
-import urllib.robotparser
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +26,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from harvest import __version__
 from harvest.errors import HarvestError
+from harvest.robots import RobotsRules, parse_robots
 
 PROJECT_URL = "https://github.com/crowdrank/crowdrank"
 ROBOTS_TOKEN = "crowdrank"  # the product token robots.txt groups and X-Robots-Tag scopes are matched against
@@ -214,7 +214,8 @@ class HostRateLimiter:
 
 
 class RobotsCache:
-    """robots.txt per host, fetched once per run (one fetch even when many workers ask at once).
+    """robots.txt per host, fetched once per run (one fetch even when many workers ask at once), read by
+    :func:`harvest.robots.parse_robots`.
 
     Per RFC 9309: a 4xx answer means no rules (allow all); a 5xx answer or a network failure means
     complete disallow for this run. A network failure raises :class:`RobotsUnreachableError` from
@@ -228,7 +229,7 @@ class RobotsCache:
         self.limiter = limiter
         self.token = token
         self.body_deadline = BODY_DEADLINE_FACTOR * timeout  # seconds for the whole robots.txt, once it answered
-        self._parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
+        self._rules: dict[str, RobotsRules] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._unreachable: dict[str, tuple[str, str]] = {}  # host -> (message, status)
@@ -244,13 +245,13 @@ class RobotsCache:
         with self._lock:
             host_lock = self._host_locks.setdefault(key, threading.Lock())
         with host_lock:
-            parser = self._parsers.get(key)
-            if parser is None:
-                parser = self._fetch(key, session)
-                self._parsers[key] = parser
+            rules = self._rules.get(key)
+            if rules is None:
+                rules = self._fetch(key, session)
+                self._rules[key] = rules
         if key in self._unreachable:
             raise RobotsUnreachableError(*self._unreachable[key])
-        return parser.can_fetch(self.token, url)
+        return rules.allowed(url)
 
     def refusal_reason(self, url: str) -> str | None:
         """Why every URL of the host is refused, when that is robots.txt's status rather than its rules."""
@@ -259,38 +260,32 @@ class RobotsCache:
             return None
         return f"robots.txt of {urlsplit(url).netloc} answered HTTP {status}, which RFC 9309 reads as disallow all"
 
-    def _fetch(self, key: str, session: requests.Session) -> urllib.robotparser.RobotFileParser:
-        parser = urllib.robotparser.RobotFileParser(f"{key}/robots.txt")
+    def _fetch(self, key: str, session: requests.Session) -> RobotsRules:
         self.fetches += 1
         if self.limiter is not None:
             self.limiter.wait(key)
         try:
             with session.get(f"{key}/robots.txt", stream=True, headers=RAW_BODY_HEADERS) as response:
                 if 400 <= response.status_code < 500:
-                    parser.allow_all = True
-                    return parser
+                    return RobotsRules()  # no robots.txt: no rules
                 if response.status_code >= 500:
-                    parser.disallow_all = True
                     self._server_errors[key] = response.status_code
-                    return parser
+                    return RobotsRules(disallow_all=True)
                 body = self._read_capped(response)
         except BlockedHostError:
             raise
         except BAD_URL_ERRORS as e:  # no request can be made to this host at all: not worth retrying
-            parser.disallow_all = True
             self._unreachable[key] = (f"cannot request {key}/robots.txt: {type(e).__name__}: {e}", "bad_url")
-            return parser
+            return RobotsRules(disallow_all=True)
         except (requests.RequestException, OSError) as e:
-            parser.disallow_all = True
             status = "timeout" if isinstance(e, requests.exceptions.Timeout) else "connection_error"
             self._unreachable[key] = (
                 f"robots.txt of {key} could not be fetched ({type(e).__name__}: {e}); nothing is fetched from "
                 "that host before it can be read (RFC 9309); --retry-failed tries again",
                 status,
             )
-            return parser
-        parser.parse(body.decode("utf-8", errors="replace").splitlines())
-        return parser
+            return RobotsRules(disallow_all=True)
+        return parse_robots(body.decode("utf-8", errors="replace"), self.token)
 
     def _read_capped(self, response: requests.Response) -> bytes:
         """The first :data:`ROBOTS_MAX_BYTES` of robots.txt; a body slower than the deadline is a read timeout."""

@@ -18,6 +18,7 @@ from harvest.net import (
     parse_retry_after,
     x_robots_refusal,
 )
+from harvest.robots import parse_robots
 from tests.harvest.conftest import Reply
 
 
@@ -147,3 +148,58 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0  # in the past: go now
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+@pytest.mark.parametrize(
+    ("robots_txt", "path", "allowed"),
+    [
+        ("User-agent: *\nDisallow: /*.jpg$\n", "/photos/a.jpg", False),  # wildcard and end anchor
+        ("User-agent: *\nDisallow: /*.jpg$\n", "/photos/a.jpg?w=640", True),  # $ anchors the whole path and query
+        ("User-agent: *\nDisallow: /photos/*/full\n", "/photos/12/full/a.png", False),
+        ("User-agent: *\nDisallow: /*?\n", "/a.jpg?w=1", False),
+        ("User-agent: *\nDisallow: /*?\n", "/a.jpg", True),
+        ("User-agent: *\nAllow: /\nDisallow: /private/\n", "/private/a.jpg", False),  # longest match, not first
+        ("User-agent: *\nDisallow: /\nAllow: /images/\n", "/images/a.jpg", True),
+        ("User-agent: *\nDisallow: /\nAllow: /images/\n", "/other/a.jpg", False),
+        ("User-agent: *\nDisallow: /a\nAllow: /a\n", "/a.jpg", True),  # a tie goes to allow
+        ("User-agent: crowdrank\nDisallow: /a/\n\nUser-agent: crowdrank\nDisallow: /b/\n", "/b/x.jpg", False),
+        ("User-agent: googlebot\nUser-agent: crowdrank\nDisallow: /both/\n", "/both/x.jpg", False),
+        ("User-agent: crowd\nDisallow: /\n\nUser-agent: *\nAllow: /\n", "/x.jpg", True),  # not a substring match
+        ("User-agent: CrowdRank/1.0\nDisallow: /\n", "/x.jpg", False),  # the product token, case-insensitive
+        ("User-agent: crowdrank\nAllow: /\n\nUser-agent: *\nDisallow: /\n", "/x.jpg", True),  # ours beats *
+        ("User-agent: *\nDisallow: /%7Ejoe/\n", "/~joe/a.jpg", False),  # an unreserved escape is decoded
+        ("User-agent: *\nDisallow: /~joe/\n", "/%7ejoe/a.jpg", False),
+        ("User-agent: *\nDisallow: /fotos/ñ/\n", "/fotos/%C3%B1/a.jpg", False),  # UTF-8 in a rule is escaped
+        ("User-agent: *\nDisallow: /a%2fb\n", "/a%2Fb/c.jpg", False),  # a reserved escape stays, in one case
+        ("Disallow: /\nUser-agent: *\nAllow: /x\n", "/a.jpg", True),  # a rule before any group is ignored
+        ("User-agent: *\nDisallow:\n", "/a.jpg", True),  # an empty disallow matches nothing
+        ("\ufeffUser-agent: *  # everyone\nDisallow: /p  # private\n", "/p/a.jpg", False),
+        ("User-agent: *\nDisallow: /\n", "/robots.txt", True),
+    ],
+)
+def test_robots_rules_follow_rfc_9309(robots_txt: str, path: str, allowed: bool) -> None:
+    assert parse_robots(robots_txt, "crowdrank").allowed(f"http://a.example{path}") is allowed
+
+
+def test_robots_crawl_delay_is_read_from_the_chosen_groups() -> None:
+    text = "User-agent: crowdrank\nCrawl-delay: 4\nDisallow: /a/\n\nUser-agent: *\nCrawl-delay: 30\n"
+    assert parse_robots(text, "crowdrank").crawl_delay == 4.0
+    assert parse_robots(text, "otherbot").crawl_delay == 30.0
+    assert parse_robots("User-agent: *\nCrawl-delay: soon\n", "crowdrank").crawl_delay is None
+
+
+def test_a_wildcard_rule_refuses_the_download(web) -> None:
+    web.route("/robots.txt", body="User-agent: *\nAllow: /\nDisallow: /*.png$\n")
+    robots = RobotsCache()
+    with make_session(allow_private_hosts=True) as session:
+        assert robots.allowed(web.url("/a.jpg"), session) is True
+        assert robots.allowed(web.url("/gallery/a.png"), session) is False
+
+
+def test_a_hostile_wildcard_pattern_is_matched_in_linear_steps() -> None:
+    # As a regular expression this backtracks through every way of placing 40 stars in 5,000 characters.
+    rules = parse_robots("User-agent: *\nDisallow: /" + "*a" * 40 + "b\n", "crowdrank")
+    started = time.monotonic()
+    assert rules.allowed("http://a.example/" + "a" * 5000) is True
+    assert rules.allowed("http://a.example/" + "a" * 5000 + "b") is False
+    assert time.monotonic() - started < 2.0
