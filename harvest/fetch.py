@@ -26,6 +26,7 @@ from harvest.net import (
     RobotsCache,
     RobotsUnreachableError,
     body_pieces,
+    header_lines,
     parse_retry_after,
     x_robots_refusal,
 )
@@ -236,7 +237,7 @@ def _tries(attempt: int) -> str:
 def _read_image(response: requests.Response, config: FetchConfig) -> tuple[bytes, ImageCheck]:
     """Stream the body under the byte cap and the body deadline, then check the bytes."""
     if not config.ignore_robots:
-        directive = x_robots_refusal(response.headers.get("X-Robots-Tag"))
+        directive = x_robots_refusal(header_lines(response, "X-Robots-Tag"))
         if directive:
             raise _Failure("noai", f"the server forbids this use with X-Robots-Tag: {directive}")
     declared = response.headers.get("Content-Length", "")

@@ -13,7 +13,7 @@ import email.utils
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -300,26 +300,36 @@ class RobotsCache:
         return bytes(body)
 
 
-def x_robots_refusal(values: str | None, token: str = ROBOTS_TOKEN) -> str | None:
-    """The directive of an ``X-Robots-Tag`` header that forbids our use (``noai``, ``noimageai``, ``noindex``).
+def x_robots_refusal(lines: str | Sequence[str] | None, token: str = ROBOTS_TOKEN) -> str | None:
+    """The directive of ``X-Robots-Tag`` header lines that forbids our use (``noai``, ``noimageai``, ``noindex``, …).
 
-    Directives may be scoped to a crawler (``googlebot: noindex``); a scope applies to the directives after
-    it until the next scope, and only scopes naming ``token`` (or none) concern us. Returns None if allowed.
+    Directives may be scoped to a crawler (``googlebot: noindex``); a scope applies to the directives after it
+    until the next scope or the end of its header line, and only scopes naming ``token`` (or none) concern us.
+    Pass each header line on its own (:func:`header_lines`): joined with commas, as ``response.headers`` joins
+    them, an unscoped ``noai`` line after a ``googlebot: noindex`` line would read as googlebot's. None if allowed.
     """
-    if not values:
-        return None
-    applies = True
-    for raw in values.split(","):
-        token_text = raw.strip().lower()
-        if ":" in token_text:
-            head, _, rest = token_text.partition(":")
-            head = head.strip()
-            if head not in _VALUED_DIRECTIVES:
-                applies = head == token
-                token_text = rest.strip()
-        if applies and token_text in NOAI_DIRECTIVES:
-            return token_text
+    for line in [lines] if isinstance(lines, str) else lines or []:
+        applies = True
+        for raw in line.split(","):
+            token_text = raw.strip().lower()
+            if ":" in token_text:
+                head, _, rest = token_text.partition(":")
+                head = head.strip()
+                if head not in _VALUED_DIRECTIVES:
+                    applies = head == token
+                    token_text = rest.strip()
+            if applies and token_text in NOAI_DIRECTIVES:
+                return token_text
     return None
+
+
+def header_lines(response: requests.Response, name: str) -> list[str]:
+    """Every value of header ``name``, one per header line as sent (``response.headers`` joins them with commas)."""
+    raw_headers = getattr(response.raw, "headers", None)
+    if hasattr(raw_headers, "getlist"):
+        return list(raw_headers.getlist(name))
+    value = response.headers.get(name)
+    return [value] if value else []
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:

@@ -68,3 +68,17 @@ def test_pictures_and_robots_txt_are_asked_for_uncompressed(web) -> None:
     assert _fetch(url).ok
     asked = {r.path: r.headers.get("Accept-Encoding") for r in web.requests}
     assert asked == {"/robots.txt": "identity", "/a.jpg": "identity"}
+
+
+def test_an_unscoped_x_robots_tag_line_after_a_scoped_one_still_applies(raw_web) -> None:
+    # Two header lines; requests joins them into "googlebot: noindex, noai", where noai would look googlebot's.
+    picture = encode()
+    head = _head(len(picture), "X-Robots-Tag: googlebot: noindex\r\nX-Robots-Tag: noai\r\n")
+    result = _fetch(raw_web.route("/a.jpg", [(0.0, head + picture)]))
+    assert result.status == "noai"
+
+
+def test_a_scope_on_one_x_robots_tag_line_does_not_reach_the_next_line(raw_web) -> None:
+    picture = encode()
+    head = _head(len(picture), "X-Robots-Tag: crowdrank: noarchive\r\nX-Robots-Tag: googlebot: noimageai\r\n")
+    assert _fetch(raw_web.route("/a.jpg", [(0.0, head + picture)])).ok

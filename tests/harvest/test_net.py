@@ -141,6 +141,13 @@ def test_x_robots_tag_refusals(header: str | None, refusal: str | None) -> None:
     assert x_robots_refusal(header) == refusal
 
 
+def test_x_robots_tag_scopes_end_with_their_header_line() -> None:
+    assert x_robots_refusal(["googlebot: noindex", "noai"]) == "noai"
+    assert x_robots_refusal(["crowdrank: noarchive", "googlebot: noimageai"]) is None
+    assert x_robots_refusal(["noarchive", "crowdrank: none"]) == "none"
+    assert x_robots_refusal([]) is None
+
+
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
     assert parse_retry_after("7", now) == 7.0
