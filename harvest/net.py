@@ -2,8 +2,8 @@
 
 Every request harvest makes (search APIs and image downloads alike) goes through a session from
 :func:`make_session`. Its connections check the address they actually connected to, so a host that resolves
-(or re-resolves, or redirects) to a private, loopback or link-local address is refused before a byte is sent,
-unless ``allow_private_hosts`` is set (tests talk to 127.0.0.1).
+(or re-resolves, or redirects) to an address that is not public (private, loopback, link-local, shared) is refused
+before a byte is sent, unless ``allow_private_hosts`` is set (tests talk to 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-p
 
 
 class BlockedHostError(HarvestError):
-    """A connection reached a private, loopback or link-local address while those are refused.
+    """A connection reached an address that is not public (private, loopback, link-local, …) while those are refused.
 
     Deliberately not an ``OSError``: urllib3 would wrap an ``OSError`` into a retryable connection error,
     and a refused host must never be retried.
@@ -68,11 +68,21 @@ class RobotsUnreachableError(HarvestError):
 
 
 def is_blocked_address(address: str) -> bool:
-    """Whether an IP address is one a crawler must not reach: private, loopback, link-local, reserved, …"""
+    """Whether an IP address is one a crawler must not reach: any that is not globally reachable (private, loopback,
+    link-local, reserved, and the shared 100.64.0.0/10, which ``is_private`` leaves out and where some clouds put
+    their metadata service), or multicast."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    return (
+        not ip.is_global
+        or ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
 
 
 class _GuardMixin:
@@ -86,8 +96,8 @@ class _GuardMixin:
         if is_blocked_address(peer):
             sock.close()
             raise BlockedHostError(
-                f"refused {self.host} ({peer}): a private, loopback or link-local address; "
-                "pass --allow-private-hosts to allow it"
+                f"refused {self.host} ({peer}): not a public address (private, loopback, link-local, shared or "
+                "reserved); pass --allow-private-hosts to allow it"
             )
         return sock
 

@@ -34,6 +34,9 @@ from tests.harvest.conftest import Reply
         ("fe80::1%eth0", True),
         ("::ffff:127.0.0.1", True),  # IPv4-mapped loopback
         ("0.0.0.0", True),
+        ("100.64.0.1", True),  # carrier-grade NAT, shared address space: not private, not global either
+        ("100.100.100.200", True),  # Alibaba Cloud's metadata service sits in that block
+        ("198.18.0.1", True),  # benchmarking networks
         ("93.184.216.34", False),
         ("2606:4700:4700::1111", False),
     ],
