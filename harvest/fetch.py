@@ -207,8 +207,10 @@ def _get_with_retries(
             time.sleep(config.backoff * 2**attempt)
             continue
         status = response.status_code
+        wait = parse_retry_after(response.headers.get("Retry-After")) if status in RETRY_STATUSES else None
+        if wait is not None:  # the host said when to come back: no worker asks it before then (at most the cap)
+            limiter.hold(url, min(wait, config.max_retry_wait))
         if status in RETRY_STATUSES and not last_try:
-            wait = parse_retry_after(response.headers.get("Retry-After"))
             response.close()
             if wait is not None and wait > config.max_retry_wait:
                 raise _Failure(
@@ -216,8 +218,9 @@ def _get_with_retries(
                     f"HTTP {status} asks to retry after {wait:.0f} s, "
                     f"over --max-retry-wait {config.max_retry_wait:.0f} s",
                 )
-            time.sleep(wait if wait is not None else config.backoff * 2**attempt)
-            continue
+            if wait is None:
+                time.sleep(config.backoff * 2**attempt)
+            continue  # after a Retry-After, limiter.wait sleeps out the hold
         if status >= 400 or (300 <= status < 400 and not _is_redirect(response)):
             response.close()
             suffix = f" ({_tries(attempt)})" if status in RETRY_STATUSES else ""

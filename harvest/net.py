@@ -37,6 +37,8 @@ DEFAULT_USER_AGENT = (
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
 BODY_DEADLINE_FACTOR = 5  # a whole body must arrive within this many timeouts (stops trickling servers)
 CHUNK_BYTES = 64 * 1024
+# A longer robots.txt Crawl-delay is read as this: every worker holding a URL of that host waits on it.
+MAX_CRAWL_DELAY = 30.0
 # Pictures are compressed already, and an uncompressed body cannot be a decompression bomb: ask for it as it is.
 RAW_BODY_HEADERS = {"Accept-Encoding": "identity"}
 NOAI_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "none"})
@@ -193,7 +195,9 @@ class HostRateLimiter:
     """At most ``rate`` requests per second per host, shared by every worker thread (``rate <= 0``: no limit).
 
     Each call reserves the next free slot of its host under a lock and sleeps outside it, so workers
-    fetching other hosts never wait. ``clock`` and ``sleep`` are injectable for tests.
+    fetching other hosts never wait. A host can ask for more: a longer interval (robots.txt ``Crawl-delay``,
+    :meth:`slow_down`) or a pause (``Retry-After``, :meth:`hold`), both kept by every worker. ``clock`` and
+    ``sleep`` are injectable for tests.
     """
 
     def __init__(
@@ -206,31 +210,45 @@ class HostRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._next_slot: dict[str, float] = {}
+        self._intervals: dict[str, float] = {}  # hosts that asked for a longer interval than ``interval``
         self._lock = threading.Lock()
 
     def wait(self, url: str) -> float:
         """Block until the URL's host may be asked again; return the seconds waited."""
-        if self.interval == 0.0:
-            return 0.0
         key = host_key(url)
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot.get(key, now))
-            self._next_slot[key] = slot + self.interval
+            self._next_slot[key] = slot + self._intervals.get(key, self.interval)
         delay = slot - now
         if delay > 0:
             self._sleep(delay)
         return delay
+
+    def hold(self, url: str, seconds: float) -> None:
+        """Ask the URL's host nothing for ``seconds`` from now, whichever worker asks (it answered Retry-After)."""
+        key = host_key(url)
+        with self._lock:
+            until = self._clock() + seconds
+            self._next_slot[key] = max(self._next_slot.get(key, until), until)
+
+    def slow_down(self, url: str, interval: float) -> None:
+        """Space the requests to the URL's host at least ``interval`` seconds apart from now on."""
+        key = host_key(url)
+        with self._lock:
+            self._intervals[key] = max(self.interval, self._intervals.get(key, 0.0), interval)
 
 
 class RobotsCache:
     """robots.txt per host, fetched once per run (one fetch even when many workers ask at once), read by
     :func:`harvest.robots.parse_robots`.
 
-    Per RFC 9309: a 4xx answer means no rules (allow all); a 5xx answer or a network failure means
-    complete disallow for this run. A network failure raises :class:`RobotsUnreachableError` from
-    :meth:`allowed` (for every URL of the host, without asking again) so that it is not mistaken for a refusal;
-    so does a robots.txt that takes longer than ``BODY_DEADLINE_FACTOR`` x ``timeout`` to arrive (a trickling host).
+    Per RFC 9309: a 4xx answer means no rules (allow all); a 5xx answer or a network failure means complete
+    disallow for this run. A network failure raises :class:`RobotsUnreachableError` from :meth:`allowed` (for every
+    URL of the host, without asking again) so that it is not mistaken for a refusal; so does a robots.txt that takes
+    longer than ``BODY_DEADLINE_FACTOR`` x ``timeout`` to arrive (a trickling host). A ``Crawl-delay`` (not in the
+    RFC, but how a site states its rate limit) spaces the host's requests in ``limiter``, at most
+    :data:`MAX_CRAWL_DELAY` seconds apart.
     """
 
     def __init__(
@@ -295,7 +313,10 @@ class RobotsCache:
                 status,
             )
             return RobotsRules(disallow_all=True)
-        return parse_robots(body.decode("utf-8", errors="replace"), self.token)
+        rules = parse_robots(body.decode("utf-8", errors="replace"), self.token)
+        if rules.crawl_delay and self.limiter is not None:
+            self.limiter.slow_down(key, min(rules.crawl_delay, MAX_CRAWL_DELAY))
+        return rules
 
     def _read_capped(self, response: requests.Response) -> bytes:
         """The first :data:`ROBOTS_MAX_BYTES` of robots.txt; a body slower than the deadline is a read timeout."""

@@ -17,6 +17,7 @@ from harvest.fetch import FetchConfig, FetchResult, fetch_one
 from harvest.net import HostRateLimiter, RobotsCache, make_session
 from harvest.writer import TRANSIENT_STATUSES
 from tests.harvest.conftest import Reply
+from tests.harvest.test_net import FakeClock
 
 JPEG = {"Content-Type": "image/jpeg"}
 
@@ -105,11 +106,36 @@ def test_503_then_ok_succeeds_on_the_retry(web, fetch, sleeps) -> None:
     assert web.hits("/busy.jpg") == 2
 
 
-def test_429_waits_as_long_as_retry_after_says(web, fetch, sleeps) -> None:
+def test_429_waits_as_long_as_retry_after_says(web, sleeps) -> None:
     url = web.route("/limited.jpg", responses=[Reply(429, b"", {"Retry-After": "1"}), Reply(200, encode(), JPEG)])
-    assert fetch(url, backoff=0.01).status == "ok"
-    assert sleeps == [1.0]
+    clock = FakeClock()
+    limiter = HostRateLimiter(0, clock=clock, sleep=clock.sleep)
+    with make_session(allow_private_hosts=True) as session:
+        assert fetch_one(session, url, test_config(backoff=0.01), RobotsCache(), limiter).status == "ok"
+    assert clock.sleeps == [1.0] and sleeps == []  # waited in the host's limiter, where every worker waits
     assert web.hits("/limited.jpg") == 2
+
+
+def test_a_retry_after_holds_the_host_for_the_other_urls_even_when_this_one_gives_up(web, sleeps) -> None:
+    first = web.route("/first.jpg", status=503, headers={"Retry-After": "30"})
+    second = web.route("/second.jpg", body=encode(), headers=JPEG)
+    clock = FakeClock()
+    limiter = HostRateLimiter(0, clock=clock, sleep=clock.sleep)
+    config = test_config(retries=0, max_retry_wait=60.0)
+    with make_session(allow_private_hosts=True) as session:
+        assert fetch_one(session, first, config, RobotsCache(), limiter).status == "http_503"
+        assert clock.sleeps == []
+        assert fetch_one(session, second, config, RobotsCache(), limiter).ok
+    assert clock.sleeps == [30.0]
+
+
+def test_a_retry_after_over_the_cap_holds_the_host_for_the_cap_only(web, sleeps) -> None:
+    first = web.route("/first.jpg", status=429, headers={"Retry-After": "3600"})
+    clock = FakeClock()
+    limiter = HostRateLimiter(0, clock=clock, sleep=clock.sleep)
+    with make_session(allow_private_hosts=True) as session:
+        fetch_one(session, first, test_config(max_retry_wait=5.0), RobotsCache(), limiter)
+    assert limiter.wait(first) == 5.0
 
 
 def test_retry_after_over_the_cap_gives_up_instead_of_waiting(web, fetch, sleeps) -> None:

@@ -100,6 +100,28 @@ def test_the_rate_limiter_spaces_requests_to_one_host_only() -> None:
     assert limiter.wait("HTTP://A.EXAMPLE/2.jpg") == 0.25  # same host, other spelling
 
 
+def test_a_hold_makes_every_later_request_to_the_host_wait_it_out() -> None:
+    clock = FakeClock()
+    limiter = HostRateLimiter(4.0, clock=clock, sleep=clock.sleep)
+    limiter.wait("http://a.example/1.jpg")
+    limiter.hold("http://a.example/1.jpg", 5.0)
+    assert limiter.wait("http://a.example/2.jpg") == 5.0  # another URL of the host, as another worker asks it
+    assert limiter.wait("http://a.example/3.jpg") == 0.25
+    assert limiter.wait("http://b.example/1.jpg") == 0.0
+    limiter.hold("http://b.example/1.jpg", 1.0)
+    limiter.hold("http://b.example/1.jpg", 0.5)  # a shorter hold never shortens one in force
+    assert limiter.wait("http://b.example/2.jpg") == 1.0
+
+
+def test_a_host_may_ask_for_a_longer_interval_but_not_a_shorter_one() -> None:
+    clock = FakeClock()
+    limiter = HostRateLimiter(4.0, clock=clock, sleep=clock.sleep)
+    limiter.slow_down("http://a.example/", 2.0)
+    limiter.slow_down("http://b.example/", 0.01)
+    assert [limiter.wait("http://a.example/x.jpg") for _ in range(3)] == [0.0, 2.0, 2.0]
+    assert [limiter.wait("http://b.example/x.jpg") for _ in range(3)] == [0.0, 0.25, 0.25]
+
+
 def test_a_rate_of_zero_never_waits() -> None:
     clock = FakeClock()
     limiter = HostRateLimiter(0, clock=clock, sleep=clock.sleep)
@@ -196,6 +218,16 @@ def test_robots_crawl_delay_is_read_from_the_chosen_groups() -> None:
     assert parse_robots(text, "crowdrank").crawl_delay == 4.0
     assert parse_robots(text, "otherbot").crawl_delay == 30.0
     assert parse_robots("User-agent: *\nCrawl-delay: soon\n", "crowdrank").crawl_delay is None
+
+
+@pytest.mark.parametrize(("delay", "spacing"), [("2", 2.0), ("3600", 30.0)])
+def test_a_crawl_delay_spaces_the_hosts_requests_up_to_a_cap(web, delay: str, spacing: float) -> None:
+    web.route("/robots.txt", body=f"User-agent: *\nCrawl-delay: {delay}\n")
+    clock = FakeClock()
+    limiter = HostRateLimiter(4.0, clock=clock, sleep=clock.sleep)
+    with make_session(allow_private_hosts=True) as session:
+        assert RobotsCache(limiter).allowed(web.url("/a.jpg"), session) is True
+    assert [limiter.wait(web.url(f"/{k}.jpg")) for k in range(3)] == [0.25, spacing, spacing]
 
 
 def test_a_wildcard_rule_refuses_the_download(web) -> None:
