@@ -59,9 +59,9 @@ class RobotsUnreachableError(HarvestError):
     """robots.txt of a host could not be fetched at all: nothing listening, an unknown name, a timeout.
 
     RFC 9309 says to crawl nothing on such a host, so its URLs are not fetched; but the host did not refuse
-    anything, and the failure may pass, so they are recorded as ``status`` (``connection_error`` or ``timeout``,
-    both retried by ``--retry-failed``), not as a ``robots`` refusal; a host no request can be made to at all
-    (requests finds the URL invalid) is ``bad_url``.
+    anything, and the failure may pass, so they are recorded as ``status`` (``connection_error``, ``timeout`` or
+    ``http_429``, all retried by ``--retry-failed``), not as a ``robots`` refusal; a host no request can be made to
+    at all (requests finds the URL invalid) is ``bad_url``.
     """
 
     def __init__(self, message: str, status: str) -> None:
@@ -245,10 +245,10 @@ class RobotsCache:
 
     Per RFC 9309: a 4xx answer means no rules (allow all); a 5xx answer or a network failure means complete
     disallow for this run. A network failure raises :class:`RobotsUnreachableError` from :meth:`allowed` (for every
-    URL of the host, without asking again) so that it is not mistaken for a refusal; so does a robots.txt that takes
-    longer than ``BODY_DEADLINE_FACTOR`` x ``timeout`` to arrive (a trickling host). A ``Crawl-delay`` (not in the
-    RFC, but how a site states its rate limit) spaces the host's requests in ``limiter``, at most
-    :data:`MAX_CRAWL_DELAY` seconds apart.
+    URL of the host, without asking again) so that it is not mistaken for a refusal; so do a 429 (a 4xx, but one that
+    asks to come back later, as Google reads it: status ``http_429``) and a robots.txt that takes longer than
+    ``BODY_DEADLINE_FACTOR`` x ``timeout`` to arrive (a trickling host). A ``Crawl-delay`` (not in the RFC, but how a
+    site states its rate limit) spaces the host's requests in ``limiter``, at most :data:`MAX_CRAWL_DELAY` s apart.
     """
 
     def __init__(
@@ -294,6 +294,13 @@ class RobotsCache:
             self.limiter.wait(key)
         try:
             with session.get(f"{key}/robots.txt", stream=True, headers=RAW_BODY_HEADERS) as response:
+                if response.status_code == 429:  # a 4xx, but no sign that the host has no rules: ask again later
+                    self._unreachable[key] = (
+                        f"robots.txt of {key} answered HTTP 429 (too many requests); nothing is fetched from that "
+                        "host before it can be read; --retry-failed tries again",
+                        "http_429",
+                    )
+                    return RobotsRules(disallow_all=True)
                 if 400 <= response.status_code < 500:
                     return RobotsRules()  # no robots.txt: no rules
                 if response.status_code >= 500:

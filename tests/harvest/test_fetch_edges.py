@@ -10,6 +10,7 @@ import pytest
 
 from harvest.fetch import fetch_one
 from harvest.net import HostRateLimiter, RobotsCache, make_session
+from harvest.writer import TRANSIENT_STATUSES
 from tests.harvest.test_fetch import encode, test_config
 
 
@@ -82,3 +83,12 @@ def test_a_scope_on_one_x_robots_tag_line_does_not_reach_the_next_line(raw_web) 
     picture = encode()
     head = _head(len(picture), "X-Robots-Tag: crowdrank: noarchive\r\nX-Robots-Tag: googlebot: noimageai\r\n")
     assert _fetch(raw_web.route("/a.jpg", [(0.0, head + picture)])).ok
+
+
+def test_a_robots_txt_answering_429_is_no_licence_to_crawl_and_is_retried_later(web) -> None:
+    web.route("/robots.txt", status=429, headers={"Retry-After": "0"})
+    url = web.route("/a.jpg", body=encode(), headers={"Content-Type": "image/jpeg"})
+    result = _fetch(url)
+    assert result.status == "http_429" and "robots.txt" in (result.error or "")
+    assert result.status in TRANSIENT_STATUSES  # --retry-failed asks again
+    assert web.hits("/a.jpg") == 0
