@@ -196,6 +196,8 @@ def _get_with_retries(
             raise _Failure("blocked_host", str(e)) from e
         except BAD_URL_ERRORS as e:
             raise _Failure("bad_url", f"cannot request {url!r}: {e}") from e
+        except ValueError as e:  # requests parses a redirect's Location even when not following it
+            raise _Failure("bad_url", f"{url!r} answered a redirect to no URL: {e}") from e
         except requests.exceptions.Timeout as e:
             if last_try:
                 raise _Failure("timeout", f"no answer within --timeout {config.timeout} s ({_tries(attempt)})") from e

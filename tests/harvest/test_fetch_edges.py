@@ -92,3 +92,9 @@ def test_a_robots_txt_answering_429_is_no_licence_to_crawl_and_is_retried_later(
     assert result.status == "http_429" and "robots.txt" in (result.error or "")
     assert result.status in TRANSIENT_STATUSES  # --retry-failed asks again
     assert web.hits("/a.jpg") == 0
+
+
+@pytest.mark.parametrize("location", ["http://[::1/a.jpg", "http://a.example:99999/a.jpg", "ftp://a.example/a.jpg"])
+def test_a_redirect_to_a_url_no_request_can_be_made_for_is_bad_url(web, location: str) -> None:
+    result = _fetch(web.route("/moved.jpg", status=302, headers={"Location": location}))
+    assert result.status == "bad_url", result.error
