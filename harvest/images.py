@@ -90,18 +90,34 @@ def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int
         size = f"{found.group(1)} pixels" if found else "the picture"
         return ImageCheck("decompression_bomb", f"{size} is over the --max-pixels limit of {max_pixels}", sniffed)
     except UnidentifiedImageError as e:
+        if _shorter_than_declared(data, sniffed):
+            return _cut_short(data, sniffed)
         return ImageCheck("not_image", f"looks like {sniffed} but Pillow cannot identify it: {e}", sniffed)
     except EOFError as e:
         return ImageCheck("truncated", f"{sniffed} data ends early: {e or 'unexpected end of data'}", sniffed)
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         if "truncated" in str(e).lower():
             return ImageCheck("truncated", f"{sniffed} data ends early: {e}", sniffed)
+        if _shorter_than_declared(data, sniffed):
+            return _cut_short(data, sniffed)
         return ImageCheck("not_image", f"{sniffed} data does not decode: {e}", sniffed)
     if orientation in _TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     if min(width, height) < min_side:
         return ImageCheck("too_small", f"{width}x{height} is smaller than --min-side {min_side}", fmt, width, height)
     return ImageCheck("ok", None, fmt, width, height)
+
+
+def _shorter_than_declared(data: bytes, fmt: str) -> bool:
+    """Whether a container that states its own length holds fewer bytes than it says (WebP: the RIFF size). Pillow's
+    WebP decoder only says "could not create decoder object" for a cut file, which would make a download cut short a
+    permanent ``not_image`` instead of a ``truncated`` that ``--retry-failed`` fetches again."""
+    return fmt == "WEBP" and len(data) >= 8 and len(data) < 8 + int.from_bytes(data[4:8], "little")
+
+
+def _cut_short(data: bytes, fmt: str) -> ImageCheck:
+    declared = 8 + int.from_bytes(data[4:8], "little")
+    return ImageCheck("truncated", f"{fmt} data ends early: {len(data)} of the {declared} bytes it declares", fmt)
 
 
 def _bomb(width: int, height: int, max_pixels: int, fmt: str) -> ImageCheck:
