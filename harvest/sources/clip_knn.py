@@ -20,7 +20,7 @@ from typing import Any
 from harvest.errors import ConfigError, FetchError, SourceError
 from harvest.sources.base import Candidate, register_source
 from harvest.sources.by_example import Example, ExampleSearchSource, Match
-from harvest.sources.text import strip_html
+from harvest.sources.text import as_float, strip_html
 
 DEFAULT_INDEX = "laion5B-L-14"  # the index name of LAION's own deployment; self-hosted ones name theirs
 SERVICE_PATH = "/knn-service"
@@ -37,13 +37,15 @@ def parse_knn_answer(body: Any, query: str, mode: str, source: str = "clip-knn")
     matches: list[Match] = []
     skipped: Counter[str] = Counter()
     for position, item in enumerate(body, start=1):
-        url = item.get("url") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            skipped["bad_result"] += 1
+            continue
+        url = item.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             skipped["no_image_url"] += 1
             continue
-        similarity = item.get("similarity")
         candidate = Candidate(url=url, source=source, query=query, mode=mode, title=strip_html(item.get("caption")))
-        matches.append(Match(candidate, position, None if similarity is None else float(similarity)))
+        matches.append(Match(candidate, position, as_float(item.get("similarity"))))
     return matches, skipped
 
 

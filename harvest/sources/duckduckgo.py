@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urljoin
 
 from harvest.errors import SourceError
 from harvest.sources.base import Candidate, ResultPage, SearchSource, register_source
-from harvest.sources.text import absolute_url, strip_html
+from harvest.sources.text import absolute_url, as_int, strip_html
 
 # The page writes the token as vqd="4-123...", vqd='4-123...' or in a URL as vqd=4-123...&
 _VQD = re.compile(r"""vqd\s*[=:]\s*["']?(?P<token>\d+-[\w-]+)["'&]""")
@@ -32,10 +32,6 @@ def parse_vqd(html: str) -> str:
     return match.group("token")
 
 
-def _dimension(value: Any) -> int | None:
-    return int(value) if value not in (None, "") else None
-
-
 def parse_ddg_page(body: Any, query: str) -> ResultPage:
     """Candidates of one ``i.js`` answer and its ``next`` relative URL (None on the last page)."""
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
@@ -43,6 +39,9 @@ def parse_ddg_page(body: Any, query: str) -> ResultPage:
     skipped: Counter[str] = Counter()
     candidates = []
     for result in body["results"]:
+        if not isinstance(result, dict):
+            skipped["bad_result"] += 1
+            continue
         if not result.get("image"):
             skipped["no_image_url"] += 1
             continue
@@ -53,8 +52,8 @@ def parse_ddg_page(body: Any, query: str) -> ResultPage:
                 query=query,
                 page_url=absolute_url(result.get("url")),
                 title=strip_html(result.get("title")),
-                width=_dimension(result.get("width")),
-                height=_dimension(result.get("height")),
+                width=as_int(result.get("width")),
+                height=as_int(result.get("height")),
             )
         )
     next_url = body.get("next")

@@ -19,7 +19,7 @@ from typing import Any
 
 from harvest.errors import ConfigError, SourceError
 from harvest.sources.base import Candidate, ResultPage, SearchSource, register_source
-from harvest.sources.text import license_from_url, normalize_license, strip_html
+from harvest.sources.text import as_int, license_from_url, normalize_license, strip_html
 
 KEY_VARIABLE = "FLICKR_API_KEY"
 MAX_PAGE_SIZE = 500
@@ -44,10 +44,6 @@ OPEN_LICENSE_IDS: tuple[int, ...] = tuple(sorted(set(FLICKR_LICENSES) - {0}))
 _FLICKR_OPEN_URLS = {"flickr.com/commons/usage": "nkcr", "usa.gov/copyright": "usgov"}
 # Preferred size first: the original, then large (1024 px), then medium (800 px).
 _SIZES = ("o", "l", "c")
-
-
-def _integer(value: Any) -> int | None:
-    return int(value) if value not in (None, "") else None
 
 
 def _check_answer(body: Any) -> None:
@@ -80,6 +76,12 @@ def open_license_ids(table: dict[int, tuple[str, str | None]]) -> tuple[int, ...
     )
 
 
+def _photo_page(photo: dict[str, Any]) -> str | None:
+    """The photo's page on Flickr (its owner's id and its own); None when the answer lacks either."""
+    owner, photo_id = photo.get("owner"), photo.get("id")
+    return f"https://www.flickr.com/photos/{owner}/{photo_id}/" if owner and photo_id else None
+
+
 def parse_flickr_page(
     body: Any, query: str, licenses: dict[int, tuple[str, str | None]] = FLICKR_LICENSES
 ) -> ResultPage:
@@ -89,11 +91,14 @@ def parse_flickr_page(
     skipped: Counter[str] = Counter()
     candidates = []
     for photo in photos["photo"]:
+        if not isinstance(photo, dict):
+            skipped["bad_result"] += 1
+            continue
         size = next((s for s in _SIZES if photo.get(f"url_{s}")), None)
         if size is None:
             skipped["no_image_url"] += 1
             continue
-        license_id = _integer(photo.get("license"))
+        license_id = as_int(photo.get("license"))
         known = licenses.get(license_id) or FLICKR_LICENSES.get(license_id)  # type: ignore[arg-type]
         license_name, license_url = known or (None, None)
         if license_name is None and license_id is not None:
@@ -103,13 +108,13 @@ def parse_flickr_page(
                 url=photo[f"url_{size}"],
                 source="flickr",
                 query=query,
-                page_url=f"https://www.flickr.com/photos/{photo['owner']}/{photo['id']}/",
+                page_url=_photo_page(photo),
                 title=strip_html(photo.get("title")),
                 author=strip_html(photo.get("ownername")),
                 license=license_name,
                 license_url=license_url,
-                width=_integer(photo.get(f"width_{size}")),
-                height=_integer(photo.get(f"height_{size}")),
+                width=as_int(photo.get(f"width_{size}")),
+                height=as_int(photo.get(f"height_{size}")),
             )
         )
     page, pages = int(photos["page"]), int(photos["pages"])

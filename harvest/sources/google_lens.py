@@ -19,7 +19,7 @@ from typing import Any
 from harvest.errors import SourceError
 from harvest.sources.base import Candidate
 from harvest.sources.by_example import Example, ExampleSearchSource, Match
-from harvest.sources.text import strip_html
+from harvest.sources.text import as_int, strip_html
 
 KEY_VARIABLE = "SERPAPI_API_KEY"
 _NO_RESULTS = "hasn't returned any results"
@@ -27,10 +27,6 @@ _NO_RESULTS = "hasn't returned any results"
 
 class NoPublicUrlError(SourceError):
     """An example has no public URL, so Google Lens cannot be asked about it (a per-example failure)."""
-
-
-def _dimension(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()) else None
 
 
 def parse_lens_answer(body: Any, query: str, mode: str = "qbe") -> tuple[list[Match], Counter[str]]:
@@ -43,6 +39,9 @@ def parse_lens_answer(body: Any, query: str, mode: str = "qbe") -> tuple[list[Ma
     matches: list[Match] = []
     skipped: Counter[str] = Counter()
     for order, item in enumerate(body.get("visual_matches") or [], start=1):
+        if not isinstance(item, dict):
+            skipped["bad_result"] += 1
+            continue
         image = item.get("image")
         if not isinstance(image, str) or not image.startswith(("http://", "https://")):
             skipped["thumbnail_only"] += 1
@@ -54,10 +53,10 @@ def parse_lens_answer(body: Any, query: str, mode: str = "qbe") -> tuple[list[Ma
             mode=mode,
             page_url=item.get("link"),
             title=strip_html(item.get("title")),
-            width=_dimension(item.get("image_width")),
-            height=_dimension(item.get("image_height")),
+            width=as_int(item.get("image_width")),
+            height=as_int(item.get("image_height")),
         )
-        matches.append(Match(candidate, int(item.get("position") or order)))
+        matches.append(Match(candidate, as_int(item.get("position")) or order))
     return matches, skipped
 
 

@@ -18,17 +18,13 @@ from typing import Any
 
 from harvest.errors import FetchError, SourceError
 from harvest.sources.base import Candidate, ResultPage, SearchSource, register_source
-from harvest.sources.text import normalize_license, strip_html
+from harvest.sources.text import as_int, normalize_license, strip_html
 
 ANONYMOUS_PAGE_SIZE = 20
 AUTHENTICATED_PAGE_SIZE = 100
 TOKEN_VARIABLE = "OPENVERSE_TOKEN"
 CLIENT_VARIABLES = ("OPENVERSE_CLIENT_ID", "OPENVERSE_CLIENT_SECRET")
 TOKEN_PATH = "/v1/auth_tokens/token/"
-
-
-def _dimension(value: Any) -> int | None:
-    return int(value) if value not in (None, "") else None
 
 
 def parse_openverse_page(body: Any, query: str, page: int) -> ResultPage:
@@ -41,6 +37,9 @@ def parse_openverse_page(body: Any, query: str, page: int) -> ResultPage:
     skipped: Counter[str] = Counter()
     candidates = []
     for result in body["results"]:
+        if not isinstance(result, dict):
+            skipped["bad_result"] += 1
+            continue
         if not result.get("url"):
             skipped["no_image_url"] += 1
             continue
@@ -55,8 +54,8 @@ def parse_openverse_page(body: Any, query: str, page: int) -> ResultPage:
                 author=strip_html(result.get("creator")),
                 license=normalize_license(name or None, result.get("license_url")),
                 license_url=result.get("license_url"),
-                width=_dimension(result.get("width")),
-                height=_dimension(result.get("height")),
+                width=as_int(result.get("width")),
+                height=as_int(result.get("height")),
             )
         )
     page_count = body.get("page_count")

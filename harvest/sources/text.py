@@ -21,6 +21,7 @@ nothing                        ``None`` (unknown: the publishing stage refuses i
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -122,6 +123,23 @@ def normalize_license(name: str | None, url: str | None = None) -> str | None:
         return from_url
     slug = re.sub(r"[^a-z0-9.+]+", "-", key).strip("-")
     return slug or None
+
+
+def as_float(value: object) -> float | None:
+    """A finite number from an engine's JSON number or numeric string; None for anything else (``true``, ``"n/a"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def as_int(value: object) -> int | None:
+    """A whole number (a size, a rank, a licence id) from a JSON number or numeric string; None when it is not one."""
+    number = as_float(value)
+    return int(number) if number is not None and number.is_integer() else None
 
 
 def absolute_url(url: object) -> str | None:

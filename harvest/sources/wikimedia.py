@@ -16,7 +16,7 @@ from typing import Any
 
 from harvest.errors import SourceError
 from harvest.sources.base import Candidate, ResultPage, SearchSource, register_source
-from harvest.sources.text import absolute_url, normalize_license, strip_html
+from harvest.sources.text import absolute_url, as_int, normalize_license, strip_html
 
 # Raster formats the pipeline decodes. SVG, PDF, DjVu, video and audio files share the File namespace; skip them.
 RASTER_MIMES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp"})
@@ -84,8 +84,8 @@ def parse_commons_page(body: Any, query: str, continuing_info: bool = False) -> 
                 author=_meta(meta, "Artist"),
                 license=normalize_license(license_name, license_url),
                 license_url=license_url,
-                width=info.get("width"),
-                height=info.get("height"),
+                width=as_int(info.get("width")),
+                height=as_int(info.get("height")),
             )
         )
     return ResultPage(candidates, next_token or None, dict(skipped))
