@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,9 @@ T = TypeVar("T")
 DEFAULT_SOURCES: tuple[str, ...] = ("wikimedia", "openverse")
 # A search ends after this many pages in a row whose results were all skipped (say, a query matching only SVGs).
 MAX_BARREN_PAGES = 10
+# An engine answering 429/503 with a Retry-After up to this many seconds is asked again after it, at most twice.
+MAX_SEARCH_RETRY_WAIT = 60.0
+SEARCH_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -107,15 +111,30 @@ class SearchSource:
 
     def request(self, method: str, url: str, params: Any = None, **kwargs: Any) -> Any:
         """``method`` with this source's timeout; a network failure or an HTTP error status raises
-        :class:`FetchError` (its ``status`` is the HTTP status), with API keys in ``params`` redacted."""
+        :class:`FetchError` (its ``status`` is the HTTP status), with API keys in ``params`` redacted.
+
+        A 429 or 503 that says when to come back (``Retry-After``, at most :data:`MAX_SEARCH_RETRY_WAIT` s) is
+        waited out and asked again, up to :data:`SEARCH_RETRIES` times: an engine's rate limit then slows the
+        search down instead of failing it and every search after it.
+        """
         import requests
 
-        try:
-            response = self.session.request(method, url, params=params, timeout=self.timeout, **kwargs)
-        except HarvestError:
-            raise
-        except requests.RequestException as e:
-            raise FetchError(self._redact(f"source {self.name!r}: request to {url} failed: {e}", params)) from e
+        from harvest.net import parse_retry_after
+
+        for attempt in range(SEARCH_RETRIES + 1):
+            try:
+                response = self.session.request(method, url, params=params, timeout=self.timeout, **kwargs)
+            except HarvestError:
+                raise
+            except requests.RequestException as e:
+                raise FetchError(self._redact(f"source {self.name!r}: request to {url} failed: {e}", params)) from e
+            if response.status_code not in (429, 503) or attempt == SEARCH_RETRIES:
+                break
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is None or wait > MAX_SEARCH_RETRY_WAIT:
+                break
+            response.close()
+            time.sleep(wait)
         if response.status_code >= 400:
             snippet = " ".join(response.text[:200].split())
             message = f"source {self.name!r}: {response.url} answered HTTP {response.status_code}"

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from harvest.errors import FetchError
+from harvest.sources import create_source
 from harvest.sources.clip_knn import parse_knn_answer
 from harvest.sources.duckduckgo import parse_ddg_page
 from harvest.sources.flickr import parse_flickr_page
@@ -17,6 +19,7 @@ from harvest.sources.google_lens import parse_lens_answer
 from harvest.sources.openverse import parse_openverse_page
 from harvest.sources.text import as_float, as_int
 from harvest.sources.wikimedia import parse_commons_page
+from tests.harvest.conftest import Reply
 
 DATA = Path(__file__).parent / "data"
 
@@ -141,3 +144,31 @@ def test_lens_and_knn_scores_that_are_no_numbers_fall_back() -> None:
 def test_as_int_and_as_float_take_faithful_numbers_only(value: Any, integer: int | None, number: float | None) -> None:
     assert as_int(value) == integer
     assert as_float(value) == number
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_search_rate_limited_with_retry_after_waits_and_asks_again(web, status: int) -> None:
+    page = (DATA / "openverse" / "images_page2.json").read_bytes()
+    web.route(
+        "/v1/images/",
+        responses=[
+            Reply(status, b"slow down", {"Retry-After": "0"}),
+            Reply(200, page, {"Content-Type": "application/json"}),
+        ],
+    )
+    found = list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
+    assert len(found) == 2 and web.hits("/v1/images/") == 2
+
+
+def test_a_search_retry_after_over_a_minute_fails_at_once(web) -> None:
+    web.route("/v1/images/", status=429, headers={"Retry-After": "3600"})
+    with pytest.raises(FetchError, match="HTTP 429"):
+        list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
+    assert web.hits("/v1/images/") == 1
+
+
+def test_a_search_still_rate_limited_after_two_retries_fails(web) -> None:
+    web.route("/v1/images/", status=429, headers={"Retry-After": "0"})
+    with pytest.raises(FetchError, match="HTTP 429"):
+        list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
+    assert web.hits("/v1/images/") == 3
