@@ -1,0 +1,207 @@
+"""Pool edges: kills in the middle of an append or a rewrite lose nothing, the lock is released for real, and odd
+values never cost a row."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from harvest.errors import PoolError
+from harvest.pool import Pool, iter_kept_images, sha256_hex
+from harvest.pool_lock import holds
+
+
+class Killed(Exception):
+    """Stands in for the kill (SIGKILL, a full disk) that stops a write half-way."""
+
+
+def pool_of(tmp_path: Path, urls: list[str]) -> Pool:
+    pool = Pool.create(tmp_path / "pool")
+    pool.append_rows([{"url": url, "status": "http_404"} for url in urls])
+    return pool
+
+
+def urls_of(pool: Pool) -> list[str]:
+    return sorted(Pool.open(pool.root).read_index()["url"])
+
+
+def test_an_append_killed_while_writing_its_part_leaves_the_table_readable_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = pool_of(tmp_path, ["https://a.org/1.jpg"])
+
+    def half_written(table: object, where: str | Path, **_: object) -> None:
+        Path(where).write_bytes(b"PAR1 half a part")
+        raise Killed
+
+    monkeypatch.setattr(pq, "write_table", half_written)
+    with pytest.raises(Killed):
+        pool.append_rows([{"url": "https://a.org/2.jpg", "status": "ok"}])
+    monkeypatch.undo()
+    assert urls_of(pool) == ["https://a.org/1.jpg"]  # the half-written part never had a part's name
+    assert [p.name for p in pool.index_dir.iterdir() if p.name.startswith(".")] == []  # removed on the next open
+
+
+def test_a_rewrite_killed_before_its_parts_are_all_written_is_dropped_and_the_old_table_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = pool_of(tmp_path, [f"https://a.org/{i}.jpg" for i in range(5)])
+    real_write, written = pq.write_table, []
+
+    def killed_on_the_second_part(table: object, where: str | Path, **kwargs: object) -> None:
+        if written:
+            raise Killed
+        written.append(where)
+        real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", killed_on_the_second_part)
+    new = pd.DataFrame({"url": [f"https://b.org/{i}.jpg" for i in range(4)], "status": ["ok"] * 4})
+    with pytest.raises(Killed):
+        pool.rewrite(new, rows_per_part=2)
+    monkeypatch.undo()
+    assert len(written) == 1 and (pool.index_dir / "_rewrite").is_dir()  # killed with one new part written
+    assert urls_of(pool) == [f"https://a.org/{i}.jpg" for i in range(5)]
+    assert not (pool.index_dir / "_rewrite").exists()
+
+
+def test_a_rewrite_killed_after_marking_its_parts_complete_is_finished_by_the_next_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = pool_of(tmp_path, [f"https://a.org/{i}.jpg" for i in range(5)])
+    new = pd.DataFrame({"url": [f"https://b.org/{i}.jpg" for i in range(3)], "status": ["ok"] * 3})
+    monkeypatch.setattr(Pool, "_swap_in", lambda self, staging: None)  # killed right after the mark
+    pool.rewrite(new, rows_per_part=2)
+    monkeypatch.undo()
+    assert urls_of(pool) == sorted(new["url"])
+    assert not (pool.index_dir / "_rewrite").exists() and len(pool.part_files()) == 2
+
+
+def test_opening_a_pool_leaves_the_staging_of_a_rewrite_that_another_writer_is_running(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, ["https://a.org/1.jpg"])
+    staging = pool.index_dir / "_rewrite"
+    staging.mkdir()
+    (staging / "part-new-00000.parquet").write_bytes(b"being written")
+    with pool.lock("dedup"), ThreadPoolExecutor(1) as reader:
+        opened = reader.submit(Pool.open, pool.root).result()  # e.g. `harvest report` while dedup runs
+        assert (staging / "part-new-00000.parquet").exists()
+        assert sorted(opened.read_index()["url"]) == ["https://a.org/1.jpg"]
+
+
+def lock_in_another_thread(pool: Pool, command: str) -> None:
+    """Take the pool's lock in a second thread (and leave it there: the tests expect this to fail)."""
+    with ThreadPoolExecutor(1) as other:
+        other.submit(lambda: pool.lock(command).__enter__()).result()
+
+
+def test_a_released_lock_is_taken_again_for_real(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    with pool.lock("local"):
+        assert holds(pool.root)
+    assert not holds(pool.root)
+    with pool.lock("dedup"), pytest.raises(PoolError, match="harvest dedup"):
+        lock_in_another_thread(pool, "filter")
+
+
+def test_the_busy_message_names_the_current_holder_after_a_longer_record(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    with pool.lock("a command with a much longer name than the next one " * 3):
+        pass
+    with pool.lock("dedup"), pytest.raises(PoolError) as caught:
+        lock_in_another_thread(pool, "filter")
+    assert "harvest dedup" in str(caught.value) and "longer name" not in str(caught.value)
+    assert json.loads((pool.root / ".lock").read_text())["command"] == "dedup"
+
+
+def test_a_pool_of_another_format_version_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    meta = pool.meta | {"version": 2}
+    pool.meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PoolError, match="version 2; this crowdrank reads 'crowdrank-pool' version 1"):
+        Pool.open(pool.root)
+
+
+def test_a_folder_whose_images_subfolder_holds_files_is_not_taken_for_a_half_made_pool(tmp_path: Path) -> None:
+    (tmp_path / "mine" / "images").mkdir(parents=True)
+    (tmp_path / "mine" / "images" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(PoolError, match="exists and is not a pool"):
+        Pool.create(tmp_path / "mine")
+    assert not (tmp_path / "mine" / "pool.json").exists()
+
+
+def test_stored_bytes_go_once_under_their_sha256_in_a_two_digit_folder(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    data = b"\xff\xd8\xff some picture bytes"
+    sha = sha256_hex(data)
+    assert pool.store_image(data, ".JPG") == (sha, f"images/{sha[:2]}/{sha}.jpg")
+    assert pool.store_image(data, "jpg") == (sha, f"images/{sha[:2]}/{sha}.jpg")
+    assert pool.path_of(f"images/{sha[:2]}/{sha}.jpg").read_bytes() == data
+    assert [p for p in pool.images_dir.rglob("*") if p.is_file()] == [pool.root / "images" / sha[:2] / f"{sha}.jpg"]
+
+
+def test_iter_kept_images_gives_each_usable_picture_once(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    rows = [
+        {"id": "a", "url": "u/a", "status": "ok", "path": "images/a", "kept": None},  # no stage decided yet
+        {"id": "b", "url": "u/b", "status": "ok", "path": "images/b", "kept": True},
+        {"id": "b", "url": "u/b-again", "status": "ok", "path": "images/b", "kept": True},  # the same bytes re-found
+        {"id": "c", "url": "u/c", "status": "ok", "path": "images/c", "kept": False},
+        {"id": "d", "url": "u/d", "status": "decode_error", "path": "images/d", "kept": None},
+        {"id": None, "url": "u/e", "status": "ok", "path": None, "kept": None},
+    ]
+    pool.append_rows(rows)
+    assert [row["url"] for row in iter_kept_images(pool)] == ["u/a", "u/b"]
+
+
+def test_integer_columns_take_whole_numbers_in_range_and_null_the_rest(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    widths = [2**31 - 1, 2**31, -(2**31), 40.0, 2.5, True, " 12", "12px", np.int16(7)]
+    pool.append_rows([{"url": f"u/{k}", "status": "ok", "width": w} for k, w in enumerate(widths)])
+    read = pool.read_index()["width"]
+    assert [None if pd.isna(w) else int(w) for w in read] == [2**31 - 1, None, -(2**31), 40, None, None, 12, None, 7]
+
+
+def test_nan_from_a_pandas_frame_is_null_not_the_text_nan(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    frame = pd.DataFrame({"url": ["u/1", "u/2"], "status": ["ok", "ok"], "title": [np.nan, "Square"]})
+    frame["author"] = [float("nan"), "Ann"]
+    pool.append_rows(frame)
+    df = pool.read_index().set_index("url")
+    assert pd.isna(df.loc["u/1", "title"]) and pd.isna(df.loc["u/1", "author"])
+    assert df.loc["u/2", "title"] == "Square"
+
+
+def test_a_part_written_by_another_tool_is_read_in_the_declared_types(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, ["https://a.org/1.jpg"])
+    foreign = pa.table(
+        {
+            "id": [None],
+            "url": ["https://a.org/2.jpg"],
+            "status": ["ok"],
+            "path": [None],
+            "width": pa.array([40], pa.int64()),  # pandas' default integer
+            "height": ["30"],  # a hand-edited CSV turned Parquet
+            "kept": ["true"],
+        }
+    )
+    pq.write_table(foreign, pool.index_dir / "part-zz-foreign.parquet")
+    row = pool.read_index().set_index("url").loc["https://a.org/2.jpg"]
+    assert (row["width"], row["height"], row["kept"]) == (40, 30, True)
+    bad = foreign.set_column(foreign.column_names.index("width"), "width", pa.array(["big"]))
+    pq.write_table(bad, pool.index_dir / "part-zz-foreign.parquet")
+    with pytest.raises(PoolError, match="its width column holds string, not int32"):
+        pool.read_index()
+
+
+def test_extra_columns_that_agree_keep_their_type_when_another_extra_column_disagrees(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    pool.append_rows([{"url": "u/1", "status": "ok", "rank": 1, "note": 5}])
+    pool.append_rows([{"url": "u/2", "status": "ok", "rank": 2, "note": "five"}])
+    df = pool.read_index().set_index("url")
+    assert df["rank"].tolist() == [1, 2] and df["note"].tolist() == ["5", "five"]
