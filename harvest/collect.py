@@ -90,6 +90,13 @@ class _Downloader:
             session.close()
 
 
+def make_search_session(config: FetchConfig) -> requests.Session:
+    """The session search engines are asked through: the downloads' User-Agent, host guard and timeout, and
+    ``--host-rate`` between two requests to one engine (the pages of a search used to follow each other at once)."""
+    limiter = HostRateLimiter(config.host_rate)
+    return make_session(config.user_agent, config.allow_private_hosts, config.timeout, limiter)
+
+
 def fetch_row(
     candidate: Candidate, found_by: list[str], result: FetchResult, image_id: str | None, path: str | None
 ) -> dict[str, Any]:
@@ -221,7 +228,7 @@ class KeywordsConfig:
 
 def harvest_keywords(config: KeywordsConfig) -> Summary:
     """Run every (term, source) search and fetch what they find into the pool; returns the run summary."""
-    search_session = make_session(config.fetch.user_agent, config.fetch.allow_private_hosts, config.fetch.timeout)
+    search_session = make_search_session(config.fetch)
     sources = [  # a source that needs a missing API key fails here, before the pool is touched
         create_source(name, endpoint=config.endpoints.get(name), session=search_session, timeout=config.fetch.timeout)
         for name in config.sources

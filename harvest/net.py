@@ -129,27 +129,35 @@ class _GuardedAdapter(HTTPAdapter):
 
 
 class HarvestSession(requests.Session):
-    """A ``requests.Session`` with a default timeout (requests has none) and at most 5 redirects."""
+    """A ``requests.Session`` with a default timeout (requests has none), at most 5 redirects and, given a
+    ``limiter``, every request spaced by it (the search sessions; downloads wait on the limiter themselves)."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, limiter: HostRateLimiter | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
         self.max_redirects = 5
+        self.limiter = limiter
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.default_timeout)
+        if self.limiter is not None:
+            self.limiter.wait(url if isinstance(url, str) else url.decode())
         return super().request(method, url, *args, **kwargs)
 
 
 def make_session(
-    user_agent: str | None = None, allow_private_hosts: bool = False, timeout: float = 30.0
+    user_agent: str | None = None,
+    allow_private_hosts: bool = False,
+    timeout: float = 30.0,
+    limiter: HostRateLimiter | None = None,
 ) -> requests.Session:
-    """A session for one worker: descriptive User-Agent, default timeout, private-host guard.
+    """A session for one worker: descriptive User-Agent, default timeout, private-host guard, and the requests
+    spaced by ``limiter`` when one is given.
 
     Proxies and .netrc from the environment are ignored (``trust_env = False``): the guard checks the address
     actually connected to, which behind a proxy would be the proxy's.
     """
-    session = HarvestSession(timeout)
+    session = HarvestSession(timeout, limiter)
     session.trust_env = False
     session.headers["User-Agent"] = user_agent or DEFAULT_USER_AGENT
     if not allow_private_hosts:

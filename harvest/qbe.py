@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from harvest.collect import collect
+from harvest.collect import collect, make_search_session
 from harvest.errors import ConfigError, FetchError, SourceError
 from harvest.fetch import FetchConfig
 from harvest.leakage import ExclusionSet
-from harvest.net import make_session
 from harvest.pool import Pool
 from harvest.qbe_local import ClipEmbedder, Embedder, copied_row, exact_knn, pool_vectors
 from harvest.sources.by_example import Example, ExampleSearchSource, Match
@@ -178,7 +177,7 @@ def harvest_qbe(config: QbeConfig, embedder: Embedder | None = None) -> QbeSumma
     from harvest.qbe_examples import open_examples
 
     started = time.monotonic()
-    session = make_session(config.fetch.user_agent, config.fetch.allow_private_hosts, config.fetch.timeout)
+    session = make_search_session(config.fetch)
     try:
         web = [_make_backend(name, config, session) for name in config.sources if name in WEB_BACKENDS]
         from_pool = Pool.open(config.from_pool) if config.from_pool is not None else None

@@ -332,3 +332,16 @@ def test_cli_keywords_exits_1_when_every_search_failed(web, tmp_path) -> None:
             "--out", str(tmp_path / "pool")]  # fmt: skip
     result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
     assert result.exit_code == 1 and "search failed" in result.output and "BlockedHostError" in result.output
+
+
+def test_the_searches_of_a_run_keep_host_rate_between_requests_to_one_engine(web, images, tmp_path) -> None:
+    asked: list[float] = []
+
+    def answer(request: SeenRequest) -> Reply:
+        asked.append(time.monotonic())
+        return Reply(200, json.dumps([{"url": images["0"], "title": "t"}]).encode(), {"Content-Type": "text/json"})
+
+    endpoint = web.route("/search", handler=answer)
+    harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a", "b", "c"), host_rate=5.0))
+    gaps = [later - earlier for earlier, later in zip(asked, asked[1:], strict=False)]
+    assert len(asked) == 3 and min(gaps) >= 0.18  # 1/5 s, less clock slack
