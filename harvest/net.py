@@ -167,10 +167,23 @@ def make_session(
     return session
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def host_key(url: str) -> str:
-    """``scheme://host:port`` of a URL: the unit robots.txt and rate limits apply to."""
+    """``scheme://host[:port]`` of a URL: the unit robots.txt and rate limits apply to. One spelling per origin:
+    lower case, no user name, no default port (``HTTP://user@A.example:80`` is ``http://a.example``), so that no
+    other spelling of a host escapes its rate limit or reads its robots.txt anew."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: no request can be made, keep the spelling as given
+        return f"{scheme}://{parts.netloc}".lower()
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else "")
 
 
 def body_pieces(response: requests.Response, size: int = CHUNK_BYTES) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ from harvest.net import (
     BlockedHostError,
     HostRateLimiter,
     RobotsCache,
+    host_key,
     is_blocked_address,
     make_session,
     parse_retry_after,
@@ -120,6 +121,22 @@ def test_a_host_may_ask_for_a_longer_interval_but_not_a_shorter_one() -> None:
     limiter.slow_down("http://b.example/", 0.01)
     assert [limiter.wait("http://a.example/x.jpg") for _ in range(3)] == [0.0, 2.0, 2.0]
     assert [limiter.wait("http://b.example/x.jpg") for _ in range(3)] == [0.0, 0.25, 0.25]
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://a.example/x.jpg", "http://a.example"),
+        ("HTTP://A.Example:80/x.jpg", "http://a.example"),  # the default port is no other host
+        ("http://user:pw@a.example/x.jpg", "http://a.example"),
+        ("https://a.example:443/x.jpg", "https://a.example"),
+        ("https://a.example:8443/x.jpg", "https://a.example:8443"),
+        ("http://a.example:443/x.jpg", "http://a.example:443"),
+        ("http://[2001:DB8::1]:8080/x.jpg", "http://[2001:db8::1]:8080"),
+    ],
+)
+def test_host_key_spells_each_origin_one_way(url: str, key: str) -> None:
+    assert host_key(url) == key
 
 
 def test_a_rate_of_zero_never_waits() -> None:
