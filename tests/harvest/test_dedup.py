@@ -662,3 +662,11 @@ def test_component_search_equals_the_exhaustive_search_band_by_band(
         components = Components(n)
         hash_index.group_join(phash, dhash, limits, components)
         assert same_partition(components.labels(), group_labels(n, i, j))
+
+
+def test_a_cosine_equal_to_the_clip_threshold_pairs() -> None:
+    emb = np.array([[1, 0, 0], [1, 0, 0], [0.6, 0.8, 0], [0, 0, 1]], dtype=np.float32)  # exact in float32
+    i, j = cosine_pairs(emb, 1.0)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 1)]
+    i, j = cosine_pairs(emb, 0.6)
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2)]

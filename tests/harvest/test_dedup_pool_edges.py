@@ -1,0 +1,149 @@
+"""Dedup decisions on chosen hashes: which copy is kept, how leaks spread through a group, both thresholds, and
+the ``kept`` rule shared with the filter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harvest import leakage
+from harvest.decisions import kept_mask
+from harvest.dedup_pool import DedupConfig, dedup_pool
+from harvest.errors import ConfigError
+from harvest.hashing import image_hashes, uint64_to_hex
+from harvest.leakage import ExclusionSet, find_leaks, load_exclusion_set
+from harvest.pool import Pool
+from tests.harvest.imagegen import add_pictures, edited_copies, encode, scene, write_folder
+
+FAR = 0xFFFF_FFFF_0000_0000  # 32 bits from 0 and from any hash of the low 32 bits: never near them
+
+
+def hashed_pool(tmp_path: Path, pictures: dict[str, tuple[int, int, int, int, int]]) -> Pool:
+    """A pool whose rows already carry pHash and dHash (name -> phash, dhash, width, height, bytes): dedup groups
+    them without decoding, so each test picks its distances bit by bit."""
+    pool = Pool.create(tmp_path / "pool")
+    rows = []
+    for name, (phash, dhash, width, height, size) in pictures.items():
+        image_id, path = pool.store_image(name.encode(), "jpg")  # never decoded: the hashes are stored
+        rows.append({"id": image_id, "url": f"file:///{name}.jpg", "status": "ok", "path": path, "width": width,
+                     "height": height, "bytes": size, "phash": uint64_to_hex([phash])[0],
+                     "dhash": uint64_to_hex([dhash])[0]})  # fmt: skip
+    pool.append_rows(rows)
+    return pool
+
+
+def by_name(pool: Pool) -> pd.DataFrame:
+    df = pool.read_index()
+    return df.assign(name=[url.removeprefix("file:///").removesuffix(".jpg") for url in df["url"]]).set_index("name")
+
+
+def run(pool: Pool, **options: object) -> None:
+    dedup_pool(DedupConfig(pool.root, progress=False, workers=1, **options))  # type: ignore[arg-type]
+
+
+def test_the_largest_picture_is_kept_before_the_one_with_most_bytes(tmp_path: Path) -> None:
+    pool = hashed_pool(
+        tmp_path,
+        {
+            "big-but-light": (0, 0, 800, 600, 10_000),
+            "small-but-heavy": (0b11, 0, 400, 300, 90_000),
+            "same-size-lighter": (0b101, 0, 800, 600, 9_000),
+        },
+    )
+    run(pool)
+    df = by_name(pool)
+    assert df.loc["big-but-light", "kept"] and pd.isna(df.loc["big-but-light", "dup_of"])
+    for name in ("small-but-heavy", "same-size-lighter"):
+        assert df.loc[name, "dup_of"] == df.loc["big-but-light", "id"] and not df.loc[name, "kept"]
+
+
+def test_the_dhash_threshold_is_its_own_and_defaults_to_the_phash_threshold(tmp_path: Path) -> None:
+    pool = hashed_pool(tmp_path, {"a": (0, 0, 100, 100, 10), "b": (0b1, 0b11_1111, 90, 90, 10)})  # dHash 6 bits off
+    run(pool, threshold=8)
+    assert by_name(pool).loc["b", "dup_of"] == by_name(pool).loc["a", "id"]
+    run(pool, threshold=8, dhash_threshold=5)
+    assert by_name(pool)["dup_of"].isna().all() and by_name(pool)["kept"].all()
+
+
+def test_a_leak_found_through_one_member_marks_the_whole_group_and_its_kept_picture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a - b - c are a chain of copies (6 bits a step, a and c 12 apart); the evaluation image is near c alone, yet
+    a, the largest and so the kept picture, is the same photo and must not be trained on."""
+    a, b, c = 0, 0b11_1111, 0b1111_1111_1111
+    evaluation = c ^ 0xF000  # 4 bits from c, 10 from b, 16 from a
+    pool = hashed_pool(
+        tmp_path,
+        {"a": (a, 0, 400, 300, 10), "b": (b, 0, 200, 150, 10), "c": (c, 0, 100, 75, 10), "other": (FAR, FAR, 9, 9, 1)},
+    )
+    exclusions = ExclusionSet(["IMG_9"], np.array([evaluation], np.uint64), np.array([0], np.uint64))
+    monkeypatch.setattr(leakage, "load_exclusion_set", lambda spec, workers=0: exclusions)
+    run(pool, threshold=8, exclude_like=("eval",))
+    df = by_name(pool)
+    assert df.loc[["a", "b", "c"], "leak_of"].tolist() == ["IMG_9"] * 3
+    assert not df.loc[["a", "b", "c"], "kept"].any() and df.loc["other", "kept"]
+
+
+def test_a_leak_names_the_closest_evaluation_image_not_the_last_one_matched() -> None:
+    pool_hash = np.array([0], np.uint64)
+    exclusions = ExclusionSet(["near", "farther"], np.array([0b1, 0b1111], np.uint64), np.zeros(2, np.uint64))
+    assert find_leaks(pool_hash, pool_hash, exclusions, 10, 10) == {0: "near"}
+    swapped = ExclusionSet(["farther", "near"], exclusions.phash[::-1].copy(), exclusions.dhash)
+    assert find_leaks(pool_hash, pool_hash, swapped, 10, 10) == {0: "near"}
+
+
+def test_evaluation_folders_take_upper_case_suffixes_and_report_undecodable_pictures(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "eval", {"IMG_1": scene(1, 64, 48)})
+    (folder / "IMG_1.jpg").rename(folder / "IMG_1.JPG")  # as cameras name them
+    (folder / "IMG_2.jpeg").write_bytes(encode(scene(2, 64, 48))[:100])
+    (folder / "notes.txt").write_text("not evaluated")
+    loaded = load_exclusion_set(folder, workers=1)
+    assert loaded.keys == ["IMG_1"] and list(loaded.failures) == ["IMG_2"]
+
+
+def test_kept_needs_stored_bytes_and_no_mark_and_unscored_rows_pass_the_clip_test() -> None:
+    df = pd.DataFrame(
+        {
+            "status": ["ok", "ok", "ok", "ok", "ok", "ok", "timeout"],
+            "id": ["a", "b", "c", "d", "e", "f", None],
+            "path": ["p", "p", "p", None, "p", "p", None],
+            "dup_of": [None, "a", None, None, None, None, None],
+            "leak_of": [None, None, "IMG_1", None, None, None, None],
+            "clip_kept": [True, True, True, True, None, False, None],  # e: added after the last filter run
+        }
+    )
+    assert kept_mask(df).tolist() == [True, False, False, False, True, False, False]
+
+
+def test_an_exact_duplicate_count_leaves_out_failed_rows_with_a_known_id(tmp_path: Path) -> None:
+    pool = hashed_pool(tmp_path, {"a": (0, 0, 100, 100, 10)})
+    row = pool.read_index().iloc[0]
+    pool.append_rows([{"id": row["id"], "url": "http://b/a-again.jpg", "status": "ok", "path": row["path"]},
+                      {"id": row["id"], "url": "http://b/a-cut.jpg", "status": "truncated"}])  # fmt: skip
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = pool.read_index().set_index("url")
+    assert summary.exact_duplicate_rows == 1 and df.loc["http://b/a-again.jpg", "dup_of"] == row["id"]
+    assert pd.isna(df.loc["http://b/a-cut.jpg", "dup_of"]) and summary.kept == 1
+
+
+def test_thresholds_take_the_whole_documented_range() -> None:
+    for bits in (0, 32):
+        assert DedupConfig(Path("p"), threshold=bits, dhash_threshold=bits).dhash_bits == bits
+    for flag, options in (("--threshold", {"threshold": 33}), ("--dhash-threshold", {"dhash_threshold": 33})):
+        with pytest.raises(ConfigError, match=f"{flag} 33 is out of range"):
+            DedupConfig(Path("p"), **options)  # type: ignore[arg-type]
+
+
+def test_a_picture_with_a_stored_phash_but_no_dhash_is_hashed_again_and_grouped(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    ids = add_pictures(pool, {"big": scene(0), "small": edited_copies(scene(0))["resized"]})
+    df = pool.read_index()
+    df["phash"] = [image_hashes(scene(0))[0]] * 2  # an older run stored pHash alone
+    pool.rewrite(df)
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    after = pool.read_index().set_index("id")
+    assert summary.hashed == 2 and after["dhash"].notna().all()
+    assert after.loc[ids["small"], "dup_of"] == ids["big"]
