@@ -52,3 +52,26 @@ def test_broken_and_truncated_files_become_results_with_a_reason(tmp_path: Path)
     assert results["text"].phash is None and "UnidentifiedImageError" in results["text"].error
     assert results["cut"].phash is None and results["cut"].error
     assert results["fine"].error is None and results["fine"].phash is not None
+
+
+def test_a_copy_stored_sideways_with_an_exif_orientation_hashes_as_the_upright_picture() -> None:
+    import io
+
+    from PIL import Image
+
+    upright = hash_bytes("upright", encode(scene(0)))
+    for orientation, stored in ((6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation  # a phone's upload: pixels sideways, the tag says how to turn them
+        buffer = io.BytesIO()
+        scene(0).transpose(stored).save(buffer, "JPEG", quality=92, exif=exif)
+        sideways = hash_bytes("sideways", buffer.getvalue())
+        assert (sideways.phash, sideways.dhash) == (upright.phash, upright.dhash), orientation
+
+
+def test_a_picture_over_pillows_pixel_limit_is_a_result_with_a_reason_not_a_crash(monkeypatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # scene(1) has 192 x 144: over twice the limit
+    result = hash_bytes("big", encode(scene(1)))
+    assert result.phash is None and result.error.startswith("DecompressionBombError")

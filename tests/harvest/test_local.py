@@ -8,11 +8,13 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from harvest import local as local_module
 from harvest.cli import app
 from harvest.errors import ConfigError
 from harvest.local import LocalConfig, ingest_local, iter_picture_files, read_sidecar
@@ -191,3 +193,68 @@ def test_cli_local_rejects_a_missing_folder(tmp_path: Path) -> None:
         app, ["local", str(tmp_path / "nowhere"), "--out", str(tmp_path / "pool")], env={"COLUMNS": "400"}
     )
     assert result.exit_code == 2 and "not a folder" in result.output
+
+
+def test_a_file_of_exactly_max_bytes_is_ingested_and_one_byte_more_is_too_large(tmp_path: Path) -> None:
+    root = tmp_path / "sized"
+    root.mkdir()
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    data = buffer.getvalue()
+    (root / "exact.png").write_bytes(data)
+    (root / "over.png").write_bytes(data + b"\0")  # PNG ignores bytes after its end
+    (root / "text.png").write_bytes(b"read, checked, not stored")
+    summary = ingest_local(config(root, tmp_path / "pool", max_bytes=len(data)))
+    df = by_name(Pool.open(tmp_path / "pool").read_index())
+    assert df["status"].to_dict() == {"exact.png": "ok", "over.png": "too_large", "text.png": "not_image"}
+    assert f"{len(data) + 1} bytes is over --max-bytes {len(data)}" == df.loc["over.png", "error"]
+    assert summary.stored_bytes == len(data)  # only what was stored counts
+
+
+def test_hidden_folders_are_not_walked(tmp_path: Path) -> None:
+    root = tmp_path / "walk"
+    (root / ".thumbnails").mkdir(parents=True)
+    (root / ".thumbnails" / "a.jpg").write_bytes(encode((40, 30)))
+    (root / "a.jpg").write_bytes(encode((40, 30)))
+    assert [p.relative_to(root).as_posix() for p in iter_picture_files(root)] == ["a.jpg"]
+
+
+def test_a_symlinked_picture_is_one_row_under_its_target_and_a_rerun_skips_it(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "real.jpg").write_bytes(encode((40, 30)))
+    root = tmp_path / "links"
+    root.mkdir()
+    (root / "link.jpg").symlink_to(elsewhere / "real.jpg")
+    first = ingest_local(config(root, tmp_path / "pool"))
+    again = ingest_local(config(root, tmp_path / "pool"))
+    df = Pool.open(tmp_path / "pool").read_index()
+    assert (first.ok, again.rows, again.known) == (1, 0, 1)
+    assert df["url"].tolist() == [(elsewhere / "real.jpg").as_uri()]
+
+
+def test_a_bug_while_checking_one_file_is_an_internal_error_row_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "two"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(encode((40, 30)))
+    (root / "b.jpg").write_bytes(encode((50, 30)))
+    real_check = local_module.check_image
+
+    def broken_on_b(data: bytes, *args: object) -> object:
+        if Image.open(io.BytesIO(data)).width == 50:
+            raise KeyError("a bug")
+        return real_check(data, *args)
+
+    monkeypatch.setattr(local_module, "check_image", broken_on_b)
+    summary = ingest_local(config(root, tmp_path / "pool", workers=1))
+    df = by_name(Pool.open(tmp_path / "pool").read_index())
+    assert df["status"].to_dict() == {"a.jpg": "ok", "b.jpg": "internal_error"}
+    assert df.loc["b.jpg", "error"] == "KeyError: 'a bug'" and summary.rows == 2
+
+
+def test_the_input_folder_itself_is_refused_as_the_pool(photos: Path) -> None:
+    with pytest.raises(ConfigError, match="lies inside DIR"):
+        LocalConfig(root=photos, out=photos)
