@@ -198,3 +198,27 @@ def test_a_pool_without_stored_pictures_is_filtered_without_loading_a_model(
     summary = filter_pool(FilterConfig(empty.root, progress=False))
     assert summary.eligible == 0 and not summary.model_loaded
     assert pd.isna(empty.read_index().loc[0, "clip_score"])
+
+
+def test_a_score_equal_to_the_threshold_is_kept_and_a_picture_found_twice_is_embedded_once(
+    pool: Pool, tiny_checkpoint: Path
+) -> None:
+    from harvest.clip_filter import prompt_fingerprint
+
+    first_row = pool.read_index().iloc[0]
+    pool.append_rows([{"id": first_row["id"], "url": "http://b/again.jpg", "status": "ok", "path": first_row["path"]}])
+    first = filter_pool(config(pool, tiny_checkpoint, threshold=0.5))
+    assert first.eligible == 7 and first.embedded == 6  # the re-found bytes are not embedded a second time
+    cache = EmbeddingCache(pool.root, first.model)
+    cached_ids, embeddings = cache.load()
+    assert sorted(cached_ids) == sorted(set(cached_ids))
+    classes = cache.load_text(prompt_fingerprint(list(CROWD_CLASSES) + list(NEGATIVE_CLASSES), TEMPLATES))
+    scores = crowd_scores(embeddings, classes, len(CROWD_CLASSES))  # as the filter computes them
+    middle = int(np.argsort(scores)[len(scores) // 2])
+    summary = filter_pool(config(pool, tiny_checkpoint, threshold=float(scores[middle])))
+    df = pool.read_index()
+    at_threshold = df[df["id"] == cached_ids[middle]]
+    assert len(at_threshold) >= 1 and at_threshold["kept"].all()
+    assert summary.above_threshold == int((scores >= scores[middle]).sum()) == len(scores) - len(scores) // 2
+    again = df[df["id"] == first_row["id"]]
+    assert len(again) == 2 and again["clip_score"].nunique() == 1

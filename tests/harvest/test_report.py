@@ -13,7 +13,7 @@ from harvest.dedup_pool import DedupConfig, dedup_pool
 from harvest.errors import ConfigError
 from harvest.pool import Pool
 from harvest.report import ReportConfig, build_report, count_table, latest_filter_threshold
-from tests.harvest.imagegen import add_pictures, edited_copies, scene, write_folder
+from tests.harvest.imagegen import add_pictures, edited_copies, encode, scene, write_folder
 
 
 @pytest.fixture
@@ -94,3 +94,72 @@ def test_cli_report_wiring(pool: Pool) -> None:
     result = CliRunner().invoke(app, ["report", str(pool.root)])
     assert result.exit_code == 0, result.output
     assert "by source" in result.output and "counts.csv" in result.output
+
+
+def test_the_figures_show_the_right_pictures_in_the_right_order(tmp_path: Path, monkeypatch) -> None:
+    """Top and bottom sheets by score, duplicate groups largest first with the kept picture leading its row, and the
+    --examples / --groups limits; the drawing itself is stubbed out (what is drawn is the point here)."""
+    from harvest import report
+
+    drawn: dict[str, list] = {}
+
+    def draw(items: list, out: Path, *_: object) -> Path:
+        drawn[out.name] = items
+        return out
+
+    monkeypatch.setattr(report, "contact_sheet", draw)
+    monkeypatch.setattr(report, "group_sheet", draw)
+    monkeypatch.setattr(report, "score_histogram", lambda scores, threshold, out: out)
+    pool = Pool.create(tmp_path / "pool")
+    dup_of = {1: 0, 2: 0, 3: 0, 5: 4, 7: 6, 8: 6}  # groups: 0 with three copies, 4 with one, 6 with two
+    pool.append_rows(
+        [{"id": f"i{k}", "url": f"u/{k}", "status": "ok", "path": f"images/i{k}.jpg", "width": 10 * (k + 1),
+          "height": 10, "clip_score": k / 10, "title": f"t{k}", "dup_of": f"i{dup_of[k]}" if k in dup_of else None,
+          "leak_of": "IMG_1" if k == 9 else None} for k in range(10)]
+    )  # fmt: skip
+    build_report(ReportConfig(pool.root, examples=3, groups=2))
+    assert [caption for _, caption in drawn["top_scores.png"]] == ["0.900 t9", "0.800 t8", "0.700 t7"]
+    assert [caption for _, caption in drawn["bottom_scores.png"]] == ["0.000 t0", "0.100 t1", "0.200 t2"]
+    groups = drawn["duplicate_groups.png"]
+    assert [[path.name for path, _ in group] for group in groups] == [
+        ["i0.jpg", "i1.jpg", "i2.jpg", "i3.jpg"],
+        ["i6.jpg", "i7.jpg", "i8.jpg"],
+    ]
+    assert groups[0][0][1] == "kept 10x10, 1 of 4" and groups[1][1][1] == "dup 80x10"
+    assert drawn["leaks.png"] == [(pool.root / "images" / "i9.jpg", "leak of IMG_1")]
+
+
+def test_totals_count_unique_pictures_among_usable_rows_only() -> None:
+    from harvest.report import totals
+
+    df = pd.DataFrame(
+        {"id": ["a", "a", "b", "c"], "path": ["p", "p", "p", "p"], "status": ["ok", "ok", "ok", "decode_error"]}
+    )
+    assert totals(df)["unique pictures"] == 2 and totals(df)["status ok"] == 3 and totals(df)["kept"] == 3
+
+
+def test_a_stored_file_that_does_not_decode_is_a_grey_thumbnail(tmp_path: Path) -> None:
+    from harvest.report import _thumbnail
+
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    thumb = _thumbnail(tmp_path / "cut.jpg", 48)
+    assert thumb.shape == (48, 48, 3) and (thumb == 128).all()
+    (tmp_path / "fine.png").write_bytes(encode(scene(1, 96, 72), "PNG"))
+    assert _thumbnail(tmp_path / "fine.png", 48).shape == (36, 48, 3)
+
+
+def test_the_histogram_threshold_line_counts_scores_at_the_threshold_as_kept(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.axes
+
+    from harvest.report import score_histogram
+
+    labels: list[str] = []
+    real_axvline = matplotlib.axes.Axes.axvline
+
+    def axvline(self, x, *args, **kwargs):
+        labels.append(kwargs.get("label"))
+        return real_axvline(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", axvline)
+    score_histogram(np.array([0.2, 0.4, 0.6]), 0.4, tmp_path / "h.png")
+    assert labels == ["threshold 0.4: 2 of 3"] and (tmp_path / "h.png").is_file()
