@@ -276,22 +276,41 @@ class Pool:
                 shutil.rmtree(staging)
             staging.mkdir()
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            names = []
             for i, start in enumerate(range(0, max(len(df), 1), rows_per_part)):
                 chunk = df.iloc[start : start + rows_per_part]
                 if len(chunk) == 0 and i > 0:
                     break
-                pq.write_table(rows_to_table(chunk.reset_index(drop=True)), staging / f"part-{stamp}-{i:05d}.parquet")
-            (staging / COMPLETE_MARK).write_text(utc_now())
+                names.append(f"part-{stamp}-{i:05d}.parquet")
+                pq.write_table(rows_to_table(chunk.reset_index(drop=True)), staging / names[-1])
+            mark = {"parts": names, "at": utc_now()}  # the mark names the new parts: see _swap_in
+            _atomic_write_bytes(staging / COMPLETE_MARK, json.dumps(mark).encode())
             self._swap_in(staging)
 
     def _swap_in(self, staging: Path) -> None:
-        new = {p.name for p in staging.glob("part-*.parquet")}
+        """Delete the old parts, move the new ones in, drop the staging folder. A swap killed at any point is finished
+        by running it again: the new parts are those the mark names, so the ones already moved into the index are not
+        taken for old parts and deleted."""
+        new = self._marked_parts(staging)
         for old in self.part_files():
             if old.name not in new:
                 old.unlink()
-        for p in staging.glob("part-*.parquet"):
-            os.replace(p, self.index_dir / p.name)
+        for name in sorted(new):
+            if (staging / name).exists():
+                os.replace(staging / name, self.index_dir / name)
         shutil.rmtree(staging)
+
+    @staticmethod
+    def _marked_parts(staging: Path) -> set[str]:
+        """The part names a complete rewrite's mark lists; a mark of an older crowdrank (a bare time) names none, and
+        its parts are then those still staged."""
+        try:
+            names = json.loads((staging / COMPLETE_MARK).read_text())["parts"]
+        except (OSError, ValueError, TypeError, KeyError):
+            names = None
+        if not isinstance(names, list):
+            return {p.name for p in staging.glob("part-*.parquet")}
+        return {str(name) for name in names}
 
     def _recover(self) -> None:
         """Finish a rewrite that was marked complete; drop one that was not, and stray temporary parts.

@@ -4,6 +4,8 @@ values never cost a row."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -205,3 +207,46 @@ def test_extra_columns_that_agree_keep_their_type_when_another_extra_column_disa
     pool.append_rows([{"url": "u/2", "status": "ok", "rank": 2, "note": "five"}])
     df = pool.read_index().set_index("url")
     assert df["rank"].tolist() == [1, 2] and df["note"].tolist() == ["5", "five"]
+
+
+@pytest.mark.parametrize("moved", [0, 1, 2])
+def test_a_swap_killed_after_moving_some_new_parts_in_is_finished_by_the_next_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moved: int
+) -> None:
+    """Killed after ``moved`` of the two new parts were renamed into the index (2: only the staging folder was left to
+    remove): the next open must finish the swap and keep the new parts already moved in, not take them for old ones."""
+    pool = pool_of(tmp_path, [f"https://a.org/{i}.jpg" for i in range(5)])
+    real_replace, real_rmtree, renamed = os.replace, shutil.rmtree, []
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        if Path(src).parent.name == "_rewrite" and Path(src).name.startswith("part-"):
+            if len(renamed) == moved:
+                raise Killed
+            renamed.append(src)
+        real_replace(src, dst)
+
+    def rmtree(path: str | Path, *args: object, **kwargs: object) -> None:
+        if Path(path).name == "_rewrite":
+            raise Killed
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    new = pd.DataFrame({"url": [f"https://b.org/{i}.jpg" for i in range(4)], "status": ["ok"] * 4})
+    with pytest.raises(Killed):
+        pool.rewrite(new, rows_per_part=2)
+    monkeypatch.undo()
+    assert len(renamed) == moved
+    assert urls_of(pool) == sorted(new["url"])
+    assert not (pool.index_dir / "_rewrite").exists() and len(pool.part_files()) == 2
+
+
+def test_a_complete_rewrite_marked_by_an_older_crowdrank_is_still_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = pool_of(tmp_path, ["https://a.org/1.jpg"])
+    monkeypatch.setattr(Pool, "_swap_in", lambda self, staging: None)
+    pool.rewrite(pd.DataFrame({"url": ["https://b.org/1.jpg"], "status": ["ok"]}))
+    monkeypatch.undo()
+    (pool.index_dir / "_rewrite" / "_COMPLETE").write_text("2024-05-01T10:00:00+00:00")  # a bare time, no part list
+    assert urls_of(pool) == ["https://b.org/1.jpg"]
