@@ -86,9 +86,14 @@ class Pool:
         pool = cls(Path(root))
         if pool.meta_path.exists():
             return cls.open(root)
+        if pool.root.exists() and not pool.root.is_dir():
+            raise PoolError(f"{pool.root} is a file, not a folder; choose an empty or new folder for --out")
         if not (pool.root / LOCK_NAME).exists():  # a .lock: another command may be making the pool right now
             pool._refuse_foreign_folder()  # before the lock file is made: never leave a .lock in someone's folder
-        pool.root.mkdir(parents=True, exist_ok=True)
+        try:
+            pool.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a parent folder should be, no permission, ...
+            raise PoolError(f"cannot make the pool folder {pool.root}: {e}; choose another folder for --out") from e
         with exclusive(pool.root, "(creating the pool)"):
             if pool.meta_path.exists():  # made by another command while this one waited for the folder
                 return cls.open(root)

@@ -250,3 +250,13 @@ def test_a_complete_rewrite_marked_by_an_older_crowdrank_is_still_finished(
     monkeypatch.undo()
     (pool.index_dir / "_rewrite" / "_COMPLETE").write_text("2024-05-01T10:00:00+00:00")  # a bare time, no part list
     assert urls_of(pool) == ["https://b.org/1.jpg"]
+
+
+def test_a_file_given_as_the_pool_folder_is_a_pool_error_and_stays_untouched(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(PoolError, match="notes.txt is a file, not a folder"):
+        Pool.create(notes)
+    with pytest.raises(PoolError, match="cannot make the pool folder .*notes.txt/pool"):
+        Pool.create(notes / "pool")
+    assert notes.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
