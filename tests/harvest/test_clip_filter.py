@@ -222,3 +222,9 @@ def test_a_score_equal_to_the_threshold_is_kept_and_a_picture_found_twice_is_emb
     assert summary.above_threshold == int((scores >= scores[middle]).sum()) == len(scores) - len(scores) // 2
     again = df[df["id"] == first_row["id"]]
     assert len(again) == 2 and again["clip_score"].nunique() == 1
+
+
+def test_no_pretrained_tag_and_no_checkpoint_fails_saying_how_to_name_the_weights(tmp_path: Path) -> None:
+    for pretrained in (None, ""):
+        with pytest.raises(ConfigError, match="pass --pretrained TAG .* or --checkpoint PATH"):
+            FilterConfig(tmp_path, pretrained=pretrained)
