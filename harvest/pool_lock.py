@@ -51,9 +51,9 @@ def holds(root: Path) -> bool:
 def exclusive(root: Path, command: str | None = None, required: bool = True) -> Iterator[bool]:
     """Hold the writer lock of the pool at ``root`` for the block; yields True.
 
-    When another command holds it: raises :class:`PoolError` naming that command (``required``), or yields False
-    holding nothing (``required=False``, for work that is only safe while no writer runs). ``command`` names this
-    run in the message a second writer gets.
+    When another command holds it, or the lock file cannot be opened (a read-only pool): raises :class:`PoolError`
+    saying so (``required``), or yields False holding nothing (``required=False``, for work that is only safe while
+    no writer runs). ``command`` names this run in the message a second writer gets.
     """
     key = (str(Path(root).resolve()), threading.get_ident())
     with _holds_guard:
@@ -67,7 +67,17 @@ def exclusive(root: Path, command: str | None = None, required: bool = True) -> 
             with _holds_guard:
                 hold.depth -= 1
         return
-    with open(Path(root) / LOCK_NAME, "a+", encoding="utf-8") as f:
+    try:
+        lock_file = open(Path(root) / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as e:  # a read-only pool (a shared or mounted copy): readers go on without recovery
+        if required:
+            raise PoolError(
+                f"cannot take the writer lock {Path(root) / LOCK_NAME}: {e}; a pool is written only where its folder "
+                "is writable: copy it somewhere writable first"
+            ) from e
+        yield False
+        return
+    with lock_file as f:
         try:
             if fcntl is not None:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

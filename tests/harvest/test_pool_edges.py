@@ -260,3 +260,24 @@ def test_a_file_given_as_the_pool_folder_is_a_pool_error_and_stays_untouched(tmp
     with pytest.raises(PoolError, match="cannot make the pool folder .*notes.txt/pool"):
         Pool.create(notes / "pool")
     assert notes.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_read_only_pool_is_read_without_recovery_and_refused_to_writers_with_a_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests may run as root, which ignores permissions, so the read-only folder is an ``open`` that refuses."""
+    import builtins
+
+    from harvest import pool_lock
+
+    pool = pool_of(tmp_path, ["https://a.org/1.jpg"])
+
+    def read_only_open(path: str | Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if Path(path).name == ".lock":
+            raise PermissionError(13, "Read-only file system", str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pool_lock, "open", read_only_open, raising=False)
+    assert urls_of(pool) == ["https://a.org/1.jpg"]  # `harvest report`, `rankset build`
+    with pytest.raises(PoolError, match="cannot take the writer lock .*Read-only file system"):
+        pool.append_rows([{"url": "https://a.org/2.jpg", "status": "ok"}])
