@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from train.study import StudyConfig
 
+READING = {"spearman": "higher is better", "count_ratio": "closest to 1 is best"}  # every other metric: lower is better
+
 
 def ordering_metrics(per_image_csv: Path) -> dict[str, float]:
     """Two numbers that tell ordering from calibration, from a run's per-image test counts.
@@ -55,9 +57,14 @@ def results_stem(study: StudyConfig, out: Path) -> str:
     return "results"
 
 
+def group_keys(study: StudyConfig) -> list[str]:
+    """What the tables and the plot group runs by: the grid keys; without a grid, the folds, else the seeds."""
+    return list(study.grid) or (["fold"] if study.folds else ["seed"])
+
+
 def summarise(study: StudyConfig, df: Any, keys: list[str] | None = None) -> Any:
     """Mean, standard deviation and number of runs of the metric per grid point (or per ``keys``)."""
-    keys = keys or list(study.grid) or (["fold"] if study.folds else ["seed"])
+    keys = keys or group_keys(study)
     grouped = df.groupby(keys, sort=False)[study.metric]
     return grouped.agg(["mean", "std", "count"]).reset_index()
 
@@ -70,8 +77,9 @@ def summary_markdown(study: StudyConfig, df: Any) -> str:
     over = f"seeds {list(study.seeds)}"
     if study.folds:
         over = f"{len(study.folds)} folds ({', '.join(study.folds)}) x {over}"
+    reading = READING.get(study.metric, "lower is better")
     lines += [
-        f"Test {study.metric.upper()}, mean ± standard deviation over {over} (lower is better). "
+        f"Test {study.metric.upper()}, mean ± standard deviation over {over} ({reading}). "
         f"Base manifest: `{study.manifest.name}`.",
         "",
     ]
@@ -91,7 +99,7 @@ def summary_markdown(study: StudyConfig, df: Any) -> str:
     else:
         key = str(table.columns[0])  # the grid key, else what summarise grouped by
         lines += [f"| {key} | {study.metric} |", "|---|---|"]
-        lines += [f"| {r[key]} | {_cell(r)} |" for _, r in table.iterrows()]
+        lines += [f"| {r[key]} | {_cell(r)} |" for r in table.to_dict("records")]  # iterrows would print 1 as 1.0
     if study.folds and keys and "fold" in df:
         per_fold = summarise(study, df, ["fold", keys[0]])
         columns = list(dict.fromkeys(per_fold[keys[0]]))
@@ -136,7 +144,7 @@ def plot_results(study: StudyConfig, df: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     table = summarise(study, df)
-    keys = list(study.grid) or ["seed"]
+    keys = group_keys(study)  # a folds study without a grid is grouped by fold: there is no seed column to plot
     numeric = [k for k in keys if all(isinstance(v, int | float) and not isinstance(v, bool) for v in table[k])]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     if numeric:
