@@ -147,3 +147,13 @@ def test_a_picture_with_a_stored_phash_but_no_dhash_is_hashed_again_and_grouped(
     after = pool.read_index().set_index("id")
     assert summary.hashed == 2 and after["dhash"].notna().all()
     assert after.loc[ids["small"], "dup_of"] == ids["big"]
+
+
+def test_an_undecodable_stored_file_gets_status_decode_error_and_the_reason(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    image_id, path = pool.store_image(b"\xff\xd8\xff\xe0 not really a jpeg", "jpg")
+    pool.append_rows([{"id": image_id, "url": "http://b/broken.jpg", "status": "ok", "path": path}])
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    row = pool.read_index().iloc[0]
+    assert (row["status"], row["error"], row["kept"]) == ("decode_error", summary.failures[image_id], False)
+    assert row["error"].startswith(("UnidentifiedImageError", "OSError", "SyntaxError"))
