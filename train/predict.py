@@ -52,6 +52,25 @@ def expand_images(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
+def overlay_names(paths: list[Path]) -> list[str]:
+    """One overlay file name per picture: ``<stem>.png``, then ``<stem>-2.png``, ``-3``… for a stem met before.
+
+    Pictures of the same name in different folders (``a/img.jpg``, ``b/img.jpg``) or with different suffixes
+    (``img.jpg``, ``img.png``) would otherwise overwrite each other's overlay. Compared without case, so the names
+    stay distinct on case-insensitive file systems too; ``counts.csv`` names each row's overlay.
+    """
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        name, n = f"{path.stem}.png", 1
+        while name.lower() in used:
+            n += 1
+            name = f"{path.stem}-{n}.png"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
 def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float, path: Path) -> None:
     """The picture with its predicted density on top (jet, half transparent) under a band with the count.
 
@@ -77,7 +96,8 @@ def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float
 
 
 def predict_images(config: PredictConfig, show_progress: bool = True) -> list[dict[str, Any]]:
-    """Predict every image; writes ``counts.csv`` and ``overlays/<stem>.png`` under ``out``; returns the rows."""
+    """Predict every image; writes ``counts.csv`` and ``overlays/<stem>.png`` (see :func:`overlay_names`) under
+    ``out``; returns the rows."""
     from PIL import Image
     from rich.progress import track
 
@@ -92,8 +112,10 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     out = Path(config.out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in track(expand_images(config.images), description="predict", disable=not show_progress):
-        row: dict[str, Any] = {"path": printable_name(path), "count": None, "status": "ok", "error": ""}
+    paths = expand_images(config.images)
+    named = list(zip(paths, overlay_names(paths), strict=True))
+    for path, overlay in track(named, description="predict", disable=not show_progress):
+        row: dict[str, Any] = {"path": printable_name(path), "count": None, "status": "ok", "error": "", "overlay": ""}
         try:
             with Image.open(path) as opened:
                 image = np.array(opened.convert("RGB"))
@@ -103,7 +125,8 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
         density = predict_density(model, image, stride, config.tile, device, run_config.schedule.amp, scale)
         row["count"] = float(density.sum())
         if config.overlays:
-            save_overlay(image, density, stride, row["count"], out / "overlays" / f"{path.stem}.png")
+            row["overlay"] = f"overlays/{overlay}"
+            save_overlay(image, density, stride, row["count"], out / row["overlay"])
         rows.append(row)
     write_rows_csv(out / "counts.csv", rows)
     return rows

@@ -1,0 +1,89 @@
+"""train predict at its edges: which files a folder contributes, one overlay per picture even when names repeat,
+the --tile and --no-overlays settings reaching the work, and arguments refused before the checkpoint is read."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.train.test_pseudo_label import tiny_checkpoint
+from train.errors import ConfigError
+from train.predict import PredictConfig, expand_images, overlay_names, predict_images
+
+
+def picture(path: Path, value: int, size: tuple[int, int] = (48, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(value)
+    Image.fromarray(rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("predict") / "ckpt.pt", masksembles=False)
+
+
+def test_a_folder_contributes_its_images_in_subfolders_whatever_the_suffix_case_sorted(tmp_path: Path) -> None:
+    for name in ("b.JPG", "a.png", "sub/c.jpeg", "sub/deeper/d.WebP"):
+        picture(tmp_path / "in" / name, 0)
+    (tmp_path / "in" / "notes.txt").write_text("not a picture")
+    (tmp_path / "in" / "counts.csv").write_text("file,count\n")
+    single = picture(tmp_path / "z.png", 1)
+    found = expand_images((tmp_path / "in", single))
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "in/a.png",
+        "in/b.JPG",
+        "in/sub/c.jpeg",
+        "in/sub/deeper/d.WebP",
+        "z.png",
+    ]
+
+
+def test_overlay_names_never_repeat_whatever_the_folder_suffix_or_case() -> None:
+    paths = [Path("a/img.jpg"), Path("b/img.jpg"), Path("img.png"), Path("IMG.jpg"), Path("img-2.jpg"), Path("x.jpg")]
+    assert overlay_names(paths) == ["img.png", "img-2.png", "img-3.png", "IMG-4.png", "img-2-2.png", "x.png"]
+
+
+def test_pictures_of_the_same_name_get_one_overlay_each_named_in_counts_csv(checkpoint: Path, tmp_path: Path) -> None:
+    first, second = picture(tmp_path / "a" / "img.jpg", 1), picture(tmp_path / "b" / "img.jpg", 2, (64, 40))
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    rows = predict_images(PredictConfig(checkpoint, (first, second, tmp_path / "broken.jpg"), tmp_path / "out"), False)
+    with (tmp_path / "out" / "counts.csv").open(newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [r["overlay"] for r in written] == ["overlays/img.png", "overlays/img-2.png", ""]
+    assert [r["status"] for r in rows] == ["ok", "ok", "unreadable_image"] and written[2]["count"] == ""
+    sizes = [Image.open(tmp_path / "out" / r["overlay"]).size for r in written[:2]]
+    assert sizes == [(48, 40 + 24), (64, 40 + 24)]  # each picture under its count band: neither overwrote the other
+
+
+def test_no_overlays_writes_counts_only_and_tile_reaches_the_tiled_inference(checkpoint: Path, tmp_path: Path) -> None:
+    from train.checkpoint import model_from_checkpoint
+    from train.evaluate import predict_density
+
+    image = picture(tmp_path / "wide.png", 3, (200, 72))
+    config = PredictConfig(checkpoint, (image,), tmp_path / "out", device="cpu", tile=64, overlays=False)
+    (row,) = predict_images(config, False)
+    assert list((tmp_path / "out" / "overlays").iterdir()) == [] and row["overlay"] == ""
+    model, state, _ = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    pixels = np.array(Image.open(image).convert("RGB"))
+
+    def count(tile: int) -> float:
+        return float(predict_density(model, pixels, 4, tile, torch.device("cpu"), False, state["density_scale"]).sum())
+
+    assert row["count"] == pytest.approx(count(64), rel=1e-6)
+    assert count(64) != pytest.approx(count(1024), rel=1e-6)  # the tile size changes the sum: the check means something
+
+
+def test_missing_images_and_a_tiny_tile_are_refused_naming_them(checkpoint: Path, tmp_path: Path) -> None:
+    here = picture(tmp_path / "here.png", 0)
+    with pytest.raises(ConfigError, match=r"IMAGES not found: .*gone.png, .*lost$"):
+        PredictConfig(checkpoint, (here, tmp_path / "gone.png", tmp_path / "lost"))
+    with pytest.raises(ConfigError, match=r"--tile 32 is too small; use at least 64"):
+        PredictConfig(checkpoint, (here,), tile=32)
+    with pytest.raises(ConfigError, match="IMAGES is empty"):
+        PredictConfig(checkpoint, ())
