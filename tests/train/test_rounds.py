@@ -76,6 +76,8 @@ def test_two_round_chain_trains_round_1_on_the_kept_fraction_of_round_0_pseudo_l
     assert [int(r["round"]) for r in table] == [0, 1]
     assert [r["pseudo_labels_in"] for r in table] == ["0", "4"]
     assert [r["pseudo_labels_kept"] for r in table] == ["4", ""]  # the last round labels nothing
+    assert [r["labeled_sets"] for r in table] == ["1", "2"]
+    assert [r["init"] for r in table] == ["none", str(out / "round-0" / "model.pt")]
     assert [row["pseudo_labels_in"] for row in result.rows] == [0, 4]
     rows = (pictures / "counts.csv").read_text().splitlines()[2:]
     truth = {name.removesuffix(".jpg"): int(count) for name, count in (row.split(",") for row in rows)}
@@ -83,6 +85,7 @@ def test_two_round_chain_trains_round_1_on_the_kept_fraction_of_round_0_pseudo_l
     assert result.rows[0]["pseudo_label_mae"] == pytest.approx(sum(errors) / 4)
     last = json.loads((out / "round-1" / "eval.json").read_text())
     assert json.loads((out / "eval.json").read_text())["mae"] == pytest.approx(last["mae"])
+    assert (out / "eval_images.csv").read_bytes() == (out / "round-1" / "eval_images.csv").read_bytes()
     assert float(table[1]["test_mae"]) == pytest.approx(last["mae"])
     assert Image.open(out / "rounds.png").format == "PNG"
     assert load_manifest(out / "config.toml").rounds == config.rounds  # the chain reruns from its own folder
@@ -107,6 +110,8 @@ def test_resumed_chain_skips_finished_rounds_and_pseudo_labels(blob_data: dict[s
     assert (out / "round-0" / "metrics.jsonl").read_bytes() == round0_metrics
     assert (out / "round-0" / "last.pt").stat().st_mtime_ns == round0_mtime
     assert any("round 0: finished before" in note for note in resumed.notes)
+    changed = [note for note in resumed.notes if note.startswith("resumed with changed")]
+    assert changed == ["resumed with changed manifest sections: rounds (finished rounds are kept as they are)"]
     assert [row["pseudo_labels_in"] for row in resumed.rows] == [0, 2]
     assert json.loads((out / "round-1" / "round.json").read_text())["resumed_from"] == 0
 
@@ -116,6 +121,12 @@ def test_resumed_chain_skips_finished_rounds_and_pseudo_labels(blob_data: dict[s
     assert (out / "round-0" / "pseudo-labels" / "dataset_dict.json").stat().st_mtime_ns == pseudo_mtime
     assert (out / "round-1" / "metrics.jsonl").read_bytes() == round1_metrics
     assert [row["test_mae"] for row in again.rows] == [row["test_mae"] for row in resumed.rows]
+
+    (out / "round-1" / "round.json").unlink()  # killed after round 1's last checkpoint, before it was recorded
+    killed = fit_rounds(config, out, resume=True, show_progress=False)
+    assert json.loads((out / "round-1" / "round.json").read_text())["resumed_from"] == 4  # continued, not redone
+    assert (out / "round-1" / "metrics.jsonl").read_bytes().startswith(round1_metrics)
+    assert killed.rows[1]["test_mae"] == pytest.approx(resumed.rows[1]["test_mae"])
 
 
 @pytest.mark.parametrize(
@@ -155,3 +166,81 @@ def test_rounds_need_masksembles_and_pictures_and_a_fraction_that_keeps_one(
     with pytest.raises(ConfigError, match=r"keeps no picture of the 3 in rounds.images for round 2"):
         fit_rounds(config_from_dict(table), tmp_path / "chain", show_progress=False)
     assert not (tmp_path / "chain").exists()  # refused before any training
+
+
+def test_rounds_images_win_over_data_unlabeled(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    from train.rounds import check_pictures, pseudo_label_images
+
+    unlabeled, images = real_pictures(tmp_path / "unlabeled", 2), real_pictures(tmp_path / "images", 5)
+    config = config_from_dict(chain_table(blob_data, unlabeled, images=str(images)))
+    assert pseudo_label_images(config) == [str(images)] and check_pictures(config) == 5
+    assert pseudo_label_images(config_from_dict(chain_table(blob_data, unlabeled))) == [str(unlabeled)]
+
+
+def test_a_chain_refuses_a_single_run_folder_and_a_resume_of_nothing(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = config_from_dict(chain_table(blob_data, real_pictures(tmp_path / "real", 2)))
+    with pytest.raises(ConfigError, match=r"--resume: .*empty holds no rounds chain .*run without --resume first"):
+        fit_rounds(config, tmp_path / "empty", resume=True, show_progress=False)
+    (tmp_path / "single").mkdir()
+    (tmp_path / "single" / "last.pt").write_bytes(b"")
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match="holds a single run .last.pt., not a rounds chain; choose another --out"):
+            fit_rounds(config, tmp_path / "single", resume=resume, show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "single").iterdir()) == ["last.pt"]
+
+
+def fake_pseudo_label(monkeypatch: pytest.MonkeyPatch, statuses: list[str]) -> list[Any]:
+    """Replace ``train pseudo-label``: record its config and write a pseudo_labels.csv with these statuses."""
+    asked: list[Any] = []
+
+    def pseudo_label(config: Any, show_progress: bool = True) -> None:
+        asked.append(config)
+        config.out.mkdir(parents=True)
+        lines = ["image_id,status", *(f"p{i},{status}" for i, status in enumerate(statuses))]
+        (config.out / "pseudo_labels.csv").write_text("\n".join(lines) + "\n")
+        (config.out / "dataset_dict.json").write_text("{}")
+
+    monkeypatch.setattr("train.pseudo_label.pseudo_label", pseudo_label)
+    return asked
+
+
+def test_each_pseudo_labeling_uses_its_own_fraction_and_the_run_seed(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from train.rounds import make_pseudo_labels, round_config
+
+    pictures = real_pictures(tmp_path / "real", 4)
+    table = chain_table(blob_data, pictures, count=3, keep_fraction=[0.25, 0.75])
+    table["seed"] = 7
+    table["schedule"]["eval_tile"] = 128
+    config = config_from_dict(table)
+    asked = fake_pseudo_label(monkeypatch, ["kept", "dropped", "unreadable_image", "kept"])
+    folder = tmp_path / "chain" / "round-1"
+    folder.mkdir(parents=True)
+    (folder / "best.pt").write_bytes(b"")
+    kept = make_pseudo_labels(round_config(config, 1, tmp_path / "chain"), folder, config, 1, 4, False)
+    assert kept == 2  # unreadable pictures are not pseudo-labels
+    (labeling,) = asked
+    assert (labeling.keep_fraction, labeling.seed, labeling.tile) == (0.75, 7, 128)
+    assert (labeling.checkpoint, labeling.images, labeling.out) == (
+        folder / "best.pt",
+        (str(pictures),),
+        folder / "pseudo-labels",
+    )
+    assert make_pseudo_labels(round_config(config, 1, tmp_path / "chain"), folder, config, 1, 4, False) == 2
+    assert len(asked) == 1  # finished pseudo-labels are read back, not predicted again
+
+
+def test_a_round_that_keeps_no_pseudo_label_stops_the_chain_naming_the_table(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from train.errors import DataError
+    from train.rounds import make_pseudo_labels
+
+    config = config_from_dict(chain_table(blob_data, real_pictures(tmp_path / "real", 2)))
+    fake_pseudo_label(monkeypatch, ["unreadable_image", "unreadable_image"])
+    (tmp_path / "best.pt").write_bytes(b"")
+    with pytest.raises(DataError, match=r"round 0 kept no pseudo-label of 2 pictures .*pseudo_labels.csv"):
+        make_pseudo_labels(config, tmp_path, config, 0, 2, False)
