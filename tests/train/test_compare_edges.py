@@ -1,0 +1,75 @@
+"""train compare without models: the table read from each run folder, the example pictures it picks, and the
+arguments it refuses. Drawing the report from real checkpoints is tests/train/test_study.py's compare test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from train.compare import CompareConfig, _pick_examples, run_table
+from train.errors import ConfigError
+
+
+def finished_run(folder: Path, metrics: dict[str, float], manifest: str | None) -> Path:
+    """A run folder as compare reads it: eval.json, best.pt (only its presence matters here) and config.toml."""
+    folder.mkdir(parents=True)
+    (folder / "eval.json").write_text(json.dumps(metrics))
+    (folder / "best.pt").write_bytes(b"")
+    if manifest is not None:
+        (folder / "config.toml").write_text(manifest)
+    return folder
+
+
+def test_the_table_reads_each_run_own_manifest_and_metrics(tmp_path: Path) -> None:
+    alone = finished_run(
+        tmp_path / "alone",
+        {"mae": 3.5, "rmse": 4.0, "nae": 0.2, "game0": 3.5, "game3": 6.0, "step": 40},
+        '[schedule]\nparadigm = "count-only"\n[data]\nlabeled_fraction = 0.25\n',
+    )
+    old = finished_run(tmp_path / "old", {"mae": 2.0, "step": 8}, None)  # a run folder without config.toml
+    rows = run_table(CompareConfig((alone, old), tmp_path / "cmp.png"))
+    assert rows[0] == {
+        "run": "alone",
+        "paradigm": "count-only",
+        "labeled_fraction": 0.25,
+        "best_step": 40,
+        "mae": 3.5,
+        "rmse": 4.0,
+        "nae": 0.2,
+        "game0": 3.5,
+        "game3": 6.0,
+    }
+    assert (rows[1]["run"], rows[1]["paradigm"], rows[1]["labeled_fraction"], rows[1]["rmse"]) == (
+        "old",
+        "?",
+        1.0,
+        None,
+    )
+    labeled = run_table(CompareConfig((alone, old), tmp_path / "cmp.png", labels=("A", "B")))
+    assert [r["run"] for r in labeled] == ["A", "B"]
+
+
+def test_examples_spread_from_the_sparsest_to_the_densest_readable_picture() -> None:
+    df = pd.DataFrame(
+        {
+            "image_id": ["m", "dense", "broken", "sparse", "n", "o"],
+            "count": [20, 90, 500, 1, 30, 40],
+            "status": ["ok", "ok", "unreadable_image", "ok", "ok", "ok"],
+        }
+    )
+    assert _pick_examples(df, 3) == [("sparse", 1.0), ("n", 30.0), ("dense", 90.0)]  # the median between
+    assert [i for i, _ in _pick_examples(df, 10)] == ["sparse", "m", "n", "o", "dense"]  # each picture at most once
+    assert _pick_examples(df, 0) == []
+
+
+def test_labels_must_match_the_runs_and_examples_cannot_be_negative(tmp_path: Path) -> None:
+    run = finished_run(tmp_path / "r", {"mae": 1.0}, None)
+    with pytest.raises(ConfigError, match="--label was given 2 times for 1 runs; give one per run"):
+        CompareConfig((run,), tmp_path / "c.png", labels=("a", "b"))
+    with pytest.raises(ConfigError, match="--examples -1 is out of range"):
+        CompareConfig((run,), tmp_path / "c.png", examples=-1)
+    with pytest.raises(ConfigError, match="at least one RUN"):
+        CompareConfig((), tmp_path / "c.png")
