@@ -129,7 +129,7 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
 
     from rankset.errors import InputError
     from rankset.io import check_replaceable, write_dataset_dict
-    from rankset.schema import labeled_features
+    from rankset.schema import encode_build_info, labeled_features
     from train.checkpoint import model_from_checkpoint
     from train.device import resolve_device
     from train.runlog import write_rows_csv
@@ -203,7 +203,9 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
         out,
         {"train": labeled_rows()},
         features,
-        description=f'{{"pseudo_labels_from": "{config.checkpoint}", "keep_fraction": {config.keep_fraction}}}',
+        description=encode_build_info(
+            {"pseudo_labels_from": str(config.checkpoint), "keep_fraction": config.keep_fraction}
+        ),  # JSON, as rankset's info/publish read it back: a quote or backslash in the path stays valid
         extra_files={"pseudo_labels.csv": csv_tmp.read_bytes(), "uncertainty.png": figure.getvalue()},
         inputs=inputs,
     )

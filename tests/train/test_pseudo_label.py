@@ -40,6 +40,19 @@ def tiny_checkpoint(path: Path, masksembles: bool = True) -> Path:
     return path
 
 
+def busy_checkpoint(path: Path) -> Path:
+    """:func:`tiny_checkpoint` with a density bias of 0.1 people per cell, so every picture gets a few heads."""
+    import torch
+
+    from train.checkpoint import load_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(tiny_checkpoint(path))
+    state["model"]["base.density.bias"].fill_(0.1 * state["density_scale"])
+    torch.save(state, path)
+    return path
+
+
 def write_blobs(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(4)
@@ -153,3 +166,59 @@ def test_cli_pseudo_label_and_export_are_wired(tmp_path: Path) -> None:
         app, ["pseudo-label", str(checkpoint), "--images", str(pictures), "--out", "x", "--keep-fraction", "0"]
     )
     assert result.exit_code == 2 and "keep-fraction" in result.output
+
+
+def test_the_table_records_every_picture_with_its_members_counts_and_a_confidence_rank(tmp_path: Path) -> None:
+    import torch
+
+    from rankset.io import load_dataset_dict
+    from rankset.schema import decode_build_info
+    from train.checkpoint import model_from_checkpoint
+    from train.pseudo_label import member_densities
+
+    pictures = write_blobs(tmp_path / "real", 5)
+    checkpoint = busy_checkpoint(tmp_path / 'runs\\a "quoted" run' / "ckpt.pt")  # must stay valid JSON below
+    config = PseudoLabelConfig(checkpoint, (str(pictures),), tmp_path / "pseudo", keep_fraction=0.4, device="cpu")
+    rows = pseudo_label(config, show_progress=False)
+    model, state, _ = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    for row in rows:
+        image = np.array(Image.open(row["path"]).convert("RGB"))
+        members = member_densities(model, image, 4, 1024, torch.device("cpu"), False, state["density_scale"])
+        counts = members.sum(axis=(1, 2))
+        assert row["count"] == round(float(counts.mean()))  # rounded, not truncated
+        assert row["count_std"] == pytest.approx(float(counts.std()), rel=1e-5)
+        assert row["uncertainty"] == pytest.approx(relative_uncertainty(counts), rel=1e-5)
+    assert sorted(r["status"] for r in rows) == ["dropped"] * 3 + ["kept"] * 2
+    kept = sorted((r for r in rows if r["status"] == "kept"), key=lambda r: r["confidence_rank"])
+    assert [r["confidence_rank"] for r in kept] == [0, 1] and kept[0]["uncertainty"] <= kept[1]["uncertainty"]
+    train = load_dataset_dict(tmp_path / "pseudo")["train"]
+    assert train["uncertainty"] == pytest.approx([r["uncertainty"] for r in kept], rel=1e-6)
+    assert decode_build_info(train.info.description) == {"pseudo_labels_from": str(checkpoint), "keep_fraction": 0.4}
+
+
+def test_the_seed_chooses_where_the_heads_are_drawn(tmp_path: Path) -> None:
+    pictures = write_blobs(tmp_path / "real", 1)
+    checkpoint = busy_checkpoint(tmp_path / "ckpt.pt")
+
+    def heads(seed: int, out: str) -> list[list[float]]:
+        config = PseudoLabelConfig(checkpoint, (str(pictures),), tmp_path / out, 1.0, "cpu", seed=seed)
+        pseudo_label(config, show_progress=False)
+        from rankset.io import load_dataset_dict
+
+        return load_dataset_dict(tmp_path / out)["train"][0]["points"]
+
+    first = heads(3, "a")
+    assert len(first) > 0 and heads(3, "b") == first and heads(4, "c") != first
+
+
+def test_heads_of_cells_past_the_picture_edge_are_kept_inside_a_tall_picture() -> None:
+    density = np.zeros((3, 2))
+    density[:, 1] = 1.0  # only the right column of cells, which spans x in [8, 16) but the picture is 12 wide
+    points = sample_points(density, 200, cell=8, size=(12, 20), rng=np.random.default_rng(0))
+    assert points[:, 0].min() >= 8 and points[:, 0].max() < 12 and points[:, 1].max() < 20
+
+
+def test_a_tile_below_64_pixels_is_refused(tmp_path: Path) -> None:
+    plain = tiny_checkpoint(tmp_path / "plain.pt", masksembles=False)
+    with pytest.raises(ConfigError, match=r"--tile 32 is too small; use at least 64 pixels"):
+        PseudoLabelConfig(plain, ("x",), tmp_path / "out", tile=32)
