@@ -132,8 +132,14 @@ def apply_overrides(table: dict[str, Any], overrides: list[str]) -> dict[str, An
                 cls = hint
             elif last and not dataclasses.is_dataclass(hint):
                 node[part] = value
-            else:
-                raise ConfigError(f"--set {item!r}: {'.'.join(path[: depth + 1])} is a section, not a value")
+            elif last:
+                key = ".".join(path)
+                raise ConfigError(
+                    f"--set {item!r}: {key} is a section, not a value; set one of its keys: --set {key}.KEY=V"
+                )
+            else:  # a value with more path after it (--set schedule.steps.max=3)
+                key = ".".join(path[: depth + 1])
+                raise ConfigError(f"--set {item!r}: {key} is a value, not a section; set it itself: --set {key}=VALUE")
     return result
 
 
@@ -163,14 +169,22 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+# a TOML basic string may not hold these raw: a name or path with a newline would make config.toml unreadable
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _control_escape(char: str) -> str:
+    """Other control characters as ``\\uXXXX``; every other character as itself."""
+    return f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+        return '"' + "".join(_TOML_ESCAPES.get(c) or _control_escape(c) for c in value) + '"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")

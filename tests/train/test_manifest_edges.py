@@ -1,0 +1,72 @@
+"""Manifest edges: every refused value names its key and the fix, --set reaches sections and values it should,
+and the resolved config.toml loads back whatever characters a name or path holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from train.errors import ConfigError
+from train.manifest import config_from_dict, config_to_toml, load_manifest
+
+MINIMAL = {"data": {"labeled": ["data/shb"], "ranked": ["ranksets/keyword"]}}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"schedule": {"steps": True}}, r"schedule.steps = True has the wrong type: expected int"),
+        ({"optim": {"lr": False}}, r"optim.lr = False has the wrong type: expected float"),
+        ({"model": 3}, r"model must be a table \(\[model\]\), got 3"),
+        ({"data": {"labeled": "data/shb"}}, r"data.labeled = 'data/shb' has the wrong type: expected a list of str"),
+        ({"data": {"labeled": ["a", 7]}}, r"data.labeled\[1\] = 7 has the wrong type: expected str"),
+    ],
+)
+def test_a_value_of_the_wrong_shape_is_refused_naming_its_key(table: dict, message: str) -> None:
+    merged = {**MINIMAL, **table}
+    if "data" in table:
+        merged["data"] = {**MINIMAL["data"], **table["data"]}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(merged)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("=5", r"--set '=5' has an empty key; e.g. --set schedule.steps=500"),
+        ("schedule=3", r"--set 'schedule=3': schedule is a section, not a value; set one of its keys: --set sch"),
+        (
+            "schedule.steps.max=3",
+            r"schedule.steps is a value, not a section; set it itself: --set schedule.steps=VALUE",
+        ),
+    ],
+)
+def test_a_bad_override_is_refused_naming_it(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(MINIMAL, [override])
+
+
+def test_an_override_switches_an_absent_section_on_and_keeps_equals_signs_in_its_value() -> None:
+    config = config_from_dict(MINIMAL, ["tasks.segment.weight=0.1", "data.eval=runs/a=b"])
+    assert config.tasks.segment is not None and config.tasks.segment.weight == 0.1
+    assert config.data.eval == "runs/a=b"
+    assert config_from_dict(MINIMAL).tasks.segment is None
+
+
+def test_a_manifest_that_is_not_toml_or_not_there_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[data\nlabeled = 1\n")
+    with pytest.raises(ConfigError, match=r"manifest .*broken.toml is not valid TOML"):
+        load_manifest(broken)
+    with pytest.raises(ConfigError, match=r"manifest .*missing.toml does not exist; pass a TOML file"):
+        load_manifest(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    "name", ['a "quoted" run', "C:\\runs\\shb", "two\nlines\tand\x7f\x01controls", "crowd ünïcode"]
+)
+def test_the_resolved_toml_loads_back_whatever_a_string_holds(tmp_path: Path, name: str) -> None:
+    config = config_from_dict({**MINIMAL, "name": name, "data": {**MINIMAL["data"], "eval": name}})
+    (tmp_path / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
+    assert load_manifest(tmp_path / "config.toml") == config
