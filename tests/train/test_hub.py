@@ -332,3 +332,85 @@ def test_cli_push_dry_run_then_predict_the_folder_and_map_errors(run: Path, tmp_
     assert no_token.exit_code == 1 and "HF_TOKEN" in no_token.output
     offline_id = runner.invoke(app, ["eval", "nobody/uncached", "--data", "x"])
     assert offline_id.exit_code == 1 and "nobody/uncached" in offline_id.output
+
+
+# -- edges found by mutation: what the reader refuses, what the upload says, what the card and config hide -------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "someone-elses-model"}, r"format 'someone-elses-model' version 1; this crowdrank reads"),
+        ({"format_version": 2}, r"version 2; this crowdrank reads 'crowdrank-density-model' up to version 1 \(upgrade"),
+        ({"arch": "vgg16-density"}, r"crowdrank.json says arch 'vgg16-density', config.toml 'test-tiny'"),
+    ],
+)
+def test_a_pushed_folder_of_another_format_or_arch_is_refused(
+    run: Path, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    push(run / "best.pt", dry_run=tmp_path / "dry")
+    metadata = json.loads((tmp_path / "dry" / "crowdrank.json").read_text())
+    (tmp_path / "dry" / "crowdrank.json").write_text(json.dumps({**metadata, **change}))
+    with pytest.raises(ModelError, match=message):
+        read_inference_state(tmp_path / "dry")
+
+
+def test_a_pushed_folder_reads_back_the_checkpoint_scale_stride_and_step(run: Path, tmp_path: Path) -> None:
+    import stat
+
+    push(run / "best.pt", dry_run=tmp_path / "dry")
+    assert {stat.S_IMODE((tmp_path / "dry" / n).stat().st_mode) for n in UPLOAD_FILES} == {0o644}  # world-readable
+    state, original = read_inference_state(tmp_path / "dry"), load_checkpoint(run / "best.pt")
+    assert (state["density_scale"], state["output_stride"], state["step"]) == (
+        original["density_scale"],
+        original["output_stride"],
+        original["step"],
+    )
+    assert original["density_scale"] != 1.0 and state["exported"] is True
+
+
+def test_the_commit_message_names_the_step(run: Path, hub: FakeHub) -> None:
+    push(run / "best.pt")
+    assert hub.call("create_commit")[0]["commit_message"] == "train push: density model at step 2"
+
+
+def test_every_local_data_path_is_published_by_name_only() -> None:
+    from train.hub import public_config
+
+    table = {
+        "model": {"arch": "test-tiny", "pretrained": "none"},
+        "data": {
+            "labeled": ["/home/me/data/shb", "someone/shb"],
+            "ranked": ["/home/me/ranksets/kw"],
+            "eval": "/home/me/data/shb",
+            "unlabeled": ["/home/me/pools/real"],
+            "depth_dir": "/home/me/depth",
+        },
+    }
+    data = public_config(config_from_dict(table)).data
+    assert (data.labeled, data.ranked, data.eval) == (["shb", "someone/shb"], ["kw"], "shb")
+    assert (data.unlabeled, data.depth_dir) == (["real"], "depth")
+
+
+def test_an_existing_folder_named_like_a_hub_id_is_a_local_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "me").mkdir()
+    (tmp_path / "me" / "model").write_bytes(b"")  # a local file called me/model, not the Hub repo me/model
+    monkeypatch.chdir(tmp_path)
+    assert hub_reference("me/model") is None and hub_reference("me/other") == ("me/other", None)
+
+
+def test_the_card_names_the_paradigm_tasks_split_and_step(tmp_path: Path) -> None:
+    metadata = {"arch": "test-tiny", "output_stride": 4, "step": 7, "crowdrank_version": "0.1.0", "masksembles": None}
+    table = {"model": {"arch": "test-tiny", "pretrained": "none"}, "data": {"labeled": ["a"], "ranked": ["b"]}}
+    table["schedule"] = {"paradigm": "multitask", "steps": 30}
+    table["tasks"] = {"rank": {"weight": 2.5, "margin": 0.5}}
+    evaluation = {"mae": 1.5, "split": "validation"}
+    card = ModelCard(model_card("me/m", config_from_dict(table), metadata, evaluation, "mit"))
+    assert "| tasks | count (weight 1), rank (weight 2.5, margin 0.5) |" in card.text
+    assert "| checkpoint step | 7 of 30 |" in card.text
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
+    table["schedule"] = {"paradigm": "count-only"}
+    alone = ModelCard(model_card("me/m", config_from_dict(table), metadata, None, "mit"))
+    assert "| tasks | count (weight 1) |" in alone.text
