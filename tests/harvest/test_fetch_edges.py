@@ -98,3 +98,13 @@ def test_a_robots_txt_answering_429_is_no_licence_to_crawl_and_is_retried_later(
 def test_a_redirect_to_a_url_no_request_can_be_made_for_is_bad_url(web, location: str) -> None:
     result = _fetch(web.route("/moved.jpg", status=302, headers={"Location": location}))
     assert result.status == "bad_url", result.error
+
+
+def test_robots_txt_is_read_up_to_512_kib_and_not_waited_for_beyond(raw_web) -> None:
+    rules = b"User-agent: *\nDisallow: /private/\n" + b"# padding padding padding padding padding\n" * 16000
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000000\r\n\r\n"
+    raw_web.route("/robots.txt", [(0.0, head + rules), (30.0, b"# the rest never comes in time\n")])
+    started = time.monotonic()
+    result = _fetch(raw_web.base_url + "/private/a.jpg", timeout=1.0)
+    assert result.status == "robots"  # the rules in the first 512 KiB were read and applied
+    assert time.monotonic() - started < 4.0  # not the 5 s body deadline: reading stopped at the cap

@@ -39,6 +39,7 @@ from tests.harvest.conftest import Reply
         ("100.100.100.200", True),  # Alibaba Cloud's metadata service sits in that block
         ("198.18.0.1", True),  # benchmarking networks
         ("93.184.216.34", False),
+        ("::ffff:93.184.216.34", False),  # IPv4-mapped public address: judged as the IPv4 address it carries
         ("2606:4700:4700::1111", False),
     ],
 )
@@ -68,6 +69,22 @@ def test_the_session_sends_a_descriptive_user_agent_or_the_given_one(web) -> Non
     first, second = (r.headers["User-Agent"] for r in web.requests if r.path == "/ua")
     assert first.startswith("crowdrank/0.1.0 (+http") and "robots.txt" in first
     assert second == "lab-crawler/1.0"
+
+
+def test_the_session_follows_at_most_five_redirects(web) -> None:
+    url = web.route("/loop", status=302, headers={"Location": "/loop"})
+    with make_session(allow_private_hosts=True) as session, pytest.raises(requests.TooManyRedirects):
+        session.get(url)
+    assert web.hits("/loop") == 6
+
+
+def test_the_session_ignores_proxies_from_the_environment(web, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Behind a proxy the guard would check the proxy's address, not the host's: proxies are never used.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
+    url = web.route("/direct", body=b"direct")
+    with make_session(allow_private_hosts=True) as session:
+        assert session.get(url).content == b"direct"
 
 
 def test_the_session_applies_its_default_timeout(web) -> None:
@@ -176,6 +193,7 @@ def test_robots_4xx_allows_all_and_5xx_disallows_all(web, status: int, allowed: 
         ("googlebot: noindex, crowdrank: noai", "noai"),
         ("crowdrank: noimageai", "noimageai"),
         ("unavailable_after: 25 Jun 2030 15:00:00 PST", None),
+        ("unavailable_after: 25 Jun 2030 15:00:00 PST, noai", "noai"),  # a valued directive is no crawler scope
         (None, None),
     ],
 )
@@ -195,6 +213,7 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after("7", now) == 7.0
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0  # in the past: go now
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 -0000", now) == 30.0  # a date without zone is UTC
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
 
@@ -224,6 +243,7 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
         ("User-agent: *\nDisallow:\n", "/a.jpg", True),  # an empty disallow matches nothing
         ("\ufeffUser-agent: *  # everyone\nDisallow: /p  # private\n", "/p/a.jpg", False),
         ("User-agent: *\nDisallow: /\n", "/robots.txt", True),
+        ("User-agent: *\nDisallow: /private*$\n", "/private", False),  # a star may match nothing, before $
     ],
 )
 def test_robots_rules_follow_rfc_9309(robots_txt: str, path: str, allowed: bool) -> None:
@@ -234,7 +254,8 @@ def test_robots_crawl_delay_is_read_from_the_chosen_groups() -> None:
     text = "User-agent: crowdrank\nCrawl-delay: 4\nDisallow: /a/\n\nUser-agent: *\nCrawl-delay: 30\n"
     assert parse_robots(text, "crowdrank").crawl_delay == 4.0
     assert parse_robots(text, "otherbot").crawl_delay == 30.0
-    assert parse_robots("User-agent: *\nCrawl-delay: soon\n", "crowdrank").crawl_delay is None
+    for junk in ("soon", "-5", "nan", "inf"):
+        assert parse_robots(f"User-agent: *\nCrawl-delay: {junk}\n", "crowdrank").crawl_delay is None
 
 
 @pytest.mark.parametrize(("delay", "spacing"), [("2", 2.0), ("3600", 30.0)])
