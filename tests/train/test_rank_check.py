@@ -42,3 +42,10 @@ def test_set_means_are_the_mean_density_of_each_patch_largest_first(blob_data: d
     result = check_ranked(Brightness(), str(blob_data["ranked"]), 32, torch.device("cpu"), max_sets=100)
     assert result["sets"] == 12 and result["pairs"] == 36
     assert 0.0 <= result["violated"] <= 1.0
+
+
+def test_sets_of_one_patch_or_no_sets_give_zero_pairs_not_nan() -> None:
+    for means in (torch.ones(4, 1), torch.zeros(0, 0)):
+        result = ranking_agreement(means)
+        assert result["pairs"] == 0.0 and result["violated"] == 0.0 and result["hinge_per_set"] == 0.0
+        assert result["sets"] == float(means.shape[0])

@@ -1,0 +1,39 @@
+"""End-of-run summaries at their edges: failures are counted by kind, and kept pseudo-labels are told from the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from train.report import print_predict_summary, print_pseudo_label_summary
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich wraps tables to the terminal width: a fixed wide one keeps every row on one line."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_predict_summary_counts_people_and_each_kind_of_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"status": "ok", "count": 2.5},
+        {"status": "unreadable_image", "count": None},
+        {"status": "ok", "count": 4.0},
+        {"status": "unreadable_image", "count": None},
+    ]
+    print_predict_summary(rows, "out")
+    lines = [" ".join(line.strip("│ ").split()) for line in capsys.readouterr().out.splitlines()]
+    assert "images counted │ 2" in lines and "people (total) │ 6.5" in lines
+    assert "failed: unreadable_image │ 2" in lines
+
+
+def test_pseudo_label_summary_tells_kept_from_dropped_and_unreadable(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"status": "kept", "count": 3, "uncertainty": 0.1},
+        {"status": "dropped", "count": 9, "uncertainty": 0.7},
+        {"status": "kept", "count": 5, "uncertainty": 0.2},
+        {"status": "unreadable_image"},
+    ]
+    print_pseudo_label_summary(rows, "pseudo")
+    lines = [" ".join(line.strip("│ ").split()) for line in capsys.readouterr().out.splitlines()]
+    assert {"pictures │ 4", "kept │ 2", "dropped (less confident) │ 1", "unreadable │ 1"} <= set(lines)
+    assert "kept relative uncertainty, max │ 0.2" in lines and "kept people (total) │ 8" in lines

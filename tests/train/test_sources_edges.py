@@ -1,0 +1,32 @@
+"""Which rows play which role, at the edges: a benchmark's own validation split is used as it is, and a labeled
+fraction keeps the rounded share of rows, nested across fractions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.train.conftest import build_labeled
+from train.manifest import config_from_dict
+from train.sources import resolve_sources
+
+
+def test_a_validation_split_is_used_and_nothing_is_carved_from_train(tmp_path: Path) -> None:
+    data = build_labeled(tmp_path / "shb", {"train": 6, "validation": 3, "test": 2})
+    table = {"data": {"labeled": [str(data)], "eval": str(data), "val_fraction": 0.5}}
+    sources = resolve_sources(config_from_dict({**table, "schedule": {"paradigm": "count-only", "batch": 2}}))
+    assert [len(s.indices) for s in sources.validation] == [3] and sources.labeled_rows == 6
+    assert sources.validation[0].dataset.num_rows == 3 and not any("carved" in n for n in sources.notes)
+
+
+def test_a_labeled_fraction_keeps_the_rounded_share_and_smaller_fractions_are_subsets(
+    blob_data: dict[str, Path],
+) -> None:
+    def kept(fraction: float) -> list[int]:
+        table = {"data": {"labeled": [str(blob_data["labeled"])], "labeled_fraction": fraction}}
+        sources = resolve_sources(config_from_dict({**table, "schedule": {"paradigm": "count-only", "batch": 1}}))
+        assert any(f"training on {len(sources.labeled[0].indices)} of 16 rows" in n for n in sources.notes)
+        return sources.labeled[0].indices
+
+    small, large = kept(0.35), kept(0.6)
+    assert len(small) == 6 and len(large) == 10  # round(5.6) and round(9.6), not the floor
+    assert set(small) < set(large) and small == sorted(small)

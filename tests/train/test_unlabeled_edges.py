@@ -1,0 +1,51 @@
+"""Unlabeled pictures at their edges: what a folder or file contributes, a broken picture replaced by the next
+one, and a resumed run drawing exactly the upside-down batches the uninterrupted one would have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.train.test_masksembles import masks_table, write_pictures
+from train.errors import DataError
+from train.manifest import config_from_dict
+from train.unlabeled import UpsideDownCrops, list_unlabeled, upside_down_iterator
+
+
+def test_folders_give_their_pictures_whatever_the_suffix_case_and_a_non_picture_file_is_refused(
+    tmp_path: Path,
+) -> None:
+    real = write_pictures(tmp_path / "real", 2)
+    (real / "real0.jpg").rename(real / "UPPER.JPG")
+    (real / "notes.txt").write_text("not a picture")
+    assert [p.image_id for p in list_unlabeled([str(real)])] == ["UPPER", "real1"]
+    assert [p.image_id for p in list_unlabeled([str(real / "UPPER.JPG")])] == ["UPPER"]
+    with pytest.raises(
+        DataError, match=r"rounds.images\[1\] = .*notes.txt.* is neither an image folder, an image file"
+    ):
+        list_unlabeled([str(real), str(real / "notes.txt")], key="rounds.images")
+
+
+def test_a_broken_picture_is_replaced_by_the_next_and_counted(tmp_path: Path) -> None:
+    real = write_pictures(tmp_path / "real", 3)
+    (real / "real0.jpg").write_bytes(b"not a jpeg")
+    crops = UpsideDownCrops(list_unlabeled([str(real)]), input_size=16, crop=(24, 40), seed=0)
+    pixels, flipped, skipped = crops[(0, 5)]
+    replacement, same_flip, _ = crops[(1, 5)]  # the same draw of the next picture
+    assert int(skipped) == 1 and torch.equal(pixels, replacement) and flipped == same_flip
+
+
+def test_a_resumed_run_draws_the_upside_down_batches_the_uninterrupted_run_would_have(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    table = masks_table(blob_data, write_pictures(tmp_path / "real", 5))
+    table["tasks"]["upside_down"]["start"] = 1  # step 0 draws none: the draws resume at (active steps done) * batch
+    config = config_from_dict(table)
+    whole = upside_down_iterator(config, 0, pin_memory=False)
+    batches = [next(whole) for _ in range(3)]  # steps 1, 2, 3
+    resumed = upside_down_iterator(config, 3, pin_memory=False)  # killed after step 2: step 3 comes next
+    pixels, flipped, _ = next(resumed)
+    assert torch.equal(pixels, batches[2][0]) and torch.equal(flipped, batches[2][1])
+    assert upside_down_iterator(config, 4, pin_memory=False) is None  # no step left
