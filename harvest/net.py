@@ -347,13 +347,14 @@ class RobotsCache:
         return rules
 
     def _read_capped(self, response: requests.Response) -> bytes:
-        """The first :data:`ROBOTS_MAX_BYTES` of robots.txt; a body slower than the deadline is a read timeout."""
+        """The whole lines in the first :data:`ROBOTS_MAX_BYTES` of robots.txt (a rule cut short could widen, as
+        ``Allow: /`` from ``Allow: /public/``); a body slower than the deadline is a read timeout."""
         deadline = time.monotonic() + self.body_deadline
         body = bytearray()
         for piece in body_pieces(response):
             body += piece
             if len(body) >= ROBOTS_MAX_BYTES:
-                return bytes(body[:ROBOTS_MAX_BYTES])
+                return bytes(body[:ROBOTS_MAX_BYTES]).rpartition(b"\n")[0]
             if time.monotonic() > deadline:
                 raise requests.exceptions.ReadTimeout(f"robots.txt took longer than {self.body_deadline:g} s to arrive")
         return bytes(body)

@@ -277,6 +277,7 @@ def test_a_url_that_is_not_http_is_bad_url(fetch) -> None:
         (f"http://{'a' * 64}.example/a.jpg", "label empty or too long"),
         (f"http://{'.'.join(['a' * 60] * 5)}/a.jpg", "over DNS's 253"),
         ("http://exa mple.example/a.jpg", "invalid character"),
+        ("http:///a.jpg", "with a host"),
     ],
 )
 def test_a_malformed_url_is_bad_url_with_the_reason(fetch, url: str, why: str) -> None:

@@ -100,6 +100,12 @@ def test_a_redirect_to_a_url_no_request_can_be_made_for_is_bad_url(web, location
     assert result.status == "bad_url", result.error
 
 
+def test_a_rule_cut_by_the_512_kib_robots_txt_cap_is_dropped_not_read_short(web) -> None:
+    padding = b"User-agent: *\nDisallow: /\n" + b"#" * (512 * 1024 - 35) + b"\n"  # 8 bytes short of the cap
+    web.route("/robots.txt", body=padding + b"Allow: /public/photos/\n")  # the cap cuts it to "Allow: /"
+    assert _fetch(web.url("/a.jpg")).status == "robots"
+
+
 def test_robots_txt_is_read_up_to_512_kib_and_not_waited_for_beyond(raw_web) -> None:
     rules = b"User-agent: *\nDisallow: /private/\n" + b"# padding padding padding padding padding\n" * 16000
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000000\r\n\r\n"
@@ -108,3 +114,21 @@ def test_robots_txt_is_read_up_to_512_kib_and_not_waited_for_beyond(raw_web) -> 
     result = _fetch(raw_web.base_url + "/private/a.jpg", timeout=1.0)
     assert result.status == "robots"  # the rules in the first 512 KiB were read and applied
     assert time.monotonic() - started < 4.0  # not the 5 s body deadline: reading stopped at the cap
+
+
+def test_a_declared_length_over_max_bytes_is_refused_before_the_body_is_read(web) -> None:
+    url = web.route("/huge.jpg", body=b"\xff\xd8\xff" + b"\0" * 100, headers={"Content-Length": "50000000"})
+    result = _fetch(url, max_bytes=1024 * 1024)
+    assert result.status == "too_large" and "Content-Length 50000000" in (result.error or "")
+
+
+def test_a_body_that_stalls_longer_than_the_timeout_is_timeout(raw_web) -> None:
+    url = raw_web.route("/stall.jpg", [(0.0, _head(1000) + b"\xff\xd8\xff"), (3.0, b"\0" * 997)])
+    result = _fetch(url, timeout=0.3, retries=0)
+    assert result.status == "timeout" and "stalled" in (result.error or "")
+
+
+@pytest.mark.parametrize("status", [300, 302, 307])
+def test_a_redirect_without_location_is_its_http_status(web, status: int) -> None:
+    result = _fetch(web.route("/nowhere.jpg", status=status, body=b"moved somewhere"))
+    assert result.status == f"http_{status}"
