@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote_plus
 
 import pytest
 
@@ -19,7 +20,7 @@ from harvest.sources.google_lens import parse_lens_answer
 from harvest.sources.openverse import parse_openverse_page
 from harvest.sources.text import as_float, as_int
 from harvest.sources.wikimedia import parse_commons_page
-from tests.harvest.conftest import Reply
+from tests.harvest.conftest import Reply, SeenRequest
 
 DATA = Path(__file__).parent / "data"
 
@@ -172,3 +173,97 @@ def test_a_search_still_rate_limited_after_two_retries_fails(web) -> None:
     with pytest.raises(FetchError, match="HTTP 429"):
         list(create_source("openverse", endpoint=web.base_url).search("crowd", limit=2))
     assert web.hits("/v1/images/") == 3
+
+
+def test_an_api_key_is_redacted_from_errors_in_its_url_encoded_form_too(web, monkeypatch) -> None:
+    key = "k+sec/ret=1"
+    monkeypatch.setenv("FLICKR_API_KEY", key)
+    web.route("/services/rest/", status=503, body=b"busy")
+    with pytest.raises(FetchError) as caught:
+        list(create_source("flickr", endpoint=web.url("/services/rest/")).search("crowd", limit=5))
+    assert key not in str(caught.value) and quote_plus(key) not in str(caught.value) and "***" in str(caught.value)
+
+
+def _commons_page(index: int, mime: str, cont: int | None) -> bytes:
+    url = f"https://upload.wikimedia.org/wikipedia/commons/{index}.{mime.split('/')[1]}"
+    page = {"pageid": index, "title": f"File:{index}", "index": 1, "imageinfo": [{"url": url, "mime": mime}]}
+    body: dict[str, Any] = {"query": {"pages": [page]}}
+    if cont is not None:
+        body["continue"] = {"gsroffset": cont, "continue": "gsroffset||"}
+    return json.dumps(body).encode()
+
+
+def test_a_search_goes_on_past_pages_whose_results_were_all_skipped(web) -> None:
+    def answer(request: SeenRequest) -> Reply:
+        offset = int(parse_qs(request.query).get("gsroffset", ["0"])[0])
+        if offset < 3:  # three pages of SVGs only, then a picture
+            return Reply(200, _commons_page(offset, "image/svg+xml", offset + 1))
+        return Reply(200, _commons_page(offset, "image/jpeg", None))
+
+    web.route("/w/api.php", handler=answer)
+    source = create_source("wikimedia", endpoint=web.url("/w/api.php"))
+    assert [c.url.rsplit("/", 1)[1] for c in source.search("crowd", limit=5)] == ["3.jpeg"]
+    assert source.skipped == {"not_raster_image": 3}
+
+
+def test_a_search_of_skipped_results_only_ends_after_ten_pages(web) -> None:
+    def answer(request: SeenRequest) -> Reply:
+        offset = int(parse_qs(request.query).get("gsroffset", ["0"])[0])
+        return Reply(200, _commons_page(offset, "image/svg+xml", offset + 1))
+
+    web.route("/w/api.php", handler=answer)
+    assert list(create_source("wikimedia", endpoint=web.url("/w/api.php")).search("crowd", limit=5)) == []
+    assert web.hits("/w/api.php") == 10
+
+
+def test_a_search_whose_next_token_repeats_ends_at_once(web) -> None:
+    web.route("/w/api.php", body=_commons_page(0, "image/svg+xml", 7))  # always "continue from 7", all skipped
+    assert list(create_source("wikimedia", endpoint=web.url("/w/api.php")).search("crowd", limit=5)) == []
+    assert web.hits("/w/api.php") == 2  # the first page, then offset 7 once
+
+
+def test_commons_results_come_in_search_rank_order_whatever_the_page_id_order() -> None:
+    def page(pageid: int, rank: int) -> dict[str, Any]:
+        info = {"url": f"https://upload.wikimedia.org/{rank}.jpg", "mime": "image/jpeg"}
+        return {"pageid": pageid, "title": f"File:{rank}.jpg", "index": rank, "imageinfo": [info]}
+
+    body = {"query": {"pages": {"300": page(300, 2), "100": page(100, 3), "200": page(200, 1)}}}
+    assert [c.title for c in parse_commons_page(body, "crowd").candidates] == ["1", "2", "3"]
+
+
+def test_keyword_parsers_end_on_an_empty_page_or_a_next_that_is_no_url() -> None:
+    flickr = saved_json("flickr", "search_page1.json")
+    flickr["photos"]["photo"] = []  # Flickr past its last result still says pages = N
+    assert parse_flickr_page(flickr, "crowd").next_token is None
+    ddg = saved_json("duckduckgo", "ijs_page1.json")
+    for junk in (5, {"s": 100}, ""):
+        ddg["next"] = junk
+        assert parse_ddg_page(ddg, "crowd").next_token is None
+
+
+def test_a_lens_match_whose_image_is_no_web_url_is_thumbnail_only() -> None:
+    body = saved_json("google_lens", "visual_matches.json")
+    first = body["visual_matches"][0]["image"]
+    body["visual_matches"][0]["image"] = "data:image/jpeg;base64,/9j/4AAQ"
+    matches, skipped = parse_lens_answer(body, "IMG_1")
+    assert first not in [m.candidate.url for m in matches]
+    assert all(m.candidate.url.startswith("http") for m in matches) and skipped["thumbnail_only"] >= 1
+
+
+def test_clip_knn_does_not_fall_back_to_the_picture_when_the_network_failed(tmp_path: Path, monkeypatch) -> None:
+    from harvest.sources.by_example import Example
+    from harvest.sources.clip_knn import ClipKnnSource
+
+    picture = tmp_path / "IMG_1.jpg"
+    picture.write_bytes(b"\xff\xd8\xff")
+    source = ClipKnnSource(endpoint="http://knn.example:1234")
+    sent: list[str] = []
+
+    def post_json(url: str, json: dict[str, Any]) -> Any:
+        sent.append("embedding" if json.get("embedding_input") else "image")
+        raise FetchError("connection refused", status=None)
+
+    monkeypatch.setattr(source, "post_json", post_json)
+    with pytest.raises(FetchError, match="connection refused"):
+        source.search_example(Example("IMG_1", picture, "IMG_1.jpg"), 5, embedding=[0.1, 0.2])
+    assert sent == ["embedding"] and source.embedding_refused is False
