@@ -122,7 +122,7 @@ def fetch_one(
         for _hop in range(MAX_REDIRECTS + 1):
             _check_target(current, session, config, robots)
             response = _get_with_retries(session, current, config, limiter)
-            if response.status_code in REDIRECT_STATUSES and response.headers.get("Location"):
+            if _is_redirect(response):
                 response.close()
                 current = urljoin(current, response.headers["Location"])
                 continue
