@@ -28,9 +28,9 @@ from harvest.net import (
     body_pieces,
     header_lines,
     parse_retry_after,
-    x_robots_refusal,
 )
 from harvest.pool import utc_now
+from harvest.robots import x_robots_refusal
 
 MAX_REDIRECTS = 5
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

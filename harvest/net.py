@@ -13,7 +13,7 @@ import email.utils
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,10 +26,9 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from harvest import __version__
 from harvest.errors import HarvestError
-from harvest.robots import RobotsRules, parse_robots
+from harvest.robots import ROBOTS_TOKEN, RobotsRules, parse_robots
 
 PROJECT_URL = "https://github.com/crowdrank/crowdrank"
-ROBOTS_TOKEN = "crowdrank"  # the product token robots.txt groups and X-Robots-Tag scopes are matched against
 DEFAULT_USER_AGENT = (
     f"crowdrank/{__version__} (+{PROJECT_URL}; collects crowd photos for crowd-counting research; "
     "honours robots.txt and X-Robots-Tag noai)"
@@ -41,10 +40,8 @@ CHUNK_BYTES = 64 * 1024
 MAX_CRAWL_DELAY = 30.0
 # Pictures are compressed already, and an uncompressed body cannot be a decompression bomb: ask for it as it is.
 RAW_BODY_HEADERS = {"Accept-Encoding": "identity"}
-NOAI_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "none"})
 # What requests raises for a URL no request can be made for: a bad_url, never retried.
 BAD_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
-_VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
 
 
 class BlockedHostError(HarvestError):
@@ -358,29 +355,6 @@ class RobotsCache:
             if time.monotonic() > deadline:
                 raise requests.exceptions.ReadTimeout(f"robots.txt took longer than {self.body_deadline:g} s to arrive")
         return bytes(body)
-
-
-def x_robots_refusal(lines: str | Sequence[str] | None, token: str = ROBOTS_TOKEN) -> str | None:
-    """The directive of ``X-Robots-Tag`` header lines that forbids our use (``noai``, ``noimageai``, ``noindex``, …).
-
-    Directives may be scoped to a crawler (``googlebot: noindex``); a scope applies to the directives after it
-    until the next scope or the end of its header line, and only scopes naming ``token`` (or none) concern us.
-    Pass each header line on its own (:func:`header_lines`): joined with commas, as ``response.headers`` joins
-    them, an unscoped ``noai`` line after a ``googlebot: noindex`` line would read as googlebot's. None if allowed.
-    """
-    for line in [lines] if isinstance(lines, str) else lines or []:
-        applies = True
-        for raw in line.split(","):
-            token_text = raw.strip().lower()
-            if ":" in token_text:
-                head, _, rest = token_text.partition(":")
-                head = head.strip()
-                if head not in _VALUED_DIRECTIVES:
-                    applies = head == token
-                    token_text = rest.strip()
-            if applies and token_text in NOAI_DIRECTIVES:
-                return token_text
-    return None
 
 
 def header_lines(response: requests.Response, name: str) -> list[str]:

@@ -8,14 +8,20 @@ Python's ``urllib.robotparser`` reads them otherwise, in ways that let a crawler
 - only the first group naming the crawler counts, where the RFC merges every group that names it;
 - a group's name matches as a substring: ``User-agent: crowd`` is taken to mean crowdrank.
 
-Pure functions on text; :class:`harvest.net.RobotsCache` fetches the files.
+``X-Robots-Tag`` header lines are read here too (:func:`x_robots_refusal`). Pure functions on text;
+:class:`harvest.net.RobotsCache` fetches the files.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+ROBOTS_TOKEN = "crowdrank"  # the product token robots.txt groups and X-Robots-Tag scopes are matched against
+NOAI_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "none"})
+_VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -142,3 +148,27 @@ def _seconds(value: str) -> float | None:
     except ValueError:
         return None
     return seconds if 0 <= seconds < float("inf") else None
+
+
+def x_robots_refusal(lines: str | Sequence[str] | None, token: str = ROBOTS_TOKEN) -> str | None:
+    """The directive of ``X-Robots-Tag`` header lines that forbids our use (``noai``, ``noimageai``, ``noindex``, …).
+
+    Directives may be scoped to a crawler (``googlebot: noindex``); a scope applies to the directives after it
+    until the next scope or the end of its header line, and only scopes naming ``token`` (or none) concern us.
+    Pass each header line on its own (:func:`harvest.net.header_lines`): joined with commas, as ``response.headers``
+    joins them, an unscoped ``noai`` line after a ``googlebot: noindex`` line would read as googlebot's. None if
+    allowed.
+    """
+    for line in [lines] if isinstance(lines, str) else lines or []:
+        applies = True
+        for raw in line.split(","):
+            token_text = raw.strip().lower()
+            if ":" in token_text:
+                head, _, rest = token_text.partition(":")
+                head = head.strip()
+                if head not in _VALUED_DIRECTIVES:
+                    applies = head == token
+                    token_text = rest.strip()
+            if applies and token_text in NOAI_DIRECTIVES:
+                return token_text
+    return None

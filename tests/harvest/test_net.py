@@ -17,9 +17,8 @@ from harvest.net import (
     is_blocked_address,
     make_session,
     parse_retry_after,
-    x_robots_refusal,
 )
-from harvest.robots import parse_robots
+from harvest.robots import parse_robots, x_robots_refusal
 from tests.harvest.conftest import Reply
 
 
