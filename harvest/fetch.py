@@ -22,12 +22,16 @@ from harvest.net import (
     BODY_DEADLINE_FACTOR,
     RAW_BODY_HEADERS,
     BlockedHostError,
+    BodyTooSlowError,
     HostRateLimiter,
     RobotsCache,
     RobotsUnreachableError,
     body_pieces,
+    certificate_refusal,
     header_lines,
+    host_key,
     parse_retry_after,
+    tls_message,
 )
 from harvest.pool import utc_now
 from harvest.robots import x_robots_refusal
@@ -204,6 +208,9 @@ def _get_with_retries(
             time.sleep(config.backoff * 2**attempt)
             continue
         except requests.exceptions.RequestException as e:
+            refusal = certificate_refusal(e)
+            if refusal is not None:  # the same certificate comes back on every try
+                raise _Failure("tls_error", tls_message(host_key(url), refusal)) from e
             if last_try:
                 raise _Failure("connection_error", f"{type(e).__name__}: {e} ({_tries(attempt)})") from e
             time.sleep(config.backoff * 2**attempt)
@@ -248,18 +255,16 @@ def _read_image(response: requests.Response, config: FetchConfig) -> tuple[bytes
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > config.max_bytes:
         raise _Failure("too_large", f"Content-Length {declared} is over --max-bytes {config.max_bytes}")
-    deadline = time.monotonic() + BODY_DEADLINE_FACTOR * config.timeout
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in body_pieces(response):
+        for chunk in body_pieces(response, within=BODY_DEADLINE_FACTOR * config.timeout):
             size += len(chunk)
             if size > config.max_bytes:
                 raise _Failure("too_large", f"body is over --max-bytes {config.max_bytes}")
-            if time.monotonic() > deadline:
-                limit = BODY_DEADLINE_FACTOR * config.timeout
-                raise _Failure("timeout", f"the body took longer than {limit:g} s ({BODY_DEADLINE_FACTOR} x --timeout)")
             chunks.append(chunk)
+    except BodyTooSlowError as e:  # a ReadTimeout, not a ConnectionError: caught before the generic handlers
+        raise _Failure("timeout", f"{e} ({BODY_DEADLINE_FACTOR} x --timeout)") from e
     except requests.exceptions.ChunkedEncodingError as e:
         raise _Failure("truncated", f"the connection closed before the body ended ({size} bytes read): {e}") from e
     except requests.exceptions.ConnectionError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import ipaddress
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,14 +57,41 @@ class RobotsUnreachableError(HarvestError):
     """robots.txt of a host could not be fetched at all: nothing listening, an unknown name, a timeout.
 
     RFC 9309 says to crawl nothing on such a host, so its URLs are not fetched; but the host did not refuse
-    anything, and the failure may pass, so they are recorded as ``status`` (``connection_error``, ``timeout`` or
-    ``http_429``, all retried by ``--retry-failed``), not as a ``robots`` refusal; a host no request can be made to
-    at all (requests finds the URL invalid) is ``bad_url``.
+    anything, and the failure may pass, so they are recorded as ``status`` (``connection_error``, ``timeout``,
+    ``http_429`` or ``tls_error``, all retried by ``--retry-failed``), not as a ``robots`` refusal; a host no request
+    can be made to at all (requests finds the URL invalid) is ``bad_url``.
     """
 
     def __init__(self, message: str, status: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def certificate_refusal(error: BaseException) -> str | None:
+    """Why the host's TLS certificate was refused (expired, self-signed, for another name), when that is what
+    ``error`` comes from anywhere down its chain; None for any other failure, a TLS one included (a handshake
+    cut short may pass on the next try, a certificate that does not verify will not)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_message or str(current)
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError keeps the cause here
+        links = (current.__cause__, current.__context__, reason, *current.args)
+        stack.extend(link for link in links if isinstance(link, BaseException))
+    return None
+
+
+def tls_message(origin: str, refusal: str) -> str:
+    """The row message for a host whose certificate does not verify."""
+    return (
+        f"the TLS certificate of {origin} does not verify ({refusal}); not retried in this run "
+        "(--retry-failed tries again, once the site has renewed or fixed it)"
+    )
 
 
 def is_blocked_address(address: str) -> bool:
@@ -183,8 +211,14 @@ def host_key(url: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else "")
 
 
-def body_pieces(response: requests.Response, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The decoded body of a streamed response, each piece (at most ``size`` bytes) handed over as soon as it arrives.
+class BodyTooSlowError(requests.exceptions.ReadTimeout):
+    """A response body still arriving when its deadline passed: a server trickling bytes to hold a worker."""
+
+
+def body_pieces(response: requests.Response, within: float | None = None, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The decoded body of a streamed response, each piece (at most ``size`` bytes) handed over as soon as it arrives;
+    with ``within``, a body still arriving ``within`` seconds after the first piece was asked for raises
+    :class:`BodyTooSlowError` (a ``ReadTimeout``), however steadily its bytes come.
 
     ``iter_content`` waits until ``size`` bytes have come, so a server trickling a byte per second keeps it inside one
     read for hours and a deadline checked between pieces never fires; one ``read1`` returns whatever one receive
@@ -192,6 +226,14 @@ def body_pieces(response: requests.Response, size: int = CHUNK_BYTES) -> Iterato
     urllib3 2.6 and later inflate at most ``size`` bytes per piece (earlier ones a whole received block at once);
     urllib3 1.x and 2.0 have no ``read1``, and there this is ``iter_content``.
     """
+    deadline = None if within is None else time.monotonic() + within
+    for piece in _raw_pieces(response, size):
+        if deadline is not None and time.monotonic() > deadline:
+            raise BodyTooSlowError(f"the body took longer than {within:g} s to arrive")
+        yield piece
+
+
+def _raw_pieces(response: requests.Response, size: int) -> Iterator[bytes]:
     raw = response.raw
     if not hasattr(raw, "read1"):
         yield from response.iter_content(size)
@@ -331,6 +373,10 @@ class RobotsCache:
             self._unreachable[key] = (f"cannot request {key}/robots.txt: {type(e).__name__}: {e}", "bad_url")
             return RobotsRules(disallow_all=True)
         except (requests.RequestException, OSError) as e:
+            refusal = certificate_refusal(e)
+            if refusal is not None:
+                self._unreachable[key] = (tls_message(key, refusal), "tls_error")
+                return RobotsRules(disallow_all=True)
             status = "timeout" if isinstance(e, requests.exceptions.Timeout) else "connection_error"
             self._unreachable[key] = (
                 f"robots.txt of {key} could not be fetched ({type(e).__name__}: {e}); nothing is fetched from "
@@ -346,14 +392,11 @@ class RobotsCache:
     def _read_capped(self, response: requests.Response) -> bytes:
         """The whole lines in the first :data:`ROBOTS_MAX_BYTES` of robots.txt (a rule cut short could widen, as
         ``Allow: /`` from ``Allow: /public/``); a body slower than the deadline is a read timeout."""
-        deadline = time.monotonic() + self.body_deadline
         body = bytearray()
-        for piece in body_pieces(response):
+        for piece in body_pieces(response, within=self.body_deadline):
             body += piece
             if len(body) >= ROBOTS_MAX_BYTES:
                 return bytes(body[:ROBOTS_MAX_BYTES]).rpartition(b"\n")[0]
-            if time.monotonic() > deadline:
-                raise requests.exceptions.ReadTimeout(f"robots.txt took longer than {self.body_deadline:g} s to arrive")
         return bytes(body)
 
 

@@ -54,8 +54,20 @@ class PoolWriter:
 
 
 # Failures that may pass: ``--retry-failed`` fetches URLs whose every row has one of these statuses again.
+# ``tls_error`` (a certificate that does not verify) is not retried within a run, but sites renew certificates.
 TRANSIENT_STATUSES = frozenset(
-    {"timeout", "connection_error", "truncated", "http_408", "http_429", "http_500", "http_502", "http_503", "http_504"}
+    {
+        "timeout",
+        "connection_error",
+        "truncated",
+        "tls_error",
+        "http_408",
+        "http_429",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+    }
 )
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -241,4 +243,56 @@ def raw_web() -> Iterator[RawWeb]:
     web.closed = True
     with contextlib.suppress(OSError):
         web.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone may leave blocked
+    web.server.close()
+
+
+# A self-signed certificate for 127.0.0.1 (test-only key, valid until 2126): no client trusts it.
+SELF_SIGNED_PEM = Path(__file__).parent / "data" / "selfsigned-127.0.0.1.pem"
+
+
+class TlsWeb:
+    """An HTTPS server on 127.0.0.1 whose certificate does not verify; counts the connections it accepts.
+
+    With ``hang_up`` set, it closes each connection before the TLS handshake instead: a TLS failure that is
+    not about the certificate.
+    """
+
+    def __init__(self) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(SELF_SIGNED_PEM)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"https://127.0.0.1:{self.server.getsockname()[1]}"
+        self.connections = 0
+        self.hang_up = False
+        self.closed = False
+
+    def serve_forever(self) -> None:
+        while not self.closed:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            if self.hang_up:
+                return
+            # The client refuses the certificate: the handshake fails (an OSError) and nothing is answered.
+            with contextlib.suppress(OSError), self.context.wrap_socket(connection, server_side=True) as tls:
+                tls.recv(65536)
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.fixture
+def tls_web() -> Iterator[TlsWeb]:
+    """A :class:`TlsWeb` server for one test."""
+    web = TlsWeb()
+    thread = threading.Thread(target=web.serve_forever, name="tls-web", daemon=True)
+    thread.start()
+    yield web
+    web.closed = True
+    with contextlib.suppress(OSError):
+        web.server.shutdown(socket.SHUT_RDWR)
     web.server.close()

@@ -132,3 +132,24 @@ def test_a_body_that_stalls_longer_than_the_timeout_is_timeout(raw_web) -> None:
 def test_a_redirect_without_location_is_its_http_status(web, status: int) -> None:
     result = _fetch(web.route("/nowhere.jpg", status=status, body=b"moved somewhere"))
     assert result.status == f"http_{status}"
+
+
+def test_a_certificate_that_does_not_verify_is_a_tls_error_tried_once(tls_web) -> None:
+    result = _fetch(tls_web.base_url + "/a.jpg", ignore_robots=True, retries=2)
+    assert result.status == "tls_error"
+    assert "self-signed certificate" in (result.error or "") and tls_web.base_url in (result.error or "")
+    assert tls_web.connections == 1  # the same certificate would come back on every retry
+    assert "tls_error" in TRANSIENT_STATUSES  # but sites renew certificates: --retry-failed asks again
+
+
+def test_a_robots_txt_behind_a_certificate_that_does_not_verify_is_a_tls_error(tls_web) -> None:
+    result = _fetch(tls_web.base_url + "/a.jpg", retries=2)
+    assert result.status == "tls_error" and "does not verify" in (result.error or "")
+    assert tls_web.connections == 1  # robots.txt was asked once; the picture never
+
+
+def test_a_tls_connection_dropped_before_the_handshake_is_retried_as_a_connection_error(tls_web) -> None:
+    tls_web.hang_up = True
+    result = _fetch(tls_web.base_url + "/a.jpg", ignore_robots=True, retries=2)
+    assert result.status == "connection_error"
+    assert tls_web.connections == 3
