@@ -57,15 +57,18 @@ def overlay_names(paths: list[Path]) -> list[str]:
 
     Pictures of the same name in different folders (``a/img.jpg``, ``b/img.jpg``) or with different suffixes
     (``img.jpg``, ``img.png``) would otherwise overwrite each other's overlay. Compared without case, so the names
-    stay distinct on case-insensitive file systems too; ``counts.csv`` names each row's overlay.
+    stay distinct on case-insensitive file systems too; ``counts.csv`` names each row's overlay. A stem that is not
+    UTF-8 is written with the escapes of :func:`printable_name` (``caf\\xe9.png``), so the ``overlay`` column, which
+    a UTF-8 CSV cannot hold otherwise, names the very file written.
     """
     used: set[str] = set()
     names = []
     for path in paths:
-        name, n = f"{path.stem}.png", 1
+        stem = printable_name(path.stem)
+        name, n = f"{stem}.png", 1
         while name.lower() in used:
             n += 1
-            name = f"{path.stem}-{n}.png"
+            name = f"{stem}-{n}.png"
         used.add(name.lower())
         names.append(name)
     return names

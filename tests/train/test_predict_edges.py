@@ -87,3 +87,18 @@ def test_missing_images_and_a_tiny_tile_are_refused_naming_them(checkpoint: Path
         PredictConfig(checkpoint, (here,), tile=32)
     with pytest.raises(ConfigError, match="IMAGES is empty"):
         PredictConfig(checkpoint, ())
+
+
+def test_a_name_that_is_not_utf8_names_its_overlay_file_with_the_escapes_of_its_path(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    import os
+
+    folder = tmp_path / "in"
+    latin1 = Path(os.fsdecode(bytes(picture(folder / "a.png", 1).parent) + b"/caf\xe9.jpg"))  # a lone surrogate
+    picture(latin1, 2)
+    predict_images(PredictConfig(checkpoint, (folder,), tmp_path / "out", device="cpu"), False)
+    with (tmp_path / "out" / "counts.csv").open(newline="", encoding="utf-8") as f:
+        written = {Path(r["path"]).name: r for r in csv.DictReader(f)}
+    assert written["caf\\xe9.jpg"]["overlay"] == "overlays/caf\\xe9.png"  # as the path column escapes it
+    assert (tmp_path / "out" / written["caf\\xe9.jpg"]["overlay"]).is_file()  # the column names the file written
