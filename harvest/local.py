@@ -5,7 +5,8 @@ a full decode under the bomb guard and the size floor decide ``ok`` or a failure
 file (a FIFO, a device, a socket, even behind a symlink) is ``not_a_file`` and is never read; a symlink loop is
 ``unreadable``; reads stop at ``--max-bytes``. Attribution comes from
 a sidecar ``<file>.json`` (``license``, ``author``, ``title``, ``source_url``, optional ``license_url``) when
-there is one; its licence is stored in the pool's one spelling (``CC BY 4.0`` -> ``cc-by-4.0``). Files whose URI
+there is one: author and title as plain text (HTML copied from Commons is stripped), the licence in the pool's
+one spelling (``CC BY 4.0`` -> ``cc-by-4.0``). Files whose URI
 is already in the pool are skipped, so a rerun ingests nothing twice. Decode checks run in a thread pool (Pillow
 releases the GIL while decoding).
 """
@@ -25,7 +26,7 @@ from harvest.collect import run_unordered
 from harvest.errors import ConfigError
 from harvest.images import DEFAULT_MAX_PIXELS, check_image, pixel_limit
 from harvest.pool import Pool, utc_now
-from harvest.sources.text import normalize_license
+from harvest.sources.text import normalize_license, strip_html
 from harvest.writer import PoolWriter, Summary, known_found_by, run_progress
 
 SIDECAR_FIELDS = ("license", "author", "title", "source_url", "license_url")
@@ -141,6 +142,8 @@ def read_sidecar(path: Path) -> tuple[dict[str, str | None], str | None]:
     for key in SIDECAR_FIELDS:
         value = data.get(key)
         fields[key] = None if value is None else str(value)
+    for key in ("author", "title"):  # the pool keeps attribution as plain text, as the web sources store it
+        fields[key] = strip_html(fields[key])
     return fields, None
 
 

@@ -258,3 +258,11 @@ def test_a_bug_while_checking_one_file_is_an_internal_error_row_and_the_run_goes
 def test_the_input_folder_itself_is_refused_as_the_pool(photos: Path) -> None:
     with pytest.raises(ConfigError, match="lies inside DIR"):
         LocalConfig(root=photos, out=photos)
+
+
+def test_sidecar_attribution_is_stored_as_plain_text(tmp_path: Path) -> None:
+    picture = tmp_path / "x.jpg"
+    artist = '<a href="https://commons.wikimedia.org/wiki/User:Ann">Ann</a> &amp; <b>Bob</b>'  # as Commons gives it
+    (tmp_path / "x.jpg.json").write_text(json.dumps({"author": artist, "title": "Square<br>at noon", "license": None}))
+    fields, error = read_sidecar(picture)
+    assert (fields["author"], fields["title"], fields["license"], error) == ("Ann & Bob", "Square at noon", None, None)
