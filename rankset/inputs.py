@@ -108,12 +108,13 @@ def printable_name(name: str | Path) -> str:
 
 
 def _sidecar(f: Path) -> dict[str, str]:
-    """Attribution from ``<file>.json`` when present (the same convention as ``harvest local``)."""
+    """Attribution from ``<file>.json`` when present (the same convention as ``harvest local``); an unreadable one,
+    not UTF-8 JSON, is ignored as harvest local ignores it: the picture is still cut."""
     for candidate in (f.with_name(f.name + ".json"), f.with_suffix(".json")):
         if candidate.is_file():
             try:
-                value = json.loads(candidate.read_text())
-            except (OSError, json.JSONDecodeError):
+                value = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 return {}
             return {k: str(v) for k, v in value.items() if v is not None} if isinstance(value, dict) else {}
     return {}

@@ -194,6 +194,19 @@ def test_folder_input_skips_hidden_folders_names_same_stems_by_path_and_reads_bo
     assert by_id == {"day-x": ("Day", "cc0-1.0"), "night-x": ("Night", "cc-by-4.0")}
 
 
+def test_a_sidecar_that_is_not_utf8_or_not_an_object_is_ignored_and_the_picture_still_cut(tmp_path: Path) -> None:
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for name in ("latin1", "list", "good"):
+        noise(80, 60).save(pics / f"{name}.png")
+    (pics / "latin1.png.json").write_bytes(b'{"author": "Jos\xe9"}')  # Latin-1, as an old editor saves it
+    (pics / "list.png.json").write_text('["not", "an", "object"]')
+    (pics / "good.png.json").write_text('{"author": "Jos\u00e9"}')
+    summary, ds = build(pics, tmp_path / "ds")
+    assert summary.sources == 3
+    assert {row["source_id"]: row["author"] for row in ds} == {"good": "José", "latin1": None, "list": None}
+
+
 def test_pool_pictures_are_cut_in_id_order_whatever_order_they_were_harvested_in(tmp_path: Path) -> None:
     from harvest.pool import Pool
 
