@@ -216,9 +216,14 @@ def qbe(
     workers: int = typer.Option(16, "--workers", help="Download threads."),
     host_rate: float = typer.Option(2.0, "--host-rate", help="Requests per second per host (0: no limit)."),
     timeout: float = typer.Option(15.0, "--timeout", help="Connect and read timeout, seconds."),
+    retries: int = typer.Option(3, "--retries", help="Retries on 429/5xx, timeouts and dropped connections."),
+    max_retry_wait: float = typer.Option(60.0, "--max-retry-wait", help="Give up when Retry-After asks longer."),
+    max_bytes: int = typer.Option(20 * 1024 * 1024, "--max-bytes", help="Largest image body, bytes."),
     min_side: int = typer.Option(224, "--min-side", help="Smallest accepted shorter side, pixels."),
+    max_pixels: int = typer.Option(89_478_485, "--max-pixels", help="Decompression-bomb limit, pixels."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Ignore robots.txt and X-Robots-Tag."),
     allow_private_hosts: bool = typer.Option(False, "--allow-private-hosts", help="Allow private/loopback hosts."),
+    user_agent: str | None = typer.Option(None, "--user-agent", help="User-Agent header (default names crowdrank)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
 ) -> None:
     """Query by example: each example's nearest pictures from k-NN, Google Lens or another pool, into the pool."""
@@ -228,8 +233,10 @@ def qbe(
     from harvest.qbe import QbeConfig, harvest_qbe
 
     with command_errors("qbe"):
-        fetch = FetchConfig(workers=workers, host_rate=host_rate, timeout=timeout, min_side=min_side,
-                            ignore_robots=ignore_robots, allow_private_hosts=allow_private_hosts,
+        fetch = FetchConfig(workers=workers, host_rate=host_rate, timeout=timeout, retries=retries,
+                            max_retry_wait=max_retry_wait, max_bytes=max_bytes, min_side=min_side,
+                            max_pixels=max_pixels, ignore_robots=ignore_robots,
+                            allow_private_hosts=allow_private_hosts, user_agent=user_agent,
                             retry_failed=retry_failed)  # fmt: skip
         config = QbeConfig(
             out=out, examples=examples, sources=_split_list(sources), per_query=per_query,

@@ -549,3 +549,23 @@ def test_clip_knn_also_answers_keyword_searches_by_text(web) -> None:
         ("https://upload.example.org/crowd1.jpg", "keyword", "a crowded square"),
         ("https://img.example.net/marathon.jpg", "keyword", "a crowded square"),
     ]
+
+
+def test_cli_qbe_takes_the_downloaders_flags_as_keywords_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[QbeConfig] = []
+
+    def record(config: QbeConfig) -> None:
+        seen.append(config)
+        raise SystemExit(0)  # the flags reached the library: nothing to download
+
+    monkeypatch.setattr("harvest.qbe.harvest_qbe", record)
+    folder = write_folder(tmp_path / "ex", {"IMG_1": scene(1, 32, 24)})
+    args = ["qbe", "--examples", str(folder), "--out", str(tmp_path / "pool"), "--endpoint", "clip-knn=http://knn:1",
+            "--user-agent", "crowdrank/0.1 (mailto:me@lab.org)", "--retries", "1", "--max-retry-wait", "5",
+            "--max-bytes", "4096", "--max-pixels", "2000"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fetch = seen[0].fetch
+    assert (fetch.user_agent, fetch.retries, fetch.max_retry_wait, fetch.max_bytes, fetch.max_pixels) == (
+        "crowdrank/0.1 (mailto:me@lab.org)", 1, 5.0, 4096, 2000,
+    )  # fmt: skip
