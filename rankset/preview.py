@@ -65,6 +65,8 @@ def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "trai
 
     if n < 1:
         raise ConfigError(f"--n {n} is out of range: expected an integer >= 1")
+    if Path(out).suffix.lower() != ".png":  # matplotlib would add .png to a bare name, or fail after the drawing
+        raise ConfigError(f"--out {out} must end in .png (the preview is written as a PNG)")
     dsd = load_dataset_dict(dataset)
     if split not in dsd:
         raise InputError(f"{dataset} has no split {split!r}; its splits are {sorted(dsd)}")

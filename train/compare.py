@@ -36,6 +36,8 @@ class CompareConfig:
             raise ConfigError(f"--label was given {len(self.labels)} times for {len(self.runs)} runs; give one per run")
         if self.examples < 0:
             raise ConfigError(f"--examples {self.examples} is out of range: expected an integer >= 0")
+        if Path(self.out).suffix.lower() != ".png":  # matplotlib would add .png to a bare name, or fail after drawing
+            raise ConfigError(f"--out {self.out} must end in .png (the report is written as a PNG)")
 
     def names(self) -> list[str]:
         return list(self.labels) or [run.name for run in self.runs]

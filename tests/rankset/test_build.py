@@ -293,6 +293,17 @@ def test_preview_draws_sets_to_a_png(folder: Path, tmp_path: Path) -> None:
     assert sorted((tmp_path / "ds").rglob("*")) == before  # reading never writes cache files into the dataset
 
 
+@pytest.mark.parametrize("name", ["preview", "preview.txt", "preview.jpg"])
+def test_preview_out_that_is_not_a_png_is_refused_before_drawing(folder: Path, tmp_path: Path, name: str) -> None:
+    from rankset.errors import ConfigError
+    from rankset.preview import render_preview
+
+    build(folder, tmp_path / "ds")
+    with pytest.raises(ConfigError, match=rf"--out .*{name} must end in .png"):
+        render_preview(str(tmp_path / "ds"), tmp_path / name, n=1)
+    assert not list(tmp_path.glob("preview*"))  # nothing written, under this name or another
+
+
 def test_cli_build_and_preview_wiring(folder: Path, tmp_path: Path) -> None:
     from rankset.cli import app
 

@@ -73,3 +73,10 @@ def test_labels_must_match_the_runs_and_examples_cannot_be_negative(tmp_path: Pa
         CompareConfig((run,), tmp_path / "c.png", examples=-1)
     with pytest.raises(ConfigError, match="at least one RUN"):
         CompareConfig((), tmp_path / "c.png")
+
+
+@pytest.mark.parametrize("name", ["report", "report.txt", "report.pdf"])
+def test_out_that_is_not_a_png_is_refused_before_anything_is_drawn(tmp_path: Path, name: str) -> None:
+    run = finished_run(tmp_path / "r", {"mae": 1.0}, None)
+    with pytest.raises(ConfigError, match=rf"--out .*{name} must end in .png"):
+        CompareConfig((run,), tmp_path / name)
