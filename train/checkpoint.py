@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +178,10 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
     """Rewrite a format-1 checkpoint (pickled NumPy RNG state) as format 2, at ``out`` (default: in place).
 
     This is the one place that unpickles a checkpoint with ``weights_only=False``, which can run code: only for
-    files the user wrote and asks to upgrade. The result is read back with :func:`load_checkpoint` before it
-    replaces anything, so an upgrade either yields a safe file or changes nothing.
+    files the user wrote and asks to upgrade. A file the safe reader already takes as the current format is never
+    unpickled nor rewritten (copied to ``out`` when that is another file; ``upgraded`` is False). The result is read
+    back with :func:`load_checkpoint` before it replaces anything, so an upgrade either yields a safe file or changes
+    nothing.
     """
     import torch
 
@@ -186,6 +189,24 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
     out = path if out is None else Path(out)
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist; pass the RUN_DIR/last.pt or best.pt to upgrade")
+    try:
+        current = load_checkpoint(path)
+    except ModelError:  # format 1, or not loadable the safe way: the unsafe read below decides
+        current = None
+    if current is not None and current.get("format_version") == FORMAT_VERSION:
+        if out.resolve() != path.resolve():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, out)
+        step = int(current["step"])
+        return {
+            "out": str(out),
+            "from_version": FORMAT_VERSION,
+            "to_version": FORMAT_VERSION,
+            "step": step,
+            "upgraded": False,
+        }
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for this file
     except Exception as e:  # zip, pickle and torch errors: "not a checkpoint"
@@ -210,7 +231,8 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
         tmp.unlink()
         raise ModelError(f"{path} still holds objects a safe load refuses after the upgrade: {e}") from e
     os.replace(tmp, out)
-    return {"out": str(out), "from_version": before, "to_version": FORMAT_VERSION, "step": int(state["step"])}
+    step = int(state["step"])
+    return {"out": str(out), "from_version": before, "to_version": FORMAT_VERSION, "step": step, "upgraded": True}
 
 
 def model_from_checkpoint(path: str | Path, device: Any) -> tuple[Any, dict[str, Any], RunConfig]:

@@ -157,7 +157,13 @@ def upgrade(
 
     with run_errors():
         summary = upgrade_checkpoint(Path(checkpoint), Path(out) if out else None)
-    done = f"wrote {summary['out']}: checkpoint format {summary['from_version']} -> {summary['to_version']}"
+    if summary["upgraded"]:
+        done = f"wrote {summary['out']}: checkpoint format {summary['from_version']} -> {summary['to_version']}"
+    else:
+        copied = f"; copied to {summary['out']}" if Path(summary["out"]).resolve() != Path(checkpoint).resolve() else ""
+        done = f"{checkpoint} is already checkpoint format {summary['to_version']}: nothing to upgrade{copied}"
+        Console().print(escape(f"{done} (step {summary['step']})"), soft_wrap=True)
+        return
     Console().print(escape(f"{done}, step {summary['step']}"), soft_wrap=True)
 
 

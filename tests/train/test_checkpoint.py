@@ -106,3 +106,20 @@ def test_a_checkpoint_of_a_newer_format_is_refused_naming_the_version(tmp_path: 
     torch.save({**state, "format_version": 999}, tmp_path / "future.pt")
     with pytest.raises(ModelError, match=r"format_version = 999; this crowdrank reads checkpoint formats 1 to 2"):
         model_from_checkpoint(tmp_path / "future.pt", torch.device("cpu"))
+
+
+def test_upgrading_a_current_checkpoint_never_unpickles_it_and_leaves_it_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tiny_checkpoint(tmp_path / "best.pt")
+    before = path.read_bytes()
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw.get("weights_only")) or real_load(*a, **kw))
+    summary = upgrade_checkpoint(path)
+    assert (summary["from_version"], summary["to_version"], summary["step"], summary["upgraded"]) == (2, 2, 3, False)
+    assert False not in loads  # read the safe way only: nothing in it can run
+    assert path.read_bytes() == before  # nothing rewritten
+
+    copied = upgrade_checkpoint(path, tmp_path / "copy.pt")  # --out still gets the file
+    assert copied["out"] == str(tmp_path / "copy.pt") and (tmp_path / "copy.pt").read_bytes() == before
