@@ -166,6 +166,7 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
     if config.split not in dsd:
         raise DataError(f"--split {config.split!r} is not in {config.data} (splits: {', '.join(sorted(dsd))})")
     ds = dsd[config.split]
+    ranked = open_dataset(config.ranked, "--ranked", "ranked") if config.ranked else None  # checked before the work
     source = RowSource(config.data, ds, list(range(len(ds))))
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task(f"eval {config.split}", total=len(ds))
@@ -180,11 +181,11 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
             progress=lambda: progress.advance(task),
         )
     summary.update(split=config.split, checkpoint=str(config.checkpoint), step=int(state["step"]), data=config.data)
-    if config.ranked:
+    if ranked is not None:
         from train.rank_check import check_ranked
 
         input_size = run_config.data.input_size
-        summary["ranking"] = check_ranked(model, config.ranked, input_size, device, config.ranked_sets)
+        summary["ranking"] = check_ranked(model, ranked, input_size, device, config.ranked_sets)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "eval.json", summary)

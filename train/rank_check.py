@@ -9,6 +9,7 @@ whether their unlabeled pictures carry any ranking information the counting mode
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from train.data import raw_row, set_patches, undecoded
@@ -54,10 +55,11 @@ def ranking_agreement(means: Any) -> dict[str, float]:
     }
 
 
-def check_ranked(model: Any, ranked_path: str, input_size: int, device: Any, max_sets: int) -> dict[str, float]:
-    """:func:`ranking_agreement` of ``model`` on the train split of the ranked set at ``ranked_path``."""
+def check_ranked(model: Any, ranked: Any, input_size: int, device: Any, max_sets: int) -> dict[str, float]:
+    """:func:`ranking_agreement` of ``model`` on the train split of a ranked set: its path or Hub id, or the
+    DatasetDict already opened from one."""
     from train.data import open_dataset
 
-    dsd = open_dataset(ranked_path, "--ranked", "ranked")
+    dsd = open_dataset(ranked, "--ranked", "ranked") if isinstance(ranked, str | Path) else ranked
     split = "train" if "train" in dsd else sorted(dsd)[0]
     return ranking_agreement(set_means(model, dsd[split], input_size, device, max_sets))

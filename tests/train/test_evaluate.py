@@ -81,6 +81,21 @@ def test_predict_writes_counts_and_overlays_and_records_broken_files(trained_che
     assert float(written[0]["count"]) == pytest.approx(rows[0]["count"], rel=1e-5)
 
 
+def test_a_ranked_argument_that_is_no_ranked_set_fails_before_any_image_is_evaluated(
+    trained_checkpoint: Path, blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.evaluate
+    from train.errors import DataError
+
+    evaluated: list[int] = []
+    monkeypatch.setattr(train.evaluate, "evaluate_sources", lambda *a, **kw: evaluated.append(1) or ({}, []))
+    labeled = str(blob_data["labeled"])
+    config = EvalConfig(trained_checkpoint, labeled, "test", tmp_path / "ev", "cpu", 64, ranked=labeled)
+    with pytest.raises(DataError, match="--ranked .* is a labeled dataset, expected ranked"):
+        evaluate_checkpoint(config, show_progress=False)
+    assert evaluated == [] and not (tmp_path / "ev").exists()  # refused before the work, not after it
+
+
 def test_predict_writes_every_row_when_a_file_name_is_not_utf8(trained_checkpoint: Path, tmp_path: Path) -> None:
     import os
 
