@@ -245,6 +245,7 @@ def harvest_keywords(config: KeywordsConfig) -> Summary:
     for source_name, term, message in failures:
         summary.counts[(source_name, "search_error")] += 1
         summary.search_failures.append(f"{source_name} {term!r}: {message}")
+    summary.add_source_counts(sources)
     return summary
 
 

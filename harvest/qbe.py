@@ -203,7 +203,7 @@ def harvest_qbe(config: QbeConfig, embedder: Embedder | None = None) -> QbeSumma
             if from_pool is not None and embedder is not None:
                 _collect_local(pool, from_pool, examples, vectors, embedder, config, result)
             finalize_pool(pool, scores, exclusions, config.leak_threshold, result)
-            result.notes += [note for backend in web for note in backend.notes]
+            result.fetch.add_source_counts(web)
     finally:
         session.close()
     result.fetch.elapsed_s = time.monotonic() - started

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,11 +158,22 @@ class Summary:
     retried: int = 0  # had only transient failures in the pool and were fetched again (--retry-failed)
     stored_bytes: int = 0
     search_failures: list[str] = field(default_factory=list)
+    # Search results left out before any fetch (no image URL, not a raster picture, a malformed result), by
+    # (source, reason): they have no URL to record a row under, so this is the only place they are counted.
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # what a source did that the counts do not say (a fallback)
     elapsed_s: float = 0.0
 
     def add(self, source: str, status: str, size: int | None = None) -> None:
         self.counts[(source, status)] += 1
         self.stored_bytes += size or 0
+
+    def add_source_counts(self, sources: Iterable[Any]) -> None:
+        """Each search source's ``skipped`` counts and ``notes`` (see :class:`harvest.sources.base.SearchSource`)."""
+        for source in sources:
+            for reason, count in source.skipped.items():
+                self.skipped[(source.name, reason)] += count
+            self.notes += [f"{source.name}: {note}" for note in source.notes]
 
     @property
     def rows(self) -> int:
@@ -185,6 +196,8 @@ class Summary:
             "elapsed_s": round(self.elapsed_s, 3),
             "by_source_status": {f"{src}/{status}": n for (src, status), n in sorted(self.counts.items())},
             "search_failures": list(self.search_failures),
+            "skipped_results": {f"{src}/{reason}": n for (src, reason), n in sorted(self.skipped.items())},
+            "notes": list(self.notes),
         }
 
     def table(self) -> Any:
@@ -203,6 +216,10 @@ class Summary:
         )
         if self.retried:
             totals += f"; {self.retried} earlier failures fetched again (--retry-failed)"
+        if self.skipped:
+            left_out = ", ".join(f"{src} {n} {reason}" for (src, reason), n in sorted(self.skipped.items()))
+            totals += f"\nsearch results left out (nothing to fetch): {left_out}"
+        totals += "".join(f"\n{note}" for note in self.notes)
         return with_notes(table, totals)
 
 

@@ -193,6 +193,18 @@ def test_a_source_answering_non_string_image_urls_skips_them_and_writes_the_othe
         assert list(df["url"]) == [images["1"]] and list(df["status"]) == ["ok"]
         assert df["page_url"].tolist() == ["7"]  # a number where text belongs is kept as text, not a crash
     assert summary.known == 1 and web.hits("/img/1.jpg") == 1
+    # The three results with no usable URL have no row; the run's summary is where they are counted.
+    assert summary.skipped == {("wikimedia", "no_image_url"): 3}
+    assert summary.to_record()["skipped_results"] == {"wikimedia/no_image_url": 3}
+    assert "left out (nothing to fetch): wikimedia 3 no_image_url" in _rendered(summary.table())
+
+
+def _rendered(renderable: object) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
 
 
 def test_retry_failed_fetches_transient_failures_once_more_and_keeps_one_row_per_url(web, tmp_path) -> None:

@@ -523,7 +523,8 @@ def test_a_back_end_older_than_embedding_input_gets_the_pictures_instead(web, tm
     assert sent == ["embedding", "picture", "picture"]  # one refused embedding query, then pictures only
     assert (summary.searches, summary.failures) == (2, {}), summary.fetch.search_failures
     assert sorted(Pool.open(tmp_path / "pool").read_index()["url"]) == sorted(url.values())
-    assert any("predates embedding_input" in note for note in summary.notes)
+    assert any(note.startswith("clip-knn: ") and "predates embedding_input" in note for note in summary.fetch.notes)
+    assert summary.to_record()["notes"] == summary.fetch.notes
 
 
 def test_an_embedding_query_the_back_end_fails_either_way_reports_the_embedding_error(web, tmp_path: Path) -> None:
@@ -535,7 +536,7 @@ def test_an_embedding_query_the_back_end_fails_either_way_reports_the_embedding_
     )
     summary = harvest_qbe(config, embedder=embedder)
     assert summary.failures == {("clip-knn", "search_error"): 1} and "HTTP 503" in summary.fetch.search_failures[0]
-    assert not summary.notes
+    assert not summary.notes and not summary.fetch.notes
 
 
 def test_clip_knn_also_answers_keyword_searches_by_text(web) -> None:
