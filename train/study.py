@@ -247,15 +247,17 @@ def _row_keys(run: dict[str, Any]) -> dict[str, Any]:
 
 def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool = True) -> list[dict[str, Any]]:
     """Run every run not finished yet (``jobs`` at a time) and write results.csv / .md / .png."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs} is out of range: expected an integer >= 1 (runs trained at once)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = study.runs()
     if not (out / "study.json").is_file():  # the first study in a folder owns results.*
         record = {"name": study.name, "manifest": str(study.manifest), "runs": [r["name"] for r in runs]}
         (out / "study.json").write_text(json.dumps(record, indent=2))
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     rows: list[dict[str, Any]] = []
-    with _progress(progress, len(runs)) as advance, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with _progress(progress, len(runs)) as advance, ThreadPoolExecutor(max_workers=jobs) as pool:
         for row in pool.map(lambda r: run_one(study, r, out, threads), runs):
             rows.append(row)
             advance(row)

@@ -76,6 +76,17 @@ def test_an_empty_grid_axis_is_refused_naming_it(tmp_path: Path) -> None:
         study(tmp_path, '[grid]\n"schedule.steps" = []\n')
 
 
+@pytest.mark.parametrize("jobs", [0, -2])
+def test_jobs_below_one_is_refused_before_anything_runs_or_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    commands = fake_fit(monkeypatch, lambda name: {"mae": 1.0})
+    config = study(tmp_path, "seeds = [0]\n")
+    with pytest.raises(ConfigError, match=rf"--jobs {jobs} is out of range: expected an integer >= 1"):
+        run_study(config, tmp_path / "out", jobs=jobs, progress=False)
+    assert commands == [] and not (tmp_path / "out").exists()
+
+
 def test_an_interrupted_run_or_rounds_chain_is_resumed_and_a_finished_one_is_not_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
