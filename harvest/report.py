@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harvest.decisions import kept_mask
-from harvest.errors import ConfigError
+from harvest.errors import ConfigError, PoolError
 
 BREAKDOWNS = ("source", "status", "license", "kept")
 
@@ -220,9 +220,13 @@ def build_report(config: ReportConfig) -> ReportSummary:
     pool = Pool.open(config.pool)
     df = pool.read_index()
     out = Path(config.out) if config.out is not None else pool.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
     summary = ReportSummary(out=out, counts=count_table(df), totals=totals(df))
-    summary.counts.to_csv(out / "counts.csv", index=False)
+    try:  # the first writes: a pool on a read-only mount can be reported, into a folder elsewhere
+        out.mkdir(parents=True, exist_ok=True)
+        summary.counts.to_csv(out / "counts.csv", index=False)
+    except OSError as e:
+        fix = "pass --out DIR, a writable folder" if config.out is None else "choose a writable --out"
+        raise PoolError(f"cannot write the report into {out}: {e.strerror or e}; {fix}") from e
 
     stored = df[(df["status"] == "ok") & df["path"].notna()].drop_duplicates("id")
     path_of = dict(zip(stored["id"], (pool.path_of(p) for p in stored["path"]), strict=True))

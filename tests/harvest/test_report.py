@@ -163,3 +163,29 @@ def test_the_histogram_threshold_line_counts_scores_at_the_threshold_as_kept(tmp
     monkeypatch.setattr(matplotlib.axes.Axes, "axvline", axvline)
     score_histogram(np.array([0.2, 0.4, 0.6]), 0.4, tmp_path / "h.png")
     assert labels == ["threshold 0.4: 2 of 3"] and (tmp_path / "h.png").is_file()
+
+
+def test_a_pool_whose_report_folder_cannot_be_written_fails_naming_it_and_out(pool: Pool, monkeypatch) -> None:
+    import errno
+
+    from typer.testing import CliRunner
+
+    from harvest.cli import app
+
+    mkdir = Path.mkdir
+
+    def read_only(self: Path, *args, **kwargs) -> None:  # a pool on a read-only mount, as the README allows
+        if self.name == "report":
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    result = CliRunner().invoke(app, ["report", str(pool.root)], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and not isinstance(result.exception, OSError)
+    message = " ".join(result.output.split())
+    assert "harvest report failed: cannot write the report into" in message and "report: Read-only" in message
+    assert "pass --out DIR" in message
+
+    elsewhere = pool.root.parent / "elsewhere"
+    assert CliRunner().invoke(app, ["report", str(pool.root), "--out", str(elsewhere)]).exit_code == 0
+    assert (elsewhere / "counts.csv").is_file()  # the fix the message names works
