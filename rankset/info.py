@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rankset.errors import ConfigError, InputError
+from rankset.errors import ConfigError, InputError, RanksetError
 
 
 @dataclass(frozen=True)
@@ -189,10 +189,14 @@ def plot_ranked_histograms(by_split: dict[str, tuple[np.ndarray, np.ndarray]], o
 def _save(fig: Any, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+    except OSError as e:  # a dataset folder on a read-only mount, say: DIR/info.png is only the default
+        raise RanksetError(f"cannot write {out}: {e.strerror or e}; pass --out PNG, a writable path") from e
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -123,3 +123,12 @@ def test_cli_info_prints_the_split_table_and_png_path(tmp_path: Path) -> None:
     assert (tmp_path / "h.png").is_file()
     missing = CliRunner().invoke(app, ["info", str(tmp_path / "nope")])
     assert missing.exit_code == 1
+
+
+def test_a_histogram_that_cannot_be_written_fails_naming_the_path_and_out(tmp_path: Path) -> None:
+    folder = write_labeled(tmp_path / "ds", {"train": [5, 6]})
+    (folder / "info.png").mkdir()  # stands for a dataset folder on a read-only mount: DIR/info.png cannot be written
+    result = CliRunner().invoke(app, ["info", str(folder)], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and not isinstance(result.exception, OSError)
+    assert "error: cannot write" in result.output and "info.png" in result.output and "--out" in result.output
+    assert CliRunner().invoke(app, ["info", str(folder), "--out", str(tmp_path / "h.png")]).exit_code == 0
