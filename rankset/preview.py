@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from PIL import Image
 
-from rankset.errors import ConfigError, InputError
+from rankset.errors import ConfigError, InputError, RanksetError
 
 BOX_COLOURS = ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#4363d8", "#911eb4", "#42d4f4", "#f032e6")
 
@@ -104,7 +104,11 @@ def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "trai
     fig.suptitle(f"{Path(str(dataset)).name}: {len(ds)} sets of k={k}, largest first (count never increases)")
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=90)
+    except OSError as e:
+        raise RanksetError(f"cannot write {out}: {e.strerror or e}; pass --out PNG, a writable path") from e
+    finally:
+        plt.close(fig)
     return out

@@ -304,6 +304,16 @@ def test_preview_out_that_is_not_a_png_is_refused_before_drawing(folder: Path, t
     assert not list(tmp_path.glob("preview*"))  # nothing written, under this name or another
 
 
+def test_preview_that_cannot_be_written_fails_naming_the_path(folder: Path, tmp_path: Path) -> None:
+    from rankset.errors import RanksetError
+    from rankset.preview import render_preview
+
+    build(folder, tmp_path / "ds")
+    (tmp_path / "taken.png").mkdir()  # stands for an unwritable path: a read-only mount, a missing permission
+    with pytest.raises(RanksetError, match=r"cannot write .*taken.png: Is a directory; pass --out PNG"):
+        render_preview(str(tmp_path / "ds"), tmp_path / "taken.png", n=1)
+
+
 def test_cli_build_and_preview_wiring(folder: Path, tmp_path: Path) -> None:
     from rankset.cli import app
 
