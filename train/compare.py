@@ -38,6 +38,8 @@ class CompareConfig:
             raise ConfigError(f"--examples {self.examples} is out of range: expected an integer >= 0")
         if Path(self.out).suffix.lower() != ".png":  # matplotlib would add .png to a bare name, or fail after drawing
             raise ConfigError(f"--out {self.out} must end in .png (the report is written as a PNG)")
+        if Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a folder; pass the path of the PNG to write")
 
     def names(self) -> list[str]:
         return list(self.labels) or [run.name for run in self.runs]

@@ -150,6 +150,8 @@ class EvalConfig:
             raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
         if self.ranked_sets < 1:
             raise ConfigError(f"--ranked-sets {self.ranked_sets} must be >= 1 (ranked sets to check)")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a file; pass a folder for eval.json and images.csv")
 
 
 def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class PredictConfig:
             raise ConfigError(f"IMAGES not found: {', '.join(missing)}")
         if self.tile < 64:
             raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a file; pass a folder for counts.csv and overlays/")
 
 
 def expand_images(paths: tuple[Path, ...]) -> list[Path]:

@@ -80,3 +80,10 @@ def test_out_that_is_not_a_png_is_refused_before_anything_is_drawn(tmp_path: Pat
     run = finished_run(tmp_path / "r", {"mae": 1.0}, None)
     with pytest.raises(ConfigError, match=rf"--out .*{name} must end in .png"):
         CompareConfig((run,), tmp_path / name)
+
+
+def test_an_out_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    run = finished_run(tmp_path / "r", {"mae": 1.0}, None)
+    (tmp_path / "taken.png").mkdir()
+    with pytest.raises(ConfigError, match=r"--out .*taken.png is a folder; pass the path of the PNG"):
+        CompareConfig((run,), tmp_path / "taken.png")

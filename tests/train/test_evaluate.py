@@ -96,6 +96,16 @@ def test_a_ranked_argument_that_is_no_ranked_set_fails_before_any_image_is_evalu
     assert evaluated == [] and not (tmp_path / "ev").exists()  # refused before the work, not after it
 
 
+def test_an_eval_out_that_is_a_file_is_refused_before_anything_runs(
+    trained_checkpoint: Path, blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from train.errors import ConfigError
+
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"--out .*taken is a file; pass a folder for eval.json and images.csv"):
+        EvalConfig(trained_checkpoint, str(blob_data["labeled"]), "test", tmp_path / "taken", "cpu", 64)
+
+
 def test_predict_writes_every_row_when_a_file_name_is_not_utf8(trained_checkpoint: Path, tmp_path: Path) -> None:
     import os
 

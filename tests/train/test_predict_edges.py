@@ -102,3 +102,9 @@ def test_a_name_that_is_not_utf8_names_its_overlay_file_with_the_escapes_of_its_
         written = {Path(r["path"]).name: r for r in csv.DictReader(f)}
     assert written["caf\\xe9.jpg"]["overlay"] == "overlays/caf\\xe9.png"  # as the path column escapes it
     assert (tmp_path / "out" / written["caf\\xe9.jpg"]["overlay"]).is_file()  # the column names the file written
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_checkpoint_is_read(checkpoint: Path, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"--out .*taken is a file; pass a folder for counts.csv and overlays/"):
+        PredictConfig(checkpoint, (picture(tmp_path / "a.png", 1),), tmp_path / "taken")
