@@ -24,6 +24,7 @@ from harvest.fetch import FetchConfig, FetchResult, fetch_one
 from harvest.images import pixel_limit
 from harvest.net import HostRateLimiter, RobotsCache, make_session
 from harvest.pool import COLUMNS, Pool
+from harvest.schedule import run_by_host
 from harvest.sources.base import DEFAULT_SOURCES, Candidate, SearchSource, create_source, list_sources
 from harvest.writer import PoolWriter, Summary, compact_pool, known_found_by, run_progress, transient_failures
 
@@ -84,6 +85,10 @@ class _Downloader:
         image_id, path = self.pool.store_image(result.data, result.check.extension)
         result.data = None  # stored; do not keep every image of the run in memory
         return result, image_id, path
+
+    def settled(self, host: str) -> bool:
+        """Whether the host's pace is known: its robots.txt (and any Crawl-delay in it) has been read."""
+        return self.config.ignore_robots or self.robots.has_read(host)
 
     def close(self) -> None:
         for session in self._sessions:
@@ -176,7 +181,10 @@ def _collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, c
             run_progress(config.show_progress, f"harvest {command}") as progress,
             PoolWriter(pool, config.flush_rows, config.flush_seconds) as writer,
         ):
-            for result, image_id, path in run_unordered(downloader, urls_to_fetch(progress), config.workers):
+            fetched_urls = run_by_host(
+                downloader, urls_to_fetch(progress), config.workers, downloader.limiter, settled=downloader.settled
+            )
+            for result, image_id, path in fetched_urls:
                 candidate, tags = waiting.pop(result.url)
                 known[result.url] = list(tags)
                 fetched.add(result.url)

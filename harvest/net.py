@@ -37,7 +37,7 @@ DEFAULT_USER_AGENT = (
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 asks crawlers to parse at least 500 KiB
 BODY_DEADLINE_FACTOR = 5  # a whole body must arrive within this many timeouts (stops trickling servers)
 CHUNK_BYTES = 64 * 1024
-# A longer robots.txt Crawl-delay is read as this: every worker holding a URL of that host waits on it.
+# A longer robots.txt Crawl-delay is read as this (one worker at a time waits on such a host: harvest.schedule).
 MAX_CRAWL_DELAY = 30.0
 # Pictures are compressed already, and an uncompressed body cannot be a decompression bomb: ask for it as it is.
 RAW_BODY_HEADERS = {"Accept-Encoding": "identity"}
@@ -285,6 +285,12 @@ class HostRateLimiter:
             self._sleep(delay)
         return delay
 
+    def delay(self, url: str) -> float:
+        """Seconds until the URL's host may be asked again (0: now), without reserving the slot."""
+        key = host_key(url)
+        with self._lock:
+            return max(0.0, self._next_slot.get(key, 0.0) - self._clock())
+
     def hold(self, url: str, seconds: float) -> None:
         """Ask the URL's host nothing for ``seconds`` from now, whichever worker asks (it answered Retry-After)."""
         key = host_key(url)
@@ -340,6 +346,10 @@ class RobotsCache:
         if key in self._unreachable:
             raise RobotsUnreachableError(*self._unreachable[key])
         return rules.allowed(url)
+
+    def has_read(self, url: str) -> bool:
+        """Whether robots.txt of the URL's host was read (or found unreadable) in this run."""
+        return host_key(url) in self._rules
 
     def refusal_reason(self, url: str) -> str | None:
         """Why every URL of the host is refused, when that is robots.txt's status rather than its rules."""

@@ -145,6 +145,26 @@ def test_every_failure_is_a_row_with_its_status(web, images, tmp_path) -> None:
     assert summary.counts[("test", "http_404")] == 1 and summary.ok == 1
 
 
+def test_a_host_with_a_crawl_delay_holds_one_worker_while_the_others_fetch_other_hosts(web, tmp_path) -> None:
+    # One server under two names, two hosts to the downloader: "localhost" asks for a Crawl-delay, 127.0.0.1 not.
+    def robots(request: SeenRequest) -> Reply:
+        slow = request.headers.get("Host", "").startswith("localhost")
+        return Reply(200, b"User-agent: *\nCrawl-delay: 1.2\n" if slow else b"User-agent: *\nAllow: /\n")
+
+    web.route("/robots.txt", handler=robots)
+    for n in range(6):
+        web.route(f"/img/{n}.jpg", body=jpeg(n), headers=JPEG)
+    slow = [web.url(f"/img/{n}.jpg").replace("127.0.0.1", "localhost") for n in range(3)]
+    fast = [web.url(f"/img/{n}.jpg") for n in range(3, 6)]
+    candidates = [Candidate(url=url, source="test", query="mixed") for url in slow + fast]
+    summary = collect(Pool.create(tmp_path / "pool"), candidates, fetch_config(workers=2))
+    assert summary.ok == 6
+    arrived = [(r.headers.get("Host", "").split(":")[0], r.path) for r in web.requests if r.path != "/robots.txt"]
+    second_slow = arrived.index(("localhost", "/img/1.jpg"))
+    # Handed out in order, both workers would have slept on localhost's slots before any 127.0.0.1 picture.
+    assert all(arrived.index(("127.0.0.1", f"/img/{n}.jpg")) < second_slow for n in range(3, 6)), arrived
+
+
 def test_without_allow_private_hosts_loopback_images_are_blocked_rows(web, images, tmp_path) -> None:
     candidates = [Candidate(url=images["0"], source="test", query="x")]
     collect(Pool.create(tmp_path / "pool"), candidates, fetch_config(allow_private_hosts=False))
