@@ -21,6 +21,8 @@ LOCK_NAME = ".lock"
 @contextmanager
 def run_folder_lock(out: Path) -> Iterator[None]:
     """Hold ``out/.lock`` for the block; a second holder gets a ConfigError at once, naming the first one's pid."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a run folder; choose another --out")
     try:
         import fcntl
     except ImportError:  # not POSIX: no advisory locks to take

@@ -239,6 +239,13 @@ def test_a_second_fit_into_a_folder_being_written_is_refused_naming_the_writer(
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # the refused fit wrote nothing
 
 
+def test_a_fit_into_an_out_that_is_a_file_is_refused_naming_it(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"--out .*run is a file, not a run folder; choose another --out"):
+        fit(tiny_config(blob_data), tmp_path / "run", show_progress=False)
+    assert (tmp_path / "run").read_text() == "not a folder"
+
+
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
