@@ -29,6 +29,8 @@ class ExportConfig:
             raise ConfigError(f"CHECKPOINT {self.checkpoint} does not exist; pass RUN_DIR/best.pt")
         if Path(self.out).resolve() == Path(self.checkpoint).resolve():
             raise ConfigError(f"--out {self.out} is the checkpoint itself; choose another file, e.g. model.pt")
+        if Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a folder; pass a file path, e.g. {Path(self.out) / 'model.pt'}")
 
 
 def export_model(config: ExportConfig) -> dict[str, Any]:

@@ -250,6 +250,8 @@ def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs} is out of range: expected an integer >= 1 (runs trained at once)")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a study folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     runs = study.runs()
     if not (out / "study.json").is_file():  # the first study in a folder owns results.*

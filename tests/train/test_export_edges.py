@@ -35,3 +35,11 @@ def test_the_exported_file_keeps_the_step_and_names_its_source(tmp_path: Path) -
     exported = load_checkpoint(tmp_path / "deep" / "model.pt")
     assert (summary["step"], exported["step"], exported["exported_from"]) == (120, 120, str(tmp_path / "best.pt"))
     assert os.listdir(tmp_path / "deep") == ["model.pt"]  # the temp file was renamed into place
+
+
+def test_an_out_that_is_a_folder_is_refused_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "best.pt", masksembles=False)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ConfigError, match=r"--out .*models is a folder; pass a file path, e.g. .*models/model.pt"):
+        ExportConfig(checkpoint, tmp_path / "models")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "models"]

@@ -188,3 +188,11 @@ def test_the_table_says_which_way_its_metric_is_better(tmp_path: Path, metric: s
     config = study(tmp_path, f'metric = "{metric}"\n')
     table = summary_markdown(config, pd.DataFrame([{"run": "seed=0", "seed": 0, metric: 0.5}]))
     assert f"Test {metric.upper()}, mean ± standard deviation over seeds [0] ({reading})." in table
+
+
+def test_an_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    commands = fake_fit(monkeypatch, lambda name: {"mae": 1.0})
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"--out .*out is a file, not a study folder; choose another --out"):
+        run_study(study(tmp_path, "seeds = [0]\n"), tmp_path / "out", progress=False)
+    assert commands == []
