@@ -189,6 +189,8 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
     out = path if out is None else Path(out)
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist; pass the RUN_DIR/last.pt or best.pt to upgrade")
+    if out.is_dir():
+        raise ModelError(f"--out {out} is a folder; pass a file path, e.g. {out / path.name}")
     try:
         current = load_checkpoint(path)
     except ModelError:  # format 1, or not loadable the safe way: the unsafe read below decides

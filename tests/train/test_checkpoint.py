@@ -123,3 +123,11 @@ def test_upgrading_a_current_checkpoint_never_unpickles_it_and_leaves_it_as_it_i
 
     copied = upgrade_checkpoint(path, tmp_path / "copy.pt")  # --out still gets the file
     assert copied["out"] == str(tmp_path / "copy.pt") and (tmp_path / "copy.pt").read_bytes() == before
+
+
+def test_upgrading_into_a_folder_is_refused_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tiny_checkpoint(tmp_path / "best.pt")
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ModelError, match=r"--out .*models is a folder; pass a file path"):
+        upgrade_checkpoint(path, tmp_path / "models")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "models"]
