@@ -32,6 +32,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rankset_build.py
 	$(BIN)/python benchmarks/harvest_download.py
+	$(BIN)/python benchmarks/harvest_hosts.py
 	$(BIN)/python benchmarks/dedup_hashes.py
 	$(BIN)/python benchmarks/clip_filter_throughput.py --model ViT-B-32 --images 192 --batch-size 32 --repeats 3
 	$(BIN)/python benchmarks/train_step.py
