@@ -46,13 +46,18 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB: alpha composited on white, 16/32-bit and float scaled to 0..255."""
+    """Any Pillow mode to 8-bit RGB: alpha composited on white, 16/32-bit and float scaled to 0..255.
+
+    Deep pictures keep their brightness where their white point is known: 16-bit modes and 32-bit integers within
+    0..65535 (Pillow reads a 16-bit PGM as "I", scaled to 65535) have white at 65535, floats within 0..1 at 1.0.
+    Only values outside those ranges, whose white point nothing says, are stretched from their minimum to maximum.
+    """
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = (0.0, 65535.0) if img.mode.startswith("I;16") else (float(arr.min()), float(arr.max()))
-        scaled = np.clip((arr - lo) / max(hi - lo, 1e-12) * 255.0, 0, 255).astype(np.uint8)
+        lo, hi = _value_range(img.mode, arr)
+        scaled = np.clip((arr - lo) / max(hi - lo, 1e-12) * 255.0, 0, 255).round().astype(np.uint8)
         return Image.fromarray(scaled, "L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
@@ -61,6 +66,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _value_range(mode: str, arr: np.ndarray) -> tuple[float, float]:
+    """Black and white of a deep single-channel picture (see :func:`to_rgb`)."""
+    if arr.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(arr.min()), float(arr.max())
+    if mode.startswith("I;16") or (mode == "I" and lo >= 0 and hi <= 65535):
+        return 0.0, 65535.0
+    if mode == "F" and lo >= 0 and hi <= 1:
+        return 0.0, 1.0
+    return lo, hi
 
 
 def decode_oriented(

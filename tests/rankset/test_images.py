@@ -1,0 +1,61 @@
+"""rankset.images.to_rgb: deep pictures keep their brightness where their white point is known."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rankset.images import decode_oriented, to_rgb
+
+
+def _gray(img: Image.Image) -> np.ndarray:
+    rgb = to_rgb(img)
+    assert rgb.mode == "RGB"
+    return np.asarray(rgb)[..., 0]
+
+
+def test_a_dark_16_bit_pgm_stays_dark() -> None:
+    # A 16-bit PGM (maxval 65535) of values a quarter of full scale; Pillow reads it as mode "I".
+    values = np.array([[0, 16384], [8192, 16384]], dtype=">u2")
+    data = b"P5\n2 2\n65535\n" + values.tobytes()
+    img, _ = decode_oriented(data, "dark.pgm")
+    assert np.asarray(img)[..., 0].tolist() == [[0, 64], [32, 64]]  # not stretched to [[0, 255], [128, 255]]
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_16_bit_values_map_to_8_bits_with_white_at_65535(mode: str) -> None:
+    arr = np.array([[0, 257 * 10], [257 * 100, 65535]])
+    img = Image.fromarray(arr.astype(np.uint16)) if mode == "I;16" else Image.fromarray(arr.astype(np.int32), "I")
+    assert img.mode == mode
+    assert _gray(img).tolist() == [[0, 10], [100, 255]]
+
+
+def test_floats_within_0_and_1_have_white_at_1() -> None:
+    img = Image.fromarray(np.array([[0.0, 0.25], [0.5, 0.5]], dtype=np.float32), "F")
+    assert _gray(img).tolist() == [[0, 64], [128, 128]]  # not stretched: 0.5 is mid-grey, not white
+
+
+@pytest.mark.parametrize(
+    ("mode", "values"),
+    [("I", [[-1000, 0], [500, 100_000]]), ("F", [[-2.0, 0.0], [1.0, 3.0]])],
+)
+def test_values_with_no_known_white_point_are_stretched_from_minimum_to_maximum(mode: str, values: list) -> None:
+    dtype = np.int32 if mode == "I" else np.float32
+    gray = _gray(Image.fromarray(np.array(values, dtype=dtype), mode))
+    assert gray.min() == 0 and gray.max() == 255
+
+
+def test_an_8_bit_picture_with_alpha_is_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (2, 1), (0, 0, 0, 0))
+    rgba.putpixel((1, 0), (10, 20, 30, 255))
+    assert np.asarray(to_rgb(rgba)).tolist() == [[[255, 255, 255], [10, 20, 30]]]
+
+
+def test_a_16_bit_png_round_trips_through_decode() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 257 * 200, dtype=np.uint16)).save(buffer, "PNG")
+    img, size = decode_oriented(buffer.getvalue(), "deep.png")
+    assert size == (4, 4) and np.asarray(img).max() == 200
