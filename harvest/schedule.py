@@ -105,10 +105,12 @@ class _HostQueues:
         self._busy[host] -= 1
 
     def seconds_until_ready(self) -> float | None:
-        """How long until a held host's next slot is close enough (None: nothing held, wait for a worker)."""
-        if not self._queues:
+        """How long until a held host's next slot is close enough (None: wait for a worker to finish). A host whose
+        robots.txt is being read is not polled: the worker reading it finishes soon after."""
+        settled = [host for host in self._queues if self._settled(host)]
+        if not settled:
             return None
-        soonest = min(self._limiter.delay(host) for host in self._queues)
+        soonest = min(self._limiter.delay(host) for host in settled)
         return max(0.01, soonest - self._short_wait)
 
     def _ready(self, host: str) -> bool:
