@@ -184,16 +184,51 @@ class RawReply:
     parts: Sequence[tuple[float, bytes]]
 
 
-class RawWeb:
+class _SocketServer:
+    """A listening socket on 127.0.0.1 that answers each connection in a thread of its own (``_answer``)."""
+
+    scheme = "http"
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"{self.scheme}://127.0.0.1:{self.server.getsockname()[1]}"
+        self.connections = 0
+        self.closed = False
+
+    def serve_forever(self) -> None:
+        while not self.closed:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def _serving(web: _SocketServer, name: str) -> Iterator[None]:
+    thread = threading.Thread(target=web.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        web.closed = True
+        with contextlib.suppress(OSError):
+            web.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone may leave blocked
+        web.server.close()
+
+
+class RawWeb(_SocketServer):
     """A bare socket server on 127.0.0.1, one request per connection; unknown paths answer 404 (robots.txt too)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.routes: dict[str, RawReply] = {}
         self.paths: list[str] = []
         self.lock = threading.Lock()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.closed = False
 
     def route(self, path: str, parts: Sequence[tuple[float, bytes]]) -> str:
         with self.lock:
@@ -203,14 +238,6 @@ class RawWeb:
     def hits(self, path: str) -> int:
         with self.lock:
             return self.paths.count(path)
-
-    def serve_forever(self) -> None:
-        while not self.closed:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
 
     def _answer(self, connection: socket.socket) -> None:
         with connection:
@@ -237,43 +264,28 @@ class RawWeb:
 def raw_web() -> Iterator[RawWeb]:
     """A :class:`RawWeb` server for one test."""
     web = RawWeb()
-    thread = threading.Thread(target=web.serve_forever, name="raw-web", daemon=True)
-    thread.start()
-    yield web
-    web.closed = True
-    with contextlib.suppress(OSError):
-        web.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone may leave blocked
-    web.server.close()
+    with _serving(web, "raw-web"):
+        yield web
 
 
 # A self-signed certificate for 127.0.0.1 (test-only key, valid until 2126): no client trusts it.
 SELF_SIGNED_PEM = Path(__file__).parent / "data" / "selfsigned-127.0.0.1.pem"
 
 
-class TlsWeb:
-    """An HTTPS server on 127.0.0.1 whose certificate does not verify; counts the connections it accepts.
+class TlsWeb(_SocketServer):
+    """An HTTPS server on 127.0.0.1 whose certificate does not verify; ``connections`` counts those it accepted.
 
     With ``hang_up`` set, it closes each connection before the TLS handshake instead: a TLS failure that is
     not about the certificate.
     """
 
+    scheme = "https"
+
     def __init__(self) -> None:
+        super().__init__()
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(SELF_SIGNED_PEM)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.base_url = f"https://127.0.0.1:{self.server.getsockname()[1]}"
-        self.connections = 0
         self.hang_up = False
-        self.closed = False
-
-    def serve_forever(self) -> None:
-        while not self.closed:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
 
     def _answer(self, connection: socket.socket) -> None:
         with connection:
@@ -289,10 +301,5 @@ class TlsWeb:
 def tls_web() -> Iterator[TlsWeb]:
     """A :class:`TlsWeb` server for one test."""
     web = TlsWeb()
-    thread = threading.Thread(target=web.serve_forever, name="tls-web", daemon=True)
-    thread.start()
-    yield web
-    web.closed = True
-    with contextlib.suppress(OSError):
-        web.server.shutdown(socket.SHUT_RDWR)
-    web.server.close()
+    with _serving(web, "tls-web"):
+        yield web
