@@ -336,10 +336,27 @@ class Pool:
 
 
 def iter_kept_images(pool: Pool) -> Iterable[dict[str, Any]]:
-    """Rows with stored bytes that later stages use: status ok and, where the column is set, kept."""
+    """Rows with stored bytes that later stages use, one per picture: see :func:`kept_and_unreviewed`."""
+    return kept_and_unreviewed(pool)[0]
+
+
+def kept_and_unreviewed(pool: Pool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pictures later stages use, and those left out because no stage has looked at them yet; one row each.
+
+    A picture is one ``id`` (the same bytes found under several URLs has several rows). Before any dedup or filter
+    ran (no row has ``kept``), every stored picture with status ok is used. Once one ran, a picture is used when
+    its verdicts all say ``kept``; one no stage has judged (added by a later harvest) is *unreviewed*: it has not
+    been checked for duplicates, test-set leaks or crowd scenes, so it is left out until dedup/filter run again.
+    A picture refused once (a leak re-found under another URL) stays refused.
+    """
     df = pool.read_index()
     df = df[(df["status"] == "ok") & df["path"].notna()]
-    if "kept" in df.columns:
-        df = df[df["kept"].isna() | df["kept"].astype("boolean").fillna(True)]
-    df = df.drop_duplicates("id")
-    return df.to_dict("records")
+    if "kept" not in df.columns or df["kept"].isna().all():
+        return df.drop_duplicates("id").to_dict("records"), []
+    verdict = df["kept"].astype("boolean")
+    refused = set(df.loc[verdict.fillna(True).eq(False), "id"])
+    judged = set(df.loc[verdict.notna(), "id"])
+    first = df.drop_duplicates("id")
+    kept = first[first["id"].isin(judged) & ~first["id"].isin(refused)]
+    unreviewed = first[~first["id"].isin(judged)]
+    return kept.to_dict("records"), unreviewed.to_dict("records")

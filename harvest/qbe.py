@@ -278,6 +278,11 @@ def _collect_local(
         candidates = pool_vectors(from_pool, embedder, progress)
     if candidates.failures:
         result.notes.append(f"{len(candidates.failures)} pictures of --from-pool could not be embedded")
+    if candidates.unreviewed:
+        result.notes.append(
+            f"{candidates.unreviewed} pictures of --from-pool were added after its last dedup/filter and are left "
+            "out until they are judged: run harvest dedup (and filter) on it again"
+        )
     if not candidates.rows:
         result.notes.append(f"--from-pool {from_pool.root} has no usable pictures (status ok, not rejected)")
     if not queries or not candidates.rows:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harvest.pool import Pool, iter_kept_images, utc_now
+from harvest.pool import Pool, kept_and_unreviewed, utc_now
 
 KNN_CHUNK = 65_536  # pool pictures per matrix product: 65536 x 512 float32 is 128 MB
 CARRIED_COLUMNS = (
@@ -107,6 +107,7 @@ class PoolVectors:
     vectors: np.ndarray
     embedded_now: int = 0
     failures: dict[str, str] = field(default_factory=dict)  # id -> why it could not be embedded
+    unreviewed: int = 0  # pictures added after the pool's last dedup/filter: left out until they are judged
 
 
 def pool_vectors(from_pool: Pool, embedder: Embedder, progress: Any = None) -> PoolVectors:
@@ -116,12 +117,12 @@ def pool_vectors(from_pool: Pool, embedder: Embedder, progress: Any = None) -> P
     """
     from harvest.embed import EmbeddingCache
 
-    rows = list(iter_kept_images(from_pool))
+    rows, unreviewed = kept_and_unreviewed(from_pool)
     cache = EmbeddingCache(from_pool.root, embedder.tag)
     cached_ids, cached = cache.load()
     position = {image_id: k for k, image_id in enumerate(cached_ids)}
     missing = [row for row in rows if row["id"] not in position]
-    result = PoolVectors([], np.zeros((0, 0), dtype=np.float32))
+    result = PoolVectors([], np.zeros((0, 0), dtype=np.float32), unreviewed=len(unreviewed))
     if missing:
         if progress is not None:
             progress.add_total(len(missing))

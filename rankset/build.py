@@ -151,8 +151,8 @@ def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture], l
     """The input's kind, its number of pictures, the pictures, and entries refused unread (id, reason)."""
     kind = describe_input(cfg.input)
     if kind == "pool":
-        pictures = list_pool(Path(cfg.input))
-        return kind, len(pictures), pictures, []
+        pictures, refused = list_pool(Path(cfg.input))
+        return kind, len(pictures), pictures, refused
     if kind == "folder":
         pictures, refused = scan_folder(Path(cfg.input))
         return kind, len(pictures), pictures, refused

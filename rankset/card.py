@@ -95,7 +95,7 @@ k patches around one anchor, largest first, so `count(images[i]) >= count(images
 |---|---|
 {split_rows}
 
-Pictures skipped as unreadable: {skipped}.
+Pictures skipped (unreadable, or added to the pool after dedup/filter ran and not yet judged): {skipped}.
 
 ## Licences
 

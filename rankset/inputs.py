@@ -120,13 +120,21 @@ def _sidecar(f: Path) -> dict[str, str]:
     return {}
 
 
-def list_pool(root: Path) -> list[SourcePicture]:
-    """The pool's stored pictures with status ok and, where dedup/filter have run, ``kept``."""
-    from harvest.pool import Pool, iter_kept_images
+UNREVIEWED = (
+    "added to the pool after harvest dedup/filter ran: not yet checked for duplicates, test-set leaks or crowd "
+    "scenes; run harvest dedup (and harvest filter) on the pool again to use it"
+)
+
+
+def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]:
+    """The pool's stored pictures with status ok and, once dedup/filter have run, ``kept``; and those left out
+    unread as ``(id, reason)``: pictures a later harvest added that no dedup/filter has judged yet."""
+    from harvest.pool import Pool, kept_and_unreviewed
 
     pool = Pool.open(root)
+    kept, unreviewed = kept_and_unreviewed(pool)
     pictures = []
-    for row in sorted(iter_kept_images(pool), key=lambda r: r["id"]):
+    for row in sorted(kept, key=lambda r: r["id"]):
         pictures.append(
             SourcePicture(
                 source_id=row["id"],
@@ -136,7 +144,7 @@ def list_pool(root: Path) -> list[SourcePicture]:
                 source_url=_text(row.get("page_url")) or _text(row.get("url")),
             )
         )
-    return pictures
+    return pictures, sorted((row["id"], UNREVIEWED) for row in unreviewed)
 
 
 def _text(value: object) -> str | None:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvest.errors import PoolError
-from harvest.pool import Pool, iter_kept_images, sha256_hex
+from harvest.pool import Pool, iter_kept_images, kept_and_unreviewed, sha256_hex
 from harvest.pool_lock import holds
 
 
@@ -158,7 +158,23 @@ def test_iter_kept_images_gives_each_usable_picture_once(tmp_path: Path) -> None
         {"id": None, "url": "u/e", "status": "ok", "path": None, "kept": None},
     ]
     pool.append_rows(rows)
+    # Once a stage has judged pictures, one it has not (added later) waits for the next dedup/filter.
+    assert [row["url"] for row in iter_kept_images(pool)] == ["u/b"]
+    kept, unreviewed = kept_and_unreviewed(pool)
+    assert [row["url"] for row in kept] == ["u/b"] and [row["url"] for row in unreviewed] == ["u/a"]
+
+
+def test_before_any_stage_judged_every_stored_picture_is_used_once(tmp_path: Path) -> None:
+    pool = pool_of(tmp_path, [])
+    rows = [
+        {"id": "a", "url": "u/a", "status": "ok", "path": "images/a"},
+        {"id": "a", "url": "u/a-again", "status": "ok", "path": "images/a"},
+        {"id": "b", "url": "u/b", "status": "ok", "path": "images/b"},
+        {"id": "d", "url": "u/d", "status": "decode_error", "path": "images/d"},
+    ]
+    pool.append_rows(rows)
     assert [row["url"] for row in iter_kept_images(pool)] == ["u/a", "u/b"]
+    assert kept_and_unreviewed(pool)[1] == []
 
 
 def test_integer_columns_take_whole_numbers_in_range_and_null_the_rest(tmp_path: Path) -> None:

@@ -437,6 +437,22 @@ def test_local_copies_the_nearest_pictures_once_with_similarity_and_every_finder
     assert len(Pool.open(tmp_path / "pool").read_index()) == 3
 
 
+def test_local_leaves_out_pictures_added_after_the_candidate_pools_dedup_and_says_so(tmp_path: Path) -> None:
+    candidates = Pool.create(tmp_path / "keyword-pool")
+    judged = {"c0": scene(0, 48, 40)}
+    late = {"c1": scene(1, 48, 40)}  # harvested after dedup ran: never checked against the test split
+    add_pictures(candidates, judged, kept=True)
+    add_pictures(candidates, late)
+    folder = write_folder(tmp_path / "ex", {"A": scene(10, 48, 40)})
+    embedder = LookupEmbedder({
+        (folder / "A.jpg").read_bytes(): [1, 0, 0], encode(judged["c0"]): [0.9, 0.1, 0], encode(late["c1"]): [1, 0, 0],
+    })  # fmt: skip
+    config = qbe_config(tmp_path / "pool", folder, sources=("local",), from_pool=candidates.root, per_query=2)
+    summary = harvest_qbe(config, embedder=embedder)
+    assert list(Pool.open(tmp_path / "pool").read_index()["title"]) == ["c0"]
+    assert any(note.startswith("1 pictures of --from-pool were added after") for note in summary.notes), summary.notes
+
+
 def test_local_on_a_tiny_real_clip_finds_an_examples_own_picture_first(tmp_path: Path) -> None:
     import open_clip
     import torch

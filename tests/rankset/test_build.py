@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from rankset.build import BuildConfig, build_ranked_sets
 from rankset.errors import ConfigError, InputError
+from rankset.inputs import UNREVIEWED
 from rankset.schema import RANKED_FIELDS, decode_build_info
 
 
@@ -182,13 +183,30 @@ def test_pool_input_uses_only_kept_rows_and_carries_attribution(tmp_path: Path) 
             }
         )
     rows.append({"url": "http://example.org/broken.jpg", "status": "http_404", "error": "404"})
+    # The refused picture found again under another URL by a later harvest: no verdict on this row, still refused.
+    rows.append({**rows[1], "url": "http://example.org/again.jpg", "kept": None})
     pool.append_rows(rows)
     summary, dsd = build(tmp_path / "pool", tmp_path / "ds")
     ds = dsd["train"]
-    assert summary.input_kind == "pool" and len(ds) == 2
-    assert set(ds["source_id"]) == {rows[0]["id"], rows[2]["id"]}
-    assert set(ds["author"]) == {"A0", "A2"} and set(ds["license"]) == {"cc-by-4.0"}
-    assert set(ds["source_url"]) == {"http://example.org/p0", "http://example.org/p2"}
+    assert summary.input_kind == "pool" and len(ds) == 1
+    assert ds["source_id"] == [rows[0]["id"]] and ds["author"] == ["A0"] and ds["license"] == ["cc-by-4.0"]
+    assert ds["source_url"] == ["http://example.org/p0"]
+    # The picture added after dedup/filter ran was never checked for leaks: left out, saying why and what to run.
+    assert summary.skipped == [(rows[2]["id"], UNREVIEWED)] and "harvest dedup" in UNREVIEWED
+    assert summary.sources == 2
+
+
+def test_a_pool_no_dedup_or_filter_has_judged_gives_every_stored_picture(tmp_path: Path) -> None:
+    from harvest.pool import Pool
+
+    pool = Pool.create(tmp_path / "pool")
+    for i in range(2):
+        buf = io.BytesIO()
+        gradient(120 + i, 90).save(buf, "JPEG")
+        sha, rel = pool.store_image(buf.getvalue(), "jpg")
+        pool.append_rows([{"id": sha, "url": f"http://example.org/{i}.jpg", "status": "ok", "path": rel}])
+    summary, dsd = build(tmp_path / "pool", tmp_path / "ds")
+    assert summary.used == 2 and summary.skipped == [] and len(dsd["train"]) == 2
 
 
 def test_dataset_input_reads_the_image_column_of_the_chosen_split(tmp_path: Path) -> None:
