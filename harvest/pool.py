@@ -341,22 +341,30 @@ def iter_kept_images(pool: Pool) -> Iterable[dict[str, Any]]:
 
 
 def kept_and_unreviewed(pool: Pool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The pictures later stages use, and those left out because no stage has looked at them yet; one row each.
+    """The pictures later stages use, and those left out because no dedup/filter has judged them yet; one row each.
 
-    A picture is one ``id`` (the same bytes found under several URLs has several rows). Before any dedup or filter
-    ran (no row has ``kept``), every stored picture with status ok is used. Once one ran, a picture is used when
-    its verdicts all say ``kept``; one no stage has judged (added by a later harvest) is *unreviewed*: it has not
-    been checked for duplicates, test-set leaks or crowd scenes, so it is left out until dedup/filter run again.
-    A picture refused once (a leak re-found under another URL) stays refused.
+    A picture is one ``id`` (the same bytes found under several URLs has several rows). Until ``harvest dedup`` or
+    ``harvest filter`` has run on the pool, every stored picture with status ok is used except those a stage refused
+    (``kept`` false: a leak marked by qbe). Once one has run, each picture it judged is used when one of its rows is
+    ``kept``; a picture with no verdict at all (added by a later harvest) is *unreviewed*: it has not been checked for
+    duplicates, test-set leaks or crowd scenes, so it is left out until dedup/filter run again. A picture refused
+    (only false verdicts: a leak, even re-found under another URL) stays refused.
     """
     df = pool.read_index()
     df = df[(df["status"] == "ok") & df["path"].notna()]
-    if "kept" not in df.columns or df["kept"].isna().all():
-        return df.drop_duplicates("id").to_dict("records"), []
-    verdict = df["kept"].astype("boolean")
-    refused = set(df.loc[verdict.fillna(True).eq(False), "id"])
+    verdict = (
+        df["kept"].astype("boolean") if "kept" in df.columns else pd.Series(pd.NA, index=df.index, dtype="boolean")
+    )
+    accepted = set(df.loc[verdict.eq(True).fillna(False), "id"])
     judged = set(df.loc[verdict.notna(), "id"])
     first = df.drop_duplicates("id")
-    kept = first[first["id"].isin(judged) & ~first["id"].isin(refused)]
+    if not _judged_by_a_stage(pool):
+        return first[~first["id"].isin(judged - accepted)].to_dict("records"), []
+    kept = first[first["id"].isin(accepted)]
     unreviewed = first[~first["id"].isin(judged)]
     return kept.to_dict("records"), unreviewed.to_dict("records")
+
+
+def _judged_by_a_stage(pool: Pool) -> bool:
+    """Whether dedup or filter has run on the pool (they set ``kept`` on every picture there was then)."""
+    return any(entry.get("stage") in ("dedup", "filter") for entry in pool.meta.get("commands", []))

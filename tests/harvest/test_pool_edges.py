@@ -154,14 +154,18 @@ def test_iter_kept_images_gives_each_usable_picture_once(tmp_path: Path) -> None
         {"id": "b", "url": "u/b", "status": "ok", "path": "images/b", "kept": True},
         {"id": "b", "url": "u/b-again", "status": "ok", "path": "images/b", "kept": True},  # the same bytes re-found
         {"id": "c", "url": "u/c", "status": "ok", "path": "images/c", "kept": False},
+        {"id": "c", "url": "u/c-again", "status": "ok", "path": "images/c", "kept": None},  # a leak re-found later
+        {"id": "f", "url": "u/f", "status": "ok", "path": "images/f", "kept": True},
+        {"id": "f", "url": "u/f-copy", "status": "ok", "path": "images/f", "kept": False},  # dedup: dup_of itself
         {"id": "d", "url": "u/d", "status": "decode_error", "path": "images/d", "kept": None},
         {"id": None, "url": "u/e", "status": "ok", "path": None, "kept": None},
     ]
     pool.append_rows(rows)
-    # Once a stage has judged pictures, one it has not (added later) waits for the next dedup/filter.
-    assert [row["url"] for row in iter_kept_images(pool)] == ["u/b"]
+    assert [row["url"] for row in iter_kept_images(pool)] == ["u/a", "u/b", "u/f"]  # only qbe-style marks so far
+    pool.log_command(stage="dedup")
+    # Once dedup (or filter) has run, a picture it did not judge (added later) waits for the next run.
     kept, unreviewed = kept_and_unreviewed(pool)
-    assert [row["url"] for row in kept] == ["u/b"] and [row["url"] for row in unreviewed] == ["u/a"]
+    assert [row["url"] for row in kept] == ["u/b", "u/f"] and [row["url"] for row in unreviewed] == ["u/a"]
 
 
 def test_before_any_stage_judged_every_stored_picture_is_used_once(tmp_path: Path) -> None:

@@ -442,6 +442,7 @@ def test_local_leaves_out_pictures_added_after_the_candidate_pools_dedup_and_say
     judged = {"c0": scene(0, 48, 40)}
     late = {"c1": scene(1, 48, 40)}  # harvested after dedup ran: never checked against the test split
     add_pictures(candidates, judged, kept=True)
+    candidates.log_command(stage="dedup")
     add_pictures(candidates, late)
     folder = write_folder(tmp_path / "ex", {"A": scene(10, 48, 40)})
     embedder = LookupEmbedder({

@@ -186,6 +186,7 @@ def test_pool_input_uses_only_kept_rows_and_carries_attribution(tmp_path: Path) 
     # The refused picture found again under another URL by a later harvest: no verdict on this row, still refused.
     rows.append({**rows[1], "url": "http://example.org/again.jpg", "kept": None})
     pool.append_rows(rows)
+    pool.log_command(stage="dedup")  # as harvest dedup logs itself once it has judged every picture
     summary, dsd = build(tmp_path / "pool", tmp_path / "ds")
     ds = dsd["train"]
     assert summary.input_kind == "pool" and len(ds) == 1
