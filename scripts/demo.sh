@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole crowdrank pipeline on built-in synthetic data, offline, on a CPU (`make demo`; about 5-8 minutes on
+# The whole crowdrank pipeline on built-in synthetic data, offline, on a CPU (`make demo`; about 4 minutes on
 # 2 cores). Every step is a real command a user would type; each is printed before it runs.
 #
 #   synthetic "web" photos -> harvest local -> harvest dedup (+ leakage guard) -> harvest report
