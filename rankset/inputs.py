@@ -6,7 +6,6 @@ input always gives the same order, with licence and attribution carried along.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Iterator
@@ -108,16 +107,18 @@ def printable_name(name: str | Path) -> str:
 
 
 def _sidecar(f: Path) -> dict[str, str]:
-    """Attribution from ``<file>.json`` when present (the same convention as ``harvest local``); an unreadable one,
-    not UTF-8 JSON, is ignored as harvest local ignores it: the picture is still cut."""
-    for candidate in (f.with_name(f.name + ".json"), f.with_suffix(".json")):
-        if candidate.is_file():
-            try:
-                value = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                return {}
-            return {k: str(v) for k, v in value.items() if v is not None} if isinstance(value, dict) else {}
-    return {}
+    """Attribution from ``<file>.json`` (or ``<stem>.json``) read as ``harvest local`` reads it: author and title as
+    plain text, the licence in the pool's one spelling (``CC BY 4.0`` -> ``cc-by-4.0``). An unreadable one (not
+    UTF-8 JSON) is ignored, as harvest local ignores it: the picture is still cut."""
+    from harvest.local import read_sidecar
+    from harvest.sources.text import normalize_license
+
+    beside = f.with_name(f.name + ".json")
+    if not beside.is_file() and f.with_suffix(".json").is_file():
+        f = f.with_suffix("")  # read_sidecar looks for NAME.json: here <stem>.json
+    fields, _ = read_sidecar(f)
+    fields["license"] = normalize_license(fields.get("license"), fields.get("license_url"))
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 UNREVIEWED = (

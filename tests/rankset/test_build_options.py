@@ -187,11 +187,14 @@ def test_folder_input_skips_hidden_folders_names_same_stems_by_path_and_reads_bo
         (pics / rel).parent.mkdir(parents=True, exist_ok=True)
         noise(80, 60).save(pics / rel)
     (pics / "day" / "x.json").write_text(json.dumps({"author": "Day", "license": "cc0-1.0"}))  # x.json
-    (pics / "night" / "x.png.json").write_text(json.dumps({"author": "Night", "license": "cc-by-4.0"}))  # x.png.json
+    # x.png.json, written as people write them: HTML in the author, the licence as a page names it.
+    night = {"author": '<a href="https://example.org/n">Night</a>', "license": "CC BY-SA 4.0"}
+    (pics / "night" / "x.png.json").write_text(json.dumps(night))
     summary, ds = build(pics, tmp_path / "ds")
     assert summary.sources == 2 and sorted(ds["set_id"]) == ["day-x-0", "night-x-0"]
     by_id = {row["source_id"]: (row["author"], row["license"]) for row in ds}
-    assert by_id == {"day-x": ("Day", "cc0-1.0"), "night-x": ("Night", "cc-by-4.0")}
+    # As harvest local stores the same sidecar: plain text, the pool's one licence spelling.
+    assert by_id == {"day-x": ("Day", "cc0-1.0"), "night-x": ("Night", "cc-by-sa-4.0")}
 
 
 def test_a_sidecar_that_is_not_utf8_or_not_an_object_is_ignored_and_the_picture_still_cut(tmp_path: Path) -> None:
