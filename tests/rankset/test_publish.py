@@ -411,6 +411,7 @@ def test_card_and_attribution_of_a_pool_build_say_how_and_where_pictures_were_fo
                 "status": "ok",
                 "path": rel,
                 "license_url": "https://creativecommons.org/licenses/by/4.0/",
+                "kept": True,  # the verdict of the dedup and filter runs logged below
             }
         )
     pool.append_rows(rows)
