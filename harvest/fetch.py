@@ -30,6 +30,7 @@ from harvest.net import (
     certificate_refusal,
     header_lines,
     host_key,
+    network_failure,
     parse_retry_after,
     tls_message,
 )
@@ -212,7 +213,7 @@ def _get_with_retries(
             if refusal is not None:  # the same certificate comes back on every try
                 raise _Failure("tls_error", tls_message(host_key(url), refusal)) from e
             if last_try:
-                raise _Failure("connection_error", f"{type(e).__name__}: {e} ({_tries(attempt)})") from e
+                raise _Failure("connection_error", f"{network_failure(e, url)} ({_tries(attempt)})") from e
             time.sleep(config.backoff * 2**attempt)
             continue
         status = response.status_code

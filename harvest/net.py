@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import ipaddress
+import socket
 import ssl
 import threading
 import time
@@ -67,23 +68,48 @@ class RobotsUnreachableError(HarvestError):
         self.status = status
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and everything down its chain (``__cause__``, ``__context__``, urllib3's ``reason``, exception args),
+    each once, outermost first."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [error]
+    while stack:
+        current = stack.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError keeps the cause here
+        links = (current.__cause__, current.__context__, reason, *current.args)
+        stack.extend(link for link in links if isinstance(link, BaseException))
+
+
 def certificate_refusal(error: BaseException) -> str | None:
     """Why the host's TLS certificate was refused (expired, self-signed, for another name), when that is what
     ``error`` comes from anywhere down its chain; None for any other failure, a TLS one included (a handshake
     cut short may pass on the next try, a certificate that does not verify will not)."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [error]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current.verify_message or str(current)
-        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError keeps the cause here
-        links = (current.__cause__, current.__context__, reason, *current.args)
-        stack.extend(link for link in links if isinstance(link, BaseException))
+    for cause in _causes(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or str(cause)
     return None
+
+
+def network_failure(error: BaseException, url: str) -> str:
+    """A short reason for a request that failed below HTTP, instead of urllib3's nested repr (``HTTPSConnectionPool(
+    host=...): Max retries exceeded ... (Caused by NameResolutionError(...))``)."""
+    host = urlsplit(url).hostname or url
+    causes = list(_causes(error))
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve {host} ({cause.strerror or cause}): offline, or no such host"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"the TLS certificate of {host} does not verify ({cause.verify_message or cause})"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"{host} refused the connection (nothing listening on that port)"
+        if isinstance(cause, requests.exceptions.ConnectTimeout):
+            return f"no connection to {host} within the timeout"
+    root = causes[-1]
+    return f"{type(root).__name__}: {root}"
 
 
 def tls_message(origin: str, refusal: str) -> str:
@@ -389,7 +415,7 @@ class RobotsCache:
                 return RobotsRules(disallow_all=True)
             status = "timeout" if isinstance(e, requests.exceptions.Timeout) else "connection_error"
             self._unreachable[key] = (
-                f"robots.txt of {key} could not be fetched ({type(e).__name__}: {e}); nothing is fetched from "
+                f"robots.txt of {key} could not be fetched ({network_failure(e, key)}); nothing is fetched from "
                 "that host before it can be read (RFC 9309); --retry-failed tries again",
                 status,
             )

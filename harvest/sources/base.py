@@ -119,7 +119,7 @@ class SearchSource:
         """
         import requests
 
-        from harvest.net import parse_retry_after
+        from harvest.net import network_failure, parse_retry_after
 
         for attempt in range(SEARCH_RETRIES + 1):
             try:
@@ -127,7 +127,10 @@ class SearchSource:
             except HarvestError:
                 raise
             except requests.RequestException as e:
-                raise FetchError(self._redact(f"source {self.name!r}: request to {url} failed: {e}", params)) from e
+                reason = network_failure(e, url)
+                raise FetchError(
+                    self._redact(f"source {self.name!r}: request to {url} failed: {reason}", params)
+                ) from e
             if response.status_code not in (429, 503) or attempt == SEARCH_RETRIES:
                 break
             wait = parse_retry_after(response.headers.get("Retry-After"))

@@ -246,6 +246,7 @@ def test_a_host_whose_robots_txt_cannot_be_reached_is_a_retryable_connection_err
     result = fetch(f"http://127.0.0.1:{port}/a.jpg", retries=0)
     assert result.status == "connection_error" and result.status in TRANSIENT_STATUSES
     assert f"robots.txt of http://127.0.0.1:{port} could not be fetched" in result.error
+    assert "127.0.0.1 refused the connection" in result.error and "Max retries" not in result.error
     assert "disallows" not in result.error
 
 

@@ -267,3 +267,23 @@ def test_clip_knn_does_not_fall_back_to_the_picture_when_the_network_failed(tmp_
     with pytest.raises(FetchError, match="connection refused"):
         source.search_example(Example("IMG_1", picture, "IMG_1.jpg"), 5, embedding=[0.1, 0.2])
     assert sent == ["embedding"] and source.embedding_refused is False
+
+
+def test_a_search_that_cannot_connect_says_why_in_one_line(monkeypatch) -> None:
+    import socket
+
+    from tests.harvest.test_fetch import free_port
+
+    port = free_port()
+    with pytest.raises(FetchError) as refused:
+        list(create_source("openverse", endpoint=f"http://127.0.0.1:{port}").search("crowd", limit=2))
+    assert "127.0.0.1 refused the connection" in str(refused.value)
+    assert "Max retries" not in str(refused.value)  # not urllib3's nested repr
+
+    def offline(*args: Any, **kwargs: Any) -> Any:  # as getaddrinfo fails with no network: no DNS query is sent
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    with pytest.raises(FetchError) as unresolved:
+        list(create_source("openverse", endpoint="https://api.openverse.example").search("crowd", limit=2))
+    assert "cannot resolve api.openverse.example (Name or service not known): offline" in str(unresolved.value)
