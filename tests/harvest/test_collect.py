@@ -219,6 +219,20 @@ def test_a_source_answering_non_string_image_urls_skips_them_and_writes_the_othe
     assert "left out (nothing to fetch): wikimedia 3 no_image_url" in _rendered(summary.table())
 
 
+def test_what_a_source_did_that_the_counts_do_not_say_is_in_the_summary_table_and_record() -> None:
+    from types import SimpleNamespace
+
+    from harvest.writer import Summary
+
+    summary = Summary("qbe")
+    lens = SimpleNamespace(name="lens", skipped={"no_image_url": 2}, notes=["fell back to the picture"])
+    again = SimpleNamespace(name="lens", skipped={"no_image_url": 1}, notes=[])  # --sources named it twice
+    summary.add_source_counts([lens, again])
+    assert summary.to_record()["notes"] == ["lens: fell back to the picture"]
+    assert summary.skipped == {("lens", "no_image_url"): 3}
+    assert "lens: fell back to the picture" in _rendered(summary.table())
+
+
 def _rendered(renderable: object) -> str:
     from rich.console import Console
 

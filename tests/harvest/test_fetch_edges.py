@@ -138,6 +138,8 @@ def test_a_certificate_that_does_not_verify_is_a_tls_error_tried_once(tls_web) -
     result = _fetch(tls_web.base_url + "/a.jpg", ignore_robots=True, retries=2)
     assert result.status == "tls_error"
     assert "self-signed certificate" in (result.error or "") and tls_web.base_url in (result.error or "")
+    # The host's origin and OpenSSL's own words, not the URL and the whole '[SSL: ...] ... (_ssl.c:...)' text.
+    assert f"the TLS certificate of {tls_web.base_url} does not verify (self-signed certificate);" in result.error
     assert tls_web.connections == 1  # the same certificate would come back on every retry
     assert "tls_error" in TRANSIENT_STATUSES  # but sites renew certificates: --retry-failed asks again
 
@@ -153,3 +155,13 @@ def test_a_tls_connection_dropped_before_the_handshake_is_retried_as_a_connectio
     result = _fetch(tls_web.base_url + "/a.jpg", ignore_robots=True, retries=2)
     assert result.status == "connection_error"
     assert tls_web.connections == 3
+    # No short reason is known for it: the innermost cause, not urllib3's 'HTTPSConnectionPool(...): Max retries'.
+    assert (result.error or "").startswith("SSLEOFError: ") and "Max retries" not in (result.error or "")
+
+
+def test_a_picture_on_a_port_nothing_listens_on_is_a_connection_error_that_says_so() -> None:
+    from tests.harvest.test_fetch import free_port
+
+    result = _fetch(f"http://127.0.0.1:{free_port()}/a.jpg", ignore_robots=True, retries=1)
+    assert result.status == "connection_error"
+    assert result.error == "127.0.0.1 refused the connection (nothing listening on that port) (2 tries)"

@@ -13,9 +13,11 @@ from harvest.net import (
     BlockedHostError,
     HostRateLimiter,
     RobotsCache,
+    RobotsUnreachableError,
     host_key,
     is_blocked_address,
     make_session,
+    network_failure,
     parse_retry_after,
 )
 from harvest.robots import parse_robots, x_robots_refusal
@@ -159,6 +161,59 @@ def test_a_rate_of_zero_never_waits() -> None:
     clock = FakeClock()
     limiter = HostRateLimiter(0, clock=clock, sleep=clock.sleep)
     assert [limiter.wait("http://a.example/") for _ in range(5)] == [0.0] * 5 and clock.sleeps == []
+
+
+def test_delay_says_how_long_until_the_hosts_next_slot_and_reserves_nothing() -> None:
+    clock = FakeClock()
+    limiter = HostRateLimiter(4.0, clock=clock, sleep=clock.sleep)
+    assert limiter.delay("http://a.example/1.jpg") == 0.0  # never asked: now
+    limiter.wait("http://a.example/1.jpg")
+    assert limiter.delay("http://a.example/2.jpg") == 0.25 and limiter.delay("http://a.example/2.jpg") == 0.25
+    clock.now += 10.0  # the slot passed long ago: now, not a negative wait
+    assert limiter.delay("http://a.example/2.jpg") == 0.0
+
+
+def test_has_read_says_whether_the_hosts_robots_txt_was_read_or_found_unreadable(web) -> None:
+    from tests.harvest.test_fetch import free_port
+
+    robots = RobotsCache()
+    unreachable = f"http://127.0.0.1:{free_port()}/a.jpg"
+    assert not robots.has_read(web.url("/a.jpg")) and not robots.has_read(unreachable)
+    with make_session(allow_private_hosts=True) as session:
+        assert robots.allowed(web.url("/a.jpg"), session) is True  # no robots.txt: 404
+        with pytest.raises(RobotsUnreachableError):
+            robots.allowed(unreachable, session)
+    assert robots.has_read(web.url("/b.jpg")) and robots.has_read(unreachable)
+    assert not robots.has_read("http://other.example/a.jpg")
+
+
+def _raised(error: BaseException, cause: BaseException) -> BaseException:
+    try:
+        try:
+            raise cause
+        except BaseException as inner:
+            raise error from inner
+    except BaseException as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            _raised(requests.exceptions.ConnectTimeout("pool: Max retries exceeded"), TimeoutError("timed out")),
+            "no connection to a.example within the timeout",
+        ),
+        (
+            _raised(
+                requests.exceptions.ConnectionError("pool: Max retries exceeded"), ConnectionResetError(104, "reset")
+            ),
+            "ConnectionResetError: [Errno 104] reset",  # no short reason known: the innermost cause, not the wrapper
+        ),
+    ],
+)
+def test_network_failure_names_the_cause_not_the_wrapper(error: BaseException, reason: str) -> None:
+    assert network_failure(error, "https://a.example/x.jpg") == reason
 
 
 def test_robots_rules_are_applied_per_path_and_fetched_once_per_host(web) -> None:

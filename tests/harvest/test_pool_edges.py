@@ -168,6 +168,18 @@ def test_iter_kept_images_gives_each_usable_picture_once(tmp_path: Path) -> None
     assert [row["url"] for row in kept] == ["u/b", "u/f"] and [row["url"] for row in unreviewed] == ["u/a"]
 
 
+@pytest.mark.parametrize("stage", ["dedup", "filter"])
+def test_either_stage_alone_holds_back_the_pictures_it_has_not_judged(tmp_path: Path, stage: str) -> None:
+    pool = pool_of(tmp_path, [])
+    pool.append_rows([{"id": "a", "url": "u/a", "status": "ok", "path": "images/a", "kept": True}])
+    pool.log_command(stage="qbe")  # not a stage that judges every picture
+    pool.append_rows([{"id": "b", "url": "u/b", "status": "ok", "path": "images/b", "kept": None}])
+    assert [row["url"] for row in iter_kept_images(pool)] == ["u/a", "u/b"]
+    pool.log_command(stage=stage)
+    kept, unreviewed = kept_and_unreviewed(pool)
+    assert [row["url"] for row in kept] == ["u/a"] and [row["url"] for row in unreviewed] == ["u/b"]
+
+
 def test_before_any_stage_judged_every_stored_picture_is_used_once(tmp_path: Path) -> None:
     pool = pool_of(tmp_path, [])
     rows = [

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from harvest.collect import run_unordered
 from harvest.net import HostRateLimiter
-from harvest.schedule import run_by_host
+from harvest.schedule import _HostQueues, run_by_host
 
 
 def _slow_and_fast(limiter: HostRateLimiter) -> list[str]:
@@ -111,3 +111,55 @@ def test_an_error_in_a_worker_reaches_the_caller() -> None:
         assert "a.test/1.jpg" in str(e)
     else:
         raise AssertionError("the worker's error was swallowed")
+
+
+def test_a_host_whose_next_slot_is_now_takes_a_second_worker_even_with_no_short_wait() -> None:
+    # With no rate limit the host's slot is always now (a delay of 0, not more than short_wait 0): two workers
+    # fetch it at once. Each fetch waits for the other to start; with one worker at a time the barrier breaks.
+    both_running = threading.Barrier(2, timeout=10)
+
+    def fetch(url: str) -> str:
+        both_running.wait()
+        return url
+
+    urls = ["http://one.test/1.jpg", "http://one.test/2.jpg"]
+    limiter = HostRateLimiter(0)
+    assert sorted(run_by_host(fetch, urls, workers=2, limiter=limiter, short_wait=0.0)) == urls
+
+
+def test_held_hosts_are_taken_in_turn_not_one_host_first() -> None:
+    known = {"yes": False}
+    urls = [f"http://a.test/{k}.jpg" for k in range(3)] + [f"http://b.test/{k}.jpg" for k in range(3)]
+    queues = _HostQueues(iter(urls), HostRateLimiter(0), 64, 1.0, settled=lambda host: known["yes"])
+    # Until robots.txt is read, each host gets one worker: a0 and b0 go, the others are held per host.
+    hosts = []
+    for expected in ["http://a.test/0.jpg", "http://b.test/0.jpg"]:
+        assert queues.next_url() == expected
+        hosts.append(queues.started(expected))
+    assert queues.next_url() is None
+    known["yes"] = True  # both robots.txt read, no Crawl-delay: both hosts may take every worker now
+    handed = []
+    while (url := queues.next_url()) is not None:
+        handed.append(url)
+        queues.started(url)
+    assert handed == ["http://a.test/1.jpg", "http://b.test/1.jpg", "http://a.test/2.jpg", "http://b.test/2.jpg"]
+    for host in hosts:
+        queues.finished(host)
+
+
+def test_stopping_early_cancels_the_urls_no_worker_has_started() -> None:
+    release = threading.Event()
+    started: list[str] = []
+
+    def fetch(url: str) -> str:
+        started.append(url)
+        if not url.endswith("/0.jpg"):
+            release.wait(10)  # both workers busy: the fourth URL waits in the executor's queue
+        return url
+
+    urls = [f"http://h{k}.test/{k}.jpg" for k in range(4)]
+    results = run_by_host(fetch, urls, workers=2, limiter=HostRateLimiter(0))
+    assert next(results) == "http://h0.test/0.jpg"
+    threading.Timer(0.2, release.set).start()  # lets the two running fetches end once the generator is closed
+    results.close()  # as Ctrl-C or an error in the caller's loop would
+    assert "http://h3.test/3.jpg" not in started, started

@@ -287,3 +287,10 @@ def test_a_search_that_cannot_connect_says_why_in_one_line(monkeypatch) -> None:
     with pytest.raises(FetchError) as unresolved:
         list(create_source("openverse", endpoint="https://api.openverse.example").search("crowd", limit=2))
     assert "cannot resolve api.openverse.example (Name or service not known): offline" in str(unresolved.value)
+
+
+def test_a_search_endpoint_whose_certificate_does_not_verify_says_so_in_one_line(tls_web) -> None:
+    with pytest.raises(FetchError) as refused:
+        list(create_source("openverse", endpoint=tls_web.base_url).search("crowd", limit=2))
+    assert "the TLS certificate of 127.0.0.1 does not verify (self-signed certificate)" in str(refused.value)
+    assert "Max retries" not in str(refused.value)

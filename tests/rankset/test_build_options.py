@@ -197,6 +197,18 @@ def test_folder_input_skips_hidden_folders_names_same_stems_by_path_and_reads_bo
     assert by_id == {"day-x": ("Day", "cc0-1.0"), "night-x": ("Night", "cc-by-sa-4.0")}
 
 
+def test_with_both_sidecar_spellings_the_one_named_after_the_whole_file_name_is_read(tmp_path: Path) -> None:
+    import json
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    noise(80, 60).save(pics / "x.png")
+    (pics / "x.png.json").write_text(json.dumps({"author": "Whole name", "license": "cc0-1.0"}))
+    (pics / "x.json").write_text(json.dumps({"author": "Stem only", "license": "cc-by-4.0"}))
+    _, ds = build(pics, tmp_path / "ds")
+    assert [(row["author"], row["license"]) for row in ds] == [("Whole name", "cc0-1.0")]
+
+
 def test_a_sidecar_that_is_not_utf8_or_not_an_object_is_ignored_and_the_picture_still_cut(tmp_path: Path) -> None:
     pics = tmp_path / "pics"
     pics.mkdir()

@@ -25,12 +25,34 @@ def test_a_dark_16_bit_pgm_stays_dark() -> None:
     assert np.asarray(img)[..., 0].tolist() == [[0, 64], [32, 64]]  # not stretched to [[0, 255], [128, 255]]
 
 
-@pytest.mark.parametrize("mode", ["I;16", "I"])
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
 def test_16_bit_values_map_to_8_bits_with_white_at_65535(mode: str) -> None:
     arr = np.array([[0, 257 * 10], [257 * 100, 65535]])
-    img = Image.fromarray(arr.astype(np.uint16)) if mode == "I;16" else Image.fromarray(arr.astype(np.int32), "I")
+    dtypes = {"I;16": np.uint16, "I;16B": ">u2"}
+    img = Image.fromarray(arr.astype(dtypes[mode])) if mode in dtypes else Image.fromarray(arr.astype(np.int32), "I")
     assert img.mode == mode
     assert _gray(img).tolist() == [[0, 10], [100, 255]]
+
+
+@pytest.mark.parametrize(
+    ("mode", "values", "gray"),
+    [
+        ("I", [[257 * 50, 65535]], [[50, 255]]),  # full white is still within 0..65535: not stretched from 50
+        ("I;16B", [[257 * 50, 65535]], [[50, 255]]),  # big-endian 16-bit, as a PNG or TIFF may decode
+        ("F", [[0.25, 1.0]], [[64, 255]]),  # full white is still within 0..1: not stretched from 0.25
+    ],
+)
+def test_a_picture_reaching_its_white_point_keeps_its_darkest_value(mode: str, values: list, gray: list) -> None:
+    arr = np.array(values, dtype={"I": np.int32, "I;16B": ">u2", "F": np.float32}[mode])
+    img = Image.fromarray(arr) if mode == "I;16B" else Image.fromarray(arr, mode)
+    assert img.mode == mode
+    assert _gray(img).tolist() == gray
+
+
+@pytest.mark.parametrize("mode", ["I", "F"])
+def test_an_empty_deep_picture_converts_to_an_empty_rgb_one(mode: str) -> None:
+    rgb = to_rgb(Image.new(mode, (0, 0)))
+    assert rgb.mode == "RGB" and rgb.size == (0, 0)
 
 
 def test_floats_within_0_and_1_have_white_at_1() -> None:
