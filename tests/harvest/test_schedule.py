@@ -160,6 +160,6 @@ def test_stopping_early_cancels_the_urls_no_worker_has_started() -> None:
     urls = [f"http://h{k}.test/{k}.jpg" for k in range(4)]
     results = run_by_host(fetch, urls, workers=2, limiter=HostRateLimiter(0))
     assert next(results) == "http://h0.test/0.jpg"
-    threading.Timer(0.2, release.set).start()  # lets the two running fetches end once the generator is closed
+    threading.Timer(0.5, release.set).start()  # lets the two running fetches end once the generator is closed
     results.close()  # as Ctrl-C or an error in the caller's loop would
     assert "http://h3.test/3.jpg" not in started, started
