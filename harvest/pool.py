@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -333,11 +333,6 @@ class Pool:
                     shutil.rmtree(staging)
             for tmp in self.index_dir.glob(".part-*.tmp"):
                 tmp.unlink()
-
-
-def iter_kept_images(pool: Pool) -> Iterable[dict[str, Any]]:
-    """Rows with stored bytes that later stages use, one per picture: see :func:`kept_and_unreviewed`."""
-    return kept_and_unreviewed(pool)[0]
 
 
 def kept_and_unreviewed(pool: Pool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvest.errors import PoolError
-from harvest.pool import Pool, iter_kept_images, kept_and_unreviewed, sha256_hex
+from harvest.pool import Pool, kept_and_unreviewed, sha256_hex
 from harvest.pool_lock import holds
 
 
@@ -147,7 +147,7 @@ def test_stored_bytes_go_once_under_their_sha256_in_a_two_digit_folder(tmp_path:
     assert [p for p in pool.images_dir.rglob("*") if p.is_file()] == [pool.root / "images" / sha[:2] / f"{sha}.jpg"]
 
 
-def test_iter_kept_images_gives_each_usable_picture_once(tmp_path: Path) -> None:
+def test_kept_pictures_are_each_usable_picture_once(tmp_path: Path) -> None:
     pool = pool_of(tmp_path, [])
     rows = [
         {"id": "a", "url": "u/a", "status": "ok", "path": "images/a", "kept": None},  # no stage decided yet
@@ -161,7 +161,7 @@ def test_iter_kept_images_gives_each_usable_picture_once(tmp_path: Path) -> None
         {"id": None, "url": "u/e", "status": "ok", "path": None, "kept": None},
     ]
     pool.append_rows(rows)
-    assert [row["url"] for row in iter_kept_images(pool)] == ["u/a", "u/b", "u/f"]  # only qbe-style marks so far
+    assert [row["url"] for row in kept_and_unreviewed(pool)[0]] == ["u/a", "u/b", "u/f"]  # only qbe-style marks so far
     pool.log_command(stage="dedup")
     # Once dedup (or filter) has run, a picture it did not judge (added later) waits for the next run.
     kept, unreviewed = kept_and_unreviewed(pool)
@@ -174,7 +174,7 @@ def test_either_stage_alone_holds_back_the_pictures_it_has_not_judged(tmp_path: 
     pool.append_rows([{"id": "a", "url": "u/a", "status": "ok", "path": "images/a", "kept": True}])
     pool.log_command(stage="qbe")  # not a stage that judges every picture
     pool.append_rows([{"id": "b", "url": "u/b", "status": "ok", "path": "images/b", "kept": None}])
-    assert [row["url"] for row in iter_kept_images(pool)] == ["u/a", "u/b"]
+    assert [row["url"] for row in kept_and_unreviewed(pool)[0]] == ["u/a", "u/b"]
     pool.log_command(stage=stage)
     kept, unreviewed = kept_and_unreviewed(pool)
     assert [row["url"] for row in kept] == ["u/a"] and [row["url"] for row in unreviewed] == ["u/b"]
@@ -189,7 +189,7 @@ def test_before_any_stage_judged_every_stored_picture_is_used_once(tmp_path: Pat
         {"id": "d", "url": "u/d", "status": "decode_error", "path": "images/d"},
     ]
     pool.append_rows(rows)
-    assert [row["url"] for row in iter_kept_images(pool)] == ["u/a", "u/b"]
+    assert [row["url"] for row in kept_and_unreviewed(pool)[0]] == ["u/a", "u/b"]
     assert kept_and_unreviewed(pool)[1] == []
 
 
