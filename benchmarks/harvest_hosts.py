@@ -3,7 +3,7 @@
 One loopback server answers under two names, so the downloader sees two hosts: ``localhost`` (its robots.txt asks
 for ``Crawl-delay: --crawl-delay``) and ``127.0.0.1`` (no delay). The URL list interleaves one slow-host picture
 every ``--every`` URLs, as a keyword search mixing sites does. Both runs use ``collect`` with the same workers; the
-reference hands URLs out in search order (the plain thread pool, ``harvest.collect.run_unordered``), crowdrank
+reference hands URLs out in search order (the plain thread pool, ``harvest.schedule.run_unordered``), crowdrank
 host by host (``harvest.schedule.run_by_host``). The figure is the fast host's pictures per second, counted up to
 its last request, and the ratio crowdrank / in order.
 
@@ -63,11 +63,12 @@ def run(urls: list[str], workers: int, in_order: bool) -> float:
     import harvest.collect as collect_module
     from harvest.fetch import FetchConfig
     from harvest.pool import Pool
+    from harvest.schedule import run_unordered
     from harvest.sources.base import Candidate
 
     original = collect_module.run_by_host
     if in_order:
-        collect_module.run_by_host = lambda fn, items, n, limiter, **_: collect_module.run_unordered(fn, items, n)
+        collect_module.run_by_host = lambda fn, items, n, limiter, **_: run_unordered(fn, items, n)
     try:
         config = FetchConfig(workers=workers, host_rate=0, allow_private_hosts=True, show_progress=False, min_side=8)
         candidates = [Candidate(url=url, source="bench", query="mixed") for url in urls]

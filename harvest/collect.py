@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 
@@ -27,31 +26,6 @@ from harvest.pool import COLUMNS, Pool
 from harvest.schedule import run_by_host
 from harvest.sources.base import DEFAULT_SOURCES, Candidate, SearchSource, create_source, list_sources
 from harvest.writer import PoolWriter, Summary, compact_pool, known_found_by, run_progress, transient_failures
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def run_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[R]:
-    """``fn`` over ``items`` in ``workers`` threads, yielding results as they finish.
-
-    At most ``window`` items are queued at once, so a long lazy iterator is never read ahead into memory.
-    Stopping early (Ctrl-C, an error) cancels what has not started yet.
-    """
-    window = window or workers * 4
-    executor = ThreadPoolExecutor(workers, thread_name_prefix="harvest")
-    pending: set[Future[R]] = set()
-    try:
-        for item in items:
-            pending.add(executor.submit(fn, item))
-            while len(pending) >= window:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (future.result() for future in done)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (future.result() for future in done)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _Downloader:

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harvest.collect import run_unordered
 from harvest.errors import ConfigError
 from harvest.images import DEFAULT_MAX_PIXELS, check_image, pixel_limit
 from harvest.pool import Pool, utc_now
+from harvest.schedule import run_unordered
 from harvest.sources.text import normalize_license, strip_html
 from harvest.writer import PoolWriter, Summary, known_found_by, run_progress
 

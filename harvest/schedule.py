@@ -7,6 +7,7 @@ further out, while the URLs of every other host queue behind them. :func:`run_by
 when its host is idle or its next free slot is at most ``short_wait`` seconds away; the other URLs of a busy host
 wait in a per-host queue (at most ``lookahead`` URLs read ahead of the workers) and are taken in turn, host by host.
 A host whose robots.txt has not been read yet gets one worker: its Crawl-delay is not known before.
+:func:`run_unordered` is the plain thread pool, for work with no host (``harvest local``'s files).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 from harvest.net import HostRateLimiter, host_key
 
+T = TypeVar("T")
 R = TypeVar("R")
 
 SHORT_WAIT = 1.0  # seconds: a host whose next slot is this close may take one more worker
@@ -54,6 +56,28 @@ def run_by_host(
             for future in done:
                 scheduler.finished(running.pop(future))
                 yield future.result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def run_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int | None = None) -> Iterator[R]:
+    """``fn`` over ``items`` in ``workers`` threads, yielding results as they finish.
+
+    At most ``window`` items are queued at once, so a long lazy iterator is never read ahead into memory.
+    Stopping early (Ctrl-C, an error) cancels what has not started yet.
+    """
+    window = window or workers * 4
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="harvest")
+    pending: set[Future[R]] = set()
+    try:
+        for item in items:
+            pending.add(executor.submit(fn, item))
+            while len(pending) >= window:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

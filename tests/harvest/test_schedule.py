@@ -7,9 +7,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from harvest.collect import run_unordered
 from harvest.net import HostRateLimiter
-from harvest.schedule import _HostQueues, run_by_host
+from harvest.schedule import _HostQueues, run_by_host, run_unordered
 
 
 def _slow_and_fast(limiter: HostRateLimiter) -> list[str]:
