@@ -128,8 +128,13 @@ def file_uri(path: Path) -> str:
 
 
 def read_sidecar(path: Path) -> tuple[dict[str, str | None], str | None]:
-    """Attribution from ``<file>.json`` (nulls when absent) and a message when the sidecar is unreadable."""
-    sidecar = path.with_name(path.name + ".json")
+    """Attribution of the picture at ``path`` from ``<file>.json``: see :func:`read_attribution`."""
+    return read_attribution(path.with_name(path.name + ".json"))
+
+
+def read_attribution(sidecar: Path) -> tuple[dict[str, str | None], str | None]:
+    """Attribution from a sidecar JSON file (nulls when absent) and a message when it is unreadable: author and
+    title as plain text, the licence in the pool's one spelling (``CC BY 4.0`` -> ``cc-by-4.0``)."""
     fields: dict[str, str | None] = dict.fromkeys(SIDECAR_FIELDS)
     if not sidecar.is_file():
         return fields, None
@@ -144,6 +149,7 @@ def read_sidecar(path: Path) -> tuple[dict[str, str | None], str | None]:
         fields[key] = None if value is None else str(value)
     for key in ("author", "title"):  # the pool keeps attribution as plain text, as the web sources store it
         fields[key] = strip_html(fields[key])
+    fields["license"] = normalize_license(fields["license"], fields["license_url"])
     return fields, None
 
 
@@ -160,7 +166,7 @@ def _ingest_file(pool: Pool, path: Path, config: LocalConfig, query: str) -> dic
         "found_by": [f"local:{query}"],
         "title": attribution["title"],
         "author": attribution["author"],
-        "license": normalize_license(attribution["license"], attribution["license_url"]),
+        "license": attribution["license"],
         "license_url": attribution["license_url"],
         "fetched_at": utc_now(),
     }

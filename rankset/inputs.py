@@ -110,15 +110,13 @@ def _sidecar(f: Path) -> dict[str, str]:
     """Attribution from ``<file>.json`` (or ``<stem>.json``) read as ``harvest local`` reads it: author and title as
     plain text, the licence in the pool's one spelling (``CC BY 4.0`` -> ``cc-by-4.0``). An unreadable one (not
     UTF-8 JSON) is ignored, as harvest local ignores it: the picture is still cut."""
-    from harvest.local import read_sidecar
-    from harvest.sources.text import normalize_license
+    from harvest.local import read_attribution
 
-    beside = f.with_name(f.name + ".json")
-    if not beside.is_file() and f.with_suffix(".json").is_file():
-        f = f.with_suffix("")  # read_sidecar looks for NAME.json: here <stem>.json
-    fields, _ = read_sidecar(f)
-    fields["license"] = normalize_license(fields.get("license"), fields.get("license_url"))
-    return {k: v for k, v in fields.items() if v is not None}
+    for sidecar in (f.with_name(f.name + ".json"), f.with_suffix(".json")):
+        if sidecar.is_file():
+            fields, _ = read_attribution(sidecar)
+            return {k: v for k, v in fields.items() if v is not None}
+    return {}
 
 
 UNREVIEWED = (
