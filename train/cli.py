@@ -159,12 +159,12 @@ def upgrade(
         summary = upgrade_checkpoint(Path(checkpoint), Path(out) if out else None)
     if summary["upgraded"]:
         done = f"wrote {summary['out']}: checkpoint format {summary['from_version']} -> {summary['to_version']}"
+        done += f", step {summary['step']}"
     else:
         copied = f"; copied to {summary['out']}" if Path(summary["out"]).resolve() != Path(checkpoint).resolve() else ""
         done = f"{checkpoint} is already checkpoint format {summary['to_version']}: nothing to upgrade{copied}"
-        Console().print(escape(f"{done} (step {summary['step']})"), soft_wrap=True)
-        return
-    Console().print(escape(f"{done}, step {summary['step']}"), soft_wrap=True)
+        done += f" (step {summary['step']})"
+    Console().print(escape(done), soft_wrap=True)
 
 
 @app.command("pseudo-label")
