@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +25,33 @@ def offline_hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache / "xdg"))
+
+
+LOOPBACK_NAMES = {"localhost", ""}
+_getaddrinfo = socket.getaddrinfo
+
+
+def _is_loopback_address(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # a name, not an address
+        return False
+
+
+def _loopback_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else str(host or "")
+    if name.lower() not in LOOPBACK_NAMES and not _is_loopback_address(
+        name
+    ):  # what an offline machine answers: no test reaches a name off this host
+        raise socket.gaierror(socket.EAI_NONAME, f"test suite: no name lookups outside 127.0.0.1 ({name})")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_outside_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to 127.0.0.1 only: any other host name fails to resolve, as it would offline, so a test that
+    would reach the internet on a connected machine fails the same way everywhere."""
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
 
 
 @pytest.fixture
