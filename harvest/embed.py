@@ -15,18 +15,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from harvest.errors import ConfigError, ModelUnavailableError
+from harvest.net import unreachable
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"  # crowdrank's own tiny configs, e.g. crowdrank-test-tiny
 DECODE_DRAFT_FACTOR = 2  # decode JPEGs at >= 2x the network input (DCT scaling): much faster, no visible loss
@@ -73,23 +71,6 @@ def resolve_device(device: str) -> Any:
     return torch.device(device)
 
 
-def _reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
-    """Whether a TCP connection to host:port opens within ``timeout`` (DNS included, which sockets do not bound)."""
-    result: list[bool] = []
-
-    def attempt() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
 def check_weights_available(model: str, pretrained: str) -> None:
     """Raise ``ModelUnavailableError`` at once when a pretrained tag is neither cached nor downloadable."""
     import huggingface_hub
@@ -103,20 +84,18 @@ def check_weights_available(model: str, pretrained: str) -> None:
         names = [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
         if any(isinstance(huggingface_hub.try_to_load_from_cache(repo_id, name), str) for name in names):
             return
-        host = urlsplit(hf_constants.ENDPOINT).hostname or "huggingface.co"
-        offline = bool(hf_constants.HF_HUB_OFFLINE)
+        why = "HF_HUB_OFFLINE is set" if hf_constants.HF_HUB_OFFLINE else unreachable(hf_constants.ENDPOINT)
     elif cfg.get("url"):
         if (Path.home() / ".cache" / "clip" / os.path.basename(cfg["url"])).is_file():
             return
-        host, offline = urlsplit(cfg["url"]).hostname or "", False
+        why = unreachable(cfg["url"])
     else:
         return
-    if offline or not _reachable(host):
-        why = "HF_HUB_OFFLINE is set" if offline else f"{host} cannot be reached"
+    if why:
         raise ModelUnavailableError(
-            f"weights {model}/{pretrained} are not in the local cache and {why}. Run the same command once with "
-            f"internet access to download them into the cache, or pass --checkpoint PATH to a local open_clip "
-            f"checkpoint file for --model {model}"
+            f"weights {model}/{pretrained} are not in the local cache and cannot be downloaded ({why}). "
+            "Run the same command once with internet access to download them into the cache, or pass "
+            f"--checkpoint PATH to a local open_clip checkpoint file for --model {model}"
         )
 
 

@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,6 +111,36 @@ def network_failure(error: BaseException, url: str) -> str:
             return f"no connection to {host} within the timeout"
     root = causes[-1]
     return f"{type(root).__name__}: {root}"
+
+
+def unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why ``url``'s host cannot be reached from here (one line), or None when a TCP connection to it opens within
+    ``timeout``, DNS included (which socket timeouts do not bound). A quick check before handing work to a client that
+    retries for half a minute when offline (the Hugging Face Hub client, open_clip's downloads).
+
+    None as well when a proxy is set for the scheme (and the host is not bypassed): only the proxy can reach it, so
+    the client is left to try.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(host):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    result: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(None)
+        except OSError as e:
+            result.append(e)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result or isinstance(result[0], TimeoutError):  # a lookup or a connect that did not end in time
+        return f"no connection to {host} within {timeout:g} s"
+    return None if result[0] is None else network_failure(result[0], url)
 
 
 def tls_message(origin: str, refusal: str) -> str:

@@ -216,12 +216,23 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
         return loaded
     name = str(path_or_id)
     if looks_like_hub_id(name):
+        from rankset.hub import hub_offline, hub_unreachable
+
+        offline = hub_unreachable()
         try:
-            return datasets.load_dataset(name)
+            if offline is None:
+                return datasets.load_dataset(name)
+            with hub_offline():  # a copy loaded here before, without the client's retries first
+                return datasets.load_dataset(name)
         except Exception as e:  # the Hub client raises many types; all mean "could not get it"
+            why = (
+                f"{offline}, and it is not in the local cache. Connect once to download it"
+                if offline is not None
+                else f"{e}. Check the id, your network and HF_TOKEN for private datasets"
+            )
             raise PublishError(
-                f"cannot load Hub dataset {name!r} (there is no local folder of that name either): {e}. Check the id, "
-                f"your network and HF_TOKEN for private datasets; offline, pass a local folder written by `rankset`"
+                f"cannot load Hub dataset {name!r} (there is no local folder of that name either): {why}; "
+                "offline, pass a local folder written by `rankset`"
             ) from e
     if path.exists():
         raise InputError(f"{path} is not a dataset folder (no dataset_dict.json); pass a folder written by rankset")

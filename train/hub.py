@@ -251,15 +251,23 @@ def download_model(repo_id: str, revision: str | None = None) -> Path:
     import huggingface_hub.constants
     from huggingface_hub import snapshot_download
 
+    from rankset.hub import hub_unreachable
+
     name = repo_id if revision is None else f"{repo_id}@{revision}"
+    offline = hub_unreachable()  # offline: the cached copy at once, not after the client's retries
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=list(UPLOAD_FILES)))
-    except Exception as e:  # offline, missing repo, HTTP and OS errors: all "no model to load"
-        why = (
-            "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
-            if huggingface_hub.constants.HF_HUB_OFFLINE
-            else "the Hub could not be reached or has no such model (private repos need HF_TOKEN)"
+        return Path(
+            snapshot_download(
+                repo_id, revision=revision, allow_patterns=list(UPLOAD_FILES), local_files_only=offline is not None
+            )
         )
+    except Exception as e:  # offline, missing repo, HTTP and OS errors: all "no model to load"
+        if huggingface_hub.constants.HF_HUB_OFFLINE:
+            why = "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+        elif offline is not None:
+            why = f"it is not in the local Hugging Face cache and {offline}"
+        else:
+            why = "the Hub could not be reached or has no such model (private repos need HF_TOKEN)"
         raise HubError(
             f"CHECKPOINT {name!r}: cannot download https://huggingface.co/{repo_id}: {why} "
             f"({type(e).__name__}). Fix: connect once with HF_HUB_OFFLINE unset to cache it, check the id and "

@@ -117,7 +117,7 @@ def test_missing_weights_name_the_embeddings_the_pool_already_has(
     import huggingface_hub.constants
 
     first = filter_pool(config(pool, tiny_checkpoint, threshold=0.5))
-    monkeypatch.setattr("harvest.embed._reachable", lambda *a, **k: False)
+    monkeypatch.setattr("harvest.embed.unreachable", lambda *a, **k: "cannot resolve huggingface.co")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(ModelUnavailableError, match="not in the local cache") as info:
         filter_pool(config(pool, None, model="ViT-B-32", pretrained="laion2b_s34b_b79k", threshold=0.6))
@@ -136,11 +136,13 @@ def test_filter_after_dedup_keeps_only_rows_that_pass_both(pool: Pool, tiny_chec
 def test_missing_weights_offline_fail_at_once_saying_how_to_supply_them(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
-    monkeypatch.setattr("harvest.embed._reachable", lambda *a, **k: False)  # never touch the network in tests
+    monkeypatch.setattr(
+        "harvest.embed.unreachable", lambda *a, **k: "cannot resolve huggingface.co"
+    )  # never touch the network in tests
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(ModelUnavailableError, match="--checkpoint") as info:
         load_clip("ViT-B-32", "laion2b_s34b_b79k", None, device="cpu")
-    assert "cannot be reached" in str(info.value)
+    assert "cannot be downloaded (cannot resolve huggingface.co)" in str(info.value)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
         load_clip("ViT-B-32", "laion2b_s34b_b79k", None, device="cpu")
@@ -181,7 +183,7 @@ def test_cli_filter_wiring(pool: Pool, tiny_checkpoint: Path, monkeypatch: pytes
     result = CliRunner().invoke(app, [*args, "--workers", "0", "--threshold", "0.3"])
     assert result.exit_code == 0, result.output
     assert "embedded now" in result.output
-    monkeypatch.setattr("harvest.embed._reachable", lambda *a, **k: False)
+    monkeypatch.setattr("harvest.embed.unreachable", lambda *a, **k: "cannot resolve huggingface.co")
     offline = CliRunner().invoke(app, ["filter", str(pool.root), "--device", "cpu"])
     assert offline.exit_code == 1 and "--checkpoint" in offline.output
 

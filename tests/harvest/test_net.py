@@ -19,6 +19,7 @@ from harvest.net import (
     make_session,
     network_failure,
     parse_retry_after,
+    unreachable,
 )
 from harvest.robots import parse_robots, x_robots_refusal
 from tests.harvest.conftest import Reply
@@ -337,3 +338,54 @@ def test_a_hostile_wildcard_pattern_is_matched_in_linear_steps() -> None:
     assert rules.allowed("http://a.example/" + "a" * 5000) is True
     assert rules.allowed("http://a.example/" + "a" * 5000 + "b") is False
     assert time.monotonic() - started < 2.0
+
+
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+
+def test_unreachable_is_none_for_a_listening_port_and_names_why_otherwise(web, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    _no_proxies(monkeypatch)
+    assert unreachable(web.url("/")) is None
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    assert (
+        unreachable(f"http://127.0.0.1:{port}/") == "127.0.0.1 refused the connection (nothing listening on that port)"
+    )
+    assert unreachable("https://huggingface.co").startswith("cannot resolve huggingface.co (")  # the suite is offline
+
+
+def test_unreachable_bounds_a_lookup_that_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    _no_proxies(monkeypatch)
+    release = threading.Event()
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: release.wait(5) and [])
+    try:
+        assert unreachable("https://slow.test/x", timeout=0.05) == "no connection to slow.test within 0.05 s"
+    finally:
+        release.set()
+
+    def connect_timeout(*args: object, **kwargs: object) -> None:
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", connect_timeout)
+    assert unreachable("https://slow.test/x", timeout=2) == "no connection to slow.test within 2 s"
+
+
+def test_unreachable_leaves_a_proxied_scheme_to_the_client_unless_the_host_bypasses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_proxies(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    assert unreachable("https://huggingface.co") is None  # only the proxy knows
+    assert unreachable("http://huggingface.co") is not None  # no proxy for http
+    monkeypatch.setenv("NO_PROXY", "huggingface.co")
+    assert unreachable("https://huggingface.co").startswith("cannot resolve huggingface.co")

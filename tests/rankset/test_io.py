@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pytest
 
-from rankset.errors import EmptySplitError, InputError
+from rankset.errors import EmptySplitError, InputError, PublishError
 from rankset.io import is_dataset_folder, load_dataset_dict, looks_like_hub_id, write_dataset_dict
 from rankset.schema import decode_build_info, encode_build_info, labeled_features, ranked_features
 
@@ -67,6 +68,79 @@ def test_user_slash_name_is_a_local_path_once_the_user_folder_exists(
     assert not looks_like_hub_id("data/shb")
     with pytest.raises(InputError, match=r"data/shb does not exist \(its folder data/ does"):
         load_dataset_dict("data/shb")
+
+
+@dataclass
+class HubDown:
+    cache: Path  # the datasets cache, an empty temp folder
+    lookups: list[str]  # every host name looked up
+
+
+@pytest.fixture
+def hub_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubDown:
+    """No HF_HUB_OFFLINE, no proxy, and huggingface.co does not resolve (the suite's name guard): a machine that is
+    offline without saying so."""
+    import socket
+
+    import datasets
+    import huggingface_hub.constants
+
+    lookups: list[str] = []
+    guard = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or guard(host, *a, **k))
+
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+    monkeypatch.chdir(tmp_path)
+    return HubDown(tmp_path / "hf-datasets", lookups)
+
+
+def cache_as_hub_dataset(cache: Path, repo_id: str, counts: list[int]) -> None:
+    """What ``load_dataset(repo_id)`` leaves in the datasets cache: the Arrow file and dataset_info.json under
+    ``<user>___<name>/default/0.0.0/<hash>/``, made here from a local Parquet file instead of the Hub."""
+    import datasets
+
+    datasets.Dataset.from_dict({"count": counts}).to_parquet(cache.parent / "train.parquet")
+    datasets.load_dataset("parquet", data_files={"train": str(cache.parent / "train.parquet")}, cache_dir=str(cache))
+    built = next(p for p in (cache / "parquet").glob("*/*/*") if (p / "dataset_info.json").is_file())
+    user, name = repo_id.split("/")
+    target = cache / f"{user}___{name}" / "default" / "0.0.0" / built.name
+    target.mkdir(parents=True)
+    (target / "dataset_info.json").write_bytes((built / "dataset_info.json").read_bytes())
+    (target / f"{name}-train.arrow").write_bytes((built / "parquet-train.arrow").read_bytes())
+
+
+def test_a_hub_id_offline_reads_the_cached_copy_at_once(hub_down: HubDown) -> None:
+    import datasets
+    import huggingface_hub.constants
+
+    cache_as_hub_dataset(hub_down.cache, "someone/crowds", [4, 5, 6])
+    hub_down.lookups.clear()
+    loaded = load_dataset_dict("someone/crowds")
+    assert loaded["train"]["count"] == [4, 5, 6]
+    assert hub_down.lookups == ["huggingface.co"]  # one check; before, the client's six tries took 24 s
+    assert not huggingface_hub.constants.HF_HUB_OFFLINE and not datasets.config.HF_HUB_OFFLINE  # switched back
+
+
+def test_an_uncached_hub_id_offline_fails_at_once_naming_the_reason_and_the_fix(hub_down: HubDown) -> None:
+    with pytest.raises(PublishError, match=r"'someone/crowds'.*cannot resolve huggingface.co.*not in the local cache"):
+        load_dataset_dict("someone/crowds")
+    assert hub_down.lookups == ["huggingface.co"]
+
+
+def test_a_reachable_hub_is_asked_directly(hub_down: HubDown, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    import huggingface_hub.constants
+
+    asked: list[tuple[str, bool]] = []
+    monkeypatch.setattr("rankset.hub.hub_unreachable", lambda: None)
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda name: asked.append((name, huggingface_hub.constants.HF_HUB_OFFLINE)) or {}
+    )
+    assert load_dataset_dict("someone/crowds") == {} and asked == [("someone/crowds", False)]
 
 
 def test_ranked_features_fix_k_patches_four_box_coordinates_and_two_anchor_values() -> None:

@@ -108,6 +108,7 @@ class FakeHub:
         monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
         monkeypatch.setattr(HfApi, "create_commit", create_commit)
         monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+        monkeypatch.setattr("rankset.hub.hub_unreachable", lambda: None)  # the fake Hub is always there
 
     def call(self, name: str) -> list[dict[str, Any]]:
         return [kwargs for called, kwargs in self.calls if called == name]
@@ -333,11 +334,33 @@ def test_missing_token_fails_at_once_naming_hf_token(offline: None, tmp_path: Pa
         push(tmp_path / "does-not-exist")  # the token is checked before the dataset is even opened
 
 
-def test_network_failure_becomes_a_publish_error(ranked: Path, offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_push_fails_before_any_work_saying_dry_run_needs_no_network(
+    offline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    with pytest.raises(PublishError, match=r"HF_HUB_OFFLINE is set.*--dry-run OUT"):
+        push(tmp_path / "does-not-exist")  # before the dataset is even opened
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # offline without saying so
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    with pytest.raises(
+        PublishError,
+        match=r"cannot reach the Hugging Face Hub at https://huggingface.co: cannot "
+        r"resolve huggingface.co.*Connect and push again, or use --dry-run OUT",
+    ):
+        push(tmp_path / "does-not-exist")
+
+
+def test_upload_failure_becomes_a_publish_error(ranked: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
     with pytest.raises(PublishError, match=r"upload to https://huggingface.co/datasets/me/crowd .*failed") as err:
         push(ranked)
-    assert "offline" in str(err.value).lower()
+    assert "ConnectionError: connection reset by peer" in str(err.value) and "--dry-run OUT" in str(err.value)
 
 
 # -- labeled datasets -----------------------------------------------------------------------------------------

@@ -215,11 +215,32 @@ def test_missing_token_fails_before_the_checkpoint_is_even_read(offline: None, t
     assert not (tmp_path / "dry").exists()
 
 
-def test_network_failure_becomes_a_hub_error(run: Path, offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_push_fails_before_the_checkpoint_is_read(
+    offline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")  # reading it would be a ModelError
+    with pytest.raises(HubError, match=r"HF_HUB_OFFLINE is set.*--dry-run OUT"):
+        push(tmp_path / "broken.pt")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    with pytest.raises(HubError, match=r"cannot reach the Hugging Face Hub .*cannot resolve huggingface.co"):
+        push(tmp_path / "broken.pt")
+
+
+def test_upload_failure_becomes_a_hub_error(run: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import HfApi
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(HfApi, "create_commit", refuse)
     with pytest.raises(HubError, match=r"upload to https://huggingface.co/me/tiny-counter .*failed") as err:
         push(run / "best.pt")
-    assert "offline" in str(err.value).lower()
+    assert "ConnectionError: connection reset by peer" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -283,6 +304,30 @@ def test_a_hub_id_is_downloaded_with_its_revision_and_loaded(
         counts(run / "best.pt", image, tmp_path / "o"), rel=1e-6
     )
     assert asked == [("me/tiny-counter", "v1", list(UPLOAD_FILES))]
+
+
+def test_an_unreachable_hub_reads_the_cached_model_without_trying_the_network(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # offline without saying so
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    push(run / "best.pt", dry_run=tmp_path / "dry")
+    local_only: list[bool] = []
+
+    def snapshot_download(repo_id: str, **kwargs: Any) -> str:
+        local_only.append(kwargs.get("local_files_only", False))
+        if repo_id == "me/cached":
+            return str(tmp_path / "dry")
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    assert read_inference_state("me/cached")["step"] == load_checkpoint(run / "best.pt")["step"]
+    with pytest.raises(HubError, match=r"'me/other'.*not in the local Hugging Face cache and cannot reach the Hug"):
+        read_inference_state("me/other")
+    assert local_only == [True, True]
 
 
 def test_an_uncached_hub_id_offline_is_a_hub_error_naming_the_id_and_the_fix(offline: None) -> None:
