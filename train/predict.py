@@ -37,18 +37,29 @@ class PredictConfig:
         missing = [str(p) for p in self.images if not Path(p).exists()]
         if missing:
             raise ConfigError(f"IMAGES not found: {', '.join(missing)}")
+        from rankset.io import is_dataset_folder
+
+        for path in self.images:
+            if Path(path).is_dir() and is_dataset_folder(path):  # its pictures are in Arrow/Parquet files, not files
+                raise ConfigError(
+                    f"IMAGES {path} is a dataset folder, not a folder of pictures: for its images use "
+                    f"`train eval CKPT --data {path} --split test --out DIR` (images.csv has each image's count)"
+                )
         if self.tile < 64:
             raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"--out {self.out} is a file; pass a folder for counts.csv and overlays/")
 
 
-def expand_images(paths: tuple[Path, ...]) -> list[Path]:
-    """Files as given; folders become their image files (by suffix), sorted."""
+def expand_images(paths: tuple[Path, ...], out: Path | None = None) -> list[Path]:
+    """Files as given; folders become their image files (by suffix), sorted, leaving out those under ``out`` (the
+    overlays of an earlier run whose --out lies inside a given folder)."""
+    skip = Path(out).resolve() if out is not None else None
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in found if skip is None or not p.resolve().is_relative_to(skip))
         else:
             files.append(path)
     return files
@@ -117,7 +128,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     out = Path(config.out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
-    paths = expand_images(config.images)
+    paths = expand_images(config.images, out)
     named = list(zip(paths, overlay_names(paths), strict=True))
     for path, overlay in track(named, description="predict", disable=not show_progress):
         row: dict[str, Any] = {"path": printable_name(path), "count": None, "status": "ok", "error": "", "overlay": ""}

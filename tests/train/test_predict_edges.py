@@ -44,6 +44,33 @@ def test_a_folder_contributes_its_images_in_subfolders_whatever_the_suffix_case_
     ]
 
 
+def test_a_rerun_into_an_out_inside_the_folder_does_not_count_its_own_overlays(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    picture(tmp_path / "photos" / "a.jpg", 1)
+    picture(tmp_path / "photos" / "b.png", 2)
+    config = PredictConfig(checkpoint, (tmp_path / "photos",), tmp_path / "photos" / "pred")
+    first = predict_images(config, False)
+    assert sorted(p.name for p in (tmp_path / "photos" / "pred" / "overlays").iterdir()) == ["a.png", "b.png"]
+    second = predict_images(config, False)
+    assert (
+        [r["path"] for r in second]
+        == [r["path"] for r in first]
+        == [
+            str(tmp_path / "photos" / "a.jpg"),
+            str(tmp_path / "photos" / "b.png"),
+        ]
+    )
+
+
+def test_a_dataset_folder_is_refused_pointing_at_train_eval(checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "shb"
+    picture(folder / "info.png", 0)  # what `rankset info` leaves in a dataset folder
+    (folder / "dataset_dict.json").write_text('{"splits": ["test"]}')
+    with pytest.raises(ConfigError, match=r"shb is a dataset folder.*train eval CKPT --data .*shb --split test"):
+        PredictConfig(checkpoint, (folder,), tmp_path / "out")
+
+
 def test_overlay_names_never_repeat_whatever_the_folder_suffix_or_case() -> None:
     paths = [Path("a/img.jpg"), Path("b/img.jpg"), Path("img.png"), Path("IMG.jpg"), Path("img-2.jpg"), Path("x.jpg")]
     assert overlay_names(paths) == ["img.png", "img-2.png", "img-3.png", "IMG-4.png", "img-2-2.png", "x.png"]
