@@ -250,3 +250,135 @@ def test_ranked_set_patches_keep_their_order_and_flip_all_alike(blob_data: dict[
             np.testing.assert_array_equal(patches, stored[..., ::-1])
         flips.append(flipped)
     assert 0 < sum(flips) < 8
+
+
+def _recorded_boxes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float, float, float]]:
+    """Every crop box LabeledCrops asks for, in draw order (its points_in_box call sees each one)."""
+    import train.data
+    from train.targets import points_in_box
+
+    boxes: list[tuple[float, float, float, float]] = []
+
+    def recording(points: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        boxes.append(box)
+        return points_in_box(points, box)
+
+    monkeypatch.setattr(train.data, "points_in_box", recording)
+    return boxes
+
+
+def test_crop_sides_span_data_crop_and_crops_reach_every_border_of_a_portrait_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = labeled_source(build_labeled(tmp_path / "tall", {"train": 1}, size=(48, 64), max_heads=3))  # W < H
+    crops = LabeledCrops([source], 16, (16, 40), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    crops.fill_cache(1 << 20)
+    boxes = _recorded_boxes(monkeypatch)
+    for draw in range(300):
+        crops[(0, draw)]
+    sides = {x1 - x0 for x0, y0, x1, y1 in boxes}
+    assert all(x1 - x0 == y1 - y0 for x0, y0, x1, y1 in boxes)  # squares
+    assert min(sides) == 16 and max(sides) == 40 and len(sides) > 15  # uniform over 16..40, both ends included
+    assert min(b[0] for b in boxes) == 0 and max(b[2] for b in boxes) == 48
+    assert min(b[1] for b in boxes) == 0 and max(b[3] for b in boxes) == 64  # the bottom rows are reachable too
+
+
+def test_a_crop_range_beyond_the_image_is_clipped_to_its_short_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = labeled_source(build_labeled(tmp_path / "small", {"train": 1}, size=(20, 12), max_heads=3))
+    crops = LabeledCrops([source], 16, (16, 64), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    boxes = _recorded_boxes(monkeypatch)
+    for draw in range(20):
+        _, _, _, skipped = crops[(0, draw)]
+        assert skipped.item() == 0
+    assert {(x1 - x0, y0, y1) for x0, y0, x1, y1 in boxes} == {(12, 0, 12)}  # every crop is 12 px, full height
+
+
+def _one_image_set(tmp_path: Path, points: list[list[float]], size: tuple[int, int] = (32, 32)) -> RowSource:
+    import io
+
+    from PIL import Image
+
+    from rankset.io import write_dataset_dict
+    from rankset.schema import labeled_features
+
+    from .conftest import _rows
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((size[1], size[0], 3), dtype=np.uint8)).save(buffer, format="PNG")
+    row = {"image_id": "edge", "image": {"bytes": buffer.getvalue(), "path": None}, "points": points,
+           "count": len(points), "dataset": "edge", "split": "train"}  # fmt: skip
+    write_dataset_dict(tmp_path / "edge", {"train": (_rows, {"rows": [row]})}, labeled_features())
+    return labeled_source(tmp_path / "edge")
+
+
+def test_heads_in_the_last_pixel_row_and_column_and_on_the_far_border_belong_to_the_crop(tmp_path: Path) -> None:
+    # points are clamped into [0, W] x [0, H]: a head at x = 31.7 lies in pixel column 31 of a 32-px picture
+    source = _one_image_set(tmp_path, [[31.7, 3.0], [4.0, 31.9], [32.0, 32.0], [0.0, 0.0]])
+    crops = LabeledCrops([source], 32, (32, 32), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    for draw in range(4):
+        _, target, count, _ = crops[(0, draw)]
+        assert count.item() == 4.0 and target.sum().item() == pytest.approx(4.0, abs=1e-4)
+
+
+def test_each_epoch_draws_its_own_permutation_of_the_rows() -> None:
+    from train.data import draw_indices
+
+    epochs = [[draw_indices(10, 0, 1, epoch * 10 + i) for i in range(10)] for epoch in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in epochs)
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2]  # not one order repeated, which would fix batches
+
+
+def test_validation_carve_rounds_keeps_one_row_each_side_and_is_a_seeded_shuffle() -> None:
+    from train.data import carve_validation
+
+    train, val = carve_validation(10, 0.27, seed=0)
+    assert len(val) == 3 and len(train) == 7  # 2.7 rounds to 3
+    assert train == sorted(train) and val == sorted(val) and sorted(train + val) == list(range(10))
+    assert len(carve_validation(16, 0.01, seed=0)[1]) == 1  # a fraction under one row still carves one
+    assert [len(part) for part in carve_validation(2, 0.9, seed=0)] == [1, 1]  # and leaves one to train on
+    assert carve_validation(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
+    held = [carve_validation(20, 0.25, seed=s)[1] for s in (0, 1)]
+    assert held[0] != [0, 1, 2, 3, 4] and held[0] != held[1]  # shuffled by the seed, not the first rows
+
+
+def test_ranked_sets_of_one_patch_are_refused(tmp_path: Path) -> None:
+    from train.data import ranked_set_size
+
+    one = open_dataset(str(build_ranked(tmp_path / "k1", sets=2, k=1)), "data.ranked[0]", "ranked")["train"]
+    with pytest.raises(DataError, match="data.ranked.0. has sets of 1 to 1 patches; every set needs the same k >= 2"):
+        ranked_set_size(one, "data.ranked[0]")
+    two = open_dataset(str(build_ranked(tmp_path / "k2", sets=2, k=2)), "data.ranked[0]", "ranked")["train"]
+    assert ranked_set_size(two, "data.ranked[0]") == 2
+
+
+def test_the_decoded_cache_fills_its_budget_exactly(tmp_path: Path) -> None:
+    source = labeled_source(build_labeled(tmp_path / "d", {"train": 3}, size=(16, 8), max_heads=2))
+    crops = LabeledCrops([source], 8, (8, 8), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    assert crops.fill_cache(2 * 16 * 8 * 3) == (2, 2 * 16 * 8 * 3)  # two whole pictures fit to the byte
+
+
+def test_a_partial_crop_s_target_is_its_own_heads_scaled_by_input_size_over_the_crop_side(
+    blob_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from train.targets import density_map
+
+    source = labeled_source(blob_data["labeled"])
+    crops = LabeledCrops([source], 32, (16, 40), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    boxes = _recorded_boxes(monkeypatch)
+    view, flips = undecoded(source.dataset), set()
+    for draw in range(12):
+        _, target, count, _ = crops[(draw % 8, draw)]
+        x0, y0, x1, y1 = boxes[-1]
+        points = np.asarray(raw_row(view, draw % 8)["points"], dtype=np.float64).reshape(-1, 2)
+        keep = (points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)
+        inside, side = points[keep] - [x0, y0], x1 - x0
+        mirrored = np.stack([side - inside[:, 0], inside[:, 1]], axis=1)
+        scale = 32 / side  # the crop, not the picture, is resized to input_size: heads and sigmas scale alike
+        upright, flipped = (density_map(p * scale, (32, 32), 2.0 * scale, cell=4) for p in (inside, mirrored))
+        assert count.item() == keep.sum()
+        matches = [np.allclose(target[0].numpy(), t, atol=1e-5) for t in (upright, flipped)]
+        assert any(matches), f"draw {draw}: the target is neither orientation of the crop's heads"
+        flips.add(matches.index(True) if keep.sum() else None)
+    assert {0, 1} <= flips

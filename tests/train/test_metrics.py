@@ -74,3 +74,23 @@ def test_summary_averages_each_metric_over_the_images() -> None:
     assert summary["nae"] == pytest.approx(0.3)  # only the image with people has an NAE
     assert [summary[f"game{level}"] for level in range(4)] == [2.0, 3.0, 5.0, 7.0]
     assert summary["images"] == 2
+
+
+def test_game_regions_split_the_image_not_its_padded_map_and_padding_goes_to_the_last_region() -> None:
+    # a 6x4 image with 4-px cells: the map is 1x2 cells (8x4 px), the second cell half padding.
+    # Level-1 regions are x in [0, 3] and [3, 6], y in [0, 2] and [2, 4]: cell 0 ([0, 4]) gives 3/4 of its person
+    # to the left column and 1/4 to the right; cell 1 ([4, 8]) lies in the right column and its padding half too.
+    density = np.array([[1.0, 1.0]])
+    left, right = 0.75, 0.25 + 1.0
+    np.testing.assert_allclose(region_counts(density, (6, 4), cell=4, level=1), [[left / 2, right / 2]] * 2)
+
+
+def test_summary_game_is_the_mean_over_images_not_the_median() -> None:
+    rows = [
+        {"count": 1.0, "predicted": 1.0, "game0": 0.0, "game1": 0.0, "game2": 0.0, "game3": 0.0},
+        {"count": 1.0, "predicted": 1.0, "game0": 0.0, "game1": 0.0, "game2": 0.0, "game3": 0.0},
+        {"count": 4.0, "predicted": 1.0, "game0": 3.0, "game1": 6.0, "game2": 9.0, "game3": 12.0},
+    ]
+    summary = summarise(rows)
+    assert [summary[f"game{level}"] for level in range(4)] == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert summary["mae"] == pytest.approx(1.0) and summary["nae"] == pytest.approx((0 + 0 + 0.75) / 3)

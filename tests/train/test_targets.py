@@ -76,3 +76,32 @@ def test_each_head_keeps_its_own_sigma_when_heads_outside_the_crop_are_dropped()
     points = np.array([[-5.0, 5.0], [16.0, 16.0]])  # the first head is outside the crop
     density = density_map(points, (32, 32), sigma=np.array([1.0, 4.0]))
     np.testing.assert_allclose(density, density_map(points[1:], (32, 32), sigma=4.0), atol=1e-7)
+
+
+def _phi(x: float) -> float:
+    """The standard normal CDF, computed by hand (math.erf) rather than with the code under test's scipy.ndtr."""
+    import math
+
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def test_a_head_s_pixel_masses_are_the_normal_cdf_differences_of_its_sigma_renormalised_to_the_window() -> None:
+    # one head at the centre of pixel (4, 4) of a 9x9 crop, sigma 1: its window [1.5, 7.5] lies inside the crop,
+    # so each axis holds (Phi(b) - Phi(a)) / (Phi(3) - Phi(-3)) over a pixel [a, b] in sigmas from the head
+    density = density_map(np.array([[4.5, 4.5]]), (9, 9), sigma=1.0)
+    window = _phi(3.0) - _phi(-3.0)
+    centre = (_phi(0.5) - _phi(-0.5)) / window
+    right = (_phi(1.5) - _phi(0.5)) / window  # pixel 5: [5, 6] is [0.5, 1.5] sigmas from the head
+    edge = (_phi(-2.5) - _phi(-3.0)) / window  # pixel 1: [1, 2] cut by the window at 1.5 = -3 sigmas
+    assert density[4, 4] == pytest.approx(centre * centre, rel=1e-5)
+    assert density[4, 5] == pytest.approx(centre * right, rel=1e-5)
+    assert density[1, 4] == pytest.approx(edge * centre, rel=1e-5)
+    assert density[0, 4] == 0.0 and density[4, 8] == 0.0  # pixels 0 and 8 lie wholly outside the window
+
+
+def test_points_in_box_keeps_left_and_bottom_borders_and_shifts_x_and_y_by_their_own_origin() -> None:
+    # a box whose x0 and y0 differ, so a shift by (x0, x0) or (y0, y0) shows; heads on each of its four borders
+    points = np.array([[2.0, 30.0], [12.0, 10.0], [1.9, 15.0], [7.0, 30.1], [5.0, 20.0]])
+    inside, mask = points_in_box(points, (2, 10, 12, 30))
+    assert mask.tolist() == [True, True, False, False, True]
+    assert inside.tolist() == [[0.0, 20.0], [10.0, 0.0], [3.0, 10.0]]
