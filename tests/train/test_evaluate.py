@@ -207,12 +207,11 @@ def test_predicted_counts_divide_the_density_scale_out_exactly_once(tmp_path: Pa
 
 
 class WindowOrigins(torch.nn.Module):
-    """A stride-4 'model' that records where each window it sees starts (the picture's red channel is x)."""
+    """A stride-``stride`` 'model' that records where each window it sees starts (the picture's red channel is x)."""
 
-    output_stride = 4
-
-    def __init__(self) -> None:
+    def __init__(self, stride: int = 4) -> None:
         super().__init__()
+        self.output_stride = stride
         self.origins: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,7 +219,7 @@ class WindowOrigins(torch.nn.Module):
 
         red = (x[0, 0, 0, 0].item() * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255
         self.origins.append(round(red))
-        return torch.zeros(x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4)
+        return torch.zeros(x.shape[0], 1, x.shape[2] // self.output_stride, x.shape[3] // self.output_stride)
 
 
 def test_neighbouring_tiles_overlap_by_an_eighth_of_a_tile_and_the_last_is_flush() -> None:
@@ -259,3 +258,125 @@ def test_with_a_region_of_interest_the_count_is_of_the_heads_inside_it_as_the_pr
     assert result["predicted"] == pytest.approx(0.8)
     assert result["count"] == 1.0  # the head at (12, 12) is outside the region: neither side counts it
     assert result["game0"] == pytest.approx(abs(result["predicted"] - result["count"]))
+
+
+def test_tile_origins_are_exact_and_the_flush_last_tile_is_never_repeated() -> None:
+    assert tile_origins(128, 128, 16) == [0]  # exactly one tile long
+    assert tile_origins(300, 128, 32) == [0, 96, 172]  # steps of 128 - 32, then flush with the end
+    assert tile_origins(224, 128, 32) == [0, 96]  # the step lands on the flush tile: it is run once, not twice
+
+
+def test_tiles_overlap_by_an_eighth_of_the_tile_rounded_to_the_stride_and_by_one_stride_at_least() -> None:
+    image = np.zeros((16, 200, 3), dtype=np.uint8)
+    image[:, :, 0] = np.arange(200, dtype=np.uint8)[None, :]
+    eighth = WindowOrigins(stride=4)
+    predict_density(eighth, image, 4, 64, torch.device("cpu"), amp=False, density_scale=1.0)
+    assert eighth.origins == [0, 56, 112, 136]  # overlap 64 / 8 = 8 px: steps of 56, the last flush at 200 - 64
+    coarse = WindowOrigins(stride=16)  # 64 / 8 = 8 px is under one 16-px stride: the overlap is one stride
+    predict_density(coarse, image[:, :160], 16, 64, torch.device("cpu"), amp=False, density_scale=1.0)
+    assert coarse.origins == [0, 48, 96]
+
+
+def test_a_tile_that_is_not_a_multiple_of_the_stride_is_cut_down_to_one() -> None:
+    # a 66-px tile would start windows at x = 58 (not a cell border) and drop their last 2 px columns
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, size=(150, 230, 3), dtype=np.uint8)
+    model, device = PooledBrightness(), torch.device("cpu")
+    whole = predict_density(model, image, 4, 4096, device, amp=False, density_scale=1.0)
+    np.testing.assert_allclose(predict_density(model, image, 4, 66, device, False, 1.0), whole, rtol=1e-5, atol=1e-4)
+    windows = WindowOrigins(stride=4)
+    predict_density(windows, np.zeros((16, 200, 3), dtype=np.uint8) + np.arange(200, dtype=np.uint8)[None, :, None],
+                    4, 66, device, amp=False, density_scale=1.0)  # fmt: skip
+    assert windows.origins == [0, 56, 112, 136]  # the same tiles as a 64-px tile
+
+
+def _labeled_with_a_broken_row(tmp_path: Path) -> Path:
+    from rankset.io import write_dataset_dict
+    from rankset.schema import labeled_features
+    from tests.train.conftest import _rows, build_labeled
+    from train.data import open_dataset, raw_row, undecoded
+
+    good = raw_row(undecoded(open_dataset(str(build_labeled(tmp_path / "g", {"test": 1})), "k", "labeled")["test"]), 0)
+    broken = {**good, "image_id": "broken", "image": {"bytes": b"not a picture", "path": None}}
+    write_dataset_dict(tmp_path / "mixed", {"test": (_rows, {"rows": [good, broken]})}, labeled_features())
+    return tmp_path / "mixed"
+
+
+def test_an_unreadable_image_is_a_failed_row_counted_apart_from_the_summary(tmp_path: Path) -> None:
+    from train.data import RowSource, open_dataset
+    from train.evaluate import evaluate_sources
+
+    ds = open_dataset(str(_labeled_with_a_broken_row(tmp_path)), "k", "labeled")["test"]
+    model = ConstantDensity(0.0)  # predicts nobody: the readable image's error is its annotated count
+    summary, rows = evaluate_sources(model, [RowSource("m", ds, [0, 1])], stride=4, tile=64,
+                                     device=torch.device("cpu"), amp=False, density_scale=1.0)  # fmt: skip
+    assert [r["status"] for r in rows] == ["ok", "unreadable_image"]
+    assert rows[1]["image_id"] == "broken" and rows[1]["error"].startswith("UnidentifiedImageError: ")
+    assert summary["failed"] == 1 and summary["images"] == 1
+    assert summary["mae"] == pytest.approx(rows[0]["count"])
+
+
+class RecordsMode(torch.nn.Module):
+    """A stride-4 'model' that records whether it was in training mode at each call."""
+
+    output_stride = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        return torch.zeros(x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluation_runs_the_model_in_eval_mode_and_gives_it_back_in_its_mode(
+    blob_data: dict[str, Path], training: bool
+) -> None:
+    from train.data import RowSource, open_dataset
+    from train.evaluate import evaluate_rows
+
+    ds = open_dataset(str(blob_data["labeled"]), "k", "labeled")["test"]
+    model = RecordsMode().train(training)  # fit evaluates mid-training: BatchNorm and dropout must not train
+    evaluate_rows(model, [RowSource("b", ds, [0, 1])], 4, 64, torch.device("cpu"), False, 1.0)
+    assert model.modes and not any(model.modes)
+    assert model.training is training
+
+
+def test_eval_files_name_every_column_and_the_run_they_scored(
+    trained_checkpoint: Path, blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = EvalConfig(trained_checkpoint, str(blob_data["labeled"]), "test", tmp_path / "ev", "cpu", 64)
+    evaluate_checkpoint(config, show_progress=False)
+    written = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert {"mae", "rmse", "nae", "game0", "game1", "game2", "game3", "images", "failed"} <= set(written)
+    assert written["split"] == "test" and written["data"] == str(blob_data["labeled"]) and written["failed"] == 0
+    assert written["step"] == 2  # the tiny run trained 2 steps and evaluated (so saved best.pt) at step 2
+    with (tmp_path / "ev" / "images.csv").open() as f:
+        header = next(csv.reader(f))
+    assert header == ["image_id", "dataset", "status", "error", "count", "predicted", *(f"game{i}" for i in range(4))]
+
+
+def test_eval_refuses_a_tile_under_64_pixels_and_no_ranked_sets(trained_checkpoint: Path, tmp_path: Path) -> None:
+    from train.errors import ConfigError
+
+    assert EvalConfig(trained_checkpoint, "d", tile=64, ranked_sets=1, out=tmp_path / "ok").tile == 64
+    with pytest.raises(ConfigError, match="--tile 63 is too small; use at least 64 pixels"):
+        EvalConfig(trained_checkpoint, "d", tile=63, out=tmp_path / "e")
+    with pytest.raises(ConfigError, match=r"--ranked-sets 0 must be >= 1"):
+        EvalConfig(trained_checkpoint, "d", ranked_sets=0, out=tmp_path / "e")
+
+
+def test_roi_looks_a_point_up_at_its_row_y_and_column_x() -> None:
+    import io
+
+    from train.evaluate import apply_roi
+
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[:, :6] = 255  # the left 6 columns are inside
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, format="PNG")
+    points = np.array([[7.0, 1.0], [1.0, 7.0]])  # x = 7 is outside, x = 1 inside, whatever the row
+    _, kept = apply_roi({"bytes": buffer.getvalue(), "path": None}, np.ones((2, 2)), points, 4)
+    assert kept.tolist() == [[1.0, 7.0]]
