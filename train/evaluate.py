@@ -88,7 +88,8 @@ def evaluate_rows(
     density_scale: float,
     progress: Any | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per image: id, annotated and predicted counts, GAME(0..3); an unreadable image is a failed row."""
+    """One row per image: id, annotated and predicted counts, GAME(0..3); an unreadable image is a failed row, and
+    an image without annotation (``count`` -1, ``labeled`` false: NWPU-Crowd's test split) an unscored one."""
     was_training = model.training
     model.eval()
     rows: list[dict[str, Any]] = []
@@ -99,6 +100,10 @@ def evaluate_rows(
                 progress()
             record = raw_row(ds, index)
             row: dict[str, Any] = {"image_id": record["image_id"], "dataset": source.name, "status": "ok", "error": ""}
+            if record["count"] < 0 or record.get("labeled") is False:  # NWPU-Crowd test: annotations kept private
+                error = f"no annotation (count {record['count']}): not scored; `train predict` counts it"
+                rows.append({**row, "status": "unlabeled", "error": error})
+                continue
             try:
                 image = np.array(decode_image(record["image"]))
             except Exception as e:  # PIL raises many types for a broken file; the row records it
@@ -120,10 +125,12 @@ def evaluate_rows(
 
 
 def evaluate_sources(model: Any, sources: list[RowSource], **kwargs: Any) -> tuple[dict[str, float], list[dict]]:
-    """(summary over readable images, every row) for the rows of ``sources``."""
+    """(summary over readable annotated images, every row) for the rows of ``sources``; ``failed`` counts the
+    unreadable images, ``unlabeled`` those without annotation."""
     rows = evaluate_rows(model, sources, **kwargs)
     summary = summarise([r for r in rows if r["status"] == "ok"])
-    summary["failed"] = sum(r["status"] != "ok" for r in rows)
+    summary["failed"] = sum(r["status"] not in ("ok", "unlabeled") for r in rows)
+    summary["unlabeled"] = sum(r["status"] == "unlabeled" for r in rows)
     return summary, rows
 
 

@@ -380,3 +380,34 @@ def test_roi_looks_a_point_up_at_its_row_y_and_column_x() -> None:
     points = np.array([[7.0, 1.0], [1.0, 7.0]])  # x = 7 is outside, x = 1 inside, whatever the row
     _, kept = apply_roi({"bytes": buffer.getvalue(), "path": None}, np.ones((2, 2)), points, 4)
     assert kept.tolist() == [[1.0, 7.0]]
+
+
+@pytest.mark.parametrize("with_labeled_column", [True, False])
+def test_an_image_without_annotation_is_not_scored_against_its_count_of_minus_one(
+    tmp_path: Path, with_labeled_column: bool
+) -> None:
+    """NWPU-Crowd's test split is imported with ``labeled = false, count = -1`` and no points: its rows are
+    "unlabeled", left out of every metric and counted apart, not scored as if the truth were -1 people. A count
+    of -1 alone (rankset info's mark of an unlabeled image) is enough."""
+    import datasets
+
+    from rankset.io import write_dataset_dict
+    from rankset.schema import labeled_features
+    from tests.train.conftest import _rows, build_labeled
+    from train.data import RowSource, open_dataset, raw_row, undecoded
+    from train.evaluate import evaluate_sources
+
+    good = raw_row(undecoded(open_dataset(str(build_labeled(tmp_path / "g", {"test": 1})), "k", "labeled")["test"]), 0)
+    rows = [{**good, "labeled": True}, {**good, "image_id": "private", "points": [], "count": -1, "labeled": False}]
+    features = labeled_features(extra={"labeled": datasets.Value("bool")})
+    if not with_labeled_column:
+        rows = [{k: v for k, v in row.items() if k != "labeled"} for row in rows]
+        features = labeled_features()
+    write_dataset_dict(tmp_path / "nwpu", {"test": (_rows, {"rows": rows})}, features)
+    ds = open_dataset(str(tmp_path / "nwpu"), "k", "labeled")["test"]
+    summary, result = evaluate_sources(ConstantDensity(0.0), [RowSource("n", ds, [0, 1])], stride=4, tile=64,
+                                       device=torch.device("cpu"), amp=False, density_scale=1.0)  # fmt: skip
+    assert [r["status"] for r in result] == ["ok", "unlabeled"]
+    assert "count" not in result[1] and "no annotation" in result[1]["error"]
+    assert summary["images"] == 1 and summary["unlabeled"] == 1 and summary["failed"] == 0
+    assert summary["mae"] == pytest.approx(good["count"])  # the labeled image alone; -1 would add |0 - -1| / 2
