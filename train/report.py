@@ -40,8 +40,8 @@ def print_fit_summary(result: Any) -> None:
     rows.append(("best validation MAE", result.best_val_mae))
     rows += [
         (f"test {k}", result.test[k])
-        for k in ("mae", "rmse", "nae", "game0", "game3", "images", "failed")
-        if k in result.test
+        for k in ("mae", "rmse", "nae", "game0", "game3", "images", "failed", "unlabeled")
+        if k in result.test and (k != "unlabeled" or result.test[k])
     ]
     rows.append(("seconds", result.seconds))
     rows += [("note", note) for note in result.notes]
@@ -52,8 +52,8 @@ def print_eval_summary(summary: dict[str, Any], out: Any) -> None:
     """eval.json's numbers and where the files went."""
     from rich.console import Console
 
-    keys = ("split", "images", "failed", "mae", "rmse", "nae", "game0", "game1", "game2", "game3")
-    rows = [(k, summary[k]) for k in keys if k in summary]
+    keys = ("split", "images", "failed", "unlabeled", "mae", "rmse", "nae", "game0", "game1", "game2", "game3")
+    rows = [(k, summary[k]) for k in keys if k in summary and (k != "unlabeled" or summary[k])]
     ranking = summary.get("ranking")
     if ranking:
         rows.append(("nested pairs ordered wrongly", f"{ranking['violated']:.1%} of {int(ranking['pairs'])}"))

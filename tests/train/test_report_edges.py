@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from train.report import print_predict_summary, print_pseudo_label_summary
+from train.report import print_eval_summary, print_predict_summary, print_pseudo_label_summary
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +39,14 @@ def test_pseudo_label_summary_tells_kept_from_dropped_and_unreadable(capsys: pyt
     lines = [" ".join(line.strip("│ ").split()) for line in capsys.readouterr().out.splitlines()]
     assert {"pictures │ 4", "kept │ 2", "dropped (less confident) │ 1", "unreadable │ 1"} <= set(lines)
     assert "kept relative uncertainty, max │ 0.2" in lines and "kept people (total) │ 8" in lines
+
+
+def test_eval_summary_shows_unlabeled_images_only_when_there_are_some(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    summary = {"split": "test", "images": 2, "failed": 0, "unlabeled": 3, "mae": 1.5}
+    print_eval_summary(summary, tmp_path)
+    lines = [" ".join(line.strip("│ ").split()) for line in capsys.readouterr().out.splitlines()]
+    assert {"images │ 2", "failed │ 0", "unlabeled │ 3", "mae │ 1.5"} <= set(lines)
+    print_eval_summary({**summary, "unlabeled": 0}, tmp_path)
+    assert "unlabeled" not in capsys.readouterr().out
