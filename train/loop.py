@@ -282,7 +282,7 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
     stale = [] if resume else clear_partial_run(out)
     write_text_atomic(out / "config.toml", config_to_toml(config))
     log = MetricsLog(out / "metrics.jsonl")
-    start, best_val = 0, math.inf
+    start, best_val, saved_rng = 0, math.inf, None
     notes = list(sources.notes)
     if stale:
         notes.append(f"started afresh in {out}: removed {', '.join(stale)} of a run stopped before any checkpoint")
@@ -292,7 +292,7 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
         load_weights(model, state["model"], out / "last.pt", "this manifest", fix)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        restore_rng_states(state["rng"])
+        saved_rng = state["rng"]  # restored once the loaders are made: making one draws from torch's RNG
         start, best_val = int(state["step"]), float(state.get("best_val_mae", math.inf))
         changed = [k for k, v in config_to_dict(config).items() if state["config"].get(k) != v]
         if changed:
@@ -303,6 +303,8 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
     schedule = config.schedule
     count_iter, rank_iter = make_iterators(config, sources, stride, start, device.type == "cuda", notes)
     upside_iter = upside_down_iterator(config, start, pin_memory=device.type == "cuda")
+    if saved_rng is not None:  # only now: making a loader draws its seed from torch's RNG, which the uninterrupted
+        restore_rng_states(saved_rng)  # run did before step 0, so a dropout model gets its masks after a resume too
 
     def run_validation(step: int) -> float:
         if not sources.validation:

@@ -54,14 +54,43 @@ def test_tiny_model_learns_to_count_better_than_predicting_the_mean(blob_data: d
     assert result.test["mae"] < mean_predictor_mae
 
 
-def test_resumed_run_matches_an_uninterrupted_one(blob_data: dict[str, Path], tmp_path: Path) -> None:
+def _record_rng_draws(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float, float, float]]:
+    """Make every training step draw once from Python's, NumPy's and torch's global RNGs, as a model with dropout
+    (cascaded-mtl) would, and record (step, draws)."""
+    import random
+
+    import rich.progress  # noqa: F401  (its first import in a process draws from Python's RNG, inside one fit)
+
+    import train.loop
+
+    real_step, draws = train.loop.train_step, []
+
+    def drawing_step(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        draws.append((args[-1], random.random(), float(np.random.random()), float(torch.rand(1))))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train.loop, "train_step", drawing_step)
+    return draws
+
+
+def test_resumed_run_matches_an_uninterrupted_one(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draws = _record_rng_draws(monkeypatch)
     decay = {"lr_milestones": [6]}  # the learning rate drops after the resume: the schedule must carry over
     fit(tiny_config(blob_data, optim=decay), tmp_path / "full", show_progress=False)
+    full_draws = draws[:]
     # the interrupted run also loads with a worker process: the batches must not depend on it
     fit(tiny_config(blob_data, schedule={"steps": 4}, optim=decay), tmp_path / "split", show_progress=False)
+    with (tmp_path / "split" / "metrics.jsonl").open("a") as f:  # logged by the first part after its last.pt
+        f.write('{"step": 5, "loss": 99.0}\n')
+    del draws[:]
     resumed = tiny_config(blob_data, data={"workers": 1}, optim=decay)
     result = fit(resumed, tmp_path / "split", resume=True, show_progress=False)
     assert result.resumed_from == 4
+    # the global RNG streams continue where they stood at step 4 (the loaders made at the resume draw none of them)
+    assert [d[0] for d in draws] == [4, 5, 6, 7] and draws == full_draws[4:]
+    assert any(note == "resumed with changed manifest sections: data, schedule" for note in result.notes)
     full, split = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
     assert split["step"] == 8
     for name, value in full["model"].items():
