@@ -97,7 +97,7 @@ def _resolve(config: RunConfig) -> RunSources:
 
     sources = RunSources(labeled=labeled, ranked=ranked, k=k)
     if not data.eval:
-        sources.notes.append("no data.eval: best.pt follows the training loss and no eval.json is written")
+        sources.notes.append("no data.eval: no validation, so best.pt is the last checkpoint; no eval.json is written")
         return sources
     dsd = opened.get(data.eval) or open_dataset(data.eval, "data.eval", "labeled")
     if "test" in dsd:

@@ -69,9 +69,9 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path: Path) -> None:
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     np.random.standard_normal()  # leaves a cached Gaussian in NumPy's state
     torch.save(rng_states(), tmp_path / "rng.pt")
-    expected = draws()
+    expected = draws(), float(np.random.standard_normal())  # the Gaussian NumPy cached before the save
     restore_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
-    assert draws() == expected
+    assert (draws(), float(np.random.standard_normal())) == expected
 
 
 def test_a_format_1_checkpoint_is_refused_with_the_fix_and_train_upgrade_makes_it_resumable(tmp_path: Path) -> None:
@@ -131,3 +131,55 @@ def test_upgrading_into_a_folder_is_refused_and_leaves_no_temporary_file(tmp_pat
     with pytest.raises(ModelError, match=r"--out .*models is a folder; pass a file path"):
         upgrade_checkpoint(path, tmp_path / "models")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "models"]
+
+
+def test_a_checkpoint_records_what_rebuilds_its_model_and_the_target_scale_of_its_manifest(tmp_path: Path) -> None:
+    from train.loop import build_optimizer
+    from train.models.assemble import build_model
+
+    table = {
+        "name": "scaled",
+        "model": {"arch": "test-tiny", "pretrained": "none"},
+        "data": {"labeled": ["never-read"], "density_scale": 40.0},
+        "schedule": {"paradigm": "count-only"},
+    }
+    config = config_from_dict(table)
+    model = build_model(config)
+    optimizer, scheduler = build_optimizer(model, config)
+    save_checkpoint(tmp_path / "last.pt", model, optimizer, scheduler, 7, config, {"best_val_mae": 2.5})
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["arch"], state["output_stride"], state["density_scale"], state["step"]) == ("test-tiny", 4, 40.0, 7)
+    assert state["format_version"] == 2 and state["best_val_mae"] == 2.5
+    assert config_from_dict(state["config"]) == config and "density_scale = 40.0" in state["config_toml"]
+    assert state["optimizer"]["param_groups"] and state["scheduler"]["last_epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left beside it
+
+
+def test_weights_missing_a_tensor_are_refused_naming_it(tmp_path: Path) -> None:
+    state = torch.load(tiny_checkpoint(tmp_path / "best.pt"), weights_only=True)
+    name = next(iter(state["model"]))
+    del state["model"][name]
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(ModelError, match=rf"partial.pt do not fit .*Missing key\(s\) in state_dict: \"{name}\""):
+        model_from_checkpoint(tmp_path / "partial.pt", torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"format_version": 0}, r"format_version = 0; this crowdrank reads checkpoint formats 1 to 2"),
+        ({"format_version": "2"}, r"format_version = '2'; this crowdrank reads"),
+        ({"weights": {}}, r"is not a crowdrank checkpoint \(no 'model'/'config'\); pass best.pt or last.pt"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_of_a_known_format_is_refused(
+    tmp_path: Path, payload: dict, message: str
+) -> None:
+    state = torch.load(tiny_checkpoint(tmp_path / "best.pt"), weights_only=True)
+    if "weights" in payload:
+        state = payload
+    else:
+        state.update(payload)
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match=message):
+        load_checkpoint(tmp_path / "other.pt")

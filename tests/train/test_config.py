@@ -96,3 +96,69 @@ def test_resolved_toml_loads_back_to_an_equal_config(tmp_path: Path) -> None:
 def test_every_shipped_manifest_is_valid(manifest: Path) -> None:
     config = load_manifest(manifest)
     assert config.name == manifest.stem
+
+
+def test_a_manifest_that_leaves_keys_out_gets_the_documented_defaults() -> None:
+    """The values DESIGN.md's example manifest and the README document, for a manifest that names only its data."""
+    import os
+
+    config = config_from_dict(MINIMAL)
+    data, schedule, optim = config.data, config.schedule, config.optim
+    assert (data.val_fraction, data.labeled_fraction, data.crop, data.input_size, data.sigma) == (
+        0.1, 1.0, [56, 448], 224, 15.0,
+    )  # fmt: skip
+    assert (data.density_scale, data.cache_gb, data.workers) == (100.0, 4.0, -1)
+    assert data.num_workers == min(8, os.cpu_count() or 1)
+    assert (schedule.paradigm, schedule.steps, schedule.batch, schedule.alternate_every, schedule.eval_every) == (
+        "multitask", 20000, 25, 300, 1000,
+    )  # fmt: skip
+    assert (optim.name, optim.lr, optim.momentum, optim.weight_decay, optim.lr_gamma) == ("sgd", 1e-6, 0.9, 5e-4, 0.1)
+    assert (config.tasks.count.weight, config.tasks.rank.margin, config.tasks.rank.sets_per_batch) == (1.0, 0.0, 5)
+    assert config_from_dict(MINIMAL, ["data.workers=3"]).data.num_workers == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["schedule.paradigm='rank-then-finetune'", "schedule.steps=10", "schedule.rank_steps=10"],
+         r"schedule.rank_steps = 10 is invalid: expected 0 < rank_steps < schedule.steps \(10\)"),
+        (["schedule.alternate_every=0"], r"schedule.alternate_every = 0 is invalid: expected an integer >= 1"),
+        (["schedule.eval_every=0"], r"schedule.eval_every = 0 is invalid: expected an integer >= 1"),
+        (["optim.lr_milestones=[9, 5]"], r"optim.lr_milestones = \[9, 5\] is invalid: expected increasing positive"),
+        (["data.val_fraction=1.0"], r"data.val_fraction = 1.0 is invalid: expected a fraction in \[0, 1\)"),
+        (["model.arch='cascaded-mtl'"], r"tasks.count_class = 'absent' is invalid: expected a \[tasks.count_class\]"),
+        (["data.sigma=[3]"], r"data.sigma = \[3\] has the wrong type: expected float \| str"),
+    ],
+)  # fmt: skip
+def test_a_value_outside_its_range_fails_before_training_naming_the_key_and_what_is_accepted(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(MINIMAL, overrides)
+
+
+def test_a_set_override_reaches_a_switched_off_section_of_a_stored_config() -> None:
+    """A checkpoint's config holds ``None`` for an absent optional section; ``--set`` on one of its keys switches
+    it on, as it does on a manifest without the table."""
+    from train.manifest import config_to_dict
+
+    stored = config_to_dict(config_from_dict(MINIMAL))
+    assert stored["tasks"]["segment"] is None
+    config = config_from_dict(stored, ["tasks.segment.weight=0.1"])
+    assert config.tasks.segment is not None and config.tasks.segment.weight == 0.1
+
+
+def test_a_rounds_manifest_survives_the_resolved_dict_and_toml(tmp_path: Path) -> None:
+    from train.manifest import config_to_dict
+
+    table = {
+        **MINIMAL,
+        "model": {"masksembles": {"masks": 4, "scale": 2.0}},
+        "rounds": {"count": 3, "images": ["pictures"], "keep_fraction": [0.5, 0.75], "steps": 40},
+    }
+    config = config_from_dict(table)
+    assert config_from_dict(config_to_dict(config)) == config
+    assert load_manifest(write(tmp_path, config_to_toml(config))) == config
+    assert config.rounds is not None and config.rounds.fraction(1) == 0.75
+    single = config_from_dict(table, ["rounds.count=1", "rounds.keep_fraction=[]"])  # no pseudo-labeling: no fraction
+    assert load_manifest(write(tmp_path, config_to_toml(single))) == single and single.rounds.keep_fraction == []

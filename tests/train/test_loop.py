@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from train.checkpoint import load_checkpoint
 from train.config import RunConfig
 from train.errors import ConfigError, DivergenceError
 from train.loop import fit
-from train.manifest import config_from_dict
+from train.manifest import config_from_dict, load_manifest
 
 
 def tiny_config(blobs: dict[str, Path], **sections: dict[str, Any]) -> RunConfig:
@@ -385,3 +386,134 @@ def test_evaluation_runs_in_eval_mode_and_leaves_a_training_model_training(tmp_p
     model = ModeSpy().train()  # as fit's model is when it validates every eval_every steps
     evaluate_rows(model, [RowSource("l", ds, [0])], 4, 64, torch.device("cpu"), False, 1.0)
     assert model.modes == [False] and model.training
+
+
+def _split_of(sources: list) -> str:
+    """The ``split`` column of a RowSource list's rows (one value: every row of these tests has its split's)."""
+    splits = {s.dataset.select_columns(["split"])[i]["split"] for s in sources for i in s.indices}
+    assert len(splits) == 1, splits
+    return splits.pop()
+
+
+def test_best_pt_is_the_first_lowest_validation_mae_and_the_test_split_is_evaluated_once_with_it(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation MAEs 3, 1, 1, 2 at steps 2, 4, 6, 8: best.pt is step 4 (a tie is no improvement), validation is
+    carved from train (the benchmark has no validation split), and test is evaluated once, at the end, on best.pt."""
+    import train.loop
+
+    calls: list[tuple[str, int, dict[str, torch.Tensor]]] = []
+    val_maes = iter([3.0, 1.0, 1.0, 2.0])
+
+    def fake_evaluate(model: Any, sources: list, config: RunConfig, device: Any) -> tuple[dict, list]:
+        split = _split_of(sources)
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        calls.append((split, sum(len(s.indices) for s in sources), weights))
+        mae = 7.0 if split == "test" else next(val_maes)
+        return {"mae": mae, "rmse": mae + 0.5}, [{"image_id": "x", "count": 1.0}]
+
+    monkeypatch.setattr(train.loop, "evaluate", fake_evaluate)
+    config = tiny_config(blob_data, schedule={"paradigm": "count-only", "eval_every": 2})
+    result = fit(config, tmp_path / "run", show_progress=False)
+    run = tmp_path / "run"
+    assert [(split, rows) for split, rows, _ in calls] == [("train", 2)] * 4 + [("test", 4)]
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert (best["step"], last["step"], result.best_val_mae) == (4, 8, 1.0)
+    report = json.loads((run / "eval.json").read_text())
+    assert (report["mae"], report["split"], report["checkpoint"], report["step"]) == (7.0, "test", "best.pt", 4)
+    tested = calls[-1][2]
+    assert all(torch.equal(tested[k], v) for k, v in best["model"].items())  # the test saw best.pt's weights
+    assert not all(torch.equal(tested[k], v) for k, v in last["model"].items())
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    validation = [(r["step"], r["val_mae"], r["val_rmse"]) for r in records if "val_mae" in r]
+    assert validation == [(2, 3.0, 3.5), (4, 1.0, 1.5), (6, 1.0, 1.5), (8, 2.0, 2.5)]
+    assert not any("mae" in r and "val_mae" not in r for r in records)  # the test numbers go to eval.json only
+    assert load_manifest(run / "config.toml") == config == config_from_dict(best["config"])  # the resolved manifest
+
+
+def test_without_validation_best_pt_is_the_last_checkpoint_and_the_last_step_is_logged_and_saved(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5 steps, logging every 2 and checkpointing every 4: lines at 2, 4 and 5, each the mean over its own steps,
+    checkpoints at 4 and 5; with no validation rows best.pt follows last.pt."""
+    import train.loop
+
+    real_step = train.loop.train_step
+
+    def numbered_terms(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        real_step(*args, **kwargs)
+        step = args[-1]
+        return {"count": torch.tensor(2.0 * step), "loss": torch.tensor(float(step))}
+
+    monkeypatch.setattr(train.loop, "train_step", numbered_terms)
+    config = tiny_config(
+        blob_data,
+        data={"val_fraction": 0.0},
+        schedule={"paradigm": "count-only", "steps": 5, "eval_every": 4, "log_every": 2},
+    )
+    result = fit(config, tmp_path / "run", show_progress=False)
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["loss"], r["count"]) for r in records] == [(2, 0.5, 1.0), (4, 2.5, 5.0), (5, 4.0, 8.0)]
+    assert load_checkpoint(run / "last.pt")["step"] == load_checkpoint(run / "best.pt")["step"] == 5
+    assert json.loads((run / "eval.json").read_text())["step"] == 5 and result.last_terms == {"count": 8.0, "loss": 4.0}
+    assert any("data.val_fraction = 0: best.pt is the last checkpoint" in note for note in result.notes)
+
+
+def test_the_seed_decides_the_initial_weights(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    weights = []
+    for seed in (0, 1, 1):
+        config = tiny_config(
+            blob_data,
+            data={"eval": ""},
+            schedule={"paradigm": "count-only", "steps": 1, "eval_every": 1},
+            optim={"lr": 1e-9},  # one step of 1e-9 leaves the initial weights
+        )
+        config = dataclasses.replace(config, seed=seed)
+        run = tmp_path / f"run{len(weights)}"
+        result = fit(config, run, show_progress=False)
+        weights.append(load_checkpoint(run / "last.pt")["model"])
+        assert (run / "best.pt").read_bytes() == (run / "last.pt").read_bytes() and not (run / "eval.json").exists()
+        assert "no data.eval: no validation, so best.pt is the last checkpoint; no eval.json is written" in result.notes
+    assert all(torch.equal(weights[1][k], v) for k, v in weights[2].items())
+    assert not all(torch.allclose(weights[0][k], v, atol=1e-4) for k, v in weights[1].items() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_optimizer_and_its_schedule_take_every_optim_value(name: str) -> None:
+    from train.loop import build_optimizer
+
+    optim = {"name": name, "lr": 0.2, "momentum": 0.5, "weight_decay": 0.01, "lr_milestones": [2, 3], "lr_gamma": 0.5}
+    table = {"data": {"labeled": ["never-read"]}, "schedule": {"paradigm": "count-only"}, "optim": optim}
+    config = config_from_dict(table)
+    model = torch.nn.Conv2d(3, 1, 1)
+    optimizer, scheduler = build_optimizer(model, config)
+    kinds = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    assert type(optimizer) is kinds[name]
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (0.2, 0.01) and group.get("momentum", 0.5) == 0.5
+    rates = []
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    assert rates == pytest.approx([0.2, 0.1, 0.05, 0.05])
+
+
+def test_each_paradigm_trains_its_tasks_on_the_documented_steps() -> None:
+    from train.config import ScheduleConfig
+    from train.paradigms import active_tasks, batches_before
+
+    def tasks(schedule: ScheduleConfig) -> list[str]:
+        names = {(True, False): "c", (False, True): "r", (True, True): "cr"}
+        return [names[active_tasks(schedule, step)] for step in range(8)]
+
+    assert tasks(ScheduleConfig(paradigm="count-only", steps=8)) == ["c"] * 8
+    assert tasks(ScheduleConfig(paradigm="multitask", steps=8)) == ["cr"] * 8
+    alternate = ScheduleConfig(paradigm="alternate", steps=8, alternate_every=3)
+    assert tasks(alternate) == ["c", "c", "c", "r", "r", "r", "c", "c"]  # counting first, blocks of 3
+    finetune = ScheduleConfig(paradigm="rank-then-finetune", steps=8, rank_steps=5)
+    assert tasks(finetune) == ["r"] * 5 + ["c"] * 3
+    # where a run resumed at step 7 starts each loader: the batches steps 0..6 consumed
+    assert batches_before(alternate, 7) == (4, 3) and batches_before(finetune, 7) == (2, 5)
+    assert batches_before(alternate, 0) == (0, 0)

@@ -30,3 +30,27 @@ def test_a_labeled_fraction_keeps_the_rounded_share_and_smaller_fractions_are_su
     small, large = kept(0.35), kept(0.6)
     assert len(small) == 6 and len(large) == 10  # round(5.6) and round(9.6), not the floor
     assert set(small) < set(large) and small == sorted(small)
+
+
+def test_the_validation_carve_and_the_labeled_fraction_are_drawn_from_the_run_seed(blob_data: dict[str, Path]) -> None:
+    """Seeds 0 and 1 carve different validation rows and keep different training rows; one seed, the same ones.
+    Validation is carved from train only: the benchmark's test split is never among it."""
+
+    def roles(seed: int, evaluate: bool = True) -> tuple[list[int], list[int]]:
+        data = {"labeled": [str(blob_data["labeled"])], "val_fraction": 0.25, "labeled_fraction": 0.5}
+        if evaluate:
+            data["eval"] = str(blob_data["labeled"])
+        table = {"seed": seed, "data": data, "schedule": {"paradigm": "count-only", "batch": 1}}
+        sources = resolve_sources(config_from_dict(table))
+        train = sources.labeled[0].indices
+        if not evaluate:  # no data.eval: nothing is carved, the fraction keeps 8 of the 16 rows
+            assert not sources.validation and not sources.test and len(train) == 8
+            return [], train
+        (validation,) = sources.validation
+        assert validation.dataset.select_columns(["split"])[0]["split"] == "train" and len(sources.test[0].indices) == 4
+        assert not set(validation.indices) & set(train) and len(validation.indices) == 4 and len(train) == 6
+        return validation.indices, train
+
+    zero, one = roles(0), roles(1)
+    assert roles(0) == zero and zero[0] != one[0]
+    assert roles(0, evaluate=False)[1] != roles(1, evaluate=False)[1]
