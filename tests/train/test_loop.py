@@ -366,28 +366,6 @@ def test_a_resumed_run_keeps_the_best_validation_mae_of_its_first_part(
     assert load_checkpoint(run / "last.pt")["best_val_mae"] == -1.0
 
 
-def test_evaluation_runs_in_eval_mode_and_leaves_a_training_model_training(tmp_path: Path) -> None:
-    from tests.train.conftest import build_labeled
-    from train.data import RowSource, open_dataset
-    from train.evaluate import evaluate_rows
-
-    class ModeSpy(torch.nn.Module):
-        output_stride = 4
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.modes: list[bool] = []
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            self.modes.append(self.training)
-            return torch.zeros(x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4)
-
-    ds = open_dataset(str(build_labeled(tmp_path / "l", {"train": 1})), "k", "labeled")["train"]
-    model = ModeSpy().train()  # as fit's model is when it validates every eval_every steps
-    evaluate_rows(model, [RowSource("l", ds, [0])], 4, 64, torch.device("cpu"), False, 1.0)
-    assert model.modes == [False] and model.training
-
-
 def _split_of(sources: list) -> str:
     """The ``split`` column of a RowSource list's rows (one value: every row of these tests has its split's)."""
     splits = {s.dataset.select_columns(["split"])[i]["split"] for s in sources for i in s.indices}
