@@ -18,8 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh $(DEMO_OUT)
 
+# HF_HUB_OFFLINE=1 as .ci/run sets it: the Hub client reads it at import, so a local run matches CI's
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import huggingface_hub.constants
 import numpy as np
 import pytest
 from huggingface_hub import DatasetCard, HfApi
@@ -108,7 +109,8 @@ class FakeHub:
         monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
         monkeypatch.setattr(HfApi, "create_commit", create_commit)
         monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-        monkeypatch.setattr("rankset.hub.hub_unreachable", lambda: None)  # the fake Hub is always there
+        monkeypatch.setattr("rankset.hub.hub_unreachable", lambda: None)  # the fake Hub is always there,
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # even where CI sets HF_HUB_OFFLINE=1
 
     def call(self, name: str) -> list[dict[str, Any]]:
         return [kwargs for called, kwargs in self.calls if called == name]
