@@ -72,3 +72,53 @@ def test_imagenet_weights_offline_give_a_clear_error(monkeypatch: pytest.MonkeyP
 def test_models_without_imagenet_weights_say_so() -> None:
     with pytest.raises(ModelError, match="no ImageNet weights"):
         create_model("test-tiny", pretrained="imagenet")
+
+
+@pytest.fixture
+def fake_imagenet(monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
+    """torchvision's own VGG16 ``features`` (configuration D, randomly initialised) served as the ImageNet weights."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from train.models import registry
+
+    torch.manual_seed(0)
+    reference = make_layers(cfgs["D"]).state_dict()  # keys 0.weight .. 28.bias: conv1_1 .. conv5_3
+    monkeypatch.setattr(registry, "imagenet_vgg16_features", lambda: reference)
+    return reference
+
+
+def test_vgg16_density_takes_torchvision_imagenet_weights_key_for_key(fake_imagenet: dict[str, torch.Tensor]) -> None:
+    model = create_model("vgg16-density", pretrained="imagenet")
+    own = model.features.state_dict()
+    assert list(own) == list(fake_imagenet)  # every conv at torchvision's index, conv1_1 (0) .. conv5_3 (28)
+    for key, value in fake_imagenet.items():
+        torch.testing.assert_close(own[key], value)
+    kinds = [type(m).__name__ for m in model.features]
+    assert len(kinds) == 30 and kinds[-2:] == ["Conv2d", "ReLU"]  # ends at conv5_3 + ReLU: pool5 (30) dropped
+    assert [i for i, kind in enumerate(kinds) if kind == "MaxPool2d"] == [4, 9, 16, 23]  # pool1..pool4
+
+
+def test_vgg16_density_ends_in_one_3x3_conv_to_a_single_channel() -> None:
+    density = create_model("vgg16-density").density
+    assert isinstance(density, torch.nn.Conv2d)
+    assert (density.in_channels, density.out_channels, density.kernel_size) == (512, 1, (3, 3))
+
+
+def test_csrnet_front_end_takes_vgg16_conv1_1_to_conv4_3_and_its_back_end_is_dilated(
+    fake_imagenet: dict[str, torch.Tensor],
+) -> None:
+    model = create_model("csrnet", pretrained="imagenet")
+    own = model.frontend.state_dict()
+    assert list(own) == [k for k in fake_imagenet if int(k.split(".")[0]) <= 21]  # conv4_3 is index 21
+    for key, value in own.items():
+        torch.testing.assert_close(value, fake_imagenet[key])
+    convs = [m for m in model.backend if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.dilation, c.padding) for c in convs] == [
+        (width, (3, 3), (2, 2), (2, 2)) for width in (512, 512, 512, 256, 128, 64)
+    ]  # configuration B of Li et al. 2018
+    assert (model.density.in_channels, model.density.kernel_size) == (64, (1, 1))
+
+
+def test_cfcn_small_is_the_width_16_network_about_4x_smaller() -> None:
+    sizes = {name: sum(p.numel() for p in create_model(name).parameters()) for name in ("cfcn", "cfcn-small")}
+    assert 1.4e6 < sizes["cfcn"] < 1.6e6 and 0.35e6 < sizes["cfcn-small"] < 0.42e6  # 1.5M and 0.4M (README)
