@@ -179,3 +179,39 @@ def test_auxiliary_terms_weight_each_task_and_read_the_upside_down_logits_of_the
     assert float(terms["count_reg"]) == pytest.approx(0.7 * (1.0 + 4.0) / 2)
     expected = F.binary_cross_entropy_with_logits(torch.tensor([5.0, -5.0, 2.0]), flipped)
     assert float(terms["upside_down"]) == pytest.approx(0.4 * float(expected))
+
+
+def test_auxiliary_terms_read_the_labeled_crops_first_and_share_the_segment_threshold_with_depth() -> None:
+    from torch.nn import functional as F
+
+    from train.tasks import auxiliary_terms
+
+    table = aux_table(Path("never-read"), segment={"weight": 1.0, "threshold": 0.5}, depth={"weight": 1.0},
+                      count_reg={"weight": 1.0})  # fmt: skip
+    config = config_from_dict(table)
+    target = torch.tensor([[[[0.0, 40.0], [60.0, 200.0]]], [[[100.0, 0.0], [0.0, 30.0]]]])  # density_scale 100
+    segment = torch.tensor([[[[0.0, 0.0], [1.0, 1.0]]], [[[1.0, 0.0], [0.0, 0.0]]]])  # > 0.5 people per cell
+    depth = torch.full((2, 1, 2, 2), 3.0)
+    gen = torch.Generator().manual_seed(1)
+    out = {  # two labeled crops, then three ranked patches the auxiliary tasks must not read
+        "segment": torch.randn(5, 1, 2, 2, generator=gen),
+        "depth": torch.randn(5, 1, 2, 2, generator=gen),
+        "count_reg": torch.tensor([2.0, 11.0, 50.0, 60.0, 70.0]),
+    }
+    terms = auxiliary_terms(out, 2, (None, target, torch.tensor([3.0, 9.0]), torch.zeros(2), depth), None,
+                            config, None, step=0)  # fmt: skip
+    bce = F.binary_cross_entropy_with_logits(out["segment"][:2], segment)
+    assert float(terms["segment"]) == pytest.approx(float(bce))
+    assert float(terms["depth"]) == pytest.approx(float(((out["depth"][:2] - 3.0 * segment) ** 2).mean()))
+    assert float(terms["count_reg"]) == pytest.approx((1.0 + 4.0) / 2)
+
+
+def test_each_auxiliary_task_contributes_only_inside_its_step_window() -> None:
+    from train.tasks import auxiliary_terms
+
+    table = aux_table(Path("never-read"), segment={"start": 2}, depth={"stop": 1}, count_reg={"start": 1, "stop": 2})
+    config = config_from_dict(table)
+    out = {"segment": torch.zeros(1, 1, 2, 2), "depth": torch.zeros(1, 1, 2, 2), "count_reg": torch.zeros(1)}
+    batch = (None, torch.ones(1, 1, 2, 2), torch.ones(1), torch.zeros(1), torch.ones(1, 1, 2, 2))
+    active = [sorted(auxiliary_terms(out, 1, batch, None, config, None, step=s)) for s in range(4)]
+    assert active == [["depth"], ["count_reg"], ["segment"], ["segment"]]  # windows are [start, stop)

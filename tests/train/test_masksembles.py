@@ -161,3 +161,28 @@ def test_each_training_sample_gets_its_own_members_mask_in_turn() -> None:
     assert len({tuple(m.tolist()) for m in masks}) == 4  # four different masks, so a wrong index shows
     out = layer(torch.ones(6, 16, 1, 1))[:, :, 0, 0]
     torch.testing.assert_close(out, masks[[0, 1, 2, 3, 0, 1]])
+
+
+def test_each_mask_keeps_channels_over_scale_rounded_and_at_least_one() -> None:
+    assert generate_masks(7, 3, 2.0, seed=0).sum(axis=1).tolist() == [4, 4, 4]  # round(3.5) = 4, not 3
+    assert generate_masks(10, 2, 3.0, seed=0).sum(axis=1).tolist() == [3, 3]  # round(3.33) = 3
+    assert generate_masks(1, 2, 3.0, seed=0).tolist() == [[True], [True]]  # round(1/3) = 0 -> one channel
+
+
+def test_heads_read_the_unmasked_features_one_row_per_picture_in_training_and_evaluation() -> None:
+    torch.manual_seed(0)
+    model = wrap_with_heads(create_model("test-tiny"), ("count_reg", "upside_down"), create_masksembles(16, 4, 4.0, 0))
+    x = torch.randn(3, 3, 32, 32)
+    features = model.base.body(x)  # what enters the density layer, before any mask
+    for train in (True, False):
+        model.train(train)
+        with torch.no_grad():
+            out = model(x)
+            assert out["count_reg"].shape == out["upside_down"].shape == (3,)
+            torch.testing.assert_close(out["count_reg"], model.heads["count_reg"](features)[:, 0])
+    model.masksembles.member = 2  # one member, as train pseudo-label runs them
+    with torch.no_grad():
+        single = model(x)
+    assert "members" not in single and single["density"].shape == (3, 1, 8, 8)
+    masked = features * model.masksembles.masks[2][None, :, None, None]
+    torch.testing.assert_close(single["density"], model.base.density(masked))
