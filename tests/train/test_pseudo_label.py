@@ -222,3 +222,44 @@ def test_a_tile_below_64_pixels_is_refused(tmp_path: Path) -> None:
     plain = tiny_checkpoint(tmp_path / "plain.pt", masksembles=False)
     with pytest.raises(ConfigError, match=r"--tile 32 is too small; use at least 64 pixels"):
         PseudoLabelConfig(plain, ("x",), tmp_path / "out", tile=32)
+
+
+def test_selection_rounds_half_up_and_breaks_ties_by_input_order_for_long_lists() -> None:
+    assert select_confident(np.arange(10.0), 0.25).tolist() == [0, 1, 2]  # 2.5 -> 3 (not banker's 2)
+    assert select_confident(np.arange(10.0)[::-1], 0.45).tolist() == [9, 8, 7, 6, 5]  # 4.5 -> 5, lowest first
+    ties = np.array([1.0, 0.0] * 50)  # long enough that an unstable sort reorders equal values
+    assert select_confident(ties, 0.5).tolist() == list(range(1, 100, 2))
+
+
+def test_heads_are_drawn_uniformly_inside_their_cell() -> None:
+    density = np.zeros((2, 2))
+    density[1, 0] = 3.0
+    points = sample_points(density, 400, cell=8, size=(16, 16), rng=np.random.default_rng(0))
+    assert points[:, 0].min() < 1 and points[:, 0].max() > 7 and 3 < points[:, 0].mean() < 5  # x in [0, 8)
+    assert points[:, 1].min() < 9 and points[:, 1].max() > 15 and 11 < points[:, 1].mean() < 13  # y in [8, 16)
+
+
+def test_heads_are_drawn_from_the_mean_density_of_the_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import train.pseudo_label as module
+    from train.checkpoint import model_from_checkpoint
+
+    pictures = write_blobs(tmp_path / "real", 2)
+    checkpoint = busy_checkpoint(tmp_path / "ckpt.pt")
+    seen = []
+
+    def recording(density: np.ndarray, count: int, cell: int, size: tuple[int, int], rng: object) -> np.ndarray:
+        seen.append((density.copy(), count, cell, size))
+        return np.zeros((count, 2), dtype=np.float32)
+
+    monkeypatch.setattr(module, "sample_points", recording)
+    config = PseudoLabelConfig(checkpoint, (str(pictures),), tmp_path / "pseudo", keep_fraction=1.0, device="cpu")
+    rows = pseudo_label(config, show_progress=False)
+    model, state, _ = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    for (density, count, cell, size), row in zip(seen, rows, strict=True):
+        image = np.array(Image.open(row["path"]).convert("RGB"))
+        members = module.member_densities(model, image, 4, 1024, torch.device("cpu"), False, state["density_scale"])
+        np.testing.assert_allclose(density, members.mean(axis=0), rtol=1e-5, atol=1e-7)
+        assert not np.allclose(density, members[0])  # the members differ, so the mean is not any one of them
+        assert (count, cell, size) == (row["count"], 4, (image.shape[1], image.shape[0]))

@@ -49,3 +49,20 @@ def test_sets_of_one_patch_or_no_sets_give_zero_pairs_not_nan() -> None:
         result = ranking_agreement(means)
         assert result["pairs"] == 0.0 and result["violated"] == 0.0 and result["hinge_per_set"] == 0.0
         assert result["sets"] == float(means.shape[0])
+
+
+def test_check_ranked_reads_the_train_split_else_the_first_by_name(blob_data: dict[str, Path]) -> None:
+    from rankset.io import load_dataset_dict
+
+    ranked = load_dataset_dict(str(blob_data["ranked"]))["train"]
+    few = ranked.select(range(2))
+    device = torch.device("cpu")
+    assert check_ranked(Brightness(), {"train": ranked, "zzz": few}, 32, device, max_sets=100)["sets"] == 12
+    assert check_ranked(Brightness(), {"b": ranked, "a": few}, 32, device, max_sets=100)["sets"] == 2
+
+
+def test_an_adjacent_violation_is_an_inner_patch_fuller_than_the_one_just_around_it() -> None:
+    means = torch.tensor([[3.0, 2.0, 1.0], [3.0, 1.0, 2.0]])  # right; one adjacent pair wrong (1 < 2)
+    result = ranking_agreement(means)
+    assert result["adjacent_violated"] == pytest.approx(1 / 4)
+    assert result["violated"] == pytest.approx(1 / 6) and result["hinge_per_set"] == pytest.approx(1 / 2)

@@ -244,3 +244,60 @@ def test_a_round_that_keeps_no_pseudo_label_stops_the_chain_naming_the_table(
     (tmp_path / "best.pt").write_bytes(b"")
     with pytest.raises(DataError, match=r"round 0 kept no pseudo-label of 2 pictures .*pseudo_labels.csv"):
         make_pseudo_labels(config, tmp_path, config, 0, 2, False)
+
+
+def fake_chain(monkeypatch: pytest.MonkeyPatch, kept: list[str]) -> dict[str, list[Any]]:
+    """Replace training, pseudo-labeling and export by recorders, so a whole chain runs in milliseconds."""
+    from types import SimpleNamespace
+
+    calls: dict[str, list[Any]] = {"fit": [], "export": []}
+
+    def fit(config: Any, folder: Path, resume: bool = False, show_progress: bool = True) -> Any:
+        calls["fit"].append(config)
+        folder.mkdir(parents=True)
+        (folder / "best.pt").write_bytes(b"")
+        steps = config.schedule.steps
+        return SimpleNamespace(steps=steps, resumed_from=0, best_val_mae=1.0, test={}, seconds=0.0, notes=[])
+
+    def export_model(config: Any) -> dict[str, Any]:
+        calls["export"].append(config)
+        config.out.write_bytes(b"")
+        return {}
+
+    monkeypatch.setattr("train.loop.fit", fit)
+    monkeypatch.setattr("train.export.export_model", export_model)
+    calls["pseudo"] = fake_pseudo_label(monkeypatch, kept)
+    return calls
+
+
+@pytest.mark.parametrize("init", ["previous", "scratch"])
+def test_each_round_trains_on_the_previous_rounds_labels_and_starts_from_its_exported_best(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, init: str
+) -> None:
+    pictures = real_pictures(tmp_path / "real", 4)
+    table = chain_table(blob_data, pictures, count=3, keep_fraction=[0.25, 0.75], init=init)
+    table["seed"] = 5
+    calls = fake_chain(monkeypatch, ["kept", "dropped", "kept", "kept"])
+    out = tmp_path / "chain"
+    result = fit_rounds(config_from_dict(table), out, show_progress=False)
+    labeled = str(blob_data["labeled"])
+    assert [c.data.labeled for c in calls["fit"]] == [
+        [labeled],
+        [labeled, str(out / "round-0" / "pseudo-labels")],
+        [labeled, str(out / "round-1" / "pseudo-labels")],  # the previous round's labels only, not every round's
+    ]
+    if init == "previous":
+        expected = ["none", str(out / "round-0" / "model.pt"), str(out / "round-1" / "model.pt")]
+        assert [(e.checkpoint, e.out) for e in calls["export"]] == [
+            (out / f"round-{i}" / "best.pt", out / f"round-{i}" / "model.pt") for i in (0, 1)
+        ]
+    else:
+        expected = ["none"] * 3
+        assert calls["export"] == [] and not list(out.glob("round-*/model.pt"))
+    assert [c.model.pretrained for c in calls["fit"]] == expected
+    assert [(p.checkpoint, p.out, p.keep_fraction, p.seed) for p in calls["pseudo"]] == [
+        (out / f"round-{i}" / "best.pt", out / f"round-{i}" / "pseudo-labels", fraction, 5)
+        for i, fraction in ((0, 0.25), (1, 0.75))
+    ]  # every round but the last labels the pictures with its own best.pt and its own fraction
+    assert [row["pseudo_labels_in"] for row in result.rows] == [0, 3, 3]
+    assert [row["pseudo_labels_kept"] for row in result.rows] == [3, 3, ""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +50,32 @@ def test_a_resumed_run_draws_the_upside_down_batches_the_uninterrupted_run_would
     pixels, flipped, _ = next(resumed)
     assert torch.equal(pixels, batches[2][0]) and torch.equal(flipped, batches[2][1])
     assert upside_down_iterator(config, 4, pin_memory=False) is None  # no step left
+
+
+def test_crops_are_mirrored_and_flipped_each_with_probability_one_half(tmp_path: Path) -> None:
+    from PIL import Image
+
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    pixels[:16, :16] = 255  # only the top-left quadrant is bright
+    Image.fromarray(pixels).save(tmp_path / "corner.png")
+    crops = UpsideDownCrops(list_unlabeled([str(tmp_path / "corner.png")]), input_size=8, crop=(32, 32), seed=0)
+    seen = []
+    for draw in range(200):
+        patch, flipped, _ = crops[(0, draw)]
+        bright_top = bool(patch[:, :4].float().mean() > patch[:, 4:].float().mean())
+        bright_left = bool(patch[:, :, :4].float().mean() > patch[:, :, 4:].float().mean())
+        assert bright_top != bool(flipped)
+        seen.append((bright_left, bool(flipped)))
+    mirrored = sum(not left for left, _ in seen) / len(seen)
+    flipped_share = sum(f for _, f in seen) / len(seen)
+    assert 0.35 < mirrored < 0.65 and 0.35 < flipped_share < 0.65
+    assert len(set(seen)) == 4  # mirroring and flipping are drawn independently
+
+
+def test_a_crop_depends_on_the_draw_not_on_the_picture_row(tmp_path: Path) -> None:
+    real = write_pictures(tmp_path / "real", 1)
+    (real / "real1.jpg").write_bytes((real / "real0.jpg").read_bytes())  # the same picture at two rows
+    crops = UpsideDownCrops(list_unlabeled([str(real)]), input_size=16, crop=(24, 40), seed=0)
+    for draw in range(4):
+        first, second = crops[(0, draw)], crops[(1, draw)]
+        assert torch.equal(first[0], second[0]) and first[1] == second[1]
