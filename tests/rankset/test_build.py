@@ -55,6 +55,7 @@ def test_folder_build_writes_the_ranked_schema_and_card(folder: Path, tmp_path: 
     ds = dsd["train"]
     assert tuple(ds.column_names) == RANKED_FIELDS
     assert len(ds) == 8 and summary.used == 4 and summary.sets == {"train": 8}
+    assert summary.licenses == {"unknown": 8}  # the card's licence table counts sets
     row = ds[0]
     assert row["set_id"] == "img0-0" and row["source_id"] == "img0"
     assert len(row["images"]) == 4 and all(im.size == (32, 32) for im in row["images"])
@@ -65,6 +66,7 @@ def test_folder_build_writes_the_ranked_schema_and_card(folder: Path, tmp_path: 
     assert (info["k"], info["s"], info["r"], info["size"], info["seed"]) == (4, 0.5, 4, 32, 3)
     card = (tmp_path / "ds" / "README.md").read_text()
     assert "| k (patches per set) | 4 |" in card and "| seed | 3 |" in card and "| train | 8 |" in card
+    assert "| unknown | 8 |" in card
     assert row["source_url"].startswith("file://")
 
 
@@ -304,11 +306,12 @@ def test_out_that_is_or_holds_the_input_or_other_files_is_refused_before_any_wor
 def test_preview_draws_sets_to_a_png(folder: Path, tmp_path: Path) -> None:
     from rankset.preview import render_preview
 
-    build(folder, tmp_path / "ds")
+    build(folder, tmp_path / "ds", k=3)
     before = sorted((tmp_path / "ds").rglob("*"))
     out = render_preview(str(tmp_path / "ds"), tmp_path / "p.png", n=2)
     with Image.open(out) as img:
-        assert img.format == "PNG" and img.width > img.height
+        # one row per set, k + 1 panels each (source and k patches): (2.2 * 4 + 1.2) x (2.4 * 2) inches at 90 dpi
+        assert img.format == "PNG" and img.size == (900, 432)
     assert sorted((tmp_path / "ds").rglob("*")) == before  # reading never writes cache files into the dataset
 
 
@@ -382,3 +385,79 @@ def test_cli_build_on_a_pool_with_a_damaged_index_part_fails_naming_it(folder: P
     result = CliRunner().invoke(app, ["build", str(tmp_path / "pool"), "--out", str(tmp_path / "ds")])
     assert result.exit_code == 1 and "part-zz-damaged.parquet" in result.output
     assert not (tmp_path / "ds").exists()
+
+
+def test_patches_are_stored_largest_first_and_anchored_at_the_common_centre(folder: Path, tmp_path: Path) -> None:
+    """All patches share a centre, so only their spread of colour tells patch 0 (largest) from patch k-1."""
+    _, dsd = build(folder, tmp_path / "ds", k=3, s=0.6, size=40, sets_per_image=2)
+    for row in dsd["train"].cast_column("images", datasets.List(datasets.Image(decode=False))):
+        w, _ = row["source_size"]
+        spreads = []
+        for image, (x0, y0, x1, y1) in zip(row["images"], row["boxes"], strict=True):
+            assert row["anchor"] == pytest.approx([(x0 + x1) / 2, (y0 + y1) / 2], abs=1e-3)
+            red = patch_array(image)[..., 0]
+            assert red.shape == (40, 40)  # every patch resized to --size
+            spreads.append(red[:, -4:].mean() - red[:, :4].mean())  # right edge minus left edge
+            # R = 255 x / (w - 1): the centres of the 4-column edge bands lie 36/40 of the side apart
+            assert spreads[-1] == pytest.approx(255 * (x1 - x0) * 36 / 40 / (w - 1), abs=6)
+        assert spreads[0] > spreads[1] > spreads[2]
+
+
+def test_the_sets_of_one_picture_are_drawn_independently(folder: Path, tmp_path: Path) -> None:
+    _, dsd = build(folder, tmp_path / "ds", k=2, sets_per_image=3)
+    for source_id in ("img0", "img1", "img2", "img3"):
+        anchors = [
+            tuple(a) for a, s in zip(dsd["train"]["anchor"], dsd["train"]["source_id"], strict=True) if s == source_id
+        ]
+        assert len(anchors) == 3 and len(set(anchors)) == 3
+
+
+def test_rebuilding_into_the_same_out_replaces_the_dataset_without_doubling_it(folder: Path, tmp_path: Path) -> None:
+    build(folder, tmp_path / "ds", seed=1)
+    _, dsd = build(folder, tmp_path / "ds", seed=2)
+    assert dsd["train"].num_rows == 4 and sorted(dsd["train"]["set_id"]) == [f"img{i}-0" for i in range(4)]
+    assert decode_build_info(dsd["train"].info.description)["seed"] == 2
+
+
+def test_an_out_that_holds_the_input_is_refused_before_the_input_is_read(
+    folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import rankset.build as build_module
+
+    def never(*args):
+        raise AssertionError("the input was read before --out was checked")
+
+    monkeypatch.setattr(build_module, "list_sources", never)  # a pool's index or a dataset can be large
+    monkeypatch.setattr(build_module, "cut_sets", never)
+    with pytest.raises(InputError, match="is or holds the input"):
+        build(folder, tmp_path)
+
+
+def test_preview_frames_patch_zero_when_the_source_is_gone_and_the_source_when_it_is_at_hand(tmp_path: Path) -> None:
+    from rankset.preview import frame_boxes
+
+    buf = io.BytesIO()
+    gradient(32, 32).save(buf, "JPEG")
+    source = save(gradient(100, 90), tmp_path / "src.png")
+    row = {
+        "boxes": [[10.0, 20.0, 70.0, 80.0], [25.0, 35.0, 55.0, 65.0]],
+        "images": [{"bytes": buf.getvalue(), "path": None}],
+        "source_size": [100, 90],
+        "source_url": source.as_uri(),
+    }
+    frame, boxes, real = frame_boxes(row)
+    assert real and frame.size == (100, 90) and boxes == [tuple(b) for b in row["boxes"]]
+    (tmp_path / "junk.png").write_bytes(b"not a picture any more")
+    gone = ({"source_url": None}, {"source_size": [200, 180]}, {"source_url": (tmp_path / "junk.png").as_uri()})
+    for changed in gone:  # no file, a file of another size, or one that no longer decodes
+        frame, boxes, real = frame_boxes({**row, **changed})
+        # patch 0 (60 source px drawn as 32) stands in: its own box fills it, the next is 15..45 px into it
+        assert not real and frame.size == (32, 32)
+        assert boxes == [pytest.approx((0, 0, 32, 32)), pytest.approx((8, 8, 24, 24))]
+
+
+def test_preview_of_no_sets_is_refused_naming_the_flag(tmp_path: Path) -> None:
+    from rankset.preview import render_preview
+
+    with pytest.raises(ConfigError, match="--n 0"):
+        render_preview(str(tmp_path / "ds"), tmp_path / "p.png", n=0)

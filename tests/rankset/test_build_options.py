@@ -237,3 +237,58 @@ def test_pool_pictures_are_cut_in_id_order_whatever_order_they_were_harvested_in
         pool.append_rows([row])
     _, ds = build(tmp_path / "pool", tmp_path / "ds")
     assert ds["source_id"] == sorted(row["id"] for row in rows)
+
+
+def test_the_reduced_decode_is_planned_on_the_smallest_patch_not_the_largest(tmp_path: Path) -> None:
+    """1600x1600, r=8, k=5, s=0.5: patch 0 is >= 1400 px, patch 4 only ~90 px, under 2x --size 64: full decode."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    noise(1600, 1600).save(pics / "big.jpg", quality=75)
+    summary, ds = build(pics, tmp_path / "ds", k=5, s=0.5, size=64)
+    sides = [box[2] - box[0] for box in ds[0]["boxes"]]
+    assert sides[0] >= 1400 and sides[-1] < 128
+    assert summary.reduced_decodes == 0
+
+
+def test_config_defaults_are_the_papers() -> None:
+    cfg = BuildConfig("in", "out")
+    assert (cfg.k, cfg.s, cfg.r, cfg.size, cfg.sets_per_image, cfg.seed) == (5, 0.75, 8.0, 224, 1, 0)
+    assert cfg.params() == {
+        "kind": "ranked-sets",
+        "k": 5,
+        "s": 0.75,
+        "r": 8.0,
+        "size": 224,
+        "sets_per_image": 1,
+        "seed": 0,
+        "val_fraction": 0.0,
+        "quality": 90,
+    }
+
+
+def test_pictures_are_cut_once_each_in_input_order_across_chunks(monkeypatch) -> None:
+    """Results come back chunk by chunk; a chunk must neither be lost nor sent twice."""
+    import rankset.build as build_module
+
+    calls: list[str] = []
+
+    def fake_task(args):
+        calls.append(args[0])
+        return args[0], [], None, 1
+
+    monkeypatch.setattr(build_module, "_cut_sets_task", fake_task)
+    cfg = BuildConfig("in", "out")
+    names = [f"p{i}" for i in range(5)]
+    out = [r[0] for r in build_module._map_in_chunks(None, names, cfg, chunk=2)]  # type: ignore[arg-type]
+    assert out == names and calls == names
+
+
+def test_a_picture_whose_smallest_patch_would_be_under_two_pixels_is_skipped_saying_why(tmp_path: Path) -> None:
+    """k=5, s=0.5, r=8: patch 4 is 1/16 of patch 0, about 1.1-1.25 px in 20x20 (skipped), 2.2-2.5 px in 40x40."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    noise(20, 20).save(pics / "small.png")
+    noise(40, 40).save(pics / "large.png")
+    summary, ds = build(pics, tmp_path / "ds", k=5, s=0.5)
+    assert summary.skipped == [("small", "small: 20x20 is too small for k=5, s=0.5")]
+    assert ds["source_id"] == ["large"] and 2.0 <= ds[0]["boxes"][-1][2] - ds[0]["boxes"][-1][0] < 2.5

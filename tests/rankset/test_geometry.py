@@ -75,3 +75,19 @@ def test_draft_factor_keeps_smallest_patch_at_output_size(smallest: float, size:
     factor = draft_factor(smallest, size)
     assert factor == expected
     assert smallest / factor >= size or factor == 1
+
+
+@pytest.mark.parametrize("anchor", [(0.0, 40.0), (100.0, 40.0), (30.0, 0.0), (30.0, 80.0)])
+def test_an_anchor_on_the_border_is_inside_and_gives_empty_patches(anchor: tuple[float, float]) -> None:
+    """The border is part of the picture: only a point past it is refused (build then skips sides below 2 px)."""
+    ns = boxes_around(anchor, 100, 80, k=3, s=0.5)
+    assert ns.anchor == anchor and ns.sides == (0.0, 0.0, 0.0)
+    assert ns.boxes == ((anchor[0], anchor[1], anchor[0], anchor[1]),) * 3
+
+
+def test_anchors_fill_the_centred_region_in_both_axes() -> None:
+    """r = 4 in 800x400: x uniform in [300, 500], y in [150, 250], edge to edge."""
+    rng = np.random.default_rng(0)
+    xs, ys = np.array([sample_anchor(800, 400, 4.0, rng) for _ in range(2000)]).T
+    assert 300 <= xs.min() < 305 and 495 < xs.max() <= 500
+    assert 150 <= ys.min() < 152.5 and 247.5 < ys.max() <= 250
