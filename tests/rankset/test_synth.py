@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import numpy as np
@@ -163,20 +164,23 @@ def test_depth_png_round_trips_in_metres_times_depth_scale() -> None:
 
 def test_dataset_reloads_with_labeled_features_depth_and_splits(tmp_path) -> None:
     out = tmp_path / "synth"
-    config = SynthConfig(n=4, out=out, seed=3, width=128, height=96, splits=parse_splits("train=0.5,validation=0.5"))
+    config = SynthConfig(n=3, out=out, seed=3, width=128, height=96, splits=parse_splits("train=0.67,validation=0.33"))
     summary = synth_dataset(config)
     dsd = load_dataset_dict(out)
-    assert set(dsd) == {"train", "validation"} and summary.split_sizes == {"train": 2, "validation": 2}
+    # a split of a single scene is written too
+    assert set(dsd) == {"train", "validation"} and summary.split_sizes == {"train": 2, "validation": 1}
     assert dsd["train"].features == labeled_features(("depth",))
-    row = dsd["validation"][1]
-    assert row["image_id"] == "synth_00003" and row["dataset"] == "synth" and row["split"] == "validation"
+    row = dsd["validation"][0]
+    assert row["image_id"] == "synth_00002" and row["dataset"] == "synth" and row["split"] == "validation"
     assert row["count"] == len(row["points"])
     assert row["image"].size == (128, 96)
-    expected = render_row(3, 3, 128, 96, 1000, True)
+    expected = render_row(2, 3, 128, 96, 1000, True)
     assert row["points"] == [[pytest.approx(x), pytest.approx(y)] for x, y in expected["points"]]
     depth = np.asarray(row["depth"])
     assert depth.dtype == np.uint16 and depth.shape == (96, 128) and depth.max() > 0
     assert summary.total_heads == sum(dsd["train"]["count"]) + sum(dsd["validation"]["count"])
+    assert summary.images == 3 and summary.counts == (*dsd["train"]["count"], *dsd["validation"]["count"])
+    assert json.loads((out / "synth.json").read_text())["splits"] == "train=0.67,validation=0.33"
 
 
 def test_unlabeled_writes_jpegs_and_evaluation_only_counts(tmp_path) -> None:
@@ -268,3 +272,87 @@ def test_dataset_scenes_are_drawn_with_the_min_and_max_count_options(tmp_path) -
         expected = render_row(index, 2, 96, 64, 40, True, 20)
         assert row["count"] == expected["count"]
         assert row["points"] == [[pytest.approx(x), pytest.approx(y)] for x, y in expected["points"]]
+
+
+def test_scene_i_is_rendered_from_the_generator_seeded_with_seed_and_i_alone() -> None:
+    """default_rng([seed, i]): not seed + i, under which scene 1 of seed 0 would be scene 0 of seed 1."""
+    row = render_row(1, 0, 96, 64, 1000, False)
+    scene = synthesize_scene(np.random.default_rng([0, 1]), 96, 64)
+    assert row["image"]["bytes"] == scene.jpeg_bytes() and row["count"] == scene.count
+    assert row["image"]["bytes"] != render_row(0, 1, 96, 64, 1000, False)["image"]["bytes"]
+
+
+def test_only_heads_left_visible_are_points_and_the_written_count_is_their_number() -> None:
+    """Scene 1 of seed 0 at 96x64 hides some heads behind nearer people: they are neither points nor counted."""
+    scene = synthesize_scene(np.random.default_rng([0, 1]), 96, 64)
+    assert scene.hidden_heads > 0
+    assert scene.count == len(scene.points) == len(scene.head_px) == len(scene.plan.crowd) - scene.hidden_heads
+    row = render_row(1, 0, 96, 64, 1000, True)
+    assert row["count"] == len(row["points"]) == scene.count
+
+
+@pytest.mark.parametrize(("shown", "counted"), [(54, False), (55, True)])
+def test_a_head_counts_from_a_fifth_of_its_area_on_top(shown: int, counted: bool) -> None:
+    """Radius 10: a fifth of the drawn ellipse (0.86 r by r) is 0.2 * pi * 0.86 * 100 = 54.04 pixels."""
+    ids = np.zeros((40, 40), dtype=np.int32)
+    region = ids[10:30, 10:30].reshape(-1).copy()
+    region[:shown] = 1
+    ids[10:30, 10:30] = region.reshape(20, 20)
+    assert _visible_heads(ids, [Figure(20, 39, 20, 20, 10.0, 40.0)]).tolist() == [counted]
+
+
+def test_layouts_never_place_more_people_than_the_drawn_count() -> None:
+    for i in range(40):
+        plan = sample_plan(np.random.default_rng([6, i]), 96, 64)
+        assert len(plan.crowd) <= plan.target_count
+
+
+def test_count_sampler_reaches_max_count() -> None:
+    counts = [sample_count(np.random.default_rng([4, i]), 2) for i in range(60)]
+    assert max(counts) == 2 and 1 in counts
+
+
+def test_unlabeled_counts_csv_names_each_picture_and_both_modes_record_their_settings(tmp_path) -> None:
+    out = tmp_path / "pictures"
+    synth_unlabeled(SynthConfig(n=2, out=out, seed=1, width=64, height=64, unlabeled=True))
+    table = pd.read_csv(out / "counts.csv", comment="#")
+    assert table["file"].tolist() == ["synth_00000.jpg", "synth_00001.jpg"]
+    assert all((out / name).is_file() for name in table["file"])
+    record = json.loads((out / "synth.json").read_text())
+    assert (record["n"], record["seed"], record["unlabeled"], record["width"]) == (2, 1, True, 64)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "refused_flag"),
+    [
+        ({"width": 64, "height": 64}, None),
+        ({"width": 64, "height": 63}, "--size"),
+        ({"width": 8192, "height": 8192}, None),
+        ({"width": 512, "height": 8193}, "--size"),
+        ({"seed": 0}, None),
+        ({"seed": -1}, "--seed"),
+        ({"splits": (("train", 1.2), ("test", -0.2))}, "--splits"),  # sums to 1, but a fraction is negative
+        ({"max_count": 10, "min_count": 10}, None),
+        ({"max_count": 10, "min_count": 11}, "--min-count"),
+    ],
+)
+def test_config_edges_are_accepted_and_one_step_past_them_refused(tmp_path, kwargs: dict, refused_flag) -> None:
+    values = {"n": 1, "out": tmp_path, **kwargs}
+    if refused_flag is None:
+        config = SynthConfig(**values)
+        assert all(getattr(config, key) == value for key, value in kwargs.items())
+    else:
+        with pytest.raises(ConfigError, match=refused_flag):
+            SynthConfig(**values)
+
+
+def test_nearer_people_are_painted_over_farther_ones() -> None:
+    """Drawn far to near, the pixel under a counted head shows that person or someone nearer, never someone behind."""
+    scene = synthesize_scene(np.random.default_rng([1, 0]), 96, 64)  # a dense scene: most heads hidden, >100 not
+    crowd = scene.plan.crowd
+    _, _, body_depth = project(scene.plan.camera, crowd.x, np.full_like(crowd.x, 0.9), crowd.z)
+    heads = np.stack([crowd.head_u, crowd.head_v], 1).astype(np.float32).tolist()
+    person = {(u, v): i for i, (u, v) in enumerate(heads)}
+    assert scene.count > 100
+    for u, v in scene.points.tolist():
+        assert scene.depth[int(v), int(u)] <= body_depth[person[(u, v)]] + 1e-3
