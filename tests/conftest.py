@@ -47,11 +47,18 @@ def _loopback_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
     return _getaddrinfo(host, *args, **kwargs)
 
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
 @pytest.fixture(autouse=True)
 def no_outside_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests talk to 127.0.0.1 only: any other host name fails to resolve, as it would offline, so a test that
-    would reach the internet on a connected machine fails the same way everywhere."""
+    would reach the internet on a connected machine fails the same way everywhere. Proxy variables are cleared, so a
+    machine's proxy neither carries a request nor skips a reachability check; a test sets them where it needs them."""
     monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 @pytest.fixture

@@ -340,16 +340,9 @@ def test_a_hostile_wildcard_pattern_is_matched_in_linear_steps() -> None:
     assert time.monotonic() - started < 2.0
 
 
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-
-
-def test_unreachable_is_none_for_a_listening_port_and_names_why_otherwise(web, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_is_none_for_a_listening_port_and_names_why_otherwise(web) -> None:
     import socket
 
-    _no_proxies(monkeypatch)
     assert unreachable(web.url("/")) is None
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
@@ -365,7 +358,6 @@ def test_unreachable_bounds_a_lookup_that_hangs(monkeypatch: pytest.MonkeyPatch)
     import socket
     import threading
 
-    _no_proxies(monkeypatch)
     release = threading.Event()
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: release.wait(5) and [])
     try:
@@ -383,7 +375,6 @@ def test_unreachable_bounds_a_lookup_that_hangs(monkeypatch: pytest.MonkeyPatch)
 def test_unreachable_leaves_a_proxied_scheme_to_the_client_unless_the_host_bypasses_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _no_proxies(monkeypatch)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     assert unreachable("https://huggingface.co") is None  # only the proxy knows
     assert unreachable("http://huggingface.co") is not None  # no proxy for http

@@ -345,8 +345,6 @@ def test_offline_push_fails_before_any_work_saying_dry_run_needs_no_network(
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # offline without saying so
-    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
     with pytest.raises(
         PublishError,
         match=r"cannot reach the Hugging Face Hub at https://huggingface.co: cannot "
