@@ -65,7 +65,7 @@ def repo_url(repo_id: str, repo_type: str) -> str:
     return f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
 
 
-def hub_token(error: type[Exception]) -> str:
+def upload_token(error: type[Exception]) -> str:
     """The Hub token from ``HF_TOKEN`` or the stored login; raises ``error`` at once, before any work, without one or
     when the Hub cannot be reached (an upload offline would fail only after the folder is staged)."""
     from huggingface_hub import constants, get_token
@@ -119,7 +119,7 @@ def commit_folder(
     except Exception as e:  # the Hub client raises HTTP, offline and OS errors alike; all mean "not uploaded"
         raise error(
             f"upload to {repo_url(repo_id, repo_type)} (revision {revision}) failed: "
-            f"{type(e).__name__}: {str(e).rstrip('.')}. Check your network, that HF_TOKEN can write to "
-            f"{repo_id}, and that HF_HUB_OFFLINE is unset; --dry-run OUT writes the files without uploading"
+            f"{type(e).__name__}: {str(e).rstrip('.')}. Check your network and that HF_TOKEN can write to "
+            f"{repo_id}; --dry-run OUT writes the files without uploading"
         ) from e
     return str(getattr(commit, "commit_url", None) or repo_url(repo_id, repo_type))

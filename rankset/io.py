@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -219,10 +219,8 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
         from rankset.hub import hub_offline, hub_unreachable
 
         offline = hub_unreachable()
-        try:
-            if offline is None:
-                return datasets.load_dataset(name)
-            with hub_offline():  # a copy loaded here before, without the client's retries first
+        try:  # offline: a copy loaded here before, without the client's retries first
+            with hub_offline() if offline is not None else nullcontext():
                 return datasets.load_dataset(name)
         except Exception as e:  # the Hub client raises many types; all mean "could not get it"
             why = (

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rankset.errors import ConfigError, InputError, PublishError
-from rankset.hub import LICENSE_ID, check_push_target, commit_folder, hub_token
+from rankset.hub import LICENSE_ID, check_push_target, commit_folder, upload_token
 from rankset.licenses import LicensePolicy, license_id
 from rankset.progress import progress_bar
 
@@ -100,7 +100,7 @@ def publish_dataset(cfg: PublishConfig, progress: bool = True) -> PublishSummary
     from rankset.io import load_dataset_dict
     from rankset.schema import dataset_kind, decode_build_info
 
-    token = None if cfg.dry_run is not None else hub_token(PublishError)
+    token = None if cfg.dry_run is not None else upload_token(PublishError)
     dsd = load_dataset_dict(cfg.dataset)
     first = next(iter(dsd.values()), None)
     if first is None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rankset.hub import LICENSE_ID, check_push_target, commit_folder, hub_token
+from rankset.hub import LICENSE_ID, check_push_target, commit_folder, upload_token
 from train.errors import ConfigError, HubError, ModelError
 
 WEIGHTS, CONFIG, METADATA, CARD = "model.safetensors", "config.toml", "crowdrank.json", "README.md"
@@ -68,7 +68,7 @@ class PushSummary:
 
 def push_model(config: PushConfig) -> PushSummary:
     """Publish ``config.checkpoint``'s density model to ``config.repo_id`` (or write the folder to ``dry_run``)."""
-    token = None if config.dry_run is not None else hub_token(HubError)
+    token = None if config.dry_run is not None else upload_token(HubError)
     summary = PushSummary(repo_id=config.repo_id)
     parent = Path(config.dry_run).parent if config.dry_run is not None else None
     if parent is not None:
