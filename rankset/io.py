@@ -197,7 +197,7 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
 
         try:
             with quiet_datasets():
-                loaded = datasets.load_dataset(str(path))
+                loaded = datasets.load_dataset("parquet", data_files=snapshot_data_files(path))
         except Exception as e:  # a broken shard or card: say which folder, not a deep datasets traceback
             raise InputError(f"cannot read the Parquet dataset folder {path}: {e}") from e
         build_info = card_build_info(path / "README.md")
@@ -235,6 +235,19 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
     if path.exists():
         raise InputError(f"{path} is not a dataset folder (no dataset_dict.json); pass a folder written by rankset")
     raise InputError(missing_path_message(path))
+
+
+def snapshot_data_files(path: Path) -> dict[str, list[str]]:
+    """Each split's Parquet files in a snapshot folder, as absolute paths, by the card's `configs` or file names.
+
+    ``load_dataset(folder)`` caches a card's `configs` under the folder's *name* and the relative patterns only, so
+    two snapshots called ``upload`` (or one rewritten in place) would load the first one's cached rows. Loading the
+    resolved files with the ``parquet`` builder keys the cache on their absolute paths and modification times.
+    """
+    import datasets
+
+    builder = datasets.load_dataset_builder(str(path))
+    return {str(split): [str(f) for f in files] for split, files in (builder.config.data_files or {}).items()}
 
 
 def missing_path_message(path: Path) -> str:

@@ -158,3 +158,21 @@ def test_labeled_features_refuse_an_unknown_optional_field() -> None:
 def test_build_info_that_is_not_a_json_object_decodes_to_nothing() -> None:
     assert decode_build_info(encode_build_info({"k": 5, "s": 0.75})) == {"k": 5, "s": 0.75}
     assert decode_build_info("[1, 2]") == {} and decode_build_info("not json") == {} and decode_build_info(None) == {}
+
+
+def write_snapshot(folder: Path, values: list[int]) -> Path:
+    """A Hub-layout folder, as `rankset push --dry-run` writes it: data/ shards and a card naming them in `configs`."""
+    (folder / "data").mkdir(parents=True)
+    shard = folder / "data" / "train-00000-of-00001.parquet"
+    datasets.Dataset.from_list(rows(*values), features=FEATURES).to_parquet(shard)
+    card = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n"
+    (folder / "README.md").write_text(card)
+    return folder
+
+
+def test_two_snapshot_folders_of_one_name_each_load_their_own_rows(tmp_path: Path) -> None:
+    # load_dataset(folder) caches a card's configs by folder name and relative pattern: b/upload read a/upload's rows
+    first = write_snapshot(tmp_path / "a" / "upload", [1, 2])
+    second = write_snapshot(tmp_path / "b" / "upload", [3, 4, 5])
+    assert load_dataset_dict(first)["train"]["n"] == [1, 2]
+    assert load_dataset_dict(second)["train"]["n"] == [3, 4, 5]
