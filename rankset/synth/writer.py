@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rankset.errors import ConfigError
+from rankset.errors import ConfigError, InputError
 from rankset.synth.render import synthesize_scene
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -262,12 +262,40 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+SCENE_FILE = re.compile(r"synth_(\d{5,})\.jpg")
+
+
+def check_unlabeled_out(out: Path, n: int) -> None:
+    """Refuse an ``--unlabeled --out`` that is a dataset folder, or that holds scenes from an earlier, longer run:
+    they would stay beside the new ones, unlisted in ``counts.csv``, and be read as pictures by later stages."""
+    from rankset.io import is_dataset_folder
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder path for the JPEGs")
+    if is_dataset_folder(out):
+        raise InputError(
+            f"--out {out} is a dataset folder; --unlabeled writes plain JPEGs beside it and would mix the two. "
+            "Choose a new or empty folder"
+        )
+    left = sorted(int(m.group(1)) for p in out.iterdir() if (m := SCENE_FILE.fullmatch(p.name)))
+    left = [index for index in left if index >= n]
+    if left:
+        shown = scene_id(left[0]) + ".jpg" + ("" if len(left) == 1 else f" … {scene_id(left[-1])}.jpg")
+        raise InputError(
+            f"--out {out} already holds {len(left)} scene(s) past --n {n} ({shown}) from an earlier run; counts.csv "
+            f"would not list them. Pass --n {left[-1] + 1} or more, a new folder, or delete those files"
+        )
+
+
 def synth_unlabeled(config: SynthConfig) -> SynthSummary:
     """Render ``config.n`` scenes as ``out/synth_00000.jpg ...``: stand-ins for web photos.
 
     The true counts go to ``out/counts.csv`` for honest evaluation only; its first line says training must not
     read it. Each file is written atomically, so a killed run leaves only whole pictures.
     """
+    check_unlabeled_out(config.out, config.n)
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     counts: list[int] = []

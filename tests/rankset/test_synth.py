@@ -356,3 +356,19 @@ def test_nearer_people_are_painted_over_farther_ones() -> None:
     assert scene.count > 100
     for u, v in scene.points.tolist():
         assert scene.depth[int(v), int(u)] <= body_depth[person[(u, v)]] + 1e-3
+
+
+def test_unlabeled_refuses_a_dataset_folder_and_scenes_left_from_a_longer_run(tmp_path) -> None:
+    labeled = tmp_path / "data"
+    synth_dataset(SynthConfig(n=1, out=labeled, width=64, height=64))
+    record = (labeled / "synth.json").read_bytes()
+    result = CliRunner().invoke(app, ["synth", "--n", "1", "--out", str(labeled), "--size", "64x64", "--unlabeled"])
+    assert result.exit_code == 1 and "is a dataset folder" in result.output and "Traceback" not in result.output
+    assert (labeled / "synth.json").read_bytes() == record and not list(labeled.glob("*.jpg"))
+
+    pictures = tmp_path / "pictures"
+    synth_unlabeled(SynthConfig(n=3, out=pictures, width=64, height=64, unlabeled=True))
+    result = CliRunner().invoke(app, ["synth", "--n", "1", "--out", str(pictures), "--size", "64x64", "--unlabeled"])
+    assert result.exit_code == 1 and "synth_00001.jpg … synth_00002.jpg" in result.output and "--n 3" in result.output
+    assert len(pd.read_csv(pictures / "counts.csv", comment="#")) == 3  # the earlier run's table is left whole
+    synth_unlabeled(SynthConfig(n=3, out=pictures, width=64, height=64, unlabeled=True))  # the same run again is fine
