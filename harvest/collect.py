@@ -185,8 +185,10 @@ class KeywordsConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "terms", tuple(t.strip() for t in self.terms))
-        object.__setattr__(self, "sources", tuple(s.strip() for s in self.sources))
+        # A term or source given twice ("crowd,beach,crowd") is searched once: a second search of the same pair
+        # would spend the engine's quota and the host's rate on answers the first one already gave.
+        object.__setattr__(self, "terms", tuple(dict.fromkeys(t.strip() for t in self.terms)))
+        object.__setattr__(self, "sources", tuple(dict.fromkeys(s.strip() for s in self.sources)))
         if not self.terms or not all(self.terms):
             raise ConfigError(f"--terms needs at least one non-empty term, got {list(self.terms)!r}")
         if not self.sources:

@@ -391,3 +391,15 @@ def test_the_searches_of_a_run_keep_host_rate_between_requests_to_one_engine(web
     harvest_keywords(keywords_config(tmp_path / "pool", endpoint, ("a", "b", "c"), host_rate=5.0))
     gaps = [later - earlier for earlier, later in zip(asked, asked[1:], strict=False)]
     assert len(asked) == 3 and min(gaps) >= 0.18  # 1/5 s, less clock slack
+
+
+def test_a_term_or_source_given_twice_is_searched_once(web, images, tmp_path) -> None:
+    endpoint = serve_search(web, {"a": [images["0"]], "b": [images["1"]]})
+    config = KeywordsConfig(
+        out=tmp_path / "pool", terms=("a", " b", "a", "b "), sources=("loopback-test", "loopback-test"), per_term=10,
+        endpoints={"loopback-test": endpoint}, fetch=fetch_config(),
+    )  # fmt: skip
+    assert (config.terms, config.sources) == (("a", "b"), ("loopback-test",))
+    summary = harvest_keywords(config)
+    assert web.hits("/search") == 2
+    assert (summary.rows, summary.repeats) == (2, 0)
