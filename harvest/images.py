@@ -73,6 +73,8 @@ def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int
     ``min_side``, measured after EXIF orientation). Width and height are reported after EXIF orientation,
     as later stages see the picture.
     """
+    if not data:  # a zero-byte file or body: say so, not "the bytes start with b''"
+        return ImageCheck("not_image", "not a picture: it is empty (0 bytes)")
     sniffed = sniff_format(data[:16])
     if sniffed is None:
         return ImageCheck("not_image", f"not a picture: the bytes start with {data[:12]!r}")

@@ -91,3 +91,8 @@ def test_a_webp_shorter_than_its_riff_header_says_is_truncated_and_one_with_extr
         assert check.status == "truncated" and f"{cut} of the {len(data)} bytes" in check.error, cut
     assert check_image(data + b"trailing junk").ok
     assert check_image(b"RIFF\x04\x00\x00\x00WEBPVP8 ").status == "not_image"  # complete as declared, not a picture
+
+
+def test_an_empty_file_is_not_a_picture_and_the_error_says_it_is_empty() -> None:
+    check = check_image(b"")
+    assert (check.status, check.error) == ("not_image", "not a picture: it is empty (0 bytes)")
