@@ -99,6 +99,34 @@ def check_weights_available(model: str, pretrained: str) -> None:
         )
 
 
+def describe_load_error(error: Exception, model: str) -> str:
+    """What went wrong loading weights, in one short line.
+
+    torch's own messages do not fit an error line: a file that is no checkpoint (a picture, a half download) gives
+    a paragraph suggesting ``weights_only=False``, unsafe for a file of unknown origin, and a state dict of another
+    model lists every one of its hundreds of keys.
+    """
+    import pickle
+
+    if isinstance(error, pickle.UnpicklingError):
+        return "the file is not a PyTorch checkpoint (torch.load cannot read weights from it)"
+    text = str(error).strip()
+    if "Error(s) in loading state_dict" in text:
+        counts = {"missing": 0, "unexpected": 0, "of another shape": 0}
+        for line in text.splitlines()[1:]:
+            line = line.strip()
+            if line.startswith("Missing key(s)"):
+                counts["missing"] = line.count('"') // 2
+            elif line.startswith("Unexpected key(s)"):
+                counts["unexpected"] = line.count('"') // 2
+            elif line.startswith("size mismatch for"):
+                counts["of another shape"] += 1
+        found = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+        return f"its weights are not those of {model} ({found or 'they differ'})"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first[:300]}"
+
+
 def load_clip(model: str, pretrained: str | None, checkpoint: str | Path | None, device: str = "auto") -> ClipBundle:
     """Load an open_clip model with its weights; bad names fail with the known ones, missing weights at once."""
     import open_clip
@@ -117,7 +145,7 @@ def load_clip(model: str, pretrained: str | None, checkpoint: str | Path | None,
         clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=torch_device)
     except Exception as e:  # open_clip signals a bad file or a mismatched state dict with many types, asserts too
         raise ModelUnavailableError(
-            f"cannot load weights {weights!r} into {model}: {type(e).__name__}: {e}. Pass the --model the "
+            f"cannot load weights {weights!r} into {model}: {describe_load_error(e, model)}. Pass the --model the "
             f"checkpoint was trained as, or another --checkpoint"
         ) from e
     clip.eval()

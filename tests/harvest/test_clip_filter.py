@@ -159,8 +159,20 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> 
     import torch
 
     torch.save({"state_dict": {"visual.proj": torch.zeros(3, 3)}}, tmp_path / "other.pt")
-    with pytest.raises(ModelUnavailableError, match="other.pt"):
+    with pytest.raises(ModelUnavailableError, match="other.pt") as info:
         load_clip(TINY, None, tmp_path / "other.pt", device="cpu")
+    message = str(info.value)  # counted, not torch's list of every key of the model
+    assert f"its weights are not those of {TINY} (" in message and "missing" in message
+    assert "positional_embedding" not in message and len(message) < 400
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_in_one_line_without_torchs_unsafe_advice(tmp_path: Path) -> None:
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))  # a picture passed as --checkpoint
+    with pytest.raises(ModelUnavailableError, match="photo.jpg") as info:
+        load_clip(TINY, None, tmp_path / "photo.jpg", device="cpu")
+    message = str(info.value)
+    assert "is not a PyTorch checkpoint" in message and "--checkpoint" in message
+    assert "weights_only" not in message and "\n" not in message
 
 
 @pytest.mark.parametrize(
