@@ -30,9 +30,9 @@ def command_errors(command: str) -> Iterator[None]:
         raise typer.Exit(1) from e
 
 
-RETRY_FAILED_HELP = (
+RETRY_FAILED_HELP = (  # the statuses of harvest.writer.TRANSIENT_STATUSES, not imported here to keep --help instant
     "Fetch again URLs whose every earlier try failed in a way that may pass: timeout, connection error, "
-    "truncated body, HTTP 408, 429 or 5xx."
+    "TLS error (certificates get renewed), truncated body, HTTP 408, 429, 500, 502, 503 or 504."
 )
 
 app = typer.Typer(

@@ -403,3 +403,12 @@ def test_a_term_or_source_given_twice_is_searched_once(web, images, tmp_path) ->
     summary = harvest_keywords(config)
     assert web.hits("/search") == 2
     assert (summary.rows, summary.repeats) == (2, 0)
+
+
+def test_retry_failed_help_names_every_status_that_retry_failed_fetches_again() -> None:
+    from harvest.cli import RETRY_FAILED_HELP
+    from harvest.writer import TRANSIENT_STATUSES
+
+    for status in TRANSIENT_STATUSES:  # tls_error -> "tls", http_503 -> "503", connection_error -> "connection"
+        word = status.removeprefix("http_").removesuffix("_error").split("_")[0]
+        assert word in RETRY_FAILED_HELP.lower(), status
