@@ -142,9 +142,28 @@ class Pool:
     @property
     def meta(self) -> dict[str, Any]:
         try:
-            return json.loads(self.meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            data = self.meta_path.read_bytes()
+        except OSError as e:
             raise PoolError(f"cannot read {self.meta_path}: {e}") from e
+        try:
+            meta = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise PoolError(f"{self.meta_path} is damaged: it is not valid JSON ({e}); {self._meta_repair()}") from e
+        if not isinstance(meta, dict):
+            raise PoolError(
+                f"{self.meta_path} is damaged: it holds a JSON {type(meta).__name__}, not an object; "
+                f"{self._meta_repair()}"
+            )
+        return meta
+
+    def _meta_repair(self) -> str:
+        """How to mend a damaged pool.json: the index and the images do not depend on it."""
+        fresh = json.dumps({"format": POOL_FORMAT, "version": POOL_FORMAT_VERSION, "commands": []})
+        return (
+            f"restore it from a backup, or write {fresh} into it and run `harvest dedup {self.root}` (and `harvest "
+            "filter`, if it had run) again: the index and every stored image are intact, only the log of the "
+            "commands run on the pool is lost"
+        )
 
     def log_command(self, argv: list[str] | None = None, **details: Any) -> None:
         """Record a command run on the pool in pool.json (argv, version, time)."""

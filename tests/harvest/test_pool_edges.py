@@ -129,6 +129,17 @@ def test_a_pool_of_another_format_version_is_refused_naming_both_versions(tmp_pa
         Pool.open(pool.root)
 
 
+@pytest.mark.parametrize("damage", [b"[]", b'"pool"', b"", b"{bad", b"\xff\xfe\x00"])
+def test_a_damaged_pool_json_is_named_with_its_repair_and_the_repair_works(tmp_path: Path, damage: bytes) -> None:
+    pool = pool_of(tmp_path, ["http://x/a.jpg"])
+    pool.meta_path.write_bytes(damage)
+    with pytest.raises(PoolError, match="pool.json is damaged") as caught:
+        Pool.open(pool.root)  # not an AttributeError or a UnicodeDecodeError with a traceback
+    repair = str(caught.value).split("write ", 1)[1].split(" into it", 1)[0]
+    pool.meta_path.write_text(repair)
+    assert urls_of(pool) == ["http://x/a.jpg"]
+
+
 def test_a_folder_whose_images_subfolder_holds_files_is_not_taken_for_a_half_made_pool(tmp_path: Path) -> None:
     (tmp_path / "mine" / "images").mkdir(parents=True)
     (tmp_path / "mine" / "images" / "holiday.jpg").write_bytes(b"x")
