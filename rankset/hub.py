@@ -25,7 +25,12 @@ def check_push_target(repo_id: str, revision: str, dry_run: Path | None, error: 
     if not revision.strip() or any(c.isspace() for c in revision):
         raise error(f"--revision {revision!r} is not a branch name; use e.g. main or v1")
     if dry_run is not None:
+        from rankset.io import out_folder_problem
+
         out = Path(dry_run)
+        problem = out_folder_problem(out, "--dry-run")
+        if problem is not None:
+            raise error(problem)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise error(f"--dry-run {out} exists and is not an empty folder; choose a new folder")
 

@@ -76,6 +76,9 @@ def check_replaceable(out: Path, inputs: Iterable[str | Path] = ()) -> None:
             raise InputError(
                 f"--out {out} is or holds the input {given}, which writing it would delete; choose another"
             )
+    problem = out_folder_problem(out, "--out")
+    if problem is not None:
+        raise InputError(problem)
     if not out.exists():
         return
     if not out.is_dir():
@@ -89,6 +92,24 @@ def check_replaceable(out: Path, inputs: Iterable[str | Path] = ()) -> None:
             f"--out {out} holds files that are not a dataset ({shown}); writing the dataset there would delete "
             f"them. Choose a new or empty folder, or move those files away"
         )
+
+
+def out_folder_problem(out: Path, flag: str) -> str | None:
+    """Why the folder ``out`` could not be written (one of its folders is a file, or the nearest existing one takes
+    no new entries: read-only, no permission), as a message naming ``flag`` and the fix; None when it can be."""
+    existing = Path(out)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir() and existing != Path(out):
+        return f"{flag} {out}: {existing} is a file, so no folder can be made there; choose another path"
+    base = existing if existing.is_dir() and existing != Path(out) else Path(out).parent
+    if not base.is_dir():
+        return None  # out itself is a file: the caller says so
+    try:  # the staging folder is made beside out; try that once, so a refusal comes before any work
+        os.rmdir(tempfile.mkdtemp(prefix=".rankset-probe-", dir=base))
+    except OSError as e:
+        return f"{flag} {out}: cannot write in {base} ({e.strerror or e}); choose a folder you can write to"
+    return None
 
 
 @contextmanager

@@ -268,8 +268,11 @@ SCENE_FILE = re.compile(r"synth_(\d{5,})\.jpg")
 def check_unlabeled_out(out: Path, n: int) -> None:
     """Refuse an ``--unlabeled --out`` that is a dataset folder, or that holds scenes from an earlier, longer run:
     they would stay beside the new ones, unlisted in ``counts.csv``, and be read as pictures by later stages."""
-    from rankset.io import is_dataset_folder
+    from rankset.io import is_dataset_folder, out_folder_problem
 
+    problem = out_folder_problem(out, "--out")
+    if problem is not None:
+        raise InputError(problem)
     if not out.exists():
         return
     if not out.is_dir():

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pytest
+from PIL import Image
+from typer.testing import CliRunner
 
+from rankset.cli import app
 from rankset.errors import EmptySplitError, InputError, PublishError
 from rankset.io import is_dataset_folder, load_dataset_dict, looks_like_hub_id, write_dataset_dict
 from rankset.schema import decode_build_info, encode_build_info, labeled_features, ranked_features
@@ -176,3 +181,67 @@ def test_two_snapshot_folders_of_one_name_each_load_their_own_rows(tmp_path: Pat
     second = write_snapshot(tmp_path / "b" / "upload", [3, 4, 5])
     assert load_dataset_dict(first)["train"]["n"] == [1, 2]
     assert load_dataset_dict(second)["train"]["n"] == [3, 4, 5]
+
+
+def out_commands(tmp_path: Path, out: str) -> dict[str, list[str]]:
+    """Every rankset command that writes a folder, with that folder at ``out`` and inputs it can read."""
+    points = tmp_path / "points"
+    points.mkdir(exist_ok=True)
+    Image.new("RGB", (64, 48)).save(points / "a.jpg")
+    (points / "a.txt").write_text("1 2\n")
+    row = {"image_id": "a", "image": {"bytes": (points / "a.jpg").read_bytes(), "path": None}, "points": [[1.0, 2.0]]}
+    write_dataset_dict(
+        tmp_path / "labeled", {"train": [{**row, "count": 1, "dataset": "x", "split": "train"}]}, labeled_features()
+    )
+    return {
+        "build": ["build", str(points), "--size", "16", "--out", out],
+        "import": ["import", "points", str(points), "--out", out],
+        "synth": ["synth", "--n", "1", "--size", "64x64", "--out", out],
+        "synth --unlabeled": ["synth", "--n", "1", "--size", "64x64", "--unlabeled", "--out", out],
+        "push --dry-run": [
+            "push",
+            str(tmp_path / "labeled"),
+            "--repo-id",
+            "me/x",
+            "--dataset-license",
+            "mit",
+            "--dry-run",
+            out,
+        ],
+    }
+
+
+def plain(output: str) -> str:
+    """CLI output as one line of words, without the frame rich draws around a usage error."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
+COMMANDS = ("build", "import", "synth", "synth --unlabeled", "push --dry-run")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_out_under_a_file_is_refused_naming_the_file(tmp_path: Path, command: str) -> None:
+    (tmp_path / "notes").write_text("keep")
+    result = CliRunner().invoke(app, out_commands(tmp_path, str(tmp_path / "notes" / "ds"))[command])
+    assert isinstance(result.exception, SystemExit) and result.exit_code != 0  # a message, not a traceback
+    assert "notes is a file, so no folder can be made there" in plain(result.output)
+    assert (tmp_path / "notes").read_text() == "keep"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mkdtemp = tempfile.mkdtemp
+
+    def read_only(suffix: str | None = None, prefix: str | None = None, dir: str | Path | None = None) -> str:
+        if dir is not None and Path(dir) == tmp_path / "locked":  # what a read-only folder answers
+            raise PermissionError(13, "Permission denied")
+        return mkdtemp(suffix, prefix, dir)
+
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    result = CliRunner().invoke(app, out_commands(tmp_path, str(tmp_path / "locked" / "ds"))[command])
+    assert isinstance(result.exception, SystemExit) and result.exit_code != 0
+    assert "Permission denied); choose a folder you can write to" in plain(result.output)
+    assert list((tmp_path / "locked").iterdir()) == []
