@@ -35,6 +35,11 @@ RETRY_FAILED_HELP = (  # the statuses of harvest.writer.TRANSIENT_STATUSES, not 
     "TLS error (certificates get renewed), truncated body, HTTP 408, 429, 500, 502, 503 or 504."
 )
 
+LOCAL_RETRY_FAILED_HELP = (
+    "Read again files whose every earlier row failed (too_small, not_image, truncated, unreadable, ...): a file "
+    "replaced since, or judged under other --min-side/--max-pixels/--max-bytes. The new row replaces the old."
+)
+
 app = typer.Typer(
     name="harvest",
     help="Collect crowd photos into a content-addressed pool: search, fetch, dedup, filter, report.",
@@ -97,6 +102,7 @@ def local(
     min_side: int = typer.Option(224, "--min-side", help="Smallest accepted shorter side, pixels."),
     max_pixels: int = typer.Option(89_478_485, "--max-pixels", help="Decompression-bomb limit, pixels."),
     max_bytes: int = typer.Option(50 * 1024 * 1024, "--max-bytes", help="Largest accepted file, bytes."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help=LOCAL_RETRY_FAILED_HELP),
 ) -> None:
     """Ingest a folder of pictures into the pool (sidecar <file>.json gives license/author/title/source_url)."""
 
@@ -104,7 +110,7 @@ def local(
 
     with command_errors("local"):
         config = LocalConfig(root=folder, out=out, workers=workers, min_side=min_side, max_pixels=max_pixels,
-                             max_bytes=max_bytes)  # fmt: skip
+                             max_bytes=max_bytes, retry_failed=retry_failed)  # fmt: skip
         summary = ingest_local(config)
     _print_summary(summary)
 

@@ -27,7 +27,7 @@ from harvest.images import DEFAULT_MAX_PIXELS, check_image, pixel_limit
 from harvest.pool import Pool, utc_now
 from harvest.schedule import run_unordered
 from harvest.sources.text import normalize_license, strip_html
-from harvest.writer import PoolWriter, Summary, known_found_by, run_progress
+from harvest.writer import PoolWriter, Summary, compact_pool, failed_urls, known_found_by, run_progress
 
 SIDECAR_FIELDS = ("license", "author", "title", "source_url", "license_url")
 
@@ -45,6 +45,7 @@ class LocalConfig:
     flush_rows: int = 256
     flush_seconds: float = 30.0
     show_progress: bool = True
+    retry_failed: bool = False  # read again the files whose rows all failed (replaced since, or other limits now)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
@@ -213,17 +214,22 @@ def ingest_local(config: LocalConfig) -> Summary:
 
 
 def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
-    """One row per picture file whose URI the pool has not seen yet."""
+    """One row per picture file whose URI the pool has not seen yet, or (``retry_failed``) whose rows all failed."""
     summary = Summary("local")
     known = known_found_by(pool)
+    again = failed_urls(pool) if config.retry_failed else set()
+    for url in again:
+        del known[url]  # read once more; the new row replaces the failed one when the pool is compacted
     query = str(config.root)
 
     def new_files(progress: Any) -> Iterator[Path]:
         for path in iter_picture_files(config.root):
             summary.candidates += 1
-            if file_uri(path) in known:
+            uri = file_uri(path)
+            if uri in known:
                 summary.known += 1
                 continue
+            summary.retried += int(uri in again)
             progress.add_total()
             yield path
 
@@ -237,4 +243,5 @@ def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
             writer.add(row)
             summary.add("local", row["status"], row["bytes"] if row.get("id") else None)
             progress.advance()
+    compact_pool(pool, {}, repeated=summary.retried > 0)
     return summary

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,8 +83,13 @@ def known_found_by(pool: Pool) -> dict[str, list[str]]:
 
 def transient_failures(pool: Pool) -> set[str]:
     """URLs whose every row failed for a reason that may pass (:data:`TRANSIENT_STATUSES`): worth one more try."""
+    return failed_urls(pool, TRANSIENT_STATUSES)
+
+
+def failed_urls(pool: Pool, statuses: Collection[str] | None = None) -> set[str]:
+    """URLs whose every row failed, each for one of ``statuses`` (None: for any reason, every status but ok)."""
     df = pool.read_index(columns=["url", "status"])
-    failed = df["status"].isin(TRANSIENT_STATUSES)
+    failed = df["status"].isin(statuses) if statuses is not None else df["status"].ne("ok") & df["status"].notna()
     settled = set(df.loc[~failed, "url"])
     return {url for url in df.loc[failed, "url"] if isinstance(url, str) and url not in settled}
 

@@ -266,3 +266,25 @@ def test_sidecar_attribution_is_stored_as_plain_text(tmp_path: Path) -> None:
     (tmp_path / "x.jpg.json").write_text(json.dumps({"author": artist, "title": "Square<br>at noon", "license": None}))
     fields, error = read_sidecar(picture)
     assert (fields["author"], fields["title"], fields["license"], error) == ("Ann & Bob", "Square at noon", None, None)
+
+
+def test_retry_failed_reads_failed_files_again_and_the_new_row_replaces_the_old(photos: Path, tmp_path: Path) -> None:
+    pool_dir = tmp_path / "pool"
+    first = ingest_local(config(photos, pool_dir, min_side=35))  # a --min-side typo: every picture is too_small
+    assert first.counts[("local", "too_small")] == 4 and first.ok == 0
+    (photos / "cut.jpg").write_bytes(encode((64, 64), color=(1, 200, 3)))  # the truncated file, copied again whole
+    plain = ingest_local(config(photos, pool_dir))
+    assert plain.rows == 0  # a rerun alone reads nothing again
+
+    args = ["local", str(photos), "--out", str(pool_dir), "--min-side", "16", "--retry-failed"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "7 earlier failures fetched again (--retry-failed)" in result.output
+    df = by_name(Pool.open(pool_dir).read_index())
+    assert len(df) == 7 and df.index.is_unique
+    assert (df.loc[["one.jpg", "copy-of-one.jpg", "two.png", "cut.jpg"], "status"] == "ok").all()
+    assert df.loc["one.jpg", "license"] == "cc-by-4.0"  # the sidecar is read with the file
+    assert df.loc["notes.txt", "status"] == "not_image"
+    assert list(df.loc["notes.txt", "found_by"]) == [f"local:{photos}"]
+    again = ingest_local(config(photos, pool_dir, retry_failed=True))
+    assert (again.rows, again.retried, again.known) == (2, 2, 5)  # only tiny.jpg and notes.txt still fail: read again
