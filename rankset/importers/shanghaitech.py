@@ -44,6 +44,13 @@ class ShanghaiTechImporter(Importer):
         if not split_dirs and (root / "images").is_dir():
             split_dirs = {SPLIT_FOLDERS.get(root.name.lower(), "train"): root}
         if not split_dirs:
+            parts = sorted(p for p in root.iterdir() if p.is_dir() and PART.match(p.name)) if root.is_dir() else []
+            if parts:  # the whole download (ShanghaiTech/part_A, part_B): one dataset per part
+                raise self.no_layout(
+                    root,
+                    f"it holds {', '.join(p.name + '/' for p in parts)}: import each part on its own, e.g. "
+                    f"rankset import shanghaitech {parts[-1]} --out data/sh{PART.match(parts[-1].name)[1].lower()}",
+                )
             raise self.no_layout(root)
         plan = Plan(dataset=dataset_name(root), splits={})
         for split, folder in split_dirs.items():

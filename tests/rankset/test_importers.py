@@ -200,6 +200,17 @@ def test_a_root_matching_no_layout_fails_at_once_saying_what_was_expected(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_the_whole_shanghaitech_download_as_root_says_to_import_one_part_at_a_time(tmp_path: Path) -> None:
+    make_shanghaitech(tmp_path / "ShanghaiTech" / "part_A", {"train_data": [1]})
+    make_shanghaitech(tmp_path / "ShanghaiTech" / "part_B", {"train_data": [1]})
+    with pytest.raises(InputError) as refused:
+        import_benchmark(ImportConfig("shanghaitech", tmp_path / "ShanghaiTech", tmp_path / "out"), progress=False)
+    message = str(refused.value)
+    assert "it holds part_A/, part_B/: import each part on its own" in message
+    assert f"rankset import shanghaitech {tmp_path / 'ShanghaiTech' / 'part_B'} --out data/shb" in message
+    assert not (tmp_path / "out").exists()
+
+
 # --- UCF_CC_50 and UCF-QNRF -------------------------------------------------------------------------------------
 
 
