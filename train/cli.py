@@ -239,7 +239,7 @@ def compare(
     for column in ("run", "paradigm", "labeled_fraction", "best_step", *METRICS):
         table.add_column(column, justify="left" if column in ("run", "paradigm") else "right")
     for row in rows:
-        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*(f"{v:.2f}" if isinstance(v, float) else escape(str(v)) for v in row.values()))
     Console().print(table)
     Console().print(escape(f"wrote {path}"), soft_wrap=True)
 

@@ -19,13 +19,16 @@ def written_paths(out: Any, *names: str) -> str:
 
 
 def _table(title: str, rows: list[tuple[str, Any]]) -> Any:
+    """A two-column table; cells are escaped, so a note naming ``[tasks.depth]`` or a path with ``[...]`` in it is
+    printed as written instead of being taken for rich markup and dropped."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     for key, value in rows:
-        table.add_row(key, _fmt(value))
+        table.add_row(escape(key), escape(_fmt(value)))
     return table
 
 

@@ -313,17 +313,20 @@ def _blank(value: Any) -> str:
 def print_rounds_summary(result: RoundsResult) -> None:
     """One table row per round (MAE, pseudo-labels in and kept, time), the notes, and where the files went."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"train fit: {len(result.rows)} rounds in {result.out}")
+    table = Table(title=escape(f"train fit: {len(result.rows)} rounds in {result.out}"))
     columns = ("round", "steps", "pseudo_labels_in", "best_val_mae", "test_mae", "test_rmse", "pseudo_labels_kept")
     for column in (*columns, "pseudo_label_mae", "seconds"):
         table.add_column(column.replace("_", " "), justify="right")
     for row in result.rows:
         cells = [row.get(c) for c in (*columns, "pseudo_label_mae", "seconds")]
-        table.add_row(*(f"{v:.4g}" if _finite(v) and isinstance(v, float) else _blank(v) for v in cells))
+        table.add_row(*(f"{v:.4g}" if _finite(v) and isinstance(v, float) else escape(_blank(v)) for v in cells))
     console = Console()
     console.print(table)
     for note in result.notes:
-        console.print(f"note: {note}")
-    console.print(f"wrote {result.out}/rounds.csv, {result.out}/rounds.png, {result.out}/round-*/")
+        console.print(escape(f"note: {note}"), soft_wrap=True)
+    console.print(
+        escape(f"wrote {result.out}/rounds.csv, {result.out}/rounds.png, {result.out}/round-*/"), soft_wrap=True
+    )

@@ -87,3 +87,20 @@ def test_an_out_that_is_a_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "taken.png").mkdir()
     with pytest.raises(ConfigError, match=r"--out .*taken.png is a folder; pass the path of the PNG"):
         CompareConfig((run,), tmp_path / "taken.png")
+
+
+def test_the_printed_table_shows_a_label_with_brackets_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --label such as "[b] ranking" was taken for rich markup and vanished from the table."""
+    from typer.testing import CliRunner
+
+    import train.compare
+    from train.cli import app
+
+    run = finished_run(tmp_path / "b", {"mae": 2.0, "step": 8}, None)
+    monkeypatch.setattr(train.compare, "compare_runs", lambda config: (run_table(config), config.out))
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(app, ["compare", str(run), "--label", "[b] ranking", "--out", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert "[b] ranking" in result.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from train.report import print_eval_summary, print_predict_summary, print_pseudo_label_summary
+from train.report import print_eval_summary, print_fit_summary, print_predict_summary, print_pseudo_label_summary
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +50,21 @@ def test_eval_summary_shows_unlabeled_images_only_when_there_are_some(
     assert {"images │ 2", "failed │ 0", "unlabeled │ 3", "mae │ 1.5"} <= set(lines)
     print_eval_summary({**summary, "unlabeled": 0}, tmp_path)
     assert "unlabeled" not in capsys.readouterr().out
+
+
+def test_fit_summary_prints_brackets_in_notes_and_paths_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """Rich markup would swallow ``[tasks.depth]`` (the note then read "cache off:  reads") and ``[b]`` in a path."""
+    from train.loop import FitResult
+
+    note = "decoded-image cache off: [tasks.depth] reads each of the 84 labeled training rows whole"
+    print_fit_summary(FitResult(Path("runs/[b]"), 10, 0, 1.5, notes=[note]))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[tasks.depth] reads each" in out and "runs/[b]" in out
+
+
+def test_rounds_summary_prints_brackets_in_notes_and_paths_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    from train.rounds import RoundsResult, print_rounds_summary
+
+    print_rounds_summary(RoundsResult(Path("runs/[b]"), [{"round": 0, "steps": 4}], notes=["see [tasks.depth] here"]))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: see [tasks.depth] here" in out and "wrote runs/[b]/rounds.csv" in out
