@@ -20,4 +20,7 @@ def print_synth_summary(summary: SynthSummary) -> None:
     low, median, high = summary.count_stats
     table.add_row("heads per image (min / median / max)", f"{low} / {median:g} / {high}")
     table.add_row("scenes per second (incl. writing)", f"{summary.scenes_per_second:.1f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for note in summary.notes:
+        console.print(f"note: {note}", markup=False)

@@ -114,6 +114,7 @@ class SynthSummary:
     split_sizes: dict[str, int]
     counts: tuple[int, ...]
     seconds: float
+    notes: tuple[str, ...] = ()
 
     @property
     def total_heads(self) -> int:
@@ -233,7 +234,9 @@ def synth_dataset(config: SynthConfig) -> SynthSummary:
     if config.unlabeled:
         raise ConfigError("synth_dataset got unlabeled=True; call synth_unlabeled for plain JPEGs")
     started = time.perf_counter()
-    blocks = {name: idx for name, idx in split_indices(config.n, config.splits).items() if idx}
+    planned = split_indices(config.n, config.splits)
+    blocks = {name: idx for name, idx in planned.items() if idx}
+    empty = [name for name, idx in planned.items() if not idx]
     config_json = json.dumps(config.record(), sort_keys=True)
     dsd = write_dataset_dict(
         config.out,
@@ -253,6 +256,12 @@ def synth_dataset(config: SynthConfig) -> SynthSummary:
         split_sizes={name: dsd[name].num_rows for name in dsd},
         counts=counts,
         seconds=time.perf_counter() - started,
+        notes=tuple(
+            f"split {name}: {fraction:g} of --n {config.n} rounds to no scene, so the dataset has no {name} split; "
+            "raise --n"
+            for name, fraction in config.splits
+            if name in empty
+        ),
     )
 
 

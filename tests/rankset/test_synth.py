@@ -372,3 +372,15 @@ def test_unlabeled_refuses_a_dataset_folder_and_scenes_left_from_a_longer_run(tm
     assert result.exit_code == 1 and "synth_00001.jpg … synth_00002.jpg" in result.output and "--n 3" in result.output
     assert len(pd.read_csv(pictures / "counts.csv", comment="#")) == 3  # the earlier run's table is left whole
     synth_unlabeled(SynthConfig(n=3, out=pictures, width=64, height=64, unlabeled=True))  # the same run again is fine
+
+
+def test_a_split_too_small_for_n_is_named_in_the_summary_not_dropped_silently(tmp_path) -> None:
+    out = tmp_path / "data"
+    args = ["synth", "--n", "2", "--size", "64x64", "--splits", "train=0.8,validation=0.1,test=0.1", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert list(load_dataset_dict(out)) == ["train"]
+    text = " ".join(result.output.split())
+    assert "note: split validation: 0.1 of --n 2 rounds to no scene" in text and "raise --n" in text
+    assert "note: split test: 0.1 of --n 2 rounds to no scene" in text
+    assert "note: split train" not in text
