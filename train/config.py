@@ -60,7 +60,15 @@ class ModelConfig:
     masksembles: MasksemblesConfig | None = None
 
     def __post_init__(self) -> None:
-        _require(bool(self.arch), "model.arch", self.arch, "a registered name such as 'vgg16-density'")
+        from train.models import list_models  # cheap: the model modules import torch only when a model is built
+
+        names = list_models()
+        if self.arch not in names:
+            import difflib
+
+            close = difflib.get_close_matches(self.arch, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            _require(False, "model.arch", self.arch, f"one of {', '.join(names)}{hint}")
         _require(bool(self.pretrained), "model.pretrained", self.pretrained, "'imagenet', 'none' or a weights path")
 
 

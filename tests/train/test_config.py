@@ -128,6 +128,8 @@ def test_a_manifest_that_leaves_keys_out_gets_the_documented_defaults() -> None:
         (["data.val_fraction=1.0"], r"data.val_fraction = 1.0 is invalid: expected a fraction in \[0, 1\)"),
         (["model.arch='cascaded-mtl'"], r"tasks.count_class = 'absent' is invalid: expected a \[tasks.count_class\]"),
         (["data.sigma=[3]"], r"data.sigma = \[3\] has the wrong type: expected float \| str"),
+        (["model.arch='cfcn_small'"], r"model.arch = 'cfcn_small' is invalid: expected one of .*mean 'cfcn-small'"),
+        (["model.arch=vgg"], r"model.arch = 'vgg' is invalid: expected one of cascaded-mtl, .*, vgg16-density"),
     ],
 )  # fmt: skip
 def test_a_value_outside_its_range_fails_before_training_naming_the_key_and_what_is_accepted(
