@@ -20,6 +20,7 @@ from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures
 from harvest.dedup import Components, cosine_blocks, near_duplicate_groups, representatives
 from harvest.errors import ConfigError
 from harvest.hashing import hash_files, hex_to_uint64
+from harvest.leakage import refuse_the_pool_as_evaluation_set
 
 if TYPE_CHECKING:
     from harvest.leakage import ExclusionSet
@@ -53,6 +54,7 @@ class DedupConfig:
             raise ConfigError(f"--clip-threshold {self.clip_threshold} must be a cosine in (0, 1], e.g. 0.94")
         if self.workers < 0:
             raise ConfigError(f"--workers {self.workers} must be >= 0 (0: one per core)")
+        refuse_the_pool_as_evaluation_set(self.exclude_like, self.pool)
 
     @property
     def dhash_bits(self) -> int:

@@ -35,6 +35,23 @@ class ExclusionSet:
         self.failures.update(other.failures)
 
 
+def refuse_the_pool_as_evaluation_set(specs: tuple[str, ...], pool: Path) -> None:
+    """ConfigError when an ``--exclude-like`` folder is the pool, lies inside it or holds it: its pictures would
+    all be taken for evaluation images, and every pool picture marked ``leak_of`` for good (marks stay)."""
+    root = Path(pool).resolve()
+    for spec in specs:
+        folder = Path(spec).expanduser()
+        if not folder.is_dir():
+            continue  # a dataset id or a missing folder: load_exclusion_set names the problem
+        folder = folder.resolve()
+        if folder == root or root in folder.parents or folder in root.parents:
+            raise ConfigError(
+                f"--exclude-like {spec} holds the pool's own pictures ({pool}); every one would be marked leak_of, "
+                "and marks are never removed: pass the evaluation pictures (a benchmark's test folder or labeled "
+                "dataset), kept outside the pool"
+            )
+
+
 def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 

@@ -34,7 +34,7 @@ import numpy as np
 from harvest.collect import collect, make_search_session
 from harvest.errors import ConfigError, FetchError, SourceError
 from harvest.fetch import FetchConfig
-from harvest.leakage import ExclusionSet
+from harvest.leakage import ExclusionSet, refuse_the_pool_as_evaluation_set
 from harvest.pool import Pool
 from harvest.qbe_local import ClipEmbedder, Embedder, copied_row, exact_knn, pool_vectors
 from harvest.sources.by_example import Example, ExampleSearchSource, Match
@@ -102,6 +102,7 @@ class QbeConfig:
             raise ConfigError(f"--knn-query {self.knn_query!r}: pass image (send the picture) or embedding")
         if not 0 <= self.leak_threshold <= 32:
             raise ConfigError(f"--leak-threshold {self.leak_threshold} is out of range; pass Hamming bits in 0..32")
+        refuse_the_pool_as_evaluation_set(self.exclude_like, self.out)
 
     @property
     def needs_embedder(self) -> bool:

@@ -157,3 +157,14 @@ def test_an_undecodable_stored_file_gets_status_decode_error_and_the_reason(tmp_
     row = pool.read_index().iloc[0]
     assert (row["status"], row["error"], row["kept"]) == ("decode_error", summary.failures[image_id], False)
     assert row["error"].startswith(("UnidentifiedImageError", "OSError", "SyntaxError"))
+
+
+def test_the_pool_itself_or_a_folder_holding_it_is_refused_as_the_evaluation_set(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pools" / "keyword")
+    add_pictures(pool, {"a": scene(1, 64, 48)})
+    for spec in (pool.root, pool.root / "images", tmp_path / "pools"):
+        with pytest.raises(ConfigError, match=f"--exclude-like {spec} holds the pool's own pictures"):
+            DedupConfig(pool.root, exclude_like=(str(spec),))
+    evaluation = tmp_path / "sha-test"
+    evaluation.mkdir()
+    assert DedupConfig(pool.root, exclude_like=(str(evaluation), "user/hub-dataset")).exclude_like  # others pass

@@ -587,3 +587,11 @@ def test_cli_qbe_takes_the_downloaders_flags_as_keywords_does(tmp_path: Path, mo
     assert (fetch.user_agent, fetch.retries, fetch.max_retry_wait, fetch.max_bytes, fetch.max_pixels) == (
         "crowdrank/0.1 (mailto:me@lab.org)", 1, 5.0, 4096, 2000,
     )  # fmt: skip
+
+
+def test_the_output_pool_is_refused_as_an_exclude_like_set(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="holds the pool's own pictures"):
+        qbe_config(
+            tmp_path / "pool", tmp_path / "examples", exclude_like=(str(tmp_path),),
+            endpoints={"clip-knn": "http://127.0.0.1:9/"},
+        )  # fmt: skip
