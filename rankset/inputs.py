@@ -58,12 +58,23 @@ def describe_input(path_or_id: str | Path) -> str:
 def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]:
     """Every candidate picture below ``root`` (recursively, hidden files left out), in path order, and the entries
     that cannot be pictures with the reason: FIFOs, devices and sockets (reading a FIFO would wait forever), and
-    links that lead nowhere or in a loop. Those are never opened; the build lists them as skipped."""
+    links that lead nowhere or in a loop. Those are never opened; the build lists them as skipped.
+
+    Dataset folders and harvest pools below ``root`` (a build's own ``--out`` inside it, say) are left out whole:
+    their Arrow files are not pictures, and a rebuild must read the same pictures as the first build."""
+    from rankset.io import is_dataset_folder
+
     files: list[Path] = []
     refused: list[tuple[Path, str]] = []
+    written: list[Path] = []  # dataset folders and pools, relative to root
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or f.suffix.lower() in SIDECAR_SUFFIXES:
+            continue
+        if any(folder in rel.parents for folder in written):
+            continue
+        if f.is_dir() and (is_dataset_folder(f) or (f / "pool.json").is_file()):
+            written.append(rel)
             continue
         try:
             mode = f.stat().st_mode  # follows links: a link to a picture is a picture

@@ -197,6 +197,23 @@ def test_folder_input_skips_hidden_folders_names_same_stems_by_path_and_reads_bo
     assert by_id == {"day-x": ("Day", "cc0-1.0"), "night-x": ("Night", "cc-by-sa-4.0")}
 
 
+def test_a_rebuild_into_an_out_inside_the_folder_reads_the_same_pictures_not_the_datasets_below_it(
+    tmp_path: Path,
+) -> None:
+    pics = tmp_path / "pics"
+    for rel in ("day/x.png", "night/x.png"):
+        (pics / rel).parent.mkdir(parents=True, exist_ok=True)
+        noise(80, 60).save(pics / rel)
+    (pics / "pool").mkdir()
+    (pics / "pool" / "pool.json").write_text("{}")
+    noise(80, 60).save(pics / "pool" / "x.png")  # a harvest pool's pictures are read through the pool, not here
+    first, ds = build(pics, pics / "ranksets")
+    (pics / "ranksets" / "preview.png").write_bytes((pics / "day" / "x.png").read_bytes())  # rankset preview's
+    again, rebuilt = build(pics, pics / "ranksets")
+    assert first.sources == again.sources == 2 and again.skipped == []
+    assert sorted(rebuilt["set_id"]) == sorted(ds["set_id"]) == ["day-x-0", "night-x-0"]
+
+
 def test_with_both_sidecar_spellings_the_one_named_after_the_whole_file_name_is_read(tmp_path: Path) -> None:
     import json
 
