@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @contextmanager
 def command_errors(command: str) -> Iterator[None]:
     """A bad flag (ConfigError) is a usage error (exit 2) naming the fix; any other HarvestError stops the command
-    with ``harvest COMMAND failed: ...`` on stderr and exit 1, no traceback."""
+    with ``harvest COMMAND failed: ...`` on stderr and exit 1, no traceback. Ctrl-C says what became of the work
+    (exit 130): without it the run ended on a bare progress bar."""
     from rich.console import Console
 
     from harvest.errors import ConfigError, HarvestError
@@ -28,6 +29,12 @@ def command_errors(command: str) -> Iterator[None]:
     except HarvestError as e:
         Console(stderr=True).print(f"[red]harvest {command} failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
+    except KeyboardInterrupt as e:
+        Console(stderr=True).print(
+            f"[yellow]harvest {command} interrupted:[/yellow] what it had written is kept in the pool and nothing "
+            "half-written is used; run the same command again to go on from there"
+        )
+        raise typer.Exit(130) from e
 
 
 RETRY_FAILED_HELP = (  # the statuses of harvest.writer.TRANSIENT_STATUSES, not imported here to keep --help instant

@@ -288,3 +288,16 @@ def test_retry_failed_reads_failed_files_again_and_the_new_row_replaces_the_old(
     assert list(df.loc["notes.txt", "found_by"]) == [f"local:{photos}"]
     again = ingest_local(config(photos, pool_dir, retry_failed=True))
     assert (again.rows, again.retried, again.known) == (2, 2, 5)  # only tiny.jpg and notes.txt still fail: read again
+
+
+def test_ctrl_c_ends_with_a_line_saying_the_work_is_kept_and_how_to_go_on(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(config: LocalConfig) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_module, "ingest_local", interrupted)
+    result = CliRunner().invoke(app, ["local", str(photos), "--out", str(tmp_path / "pool")], env={"COLUMNS": "300"})
+    assert result.exit_code == 130
+    assert "harvest local interrupted: what it had written is kept in the pool" in result.output
+    assert "run the same command again" in result.output
