@@ -150,6 +150,11 @@ def assign_splits(ids: list[str], val_fraction: float, seed: int) -> dict[str, s
 def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture], list[tuple[str, str]]]:
     """The input's kind, its number of pictures, the pictures, and entries refused unread (id, reason)."""
     kind = describe_input(cfg.input)
+    if kind in ("pool", "folder") and cfg.split != "train":
+        raise ConfigError(
+            f"--split {cfg.split} applies only when INPUT is a dataset; {cfg.input} is a {kind}, which has no splits. "
+            "Drop --split"
+        )
     if kind == "pool":
         pictures, refused = list_pool(Path(cfg.input))
         return kind, len(pictures), pictures, refused

@@ -309,3 +309,15 @@ def test_a_picture_whose_smallest_patch_would_be_under_two_pixels_is_skipped_say
     summary, ds = build(pics, tmp_path / "ds", k=5, s=0.5)
     assert summary.skipped == [("small", "small: 20x20 is too small for k=5, s=0.5")]
     assert ds["source_id"] == ["large"] and 2.0 <= ds[0]["boxes"][-1][2] - ds[0]["boxes"][-1][0] < 2.5
+
+
+@pytest.mark.parametrize("kind", ["folder", "pool"])
+def test_split_given_for_a_folder_or_pool_is_refused_not_ignored(tmp_path: Path, kind: str) -> None:
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    noise(80, 60).save(pics / "x.png")
+    if kind == "pool":
+        (pics / "pool.json").write_text("{}")
+    with pytest.raises(ConfigError, match=f"--split test applies only when INPUT is a dataset; .* is a {kind}"):
+        build(pics, tmp_path / "ds", split="test")
+    assert not (tmp_path / "ds").exists()
