@@ -218,6 +218,7 @@ def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
     summary = Summary("local")
     known = known_found_by(pool)
     again = failed_urls(pool) if config.retry_failed else set()
+    ignored_sidecars: list[str] = []
     for url in again:
         del known[url]  # read once more; the new row replaces the failed one when the pool is compacted
     query = str(config.root)
@@ -242,6 +243,13 @@ def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
         for row in rows:
             writer.add(row)
             summary.add("local", row["status"], row["bytes"] if row.get("id") else None)
+            if row["status"] == "ok" and row.get("error"):  # stored, but its sidecar could not be read
+                ignored_sidecars.append(row["error"])
             progress.advance()
     compact_pool(pool, {}, repeated=summary.retried > 0)
+    if ignored_sidecars:  # the picture is in, without the licence and author its sidecar was meant to give
+        summary.notes.append(
+            f"{len(ignored_sidecars)} sidecar .json files ignored, so their pictures have no attribution (the "
+            f"error column says why), e.g. {ignored_sidecars[0]}"
+        )
     return summary

@@ -140,7 +140,11 @@ def test_identical_files_are_two_rows_but_one_stored_image(photos: Path, tmp_pat
 
 
 def test_sidecars_give_attribution_and_a_broken_one_is_noted(photos: Path, tmp_path: Path) -> None:
-    ingest_local(config(photos, tmp_path / "pool"))
+    summary = ingest_local(config(photos, tmp_path / "pool"))
+    assert summary.notes == [
+        "1 sidecar .json files ignored, so their pictures have no attribution (the error column says why), e.g. "
+        "sidecar two.png.json ignored: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    ]  # in the run summary, not only in a column nobody reads
     df = by_name(Pool.open(tmp_path / "pool").read_index())
     one = df.loc["one.jpg"]
     assert (one["license"], one["author"], one["title"], one["page_url"]) == (
