@@ -162,8 +162,9 @@ def unreadable_checkpoint_message(path: Path, error: Exception) -> str:
     if refused is None:
         detail = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0] if str(error) else ""
         return (
-            f"cannot read checkpoint {path}: not a file torch.save wrote ({type(error).__name__}: {detail}); "
-            "pass RUN_DIR/best.pt or RUN_DIR/last.pt"
+            f"cannot read checkpoint {path}: not a complete file written by torch.save (truncated or corrupt, or "
+            f"not a checkpoint: {type(error).__name__}: {detail}); pass RUN_DIR/best.pt or RUN_DIR/last.pt, or copy "
+            "the file again"
         )
     return (
         f"checkpoint {path} holds pickled Python objects that a safe (weights-only) load refuses (it references "
@@ -212,7 +213,11 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for this file
     except Exception as e:  # zip, pickle and torch errors: "not a checkpoint"
-        raise ModelError(f"cannot read checkpoint {path}: {e}") from e
+        raise ModelError(
+            f"cannot read checkpoint {path}: not a complete file written by torch.save (truncated or corrupt, or not a "
+            f"checkpoint: {type(e).__name__}: {e}), so there is nothing to upgrade; pass the RUN_DIR/last.pt or "
+            "best.pt that crowdrank wrote"
+        ) from e
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ModelError(f"{path} is not a crowdrank checkpoint (no 'model'/'config'); nothing to upgrade")
     before = int(state.get("format_version", 1))

@@ -183,3 +183,19 @@ def test_a_file_that_is_not_a_checkpoint_of_a_known_format_is_refused(
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(ModelError, match=message):
         load_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_a_truncated_or_foreign_file_is_named_as_such_by_every_reader_and_by_upgrade(
+    tmp_path: Path, damage: str
+) -> None:
+    """A copy cut short used to read "cannot read checkpoint x.pt: [Errno 22] Invalid argument" under `train upgrade`
+    (a text file: "Memo value not found at index 101"), naming neither what is wrong nor the fix."""
+    path = tmp_path / "best.pt"
+    good = tiny_checkpoint(tmp_path / "good.pt").read_bytes()
+    path.write_bytes(good[: len(good) // 3] if damage == "truncated" else b"hello\n")
+    what = r"not a complete file written by torch.save \(truncated or corrupt, or not a checkpoint: "
+    with pytest.raises(ModelError, match=what + r".*pass RUN_DIR/best.pt or RUN_DIR/last.pt"):
+        load_checkpoint(path)
+    with pytest.raises(ModelError, match=what + r".*nothing to upgrade; pass the RUN_DIR/last.pt or best.pt"):
+        upgrade_checkpoint(path)
