@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rankset.errors import InputError
 from rankset.importers.base import (
     Annotation,
     Importer,
@@ -81,6 +82,12 @@ class UcfCc50Importer(Importer):
         for pair in pairs:
             split = "test" if config.fold is not None and pair.extra["fold"] == config.fold else "train"
             plan.splits[split].append(Pair(pair.image_id, split, pair.image, pair.annotation, pair.extra))
+        if config.fold is not None and not plan.splits["test"]:
+            raise InputError(
+                f"--fold {config.fold}: {root} holds no image of fold {config.fold} (images "
+                f"{_fold_range(config.fold)}) with its annotation, so the dataset would have no test split; check that "
+                f"ROOT is the whole UCF_CC_50 folder, or pick a fold it holds"
+            )
         if config.fold is None:
             plan.notes.append("all images in split train; the int32 column `fold` holds the standard 5-fold split")
         else:

@@ -238,6 +238,15 @@ def test_ucf_cc_50_records_folds_and_fold_option_makes_that_fold_test(tmp_path: 
     assert dsd["test"][0]["image"].mode == "L"
 
 
+def test_ucf_cc_50_fold_without_any_of_its_images_is_refused_not_written_without_a_test_split(tmp_path: Path) -> None:
+    root = tmp_path / "UCF_CC_50"
+    make_ucf_cc_50(root, [1, 21, 50])
+    write_jpeg(root / "35.jpg", mode="L")  # fold 4's only picture, without its annotation
+    with pytest.raises(InputError, match=r"--fold 4: .* holds no image of fold 4 \(images 31-40\) with its annotation"):
+        import_benchmark(ImportConfig("ucf-cc-50", root, tmp_path / "out", fold=4), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_ucf_cc_50_clamps_points_outside_and_keeps_the_count(tmp_path: Path) -> None:
     root = tmp_path / "ucf"
     write_jpeg(root / "3.jpg", width=32, height=24, mode="L")
