@@ -115,6 +115,26 @@ def _row_bytes(image: dict[str, Any] | None) -> bytes:
         return b""
 
 
+def _readable_pictures(examples: list[Example]) -> tuple[list[Example], list[str]]:
+    """The examples whose files start as a known picture format, and a note for each one left out: an empty or
+    unreadable file, or text under a picture's name, is no query (and would cost a paid search), as a dataset row
+    whose bytes are no picture is not."""
+    readable, notes = [], []
+    for example in examples:
+        try:
+            with open(example.path, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            notes.append(f"example {example.example_id!r} skipped: cannot read {example.path}: {e.strerror or e}")
+            continue
+        if sniff_format(head) is None:
+            what = "it is empty (0 bytes)" if not head else "its bytes are not a known picture format"
+            notes.append(f"example {example.example_id!r} skipped: {what}")
+            continue
+        readable.append(example)
+    return readable, notes
+
+
 @contextmanager
 def open_examples(spec: str, prefix: str | None = None) -> Iterator[ExampleSet]:
     """The examples named by ``--examples`` (folder or dataset); a dataset's pictures live until the block ends."""
@@ -125,7 +145,10 @@ def open_examples(spec: str, prefix: str | None = None) -> Iterator[ExampleSet]:
         examples = folder_examples(path, prefix)
         if not examples:
             raise ConfigError(f"--examples {spec} holds no pictures ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        yield ExampleSet(examples)
+        readable, notes = _readable_pictures(examples)
+        if not readable:
+            raise ConfigError(f"--examples {spec}: none of its pictures can be read ({'; '.join(notes[:3])})")
+        yield ExampleSet(readable, notes=notes)
         return
     if not (is_dataset_folder(path) or looks_like_hub_id(str(spec))):
         raise ConfigError(f"--examples {spec} is neither a folder of pictures, a dataset folder nor a Hub id user/name")

@@ -224,6 +224,21 @@ def test_missing_clip_weights_offline_fail_before_the_pool_exists(tmp_path: Path
 # ------------------------------------------------------------------------------------------------ examples
 
 
+def test_folder_examples_that_are_no_pictures_are_skipped_with_a_note_before_any_search(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "ex", {"IMG_1": scene(1, 32, 24)})
+    (folder / "IMG_2.jpg").write_bytes(b"")
+    (folder / "IMG_3.jpg").write_text("<html>a saved web page</html>")
+    with open_examples(str(folder)) as example_set:
+        assert [e.example_id for e in example_set.examples] == ["IMG_1"]
+        assert example_set.notes == [
+            "example 'IMG_2' skipped: it is empty (0 bytes)",
+            "example 'IMG_3' skipped: its bytes are not a known picture format",
+        ]
+    (folder / "IMG_1.jpg").write_bytes(b"")
+    with pytest.raises(ConfigError, match="none of its pictures can be read"), open_examples(str(folder)):
+        pass
+
+
 def test_folder_examples_are_every_picture_with_ids_and_public_urls(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "ex", {"IMG_1": scene(1, 32, 24), "IMG_2": scene(2, 32, 24)})
     write_folder(folder / "more", {"IMG 3": scene(3, 32, 24)})
