@@ -34,6 +34,24 @@ class RowSource:
     indices: list[int]
 
 
+LABELED_FORMATS = "shanghaitech, ucf-cc-50, ucf-qnrf, jhu-crowd, nwpu-crowd, mall, points"
+
+
+def make_hint(path_or_id: str, key: str, kind: str) -> str:
+    """The commands that make a ``kind`` dataset at ``path_or_id`` (``DIR`` where it reads as a Hub id)."""
+    out = path_or_id if Path(path_or_id).parent.is_dir() else "DIR"
+    if kind == "labeled":
+        hint = (
+            f"Make it with `rankset import FORMAT ROOT --out {out}` (FORMAT: {LABELED_FORMATS}) "
+            f"or `rankset synth --n N --out {out}`"
+        )
+    else:
+        hint = f"Make it with `rankset build POOL_OR_FOLDER --k 5 --s 0.75 --out {out}`"
+    if key.startswith("data."):
+        hint += "; each manifest in manifests/ lists the exact commands for its datasets in its header comment"
+    return hint
+
+
 def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
     """Load the DatasetDict named by manifest ``key``; any failure is a DataError naming the key and the fix."""
     from rankset.errors import EmptySplitError
@@ -53,7 +71,7 @@ def open_dataset(path_or_id: str, key: str, kind: str) -> Any:
                 f"in every split (`{fix} ... --out DIR`{example}), or "
                 "delete the empty split's folder and its name in dataset_dict.json"
             ) from e
-        raise DataError(f"{key} = {path_or_id!r} cannot be loaded: {e}. Make it with `{fix} ... --out DIR`") from e
+        raise DataError(f"{key} = {path_or_id!r} cannot be loaded: {e}. {make_hint(path_or_id, key, kind)}") from e
     for split, ds in dsd.items():
         found = dataset_kind(ds.features)
         if found != kind:

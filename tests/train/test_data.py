@@ -85,6 +85,19 @@ def test_a_missing_dataset_names_the_manifest_key(tmp_path: Path) -> None:
         resolve_sources(config)
 
 
+def test_a_missing_dataset_gives_the_commands_that_make_it_at_that_path(tmp_path: Path) -> None:
+    """The fix used to be a generic "`rankset import/synth ... --out DIR`", which is not a command anyone can run."""
+    nope, ranked = tmp_path / "sha", tmp_path / "keyword"
+    config = config_from_dict({"data": {"labeled": [str(nope)]}, "schedule": {"paradigm": "count-only"}})
+    with pytest.raises(DataError) as labeled:
+        resolve_sources(config)
+    assert f"`rankset import FORMAT ROOT --out {nope}` (FORMAT: shanghaitech, ucf-cc-50" in str(labeled.value)
+    assert f"`rankset synth --n N --out {nope}`" in str(labeled.value)
+    assert "manifests/ lists the exact commands" in str(labeled.value)
+    with pytest.raises(DataError, match=rf"`rankset build POOL_OR_FOLDER --k 5 --s 0.75 --out {ranked}`"):
+        open_dataset(str(ranked), "--ranked", "ranked")
+
+
 def test_a_relative_path_in_an_existing_folder_is_never_looked_up_on_the_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
