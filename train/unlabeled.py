@@ -60,7 +60,16 @@ def list_unlabeled(paths: list[str], key: str = "data.unlabeled") -> list[Unlabe
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(UnlabeledImage(path.stem, path))
         else:
-            raise DataError(f"{key}[{i}] = {name!r} is neither an image folder, an image file nor a harvest pool")
+            what = (
+                "does not exist"
+                if not path.exists()
+                else "is neither an image folder, an image file nor a harvest pool"
+            )
+            raise DataError(
+                f"{key}[{i}] = {name!r} {what}. Fix: name a folder of pictures ({', '.join(IMAGE_SUFFIXES)}, searched "
+                "recursively), one picture, or a harvest pool (`harvest local DIR --out POOL`, "
+                "`harvest keywords ... --out POOL`)"
+            )
     if not images:
         raise DataError(f"{key} = {paths!r} holds no pictures ({', '.join(IMAGE_SUFFIXES)})")
     return images

@@ -29,6 +29,13 @@ def test_folders_give_their_pictures_whatever_the_suffix_case_and_a_non_picture_
         list_unlabeled([str(real), str(real / "notes.txt")], key="rounds.images")
 
 
+def test_a_missing_unlabeled_folder_is_named_missing_with_what_to_pass_instead(tmp_path: Path) -> None:
+    """The shipped liu2022-synth2real-shb.toml names ShanghaiTech/part_B/train_data/images: before the download,
+    the error said only "is neither an image folder, an image file nor a harvest pool"."""
+    with pytest.raises(DataError, match=r"data.unlabeled\[0\] = .*images' does not exist\. Fix: .*harvest local DIR"):
+        list_unlabeled([str(tmp_path / "part_B" / "images")])
+
+
 def test_a_broken_picture_is_replaced_by_the_next_and_counted(tmp_path: Path) -> None:
     real = write_pictures(tmp_path / "real", 3)
     (real / "real0.jpg").write_bytes(b"not a jpeg")
