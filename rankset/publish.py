@@ -232,13 +232,39 @@ def without_local_urls(ds: Any) -> Any:
 
 
 def public_build_info(build_info: dict[str, Any]) -> dict[str, Any]:
-    """Build info for the card, with a local input path reduced to its folder name."""
+    """Build info for the card, with every local path reduced to its last name: the ``input``, ``root`` and ``out``
+    folders, and any absolute path or ``file://`` URL inside (the pool commands' argv and settings), which would
+    otherwise publish where the data lay on the builder's disk."""
     from rankset.io import looks_like_hub_id
 
-    source = build_info.get("input")
-    if isinstance(source, str) and not looks_like_hub_id(source):
-        return {**build_info, "input": Path(source).name}
-    return build_info
+    public = _without_local_paths(build_info)
+    for key in ("input", "root", "out"):
+        value = public.get(key)
+        if isinstance(value, str) and value and not looks_like_hub_id(value):
+            public[key] = _last_name(value)
+    return public
+
+
+def _without_local_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_local_paths(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_local_paths(item) for item in value]
+    if isinstance(value, str) and (is_local_url(value) or LOCAL_PATH.match(value)):
+        return _last_name(value)
+    return value
+
+
+LOCAL_PATH = re.compile(r"^(?:/|~|[A-Za-z]:[\\/]|\\\\)")  # POSIX, home, Windows drive or UNC
+
+
+def _last_name(path: str) -> str:
+    """``/home/me/data/part_B/`` -> ``part_B``; ``file:///x/y.jpg`` -> ``y.jpg``; Windows separators too."""
+    from urllib.parse import unquote, urlsplit
+
+    text = unquote(urlsplit(path).path) if is_local_url(path) else path
+    parts = [part for part in re.split(r"[\\/]", text) if part not in ("", ".", "~")]
+    return parts[-1] if parts else text
 
 
 def shard_count(ds: Any, max_bytes: int) -> int:

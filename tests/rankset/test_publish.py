@@ -499,6 +499,34 @@ def test_local_file_paths_never_reach_the_published_files(tmp_path: Path) -> Non
         assert "file://" not in text and str(pics) not in text
 
 
+def test_local_paths_in_the_pool_commands_and_the_import_root_never_reach_the_card(tmp_path: Path) -> None:
+    from harvest.pool import Pool
+    from rankset.importers import ImportConfig, import_benchmark
+
+    private = tmp_path / "private-folder"
+    pool = Pool.create(private / "pool")
+    sha, rel = pool.store_image(jpeg(30), "jpg")
+    pool.append_rows([{"id": sha, "url": "https://img.example.org/0.jpg", "license": "cc0-1.0", "status": "ok",
+                       "path": rel, "kept": True}])  # fmt: skip
+    argv = [str(private / "venv" / "bin" / "harvest"), "local", str(private / "photos"), "--out", str(private / "pool")]
+    pool.log_command(argv, command="local", config={"root": str(private / "photos"), "out": str(private / "pool")})
+    pool.log_command(["harvest", "dedup"], stage="dedup", exclude_like=[str(private / "shb"), "data/shb", "me/shb"])
+    build_ranked_sets(BuildConfig(str(private / "pool"), str(tmp_path / "ranked"), k=3, size=16), progress=False)
+    push(tmp_path / "ranked", dry_run=tmp_path / "dry")
+    card = (tmp_path / "dry" / "README.md").read_text()
+    assert str(private) not in card and "file://" not in card
+    assert 'root = "photos"' in card and '"harvest"' in card  # the names stay: what was run on which folder
+    assert 'exclude_like = ["shb", "data/shb", "me/shb"]' in card
+
+    (private / "points").mkdir()
+    (private / "points" / "a.jpg").write_bytes(jpeg(31))
+    (private / "points" / "a.txt").write_text("1 2\n")
+    import_benchmark(ImportConfig("points", private / "points", tmp_path / "labeled"), progress=False)
+    push(tmp_path / "labeled", dataset_license="mit", dry_run=tmp_path / "dry-labeled")
+    card = (tmp_path / "dry-labeled" / "README.md").read_text()
+    assert str(private) not in card and 'root: "points"' in card
+
+
 # -- sizes and licences the Hub reads from the card ---------------------------------------------------------------
 
 
