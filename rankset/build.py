@@ -172,7 +172,7 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
     from rankset.schema import encode_build_info, ranked_features
 
     start = time.perf_counter()
-    check_replaceable(Path(cfg.out), [cfg.input])  # before any work: write_dataset_dict checks again
+    check_replaceable(Path(cfg.out), [cfg.input], ranked_features(cfg.k))  # before any work; the write checks again
     kind, n, pictures, refused = list_sources(cfg)
     summary = BuildSummary(input_kind=kind, sources=n + len(refused), skipped=list(refused))
     if cfg.val_fraction > 0:

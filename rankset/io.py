@@ -44,7 +44,7 @@ def write_dataset_dict(
     import datasets
 
     out = Path(out)
-    check_replaceable(out, inputs)
+    check_replaceable(out, inputs, features)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -67,8 +67,12 @@ def write_dataset_dict(
     return datasets.load_from_disk(str(out))
 
 
-def check_replaceable(out: Path, inputs: Iterable[str | Path] = ()) -> None:
-    """Refuse an ``--out`` whose replacement would delete something other than an earlier dataset."""
+KIND_WORDS = {"ranked": "ranked-set dataset (rankset build)", "labeled": "labeled dataset (rankset import/synth)"}
+
+
+def check_replaceable(out: Path, inputs: Iterable[str | Path] = (), features: Any = None) -> None:
+    """Refuse an ``--out`` whose replacement would delete something other than an earlier dataset of the same kind
+    (ranked sets or labeled, judged from ``features``, the Features about to be written)."""
     target = out.resolve()
     for given in inputs:
         source = Path(given).resolve()
@@ -84,6 +88,15 @@ def check_replaceable(out: Path, inputs: Iterable[str | Path] = ()) -> None:
     if not out.is_dir():
         raise InputError(f"--out {out} is a file; pass a folder path for the dataset")
     if is_dataset_folder(out):
+        if features is not None:
+            from rankset.schema import dataset_kind
+
+            new, old = dataset_kind(features), saved_kind(out)
+            if new != old and {new, old} <= set(KIND_WORDS):
+                raise InputError(
+                    f"--out {out} holds a {KIND_WORDS[old]}; writing a {KIND_WORDS[new]} there would delete it. "
+                    "Choose another folder, or delete that one first if it is no longer needed"
+                )
         return
     entries = sorted(p.name for p in out.iterdir())
     if entries:
@@ -171,6 +184,26 @@ def _write_rows(rows: Iterable[dict[str, Any]], features: Any, path: Path, info:
 def _shardable(gen_kwargs: dict[str, Any]) -> bool:
     lists = [v for v in gen_kwargs.values() if isinstance(v, list)]
     return bool(lists) and all(len(v) > 1 for v in lists)
+
+
+def saved_kind(folder: Path) -> str:
+    """``ranked``, ``labeled`` or ``unknown``: the kind of a ``save_to_disk`` folder, from its saved feature names."""
+    from rankset.schema import dataset_kind
+
+    infos = [folder / "dataset_info.json"]
+    try:
+        splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        infos += [folder / str(split) / "dataset_info.json" for split in splits]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for info in infos:
+        try:
+            features = json.loads(info.read_text(encoding="utf-8"))["features"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(features, dict):
+            return dataset_kind(features)
+    return "unknown"
 
 
 def is_dataset_folder(path: str | Path) -> bool:

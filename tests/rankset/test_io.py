@@ -245,3 +245,28 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(
     assert isinstance(result.exception, SystemExit) and result.exit_code != 0
     assert "Permission denied); choose a folder you can write to" in plain(result.output)
     assert list((tmp_path / "locked").iterdir()) == []
+
+
+def test_a_dataset_of_the_other_kind_at_out_is_refused_not_replaced(tmp_path: Path) -> None:
+    image = {"bytes": b"not decoded here", "path": None}
+    labeled_row = {"image_id": "a", "image": image, "points": [], "count": 0, "dataset": "x", "split": "train"}
+    write_dataset_dict(tmp_path / "data", {"train": [labeled_row]}, labeled_features())
+    ranked_row = {
+        "set_id": "a-0",
+        "source_id": "a",
+        "images": [image, image],
+        "boxes": [[0, 0, 2, 2], [0, 0, 1, 1]],
+        "anchor": [1, 1],
+        "source_size": [2, 2],
+        "license": None,
+        "author": None,
+        "source_url": None,
+    }
+    with pytest.raises(InputError, match="holds a labeled dataset .* writing a ranked-set dataset .* would delete it"):
+        write_dataset_dict(tmp_path / "data", {"train": [ranked_row]}, ranked_features(2))
+    assert load_dataset_dict(tmp_path / "data")["train"]["image_id"] == ["a"]
+    write_dataset_dict(tmp_path / "sets", {"train": [ranked_row]}, ranked_features(2))
+    with pytest.raises(InputError, match="holds a ranked-set dataset .* writing a labeled dataset"):
+        write_dataset_dict(tmp_path / "sets", {"train": [labeled_row]}, labeled_features())
+    write_dataset_dict(tmp_path / "sets", {"train": [ranked_row, ranked_row]}, ranked_features(2))  # same kind: rebuilt
+    assert len(load_dataset_dict(tmp_path / "sets")["train"]) == 2
