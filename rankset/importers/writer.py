@@ -258,7 +258,7 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
     import. Writes ``out/import.json`` (the config and this summary) beside the dataset.
     """
     from rankset.importers.base import natural_key
-    from rankset.io import write_dataset_dict
+    from rankset.io import check_replaceable, write_dataset_dict
     from rankset.schema import encode_build_info
 
     importer = create_importer(config.format)
@@ -271,6 +271,7 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
     summary = ImportSummary(config.format, dataset, str(config.root), str(config.out), notes=list(plan.notes))
     summary.skipped.extend(plan.skipped)
     features = _features(plan)
+    check_replaceable(Path(config.out), [config.root], features)  # before any image is read; the write checks again
     description = encode_build_info(
         {"kind": "labeled", "format": config.format, "dataset": dataset, "root": str(config.root), "fold": config.fold}
     )
@@ -292,6 +293,7 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
                 {name: (_generate_split, {"run_token": token, "split": name}) for name in splits},
                 features,
                 description=description,
+                inputs=[config.root],
             )
         finally:
             del _RUNS[token]

@@ -598,3 +598,18 @@ def test_config_refuses_an_out_that_holds_the_benchmark_root(tmp_path: Path) -> 
     (tmp_path / "bench").mkdir()
     with pytest.raises(ConfigError, match="would replace the benchmark folder"):
         ImportConfig("points", tmp_path / "bench", tmp_path)
+
+
+def test_an_out_that_would_be_refused_is_refused_before_any_image_is_read(tmp_path: Path, monkeypatch) -> None:
+    from rankset.importers import writer
+
+    def no_reading(self, split: str) -> bool:
+        raise AssertionError(f"split {split} was read before --out was checked")
+
+    make_ucf_cc_50(tmp_path / "UCF_CC_50", [1, 2])
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    monkeypatch.setattr(writer._ImportRun, "prime", no_reading)
+    with pytest.raises(InputError, match="holds files that are not a dataset"):
+        import_benchmark(ImportConfig("ucf-cc-50", tmp_path / "UCF_CC_50", tmp_path / "notes"), progress=False)
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
