@@ -274,6 +274,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
 SCENE_FILE = re.compile(r"synth_(\d{5,})\.jpg")
 
 
+COUNTS_HEADER = "# evaluation only: true head counts of these synthetic pictures; never used by training\n"
+
+
+def _written_by_synth(path: Path) -> bool:
+    """A ``counts.csv`` that starts with synth's comment, or a ``synth.json`` with its ``generator_version``."""
+    try:
+        if path.name == "counts.csv":
+            with open(path, encoding="utf-8") as handle:
+                return handle.readline() == COUNTS_HEADER
+        return "generator_version" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def check_unlabeled_out(out: Path, n: int) -> None:
     """Refuse an ``--unlabeled --out`` that is a dataset folder, or that holds scenes from an earlier, longer run:
     they would stay beside the new ones, unlisted in ``counts.csv``, and be read as pictures by later stages."""
@@ -286,11 +300,18 @@ def check_unlabeled_out(out: Path, n: int) -> None:
         return
     if not out.is_dir():
         raise InputError(f"--out {out} is a file; pass a folder path for the JPEGs")
-    if is_dataset_folder(out):
+    if is_dataset_folder(out) or (out / "pool.json").is_file():
+        what = "a dataset folder" if is_dataset_folder(out) else "a harvest pool"
         raise InputError(
-            f"--out {out} is a dataset folder; --unlabeled writes plain JPEGs beside it and would mix the two. "
+            f"--out {out} is {what}; --unlabeled writes plain JPEGs beside it and would mix the two. "
             "Choose a new or empty folder"
         )
+    for name in ("counts.csv", "synth.json"):
+        if (out / name).is_file() and not _written_by_synth(out / name):
+            raise InputError(
+                f"--out {out} holds a {name} that rankset synth did not write; --unlabeled would overwrite it. "
+                "Choose a new or empty folder, or move that file away"
+            )
     left = sorted(int(m.group(1)) for p in out.iterdir() if (m := SCENE_FILE.fullmatch(p.name)))
     left = [index for index in left if index >= n]
     if left:
@@ -312,7 +333,7 @@ def synth_unlabeled(config: SynthConfig) -> SynthSummary:
     config.out.mkdir(parents=True, exist_ok=True)
     counts: list[int] = []
     with io.StringIO() as table:
-        table.write("# evaluation only: true head counts of these synthetic pictures; never used by training\n")
+        table.write(COUNTS_HEADER)
         writer = csv.writer(table, lineterminator="\n")
         writer.writerow(["file", "count"])
         for row in _rendered(list(range(config.n)), config, "unlabeled"):

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from rankset.cli import app
-from rankset.errors import ConfigError
+from rankset.errors import ConfigError, InputError
 from rankset.io import load_dataset_dict
 from rankset.schema import DEPTH_SCALE, labeled_features
 from rankset.synth import (
@@ -384,3 +384,21 @@ def test_a_split_too_small_for_n_is_named_in_the_summary_not_dropped_silently(tm
     assert "note: split validation: 0.1 of --n 2 rounds to no scene" in text and "raise --n" in text
     assert "note: split test: 0.1 of --n 2 rounds to no scene" in text
     assert "note: split train" not in text
+
+
+def test_unlabeled_refuses_a_pool_and_never_overwrites_a_counts_csv_or_synth_json_it_did_not_write(tmp_path) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "pool.json").write_text("{}")
+    with pytest.raises(InputError, match="is a harvest pool"):
+        synth_unlabeled(SynthConfig(n=1, out=pool, width=64, height=64, unlabeled=True))
+    for name, text in (("counts.csv", "file,count\nmine.jpg,12\n"), ("synth.json", '{"mine": 1}')):
+        photos = tmp_path / name
+        photos.mkdir()
+        (photos / name).write_text(text)
+        with pytest.raises(InputError, match=f"holds a {name} that rankset synth did not write"):
+            synth_unlabeled(SynthConfig(n=1, out=photos, width=64, height=64, unlabeled=True))
+        assert (photos / name).read_text() == text and not list(photos.glob("*.jpg"))
+    again = tmp_path / "again"  # its own files from an earlier run are replaced, as before
+    synth_unlabeled(SynthConfig(n=1, out=again, width=64, height=64, unlabeled=True))
+    synth_unlabeled(SynthConfig(n=1, out=again, width=64, height=64, unlabeled=True))
