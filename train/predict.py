@@ -51,14 +51,24 @@ class PredictConfig:
             raise ConfigError(f"--out {self.out} is a file; pass a folder for counts.csv and overlays/")
 
 
+def earlier_overlay(picture: Path, folder: Path) -> bool:
+    """Whether ``picture`` (found under ``folder``) is an overlay an earlier ``train predict`` wrote: it lies in an
+    ``overlays/`` folder beside that run's ``counts.csv``."""
+    for parent in picture.relative_to(folder).parents:
+        if parent.name == "overlays" and (folder / parent.parent / "counts.csv").is_file():
+            return True
+    return False
+
+
 def expand_images(paths: tuple[Path, ...], out: Path | None = None) -> list[Path]:
     """Files as given; folders become their image files (by suffix), sorted, leaving out those under ``out`` (the
-    overlays of an earlier run whose --out lies inside a given folder)."""
+    overlays of an earlier run whose --out lies inside a given folder) and the ``overlays/`` of any other earlier
+    predict output inside it (a rerun with another --out would otherwise count them as pictures)."""
     skip = Path(out).resolve() if out is not None else None
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not earlier_overlay(p, path))
             files += sorted(p for p in found if skip is None or not p.resolve().is_relative_to(skip))
         else:
             files.append(path)

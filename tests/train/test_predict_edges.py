@@ -44,6 +44,16 @@ def test_a_folder_contributes_its_images_in_subfolders_whatever_the_suffix_case_
     ]
 
 
+def test_overlays_of_an_earlier_predict_inside_a_folder_are_not_pictures_whatever_its_out(tmp_path: Path) -> None:
+    """`train predict CKPT photos --out photos/p1`, then `--out photos/p2`: p1's overlays were counted as photos."""
+    picture(tmp_path / "photos" / "a.jpg", 0)
+    picture(tmp_path / "photos" / "p1" / "overlays" / "a.png", 1)
+    (tmp_path / "photos" / "p1" / "counts.csv").write_text("path,count,status,error,overlay\n")
+    picture(tmp_path / "photos" / "overlays" / "b.png", 2)  # a folder of photos that happens to be called overlays
+    found = expand_images((tmp_path / "photos",), tmp_path / "photos" / "p2")
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["photos/a.jpg", "photos/overlays/b.png"]
+
+
 def test_a_rerun_into_an_out_inside_the_folder_does_not_count_its_own_overlays(
     checkpoint: Path, tmp_path: Path
 ) -> None:
