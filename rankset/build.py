@@ -221,7 +221,7 @@ def _no_sets_message(cfg: BuildConfig, summary: BuildSummary, split: str, pictur
     why = f"; e.g. {summary.skipped[0][1]}" if summary.skipped else ""
     fix = "a smaller --k or larger --s, or larger pictures"
     if pictures == 0:  # an empty validation split needs a larger fraction, an empty train split a smaller one
-        why, fix = "", "an input with pictures"
+        fix = "an input with pictures"  # `why` stays: entries refused unread (a nested pool, say) say what to pass
         if cfg.val_fraction:
             fix = f"a {'larger' if split == 'validation' else 'smaller'} --val-fraction or more pictures"
     return (

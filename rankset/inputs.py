@@ -75,6 +75,8 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
             continue
         if f.is_dir() and (is_dataset_folder(f) or (f / "pool.json").is_file()):
             written.append(rel)
+            if (f / "pool.json").is_file():  # its pictures count only with the pool's dedup/filter verdicts
+                refused.append((f, f"a harvest pool, not read as a folder: pass {f} as INPUT to build from it"))
             continue
         try:
             mode = f.stat().st_mode  # follows links: a link to a picture is a picture

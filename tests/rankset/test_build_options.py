@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from rankset.build import BuildConfig, assign_splits, build_ranked_sets
-from rankset.errors import ConfigError
+from rankset.errors import ConfigError, EmptySplitError
 
 
 def noise(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -210,7 +210,8 @@ def test_a_rebuild_into_an_out_inside_the_folder_reads_the_same_pictures_not_the
     first, ds = build(pics, pics / "ranksets")
     (pics / "ranksets" / "preview.png").write_bytes((pics / "day" / "x.png").read_bytes())  # rankset preview's
     again, rebuilt = build(pics, pics / "ranksets")
-    assert first.sources == again.sources == 2 and again.skipped == []
+    pool_note = [("pool", f"a harvest pool, not read as a folder: pass {pics / 'pool'} as INPUT to build from it")]
+    assert first.sources == again.sources == 3 and first.skipped == again.skipped == pool_note
     assert sorted(rebuilt["set_id"]) == sorted(ds["set_id"]) == ["day-x-0", "night-x-0"]
 
 
@@ -321,3 +322,12 @@ def test_split_given_for_a_folder_or_pool_is_refused_not_ignored(tmp_path: Path,
     with pytest.raises(ConfigError, match=f"--split test applies only when INPUT is a dataset; .* is a {kind}"):
         build(pics, tmp_path / "ds", split="test")
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_folder_holding_only_a_pool_fails_saying_to_pass_the_pool(tmp_path: Path) -> None:
+    pools = tmp_path / "pools"
+    (pools / "keyword").mkdir(parents=True)
+    (pools / "keyword" / "pool.json").write_text("{}")
+    noise(80, 60).save(pools / "keyword" / "x.png")
+    with pytest.raises(EmptySplitError, match=f"pass {pools / 'keyword'} as INPUT to build from it"):
+        build(pools, tmp_path / "ds")
