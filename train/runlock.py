@@ -28,21 +28,36 @@ def run_folder_lock(out: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: no advisory locks to take
         yield
         return
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK_NAME, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise ConfigError(
-                f"{out} is being written by another `train fit` (pid {holder}, holding {out / LOCK_NAME}); wait "
-                "for it to finish or stop it, or choose another --out"
-            ) from e
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        with open(out / LOCK_NAME, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise ConfigError(
+                    f"{out} is being written by another `train fit` (pid {holder}, holding {out / LOCK_NAME}); wait "
+                    "for it to finish or stop it, or choose another --out"
+                ) from e
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        if created:  # a fit that failed before writing anything (a missing dataset) leaves no empty run folder
+            _remove_if_only_the_lock(out)
+
+
+def _remove_if_only_the_lock(out: Path) -> None:
+    """Remove ``out`` when the lock is all it holds; another writer or a vanished folder leaves it as it is."""
+    try:
+        if [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink()
+            out.rmdir()
+    except OSError:
+        pass

@@ -276,6 +276,20 @@ def test_a_fit_into_an_out_that_is_a_file_is_refused_naming_it(blob_data: dict[s
     assert (tmp_path / "run").read_text() == "not a folder"
 
 
+def test_a_fit_that_fails_before_writing_leaves_no_empty_run_folder(blob_data: dict[str, Path], tmp_path: Path) -> None:
+    """A missing dataset (or a bad --resume) used to leave RUN/ holding only .lock behind."""
+    from train.errors import DataError
+
+    config = tiny_config(blob_data, data={"labeled": [str(tmp_path / "not-made-yet")]})
+    with pytest.raises(DataError, match="not-made-yet"):
+        fit(config, tmp_path / "runs" / "new", show_progress=False)
+    assert not (tmp_path / "runs" / "new").exists() and (tmp_path / "runs").is_dir()
+    (tmp_path / "mine").mkdir()  # a folder the user made is theirs: left in place
+    with pytest.raises(DataError, match="not-made-yet"):
+        fit(config, tmp_path / "mine", show_progress=False)
+    assert (tmp_path / "mine").is_dir()
+
+
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
