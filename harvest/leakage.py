@@ -1,8 +1,11 @@
 """The leakage guard: find pool pictures that near-copy an evaluation image (`harvest dedup --exclude-like`).
 
 Training on a resized or re-compressed copy of a test image inflates every reported number, so such pool
-pictures get ``leak_of`` (the evaluation image's id or file stem) and are not kept. Evaluation images come
-from a folder of pictures or from the ``test`` split of a labeled dataset (folder or Hub id).
+pictures get ``leak_of`` and are not kept. ``leak_of`` names the evaluation set and the image in it,
+``SET/IMAGE``: for a folder its name and the picture's path inside it without the suffix (``eval/IMG_7``,
+``ShanghaiTech_B/test_data/images/IMG_7``), for a labeled dataset its folder name or Hub id and the ``image_id``
+(``shb/IMG_7``, ``user/shb/IMG_7``), so the parts of a benchmark, whose image names repeat, stay apart.
+Evaluation images come from a folder of pictures or from the ``test`` split of a labeled dataset (folder or Hub id).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 @dataclass
 class ExclusionSet:
-    """Hashes of evaluation images: ``keys[k]`` (id or file stem) has ``phash[k]`` and ``dhash[k]``."""
+    """Hashes of evaluation images: ``keys[k]`` (``SET/IMAGE``) has ``phash[k]`` and ``dhash[k]``."""
 
     keys: list[str] = field(default_factory=list)
     phash: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
@@ -52,6 +55,11 @@ def refuse_the_pool_as_evaluation_set(specs: tuple[str, ...], pool: Path) -> Non
             )
 
 
+def _set_name(folder: Path) -> str:
+    """The folder's own name (``.`` and ``..`` resolved), the SET part of ``leak_of``; never a whole local path."""
+    return folder.resolve().name or "evaluation"
+
+
 def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -65,9 +73,14 @@ def load_exclusion_set(spec: str | Path, workers: int = 0) -> ExclusionSet:
         files = _folder_images(path)
         if not files:
             raise ConfigError(f"--exclude-like {spec} holds no pictures ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        results = hash_files([(p.stem, p) for p in files], workers=workers)
-    elif is_dataset_folder(path) or looks_like_hub_id(str(spec)):
-        results = [hash_bytes(key, data) for key, data in _test_split_images(spec)]
+        name = _set_name(path)
+        keys = [f"{name}/{p.relative_to(path).with_suffix('').as_posix()}" for p in files]
+        results = hash_files(list(zip(keys, files, strict=True)), workers=workers)
+    elif is_dataset_folder(path):
+        name = _set_name(path)
+        results = [hash_bytes(f"{name}/{key}", data) for key, data in _test_split_images(spec)]
+    elif looks_like_hub_id(str(spec)):
+        results = [hash_bytes(f"{spec}/{key}", data) for key, data in _test_split_images(spec)]
     else:
         raise ConfigError(f"--exclude-like {spec} is neither a folder of pictures, a dataset folder nor a Hub id")
     good = [r for r in results if r.error is None]

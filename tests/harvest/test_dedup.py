@@ -396,9 +396,26 @@ def test_exclude_like_folder_marks_the_copy_of_an_evaluation_image_as_a_leak(poo
     summary = dedup_pool(DedupConfig(pool.root, exclude_like=(str(evaluation),), progress=False, workers=1))
     df = by_url(pool)
     leaked = df.loc["file:///scene3.jpg"]
-    assert leaked["leak_of"] == "IMG_7" and not leaked["kept"]
+    assert leaked["leak_of"] == "eval/IMG_7" and not leaked["kept"]
     assert df["leak_of"].notna().sum() == 1
     assert summary.leaked_images == 1 and summary.exclusion_images == 2
+
+
+def test_leak_of_names_the_evaluation_set_so_parts_with_the_same_image_names_stay_apart(
+    pool_with_copies, tmp_path
+) -> None:
+    """ShanghaiTech A and B both number their images IMG_1...: a bare IMG_7 would not say which set was copied."""
+    pool, _ = pool_with_copies
+    part_a = write_folder(tmp_path / "part_A" / "test_data" / "images", {"IMG_7": scene(3).resize((150, 112))})
+    part_b = write_folder(tmp_path / "part_B", {"IMG_7": scene(4).resize((150, 112)), "IMG_8": scene(40)})
+    summary = dedup_pool(
+        DedupConfig(pool.root, exclude_like=(str(tmp_path / "part_A"), str(part_b)), progress=False, workers=1)
+    )
+    df = by_url(pool)
+    assert df.loc["file:///scene3.jpg", "leak_of"] == "part_A/test_data/images/IMG_7"  # the path inside the set
+    assert df.loc["file:///scene4.jpg", "leak_of"] == "part_B/IMG_7"
+    assert str(tmp_path) not in df.loc["file:///scene3.jpg", "leak_of"]  # never a whole local path
+    assert part_a.exists() and summary.leaked_images == 2 and summary.exclusion_images == 3
 
 
 def test_a_later_dedup_without_exclude_like_keeps_earlier_leak_marks(pool_with_copies, tmp_path) -> None:
@@ -407,7 +424,7 @@ def test_a_later_dedup_without_exclude_like_keeps_earlier_leak_marks(pool_with_c
     dedup_pool(DedupConfig(pool.root, exclude_like=(str(evaluation),), progress=False, workers=1))
     summary = dedup_pool(DedupConfig(pool.root, threshold=8, progress=False, workers=1))
     leaked = by_url(pool).loc["file:///scene3.jpg"]
-    assert leaked["leak_of"] == "IMG_7" and not leaked["kept"]
+    assert leaked["leak_of"] == "eval/IMG_7" and not leaked["kept"]
     assert summary.leaked_images == 1
 
 
@@ -439,7 +456,7 @@ def test_exclude_like_dataset_uses_the_test_split_image_ids(pool_with_copies, tm
     dsd.save_to_disk(str(tmp_path / "labeled"))
     dedup_pool(DedupConfig(pool.root, exclude_like=(str(tmp_path / "labeled"),), progress=False, workers=1))
     df = by_url(pool)
-    assert df.loc["file:///scene2.jpg", "leak_of"] == "IMG_2"
+    assert df.loc["file:///scene2.jpg", "leak_of"] == "labeled/IMG_2"
     assert pd.isna(df.loc["file:///scene1.jpg", "leak_of"])  # train-split images are not evaluation images
 
 
@@ -504,7 +521,7 @@ def test_exclude_like_dataset_with_an_empty_split_says_so_or_reads_its_test_spli
             dedup_pool(config)
     else:
         dedup_pool(config)
-        assert by_url(pool).loc["file:///scene2.jpg", "leak_of"] == "IMG_2"
+        assert by_url(pool).loc["file:///scene2.jpg", "leak_of"] == "labeled/IMG_2"
 
 
 def test_exclude_like_pointing_nowhere_fails_before_touching_the_pool(pool_with_copies, tmp_path) -> None:

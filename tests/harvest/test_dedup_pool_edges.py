@@ -101,7 +101,7 @@ def test_evaluation_folders_take_upper_case_suffixes_and_report_undecodable_pict
     (folder / "IMG_2.jpeg").write_bytes(encode(scene(2, 64, 48))[:100])
     (folder / "notes.txt").write_text("not evaluated")
     loaded = load_exclusion_set(folder, workers=1)
-    assert loaded.keys == ["IMG_1"] and list(loaded.failures) == ["IMG_2"]
+    assert loaded.keys == ["eval/IMG_1"] and list(loaded.failures) == ["eval/IMG_2"]
 
 
 def test_kept_needs_stored_bytes_and_no_mark_and_unscored_rows_pass_the_clip_test() -> None:

@@ -349,7 +349,7 @@ def test_train_examples_only_are_sent_and_a_copy_of_a_test_image_is_marked_leak(
 
     assert [base64.b64decode(b["image"]) for b in knn_bodies(web)] == [picture(1)]  # IMG_9 was never a query
     df = Pool.open(tmp_path / "pool").read_index().set_index("url")
-    assert (df.loc[copy, "leak_of"], df.loc[copy, "kept"]) == ("IMG_9", False)
+    assert (df.loc[copy, "leak_of"], df.loc[copy, "kept"]) == ("shb/IMG_9", False)
     assert pd.isna(df.loc[other, "leak_of"]) and pd.isna(df.loc[other, "kept"]) and df.loc[other, "phash"]
     assert (summary.leaks, summary.exclusion_images) == (1, 1)
     commands = json.loads((tmp_path / "pool" / "pool.json").read_text())["commands"]
