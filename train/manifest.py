@@ -66,6 +66,23 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return float(value) if hint is float else value
 
 
+def _example(cls: type, name: str, full: str, value: Any) -> str:
+    """``; write e.g. key = ...``, the fix for a wrong type: a lone string for a list becomes a one-item list, a
+    number in quotes loses them, anything else shows the default (nothing where the default says little)."""
+    spec = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+    if isinstance(default, list) and isinstance(value, str):
+        return f"; write e.g. {full} = {_toml_value([value])} (a list, even of one)"
+    if isinstance(default, int | float) and not isinstance(default, bool) and isinstance(value, str):
+        try:
+            return f"; write e.g. {full} = {_toml_value(type(default)(value))} (a number in quotes is a string in TOML)"
+        except ValueError:
+            pass
+    if default in (None, "", []) or default is dataclasses.MISSING:
+        return ""
+    return f"; write e.g. {full} = {_toml_value(default)}"
+
+
 def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
     """Instantiate dataclass ``cls`` from a TOML table, refusing unknown keys and wrong types."""
     hints = _hints(cls)
@@ -84,7 +101,10 @@ def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
                 raise ConfigError(f"{full} must be a table ([{full}]), got {value!r}")
             kwargs[key] = _build(section, value, f"{full}.")
         else:
-            kwargs[key] = _coerce(value, hint, full)
+            try:
+                kwargs[key] = _coerce(value, hint, full)
+            except ConfigError as e:
+                raise ConfigError(f"{e}{_example(cls, key, full, value)}") from None
     try:
         return cls(**kwargs)
     except ConfigError:

@@ -32,6 +32,25 @@ def test_a_value_of_the_wrong_shape_is_refused_naming_its_key(table: dict, messa
 
 
 @pytest.mark.parametrize(
+    ("override", "fix"),
+    [
+        ('schedule.batch="8"', "write e.g. schedule.batch = 8 (a number in quotes is a string in TOML)"),
+        ('optim.lr="1e-3"', "write e.g. optim.lr = 0.001 (a number in quotes"),
+        ("schedule.steps=ten", "write e.g. schedule.steps = 20000"),
+        ('data.eval=["data/shb"]', ""),  # a string field whose default is empty: no example to give
+        ('data.ranked="ranksets/k"', 'write e.g. data.ranked = ["ranksets/k"] (a list, even of one)'),
+        ("schedule.amp=1", "write e.g. schedule.amp = true"),
+        ("data.crop=64", "write e.g. data.crop = [56, 448]"),
+    ],
+)
+def test_a_wrong_type_comes_with_the_value_written_as_it_should_be(override: str, fix: str) -> None:
+    """The message used to stop at "has the wrong type: expected int", which leaves the TOML to guess."""
+    with pytest.raises(ConfigError, match="has the wrong type") as error:
+        config_from_dict(MINIMAL, [override])
+    assert fix in str(error.value) and ("write e.g." in str(error.value)) == bool(fix)
+
+
+@pytest.mark.parametrize(
     ("override", "message"),
     [
         ("=5", r"--set '=5' has an empty key; e.g. --set schedule.steps=500"),
