@@ -343,9 +343,14 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
             t2 = time.perf_counter()
             for name, value in values.items():
                 if not math.isfinite(value):
+                    again = (
+                        "--resume from the last good last.pt"
+                        if (out / "last.pt").exists()
+                        else "rerun without --resume (no last.pt yet: it stopped before its first checkpoint)"
+                    )
                     raise DivergenceError(
                         f"step {step + 1}: loss term {name!r} is {value} (terms: {values}); lower optim.lr or "
-                        "check the data, then --resume from the last good last.pt"
+                        f"check the data, then {again}"
                     )
                 sums[name] = sums.get(name, 0.0) + value
             sums["steps"] = sums.get("steps", 0.0) + 1

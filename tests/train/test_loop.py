@@ -146,8 +146,8 @@ def test_alternate_and_rank_then_finetune_log_only_their_active_terms(
 
 def test_a_non_finite_loss_stops_the_run_naming_step_and_term(blob_data: dict[str, Path], tmp_path: Path) -> None:
     config = tiny_config(blob_data, data={"density_scale": 1e38}, schedule={"paradigm": "count-only"})
-    with pytest.raises(DivergenceError, match=r"step 1: loss term 'count' is inf"):
-        fit(config, tmp_path / "run", show_progress=False)
+    with pytest.raises(DivergenceError, match=r"step 1: loss term 'count' is inf.*rerun without --resume \(no last"):
+        fit(config, tmp_path / "run", show_progress=False)  # no checkpoint to resume from: it said "--resume"
 
 
 def test_an_existing_run_is_not_overwritten_without_resume(blob_data: dict[str, Path], tmp_path: Path) -> None:
@@ -364,6 +364,10 @@ def test_a_nan_loss_term_stops_the_run_naming_its_step_and_term(
     monkeypatch.setattr(train.loop, "train_step", nan_rank_at_step_three)
     with pytest.raises(DivergenceError, match=r"step 3: loss term 'rank' is nan"):
         fit(tiny_config(blob_data), tmp_path / "run", show_progress=False)
+    more = tiny_config(blob_data, schedule={"steps": 12})
+    monkeypatch.setattr(train.loop, "train_step", lambda *a, **kw: nan_rank_at_step_three(*a[:-1], a[-1] - 8, **kw))
+    with pytest.raises(DivergenceError, match=r"step 11: loss term 'rank' is nan.*--resume from the last good last.pt"):
+        fit(more, tmp_path / "run2", show_progress=False)  # checkpoints at steps 4 and 8 exist by then
 
 
 def test_a_resumed_run_keeps_the_best_validation_mae_of_its_first_part(
