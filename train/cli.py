@@ -67,12 +67,30 @@ def fit(
 
     with usage_errors():
         config = load_manifest(manifest, set_)
-    with run_errors():
-        if config.rounds is not None:
-            print_rounds_summary(fit_rounds(config, out or f"runs/{config.name}", resume=resume))
-            return
-        result = run_fit(config, out or f"runs/{config.name}", resume=resume)
+    run = out or f"runs/{config.name}"
+    try:
+        with run_errors():
+            if config.rounds is not None:
+                print_rounds_summary(fit_rounds(config, run, resume=resume))
+                return
+            result = run_fit(config, run, resume=resume)
+    except KeyboardInterrupt:  # Ctrl-C: say how to go on instead of ending silently (or in a traceback)
+        typer.echo(interrupted_message(run, config.schedule.eval_every, config.rounds is not None), err=True)
+        raise typer.Exit(130) from None
     print_fit_summary(result)
+
+
+def interrupted_message(run: str, eval_every: int, rounds: bool) -> str:
+    """What a stopped ``train fit`` leaves and the command that continues it."""
+    from pathlib import Path
+
+    saved = Path(run) / "last.pt"
+    if rounds or saved.is_file():
+        return (
+            f"interrupted: rerun the same command with --resume to continue {run} from its last checkpoint "
+            f"(saved every schedule.eval_every = {eval_every} steps; later steps are redone)"
+        )
+    return f"interrupted before the first checkpoint ({saved} not written yet): rerun the same command without --resume"
 
 
 @app.command("eval")

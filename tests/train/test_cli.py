@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -103,3 +104,23 @@ def test_upgrade_rewrites_a_format_1_checkpoint_and_reports_both_versions(tmp_pa
     result = runner.invoke(app, ["upgrade", str(tmp_path / "old.pt"), "--out", str(tmp_path / "up.pt")])
     assert result.exit_code == 0, result.output
     assert "checkpoint format 1 -> 2, step 3" in result.output and (tmp_path / "up.pt").is_file()
+
+
+def test_ctrl_c_in_fit_says_how_to_continue_instead_of_a_traceback(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C used to end `train fit` with exit 130 and nothing said (no hint that --resume exists)."""
+    import train.loop
+
+    def interrupted(config: object, out: str, resume: bool = False) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.loop, "fit", interrupted)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["fit", str(manifest(tmp_path, blob_data)), "--out", str(run)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "interrupted before the first checkpoint" in result.output and "without --resume" in result.output
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    result = runner.invoke(app, ["fit", str(manifest(tmp_path, blob_data)), "--out", str(run)])
+    assert result.exit_code == 130 and "rerun the same command with --resume" in result.output
