@@ -101,7 +101,8 @@ def info(
     dataset: str = typer.Argument(..., help="A dataset folder written by rankset, or a Hub id user/name."),
     out: str = typer.Option(None, "--out", help="Histogram PNG to write (default: DATASET/info.png)."),
 ) -> None:
-    """Per-split counts of a labeled or ranked-set dataset, and a histogram PNG of people per image."""
+    """Per-split counts of a labeled or ranked-set dataset, and histograms as a PNG: people per image (labeled);
+    sets per source picture and patch sizes (ranked sets)."""
     from rankset.info import InfoConfig, dataset_report, print_dataset_report
 
     with command_errors():
