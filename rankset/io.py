@@ -80,13 +80,8 @@ def check_replaceable(out: Path, inputs: Iterable[str | Path] = (), features: An
             raise InputError(
                 f"--out {out} is or holds the input {given}, which writing it would delete; choose another"
             )
-    problem = out_folder_problem(out, "--out")
-    if problem is not None:
-        raise InputError(problem)
-    if not out.exists():
+    if not existing_out_folder(out, "the dataset"):
         return
-    if not out.is_dir():
-        raise InputError(f"--out {out} is a file; pass a folder path for the dataset")
     if is_dataset_folder(out):
         if features is not None:
             from rankset.schema import dataset_kind
@@ -123,6 +118,19 @@ def out_folder_problem(out: Path, flag: str) -> str | None:
     except OSError as e:
         return f"{flag} {out}: cannot write in {base} ({e.strerror or e}); choose a folder you can write to"
     return None
+
+
+def existing_out_folder(out: Path, holds: str) -> bool:
+    """InputError when ``--out`` cannot be written (:func:`out_folder_problem`) or is a file; True when it is a
+    folder that exists already (the caller decides whether it may be replaced), False when it is still to be made."""
+    problem = out_folder_problem(out, "--out")
+    if problem is not None:
+        raise InputError(problem)
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise InputError(f"--out {out} is a file; pass a folder path for {holds}")
+    return True
 
 
 @contextmanager

@@ -291,15 +291,10 @@ def _written_by_synth(path: Path) -> bool:
 def check_unlabeled_out(out: Path, n: int) -> None:
     """Refuse an ``--unlabeled --out`` that is a dataset folder, or that holds scenes from an earlier, longer run:
     they would stay beside the new ones, unlisted in ``counts.csv``, and be read as pictures by later stages."""
-    from rankset.io import is_dataset_folder, out_folder_problem
+    from rankset.io import existing_out_folder, is_dataset_folder
 
-    problem = out_folder_problem(out, "--out")
-    if problem is not None:
-        raise InputError(problem)
-    if not out.exists():
+    if not existing_out_folder(out, "the JPEGs"):
         return
-    if not out.is_dir():
-        raise InputError(f"--out {out} is a file; pass a folder path for the JPEGs")
     if is_dataset_folder(out) or (out / "pool.json").is_file():
         what = "a dataset folder" if is_dataset_folder(out) else "a harvest pool"
         raise InputError(
