@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +90,10 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
             from harvest.local import file_kind  # the same words as harvest local's not_a_file rows
 
             refused.append((f, f"{file_kind(mode)}, not a regular file; only files are read"))
-    stems = [f.stem for f in files + [f for f, _ in refused]]
-    unique = len(set(stems)) == len(stems)
+    ids = _unique_source_ids(root, files + [f for f, _ in refused])
 
     def source_id(f: Path) -> str:
-        return printable_name(f.stem if unique else f.relative_to(root).with_suffix("").as_posix().replace("/", "-"))
+        return ids[f]
 
     pictures = []
     for f in files:
@@ -108,6 +108,30 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
             )
         )
     return pictures, [(source_id(f), reason) for f, reason in refused]
+
+
+def _unique_source_ids(root: Path, files: list[Path]) -> dict[Path, str]:
+    """One distinct source id per file: its stem when every stem is unique, else its path below ``root`` without
+    the suffix (``day-x``); a file whose path still collides (``x.jpg`` beside ``x.png``) keeps its suffix
+    (``x.jpg``), and a name left equal after that (``a/b.png`` and ``a-b.png``) gets ``~2``, ``~3``, ... in path
+    order. Two pictures under one id would share a set id, an attribution row and a split draw."""
+    stems = [f.stem for f in files]
+    if len(set(stems)) == len(stems):
+        return {f: printable_name(f.stem) for f in files}
+
+    def flat(rel: Path) -> str:
+        return printable_name(rel.as_posix().replace("/", "-"))
+
+    rels = {f: f.relative_to(root) for f in files}
+    names = {f: flat(rels[f].with_suffix("")) for f in files}
+    taken = Counter(names.values())
+    names = {f: flat(rels[f]) if taken[name] > 1 else name for f, name in names.items()}
+    seen: Counter[str] = Counter()
+    ids = {}
+    for f in sorted(files):
+        seen[names[f]] += 1
+        ids[f] = names[f] if seen[names[f]] == 1 else f"{names[f]}~{seen[names[f]]}"
+    return ids
 
 
 def printable_name(name: str | Path) -> str:

@@ -197,6 +197,19 @@ def test_folder_input_skips_hidden_folders_names_same_stems_by_path_and_reads_bo
     assert by_id == {"day-x": ("Day", "cc0-1.0"), "night-x": ("Night", "cc-by-sa-4.0")}
 
 
+def test_pictures_whose_paths_differ_only_in_the_suffix_or_a_slash_get_distinct_source_ids(tmp_path: Path) -> None:
+    # x.jpg beside x.png had one source id (x) even after the switch to paths: two rows with set_id x-0, one
+    # attribution row and one split draw for two pictures.
+    pics = tmp_path / "pics"
+    for seed, rel in enumerate(("x.jpg", "x.png", "a/b.png", "a-b.png")):
+        (pics / rel).parent.mkdir(parents=True, exist_ok=True)
+        noise(80, 60, seed).save(pics / rel)
+    summary, ds = build(pics, tmp_path / "ds")
+    assert summary.sources == 4
+    assert sorted(ds["set_id"]) == ["a-b.png-0", "a-b.png~2-0", "x.jpg-0", "x.png-0"]
+    assert len(set(ds["source_url"])) == 4
+
+
 def test_a_rebuild_into_an_out_inside_the_folder_reads_the_same_pictures_not_the_datasets_below_it(
     tmp_path: Path,
 ) -> None:
