@@ -280,7 +280,13 @@ class Pool:
         )
 
     def append_rows(self, rows: list[dict[str, Any]] | pd.DataFrame) -> Path | None:
-        """Write rows as a new part, atomically. Returns its path (None when there were no rows)."""
+        """Write rows as a new part, atomically. Returns its path (None when there were no rows).
+
+        Every part carries every column of the pool, so ``pandas.read_parquet(POOL / "index")`` (which takes its
+        columns from one part) reads them all: the new part gets the columns earlier parts have (nulls), and rows
+        that bring a column no earlier part has (qbe's ``similarity`` into a ``harvest local`` pool) are written
+        by an atomic rewrite of the whole table instead, so the earlier parts get that column too.
+        """
         if len(rows) == 0:
             return None
         table = rows_to_table(rows)
@@ -288,9 +294,29 @@ class Pool:
         dest = self.index_dir / name
         tmp = self.index_dir / f".{name}.tmp"
         with self.lock():
+            known = self._part_fields()
+            for field_ in known.values():
+                if field_.name not in table.column_names:
+                    table = table.append_column(field_, pa.nulls(table.num_rows, type=field_.type))
+            if self.part_files() and any(name not in known for name in table.column_names):
+                self.rewrite(pd.concat([self.read_index(), table.to_pandas()], ignore_index=True))
+                return self.part_files()[-1]
             pq.write_table(table, tmp)
             os.replace(tmp, dest)
         return dest
+
+    def _part_fields(self) -> dict[str, pa.Field]:
+        """Every column the index parts have, by name, in the first type other than null found (footers only)."""
+        fields: dict[str, pa.Field] = {}
+        for part in self.part_files():
+            try:
+                schema = pq.read_schema(part)
+            except (pa.ArrowException, OSError):
+                continue  # a damaged part is named by the next read_index
+            for field_ in schema:
+                if field_.name not in fields or fields[field_.name].type == pa.null():
+                    fields[field_.name] = field_
+        return fields
 
     def rewrite(self, df: pd.DataFrame, rows_per_part: int = 200_000) -> None:
         """Replace the whole table with ``df``: write new parts aside, mark them complete, then swap them in."""

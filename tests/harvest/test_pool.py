@@ -103,6 +103,22 @@ def test_an_extra_column_whose_type_differs_between_parts_is_read_as_text(tmp_pa
     assert sorted(pool.read_index()["rank"]) == ["1", "first"]
 
 
+def test_pandas_reads_every_column_of_every_part_whatever_order_the_stages_added_them(tmp_path: Path) -> None:
+    # DESIGN: pandas.read_parquet(POOL / "index") reads the whole table, so every part carries every column.
+    # A qbe run into a harvest local pool wrote similarity/rank only into its own part, and pandas, which takes
+    # the columns of the first part, dropped them; a later local part lacked them again.
+    pool = Pool.create(tmp_path / "pool")
+    pool.append_rows([{"url": "file:///a.jpg", "status": "ok"}])  # harvest local
+    pool.append_rows([{"url": "https://b.org/b.jpg", "status": "ok", "similarity": 0.9, "rank": 1}])  # qbe
+    pool.append_rows([{"url": "file:///c.jpg", "status": "ok"}])  # harvest local again
+    df = pd.read_parquet(pool.index_dir)
+    assert df["url"].tolist() == ["file:///a.jpg", "https://b.org/b.jpg", "file:///c.jpg"]
+    assert df["similarity"].isna().tolist() == [True, False, True]
+    assert df["similarity"].tolist()[1] == pytest.approx(0.9)
+    assert len({tuple(pq.read_schema(part).names) for part in pool.part_files()}) == 1
+    assert pool.read_index()["rank"].tolist()[1] == 1
+
+
 def one_picture_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
