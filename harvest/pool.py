@@ -74,6 +74,8 @@ class Pool:
         self.index_dir = self.root / "index"
         self.images_dir = self.root / "images"
         self.meta_path = self.root / "pool.json"
+        # columns of the parts read so far, by part name: a part (timestamped, uuid-named) never changes once written
+        self._fields_read: tuple[frozenset[str], dict[str, pa.Field]] = (frozenset(), {})
 
     # -- opening ---------------------------------------------------------------------------------------------
     @classmethod
@@ -294,28 +296,40 @@ class Pool:
         dest = self.index_dir / name
         tmp = self.index_dir / f".{name}.tmp"
         with self.lock():
-            known = self._part_fields()
+            parts = self.part_files()
+            known = self._part_fields(parts)
             for field_ in known.values():
                 if field_.name not in table.column_names:
                     table = table.append_column(field_, pa.nulls(table.num_rows, type=field_.type))
-            if self.part_files() and any(name not in known for name in table.column_names):
+            if parts and any(name not in known for name in table.column_names):
                 self.rewrite(pd.concat([self.read_index(), table.to_pandas()], ignore_index=True))
                 return self.part_files()[-1]
             pq.write_table(table, tmp)
             os.replace(tmp, dest)
         return dest
 
-    def _part_fields(self) -> dict[str, pa.Field]:
-        """Every column the index parts have, by name, in the first type other than null found (footers only)."""
-        fields: dict[str, pa.Field] = {}
-        for part in self.part_files():
+    def _part_fields(self, parts: list[Path]) -> dict[str, pa.Field]:
+        """Every column the index ``parts`` have, by name, in the first type other than null found (footers only).
+
+        Only parts not read before by this Pool are opened, so a long run appending part after part stays linear.
+        """
+        names = frozenset(part.name for part in parts)
+        read, fields = self._fields_read
+        if not read <= names:  # a rewrite replaced parts: start over
+            read, fields = frozenset(), {}
+        fields = dict(fields)
+        for part in parts:
+            if part.name in read:
+                continue
             try:
                 schema = pq.read_schema(part)
             except (pa.ArrowException, OSError):
                 continue  # a damaged part is named by the next read_index
             for field_ in schema:
-                if field_.name not in fields or fields[field_.name].type == pa.null():
+                if field_.name not in fields or pa.types.is_null(fields[field_.name].type):
                     fields[field_.name] = field_
+            read |= {part.name}
+        self._fields_read = (read, fields)
         return fields
 
     def rewrite(self, df: pd.DataFrame, rows_per_part: int = 200_000) -> None:

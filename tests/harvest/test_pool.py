@@ -119,6 +119,28 @@ def test_pandas_reads_every_column_of_every_part_whatever_order_the_stages_added
     assert pool.read_index()["rank"].tolist()[1] == 1
 
 
+def test_one_pool_object_sees_columns_a_rewrite_added_and_never_reads_a_part_footer_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long run appends part after part through one Pool: each footer is read once (the run stays linear), yet
+    the columns a rewrite brought (dedup's dhash) reach the parts appended after it."""
+    pool = Pool.create(tmp_path / "pool")
+    read: list[str] = []
+    real_read_schema = pq.read_schema
+    monkeypatch.setattr(pq, "read_schema", lambda part: read.append(Path(part).name) or real_read_schema(part))
+    for k in range(3):
+        pool.append_rows([{"url": f"file:///{k}.jpg", "status": "ok"}])
+    assert len(read) == len(set(read)) == 2  # the first append had no part to read
+    df = pool.read_index()
+    df["dhash"] = "00ff00ff00ff00ff"
+    pool.rewrite(df)  # new part names: what was read of the old ones no longer counts
+    pool.append_rows([{"url": "file:///3.jpg", "status": "ok"}])
+    assert len(pool.part_files()) == 2  # the rewritten table, then the new part
+    last = pd.read_parquet(pool.part_files()[-1])
+    assert last["url"].tolist() == ["file:///3.jpg"] and last["dhash"].isna().all()
+    assert pd.read_parquet(pool.index_dir)["dhash"].notna().tolist() == [True, True, True, False]
+
+
 def one_picture_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
