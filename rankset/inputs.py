@@ -91,23 +91,19 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
 
             refused.append((f, f"{file_kind(mode)}, not a regular file; only files are read"))
     ids = _unique_source_ids(root, files + [f for f, _ in refused])
-
-    def source_id(f: Path) -> str:
-        return ids[f]
-
     pictures = []
     for f in files:
         meta = _sidecar(f)
         pictures.append(
             SourcePicture(
-                source_id=source_id(f),
+                source_id=ids[f],
                 path=str(f),
                 license=meta.get("license"),
                 author=meta.get("author"),
                 source_url=meta.get("source_url") or f.resolve().as_uri(),
             )
         )
-    return pictures, [(source_id(f), reason) for f, reason in refused]
+    return pictures, [(ids[f], reason) for f, reason in refused]
 
 
 def _unique_source_ids(root: Path, files: list[Path]) -> dict[Path, str]:

@@ -295,8 +295,8 @@ def check_unlabeled_out(out: Path, n: int) -> None:
 
     if not existing_out_folder(out, "the JPEGs"):
         return
-    if is_dataset_folder(out) or (out / "pool.json").is_file():
-        what = "a dataset folder" if is_dataset_folder(out) else "a harvest pool"
+    what = "a dataset folder" if is_dataset_folder(out) else "a harvest pool" if (out / "pool.json").is_file() else None
+    if what is not None:
         raise InputError(
             f"--out {out} is {what}; --unlabeled writes plain JPEGs beside it and would mix the two. "
             "Choose a new or empty folder"
