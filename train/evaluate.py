@@ -22,7 +22,11 @@ from train.runlog import write_json, write_rows_csv
 
 
 def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering [0, length), ``overlap`` apart at least; last flush."""
+    """Start offsets of tiles of ``tile`` pixels covering [0, length), ``overlap`` apart at least; last flush.
+
+    ``overlap`` must be in [0, tile): a step of ``tile - overlap`` <= 0 would never reach the end."""
+    if tile < 1 or not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap {overlap} must be >= 0 and under the tile side {tile} (tile >= 1)")
     if length <= tile:
         return [0]
     step = tile - overlap
@@ -46,7 +50,7 @@ def predict_density(
     batch = torch.zeros(3, padded_h, padded_w, device=device)  # zeros = the mean colour after normalising
     batch[:, :height, :width] = normalize(pixels)
     tile = max(stride, tile // stride * stride)
-    overlap = max(stride, tile // 8 // stride * stride)
+    overlap = min(max(stride, tile // 8 // stride * stride), tile - stride)  # a one-stride tile: no overlap
     total = torch.zeros(padded_h // stride, padded_w // stride, device=device)
     cover = torch.zeros_like(total)
     with torch.no_grad(), autocast(device, amp), no_autotune():

@@ -411,3 +411,19 @@ def test_an_image_without_annotation_is_not_scored_against_its_count_of_minus_on
     assert "count" not in result[1] and "no annotation" in result[1]["error"]
     assert summary["images"] == 1 and summary["unlabeled"] == 1 and summary["failed"] == 0
     assert summary["mae"] == pytest.approx(good["count"])  # the labeled image alone; -1 would add |0 - -1| / 2
+
+
+def test_tile_origins_refuse_an_overlap_that_is_not_under_the_tile() -> None:
+    for overlap in (128, 200, -1):  # a step of 128 - overlap <= 0 never reaches the end; a negative one skips pixels
+        with pytest.raises(ValueError, match=rf"tile overlap {overlap} must be >= 0 and under the tile side 128"):
+            tile_origins(300, 128, overlap)
+    assert tile_origins(300, 128, 0) == [0, 128, 172]
+
+
+def test_a_tile_of_one_output_stride_is_run_without_overlap_and_still_covers_the_image() -> None:
+    # a model of stride 64 with the smallest --tile (64): the one-stride overlap would equal the tile (step 0)
+    image = np.zeros((16, 200, 3), dtype=np.uint8) + np.arange(200, dtype=np.uint8)[None, :, None]
+    coarse = WindowOrigins(stride=64)
+    density = predict_density(coarse, image, 64, 64, torch.device("cpu"), amp=False, density_scale=1.0)
+    assert coarse.origins == [0, 64, 128, 192]  # padded to 256 px: four tiles side by side
+    assert density.shape == (1, 4)
