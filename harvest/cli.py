@@ -39,7 +39,8 @@ def command_errors(command: str) -> Iterator[None]:
 
 RETRY_FAILED_HELP = (  # the statuses of harvest.writer.TRANSIENT_STATUSES, not imported here to keep --help instant
     "Fetch again URLs whose every earlier try failed in a way that may pass: timeout, connection error, "
-    "TLS error (certificates get renewed), truncated body, HTTP 408, 429, 500, 502, 503 or 504."
+    "TLS error (certificates get renewed), truncated body, HTTP 408, 429, 500, 502, 503 or 504; and URLs whose "
+    "stored picture dedup/filter found missing or damaged (decode_error), to store their bytes again."
 )
 
 LOCAL_RETRY_FAILED_HELP = (

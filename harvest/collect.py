@@ -25,7 +25,15 @@ from harvest.net import HostRateLimiter, RobotsCache, make_session
 from harvest.pool import COLUMNS, Pool
 from harvest.schedule import run_by_host
 from harvest.sources.base import DEFAULT_SOURCES, Candidate, SearchSource, create_source, list_sources
-from harvest.writer import PoolWriter, Summary, compact_pool, known_found_by, run_progress, transient_failures
+from harvest.writer import (
+    PoolWriter,
+    Summary,
+    compact_pool,
+    known_found_by,
+    lost_pictures,
+    run_progress,
+    transient_failures,
+)
 
 
 class _Downloader:
@@ -118,7 +126,8 @@ def _collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, c
     summary = Summary(command)
     started = time.monotonic()
     known = known_found_by(pool)
-    again = transient_failures(pool) if config.retry_failed else set()
+    lost = lost_pictures(pool) if config.retry_failed else set()
+    again = transient_failures(pool) | lost if config.retry_failed else set()
     for url in again:
         known.pop(url, None)  # fetched once more; the old row's tags join the new row when the pool is compacted
     late_tags: dict[str, list[str]] = {}
@@ -146,6 +155,7 @@ def _collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, c
             else:
                 waiting[url] = (candidate, [tag])
                 summary.retried += int(url in again)
+                summary.retried_decode_errors += int(url in lost)
                 progress.add_total()
                 yield url
 

@@ -205,10 +205,21 @@ class Pool:
         sha = sha256_hex(data)
         rel = self.image_relpath(sha, ext)
         dest = self.root / rel
-        if not dest.exists():
+        if not self.holds_intact(sha, rel, len(data)):  # missing, or damaged since: the bytes in hand mend it
             dest.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write_bytes(dest, data)
         return sha, rel
+
+    def holds_intact(self, image_id: str, rel: str, size: int | None = None) -> bool:
+        """Whether the stored file ``rel`` holds the bytes whose sha256 is ``image_id``: not deleted, cut short or
+        overwritten since (``size``, when known, spares reading a file of the wrong length)."""
+        path = self.path_of(rel)
+        try:
+            if size is not None and path.stat().st_size != size:
+                return False
+            return sha256_hex(path.read_bytes()) == image_id
+        except OSError:
+            return False
 
     def path_of(self, rel: str) -> Path:
         return self.root / rel

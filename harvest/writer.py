@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from harvest.decisions import FAILED_DECODE
 from harvest.pool import Pool
 
 MAX_PARTS = 64  # more parts than this after a run and the compaction merges them into few
@@ -53,7 +54,8 @@ class PoolWriter:
         self.flush()  # also on Ctrl-C: what was fetched is kept
 
 
-# Failures that may pass: ``--retry-failed`` fetches URLs whose every row has one of these statuses again.
+# Failures that may pass: ``--retry-failed`` fetches URLs whose every row has one of these statuses again (and
+# those whose stored picture was lost, :func:`lost_pictures`).
 # ``tls_error`` (a certificate that does not verify) is not retried within a run, but sites renew certificates.
 TRANSIENT_STATUSES = frozenset(
     {
@@ -84,6 +86,12 @@ def known_found_by(pool: Pool) -> dict[str, list[str]]:
 def transient_failures(pool: Pool) -> set[str]:
     """URLs whose every row failed for a reason that may pass (:data:`TRANSIENT_STATUSES`): worth one more try."""
     return failed_urls(pool, TRANSIENT_STATUSES)
+
+
+def lost_pictures(pool: Pool) -> set[str]:
+    """URLs whose every row is ``decode_error``: dedup or filter found the stored picture missing or damaged, and
+    only fetching the URL again brings its bytes back (``--retry-failed``)."""
+    return failed_urls(pool, {FAILED_DECODE})
 
 
 def failed_urls(pool: Pool, statuses: Collection[str] | None = None) -> set[str]:
@@ -161,6 +169,7 @@ class Summary:
     known: int = 0  # already in the pool before this run: not fetched
     repeats: int = 0  # returned again after this run had fetched it or while it was fetching it: not fetched
     retried: int = 0  # had only transient failures in the pool and were fetched again (--retry-failed)
+    retried_decode_errors: int = 0  # of those, rows whose stored picture was missing or damaged (decode_error)
     stored_bytes: int = 0
     search_failures: list[str] = field(default_factory=list)
     # Search results left out before any fetch (no image URL, not a raster picture, a malformed result), by
@@ -197,6 +206,7 @@ class Summary:
             "known": self.known,
             "repeats": self.repeats,
             "retried": self.retried,
+            "retried_decode_errors": self.retried_decode_errors,
             "stored_bytes": self.stored_bytes,
             "elapsed_s": round(self.elapsed_s, 3),
             "by_source_status": {f"{src}/{status}": n for (src, status), n in sorted(self.counts.items())},
@@ -221,6 +231,11 @@ class Summary:
         )
         if self.retried:
             totals += f"; {self.retried} earlier failures fetched again (--retry-failed)"
+        if self.retried_decode_errors:
+            totals += (
+                f", {self.retried_decode_errors} of them pictures whose stored file was missing or damaged "
+                "(decode_error)"
+            )
         if self.skipped:
             left_out = ", ".join(f"{src} {n} {reason}" for (src, reason), n in sorted(self.skipped.items()))
             totals += f"\nsearch results left out (nothing to fetch): {left_out}"

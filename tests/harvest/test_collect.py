@@ -412,3 +412,38 @@ def test_retry_failed_help_names_every_status_that_retry_failed_fetches_again() 
     for status in TRANSIENT_STATUSES:  # tls_error -> "tls", http_503 -> "503", connection_error -> "connection"
         word = status.removeprefix("http_").removesuffix("_error").split("_")[0]
         assert word in RETRY_FAILED_HELP.lower(), status
+
+
+def test_retry_failed_fetches_again_a_picture_whose_stored_file_was_lost_or_damaged(web, tmp_path) -> None:
+    from harvest.dedup_pool import DedupConfig, dedup_pool
+    from tests.harvest.imagegen import encode, scene
+
+    pictures = {name: encode(scene(seed, 64, 48)) for seed, name in enumerate(("lost", "damaged", "fine"))}
+
+    lost = web.route("/img/lost.jpg", body=pictures["lost"], headers=JPEG)
+    damaged = web.route("/img/damaged.jpg", body=pictures["damaged"], headers=JPEG)
+    fine = web.route("/img/fine.jpg", body=pictures["fine"], headers=JPEG)
+    endpoint = serve_search(web, {"a": [lost, damaged, fine]})
+    pool_dir = tmp_path / "pool"
+    harvest_keywords(keywords_config(pool_dir, endpoint, ("a",)))
+    rows = Pool.open(pool_dir).read_index().set_index("url")
+    (pool_dir / rows.loc[lost, "path"]).unlink()
+    (pool_dir / rows.loc[damaged, "path"]).write_bytes(pictures["damaged"][:200])  # same name, cut short
+    dedup_pool(DedupConfig(pool_dir, progress=False, workers=1))
+    marked = Pool.open(pool_dir).read_index().set_index("url")["status"]
+    assert (marked[lost], marked[damaged], marked[fine]) == ("decode_error", "decode_error", "ok")
+
+    plain = harvest_keywords(keywords_config(pool_dir, endpoint, ("a",)))
+    assert (plain.rows, plain.known) == (0, 3)  # without --retry-failed nothing is fetched again
+    retried = harvest_keywords(keywords_config(pool_dir, endpoint, ("a",), retry_failed=True))
+    assert (retried.rows, retried.ok, retried.retried, retried.retried_decode_errors) == (2, 2, 2, 2)
+    assert "2 of them pictures whose stored file was" in _rendered(retried.table())
+    assert retried.to_record()["retried_decode_errors"] == 2
+    assert (web.hits("/img/lost.jpg"), web.hits("/img/damaged.jpg"), web.hits("/img/fine.jpg")) == (2, 2, 1)
+
+    df = Pool.open(pool_dir).read_index().set_index("url")
+    assert len(df) == 3 and df.index.is_unique and (df["status"] == "ok").all()
+    assert (pool_dir / df.loc[lost, "path"]).read_bytes() == pictures["lost"]
+    assert (pool_dir / df.loc[damaged, "path"]).read_bytes() == pictures["damaged"]  # the damaged file is rewritten
+    summary = dedup_pool(DedupConfig(pool_dir, progress=False, workers=1))
+    assert summary.decode_failures == 0 and bool(Pool.open(pool_dir).read_index()["kept"].all())

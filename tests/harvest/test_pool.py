@@ -285,3 +285,15 @@ def test_a_writing_run_removes_the_temporary_files_a_killed_run_left(tmp_path: P
     assert not any(path.exists() for path in stale)
     stored = [p for p in pool.images_dir.rglob("*") if p.is_file()]
     assert len(stored) == 1 and not stored[0].name.startswith(".")
+
+
+def test_storing_bytes_again_mends_a_stored_file_that_was_damaged_or_deleted(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    image_id, rel = pool.store_image(b"\xff\xd8\xff original bytes", "jpg")
+    pool.path_of(rel).write_bytes(b"\xff\xd8\xff original byteZ")  # same length, one byte changed
+    assert not pool.holds_intact(image_id, rel)
+    assert pool.store_image(b"\xff\xd8\xff original bytes", "jpg") == (image_id, rel)
+    assert pool.path_of(rel).read_bytes() == b"\xff\xd8\xff original bytes" and pool.holds_intact(image_id, rel)
+    pool.path_of(rel).unlink()
+    pool.store_image(b"\xff\xd8\xff original bytes", "jpg")
+    assert pool.holds_intact(image_id, rel)
