@@ -80,6 +80,7 @@ class BuildSummary:
     licenses: Counter = field(default_factory=Counter)
     reduced_decodes: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -208,6 +209,7 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
                 ),
                 card=lambda: ranked_set_card(cfg, summary),
                 inputs=[cfg.input],
+                notes=summary.notes,
             )
         except EmptySplitError as e:
             split = e.splits[0]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +31,7 @@ def write_dataset_dict(
     card: str | Callable[[], str] | None = None,
     extra_files: dict[str, bytes] | None = None,
     inputs: Iterable[str | Path] = (),
+    notes: list[str] | None = None,
 ) -> Any:
     """Stream each split's rows into Arrow files and save the DatasetDict atomically at ``out``.
 
@@ -40,31 +43,141 @@ def write_dataset_dict(
 
     ``out`` is replaced only when it is missing, empty or a dataset folder, and never when it is, or holds, one of
     ``inputs``; a split with no rows raises :class:`EmptySplitError`. Both checks leave ``out`` as it was.
+    Staging folders of ``out`` left by killed runs are removed first (:func:`remove_stale_staging`), and a sentence
+    for each is appended to ``notes`` for the run summary.
     """
     import datasets
 
     out = Path(out)
     check_replaceable(out, inputs, features)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    removed = remove_stale_staging(out.parent, out.name)
+    if notes is not None:
+        notes.extend(removed)
+    work = staging_path(out)  # holds the Arrow cache and the finished dataset: one folder to clean up after a kill
+    staging = work / "dataset"
     try:
         with quiet_datasets():
-            _write_staging(staging, splits, features, description, num_proc)
+            _write_staging(work, splits, features, description, num_proc)
         if card is not None:
             (staging / "README.md").write_text(card() if callable(card) else card)
         for fname, data in (extra_files or {}).items():
             (staging / fname).write_bytes(data)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, trash)
-        os.replace(staging, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, out)
+        if out.exists():
+            trash = staging_path(out, "old")  # a kill between the two renames: the next write puts it back at out
+            os.replace(out, trash)
+            try:
+                os.replace(staging, out)
+            except BaseException:
+                os.replace(trash, out)
+                raise
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return datasets.load_from_disk(str(out))
+
+
+HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+STAGING_SUFFIX = re.compile(r"\.(?P<kind>tmp|old)-(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)-[0-9a-f]{8}")
+
+
+def staging_path(target: Path, kind: str = "tmp") -> Path:
+    """A hidden name beside ``target`` for writing it (``tmp``) or for moving the old one aside (``old``).
+
+    The name carries this machine and process (``.NAME.tmp-HOST-PID-TOKEN``), so a later write to ``target`` can tell
+    a leftover of a killed run from the work of one still running (:func:`remove_stale_staging`).
+    """
+    assert kind in ("tmp", "old"), f"staging kind {kind!r} is neither tmp nor old"
+    return target.with_name(f".{target.name}.{kind}-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def writer_alive(host: str, pid: int) -> bool:
+    """Whether the process that named a staging folder may still be running; True whenever that cannot be told
+    (another machine on a shared disk, a process of another user)."""
+    if host != HOST or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, and belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_staging(folder: Path, name: str | None = None) -> list[str]:
+    """Delete the staging files and folders in ``folder`` (of the target ``name``, or of any target) whose writer
+    is no longer running, and say what was done, one sentence each, for the run summary.
+
+    A kill between moving the old target aside and renaming the new one into place leaves no target but an ``old``
+    folder: that one is put back, so the earlier dataset is never lost.
+    """
+    if not folder.is_dir():
+        return []
+    stale: list[tuple[Path, str, str]] = []
+    for entry in folder.iterdir():
+        if not entry.name.startswith("."):
+            continue
+        match = STAGING_SUFFIX.search(entry.name)
+        if match is None or match.end() != len(entry.name):
+            continue
+        target = entry.name[1 : match.start()]
+        if (name is None or target == name) and not writer_alive(match["host"], int(match["pid"])):
+            stale.append((entry, target, match["kind"], match["pid"]))
+    done: list[str] = []
+    for entry, target, kind, pid in sorted(stale, key=lambda item: _mtime(item[0]), reverse=True):
+        where = folder / target
+        if kind == "old" and not where.exists():
+            os.replace(entry, where)
+            done.append(f"put back {where}, moved aside by a run that was killed before its new data was in place")
+            continue
+        size = _tree_size(entry)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        done.append(
+            f"removed {entry} ({size / 1e6:.1f} MB), left by process {pid}, a run that was killed before it finished"
+        )
+    return done
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes under ``path``; what vanishes meanwhile (another run cleaning up too) counts as 0."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return path.lstat().st_size
+        return sum(_size(p) for p in path.rglob("*"))
+    except OSError:
+        return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return 0 if path.is_dir() else path.lstat().st_size
+    except OSError:
+        return 0
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a staging name, then rename it into place: a kill leaves the old file or the
+    new one, and a staging file that the next run's :func:`remove_stale_staging` recognises."""
+    staging = staging_path(path)
+    try:
+        staging.write_bytes(data)
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
 
 
 KIND_WORDS = {"ranked": "ranked-set dataset (rankset build)", "labeled": "labeled dataset (rankset import/synth)"}
@@ -148,33 +261,35 @@ def quiet_datasets() -> Iterator[None]:
 
 
 def _write_staging(
-    staging: Path, splits: dict[str, Any], features: Any, description: str | None, num_proc: int | None
+    work: Path, splits: dict[str, Any], features: Any, description: str | None, num_proc: int | None
 ) -> None:
+    """Write the DatasetDict to ``work/dataset``, through an Arrow cache in ``work/cache``."""
     import datasets
 
-    with tempfile.TemporaryDirectory(prefix=".cache-", dir=staging.parent) as cache_dir:
-        built = {}
-        for name, spec in splits.items():
-            info = datasets.DatasetInfo(description=description) if description else None
-            if not isinstance(spec, tuple):
-                built[name] = _write_rows(spec, features, Path(cache_dir) / f"{name}.arrow", info, name)
-                continue
-            generator, gen_kwargs = spec
-            proc = num_proc if (num_proc and num_proc > 1 and _shardable(gen_kwargs)) else None
-            built[name] = datasets.Dataset.from_generator(
-                generator,
-                features=features,
-                gen_kwargs=gen_kwargs,
-                cache_dir=cache_dir,
-                num_proc=proc,
-                info=info,
-                split=datasets.NamedSplit(name),
-            )
-        empty = [name for name, ds in built.items() if ds.num_rows == 0]
-        if empty:  # save_to_disk would write a folder load_from_disk cannot read
-            raise EmptySplitError(f"split {empty[0]!r} got no rows", empty)
-        datasets.DatasetDict(built).save_to_disk(str(staging))
-        del built
+    cache_dir = work / "cache"
+    cache_dir.mkdir(parents=True)
+    built = {}
+    for name, spec in splits.items():
+        info = datasets.DatasetInfo(description=description) if description else None
+        if not isinstance(spec, tuple):
+            built[name] = _write_rows(spec, features, cache_dir / f"{name}.arrow", info, name)
+            continue
+        generator, gen_kwargs = spec
+        proc = num_proc if (num_proc and num_proc > 1 and _shardable(gen_kwargs)) else None
+        built[name] = datasets.Dataset.from_generator(
+            generator,
+            features=features,
+            gen_kwargs=gen_kwargs,
+            cache_dir=str(cache_dir),
+            num_proc=proc,
+            info=info,
+            split=datasets.NamedSplit(name),
+        )
+    empty = [name for name, ds in built.items() if ds.num_rows == 0]
+    if empty:  # save_to_disk would write a folder load_from_disk cannot read
+        raise EmptySplitError(f"split {empty[0]!r} got no rows", empty)
+    datasets.DatasetDict(built).save_to_disk(str(work / "dataset"))
+    del built
 
 
 def _write_rows(rows: Iterable[dict[str, Any]], features: Any, path: Path, info: Any, split: str) -> Any:

@@ -93,6 +93,7 @@ class PublishSummary:
     licenses: Counter = field(default_factory=Counter)
     files: dict[str, int] = field(default_factory=dict)
     pictures: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def publish_dataset(cfg: PublishConfig, progress: bool = True) -> PublishSummary:
@@ -132,10 +133,15 @@ def publish_dataset(cfg: PublishConfig, progress: bool = True) -> PublishSummary
             "pass --allow-unknown-license, or (for a dataset without a license column) --dataset-license ID"
         )
     build_info = decode_build_info(first.info.description)
-    staging_parent = Path(cfg.dry_run).parent if cfg.dry_run is not None else None
-    if staging_parent is not None:
-        staging_parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".rankset-push-", dir=staging_parent))
+    if cfg.dry_run is not None:  # staged beside the folder, under a name the next dry run can clean up after a kill
+        from rankset.io import remove_stale_staging, staging_path
+
+        Path(cfg.dry_run).parent.mkdir(parents=True, exist_ok=True)
+        summary.notes.extend(remove_stale_staging(Path(cfg.dry_run).parent, Path(cfg.dry_run).name))
+        staging = staging_path(Path(cfg.dry_run))
+        staging.mkdir()
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=".rankset-push-"))
     try:
         write_upload_folder(staging, selected, cfg, summary, build_info, progress)
         summary.files = {rel: (staging / rel).stat().st_size for rel in upload_files(staging)}
@@ -393,3 +399,5 @@ def print_publish_summary(summary: PublishSummary, dry_run: bool) -> None:
         table.add_row(f"left out: {reason}", str(n))
     table.add_row("files", f"{len(summary.files)} ({sum(summary.files.values()) / 1e6:.1f} MB)")
     console.print(table)
+    for note in summary.notes:
+        console.print(f"note: {note}", markup=False)

@@ -32,3 +32,5 @@ def print_build_summary(summary: Any, out: str, max_skipped: int = 20) -> None:
         if len(summary.skipped) > max_skipped:
             skipped.add_row("…", f"{len(summary.skipped) - max_skipped} more")
         console.print(skipped)
+    for note in getattr(summary, "notes", ()):
+        console.print(f"note: {note}", markup=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import statistics
 import uuid
@@ -294,6 +293,7 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
                 features,
                 description=description,
                 inputs=[config.root],
+                notes=summary.notes,
             )
         finally:
             del _RUNS[token]
@@ -316,6 +316,6 @@ def _config_json(config: ImportConfig) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
-    staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    staging.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(staging, path)
+    from rankset.io import write_file_atomic
+
+    write_file_atomic(path, (json.dumps(value, indent=2) + "\n").encode())

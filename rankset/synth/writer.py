@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -238,6 +237,7 @@ def synth_dataset(config: SynthConfig) -> SynthSummary:
     blocks = {name: idx for name, idx in planned.items() if idx}
     empty = [name for name, idx in planned.items() if not idx]
     config_json = json.dumps(config.record(), sort_keys=True)
+    cleaned: list[str] = []
     dsd = write_dataset_dict(
         config.out,
         {
@@ -248,6 +248,7 @@ def synth_dataset(config: SynthConfig) -> SynthSummary:
         description=encode_build_info({"kind": "synth", **config.record()}),
         card=_card(config, {name: len(idx) for name, idx in blocks.items()}),
         extra_files={"synth.json": json.dumps(config.record(), indent=2).encode()},
+        notes=cleaned,
     )
     counts = tuple(int(c) for name in dsd for c in dsd[name].data.column("count").to_pylist())
     return SynthSummary(
@@ -261,14 +262,9 @@ def synth_dataset(config: SynthConfig) -> SynthSummary:
             "raise --n"
             for name, fraction in config.splits
             if name in empty
-        ),
+        )
+        + tuple(cleaned),
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 SCENE_FILE = re.compile(r"synth_(\d{5,})\.jpg")
@@ -323,9 +319,12 @@ def synth_unlabeled(config: SynthConfig) -> SynthSummary:
     The true counts go to ``out/counts.csv`` for honest evaluation only; its first line says training must not
     read it. Each file is written atomically, so a killed run leaves only whole pictures.
     """
+    from rankset.io import remove_stale_staging, write_file_atomic
+
     check_unlabeled_out(config.out, config.n)
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
+    cleaned = remove_stale_staging(config.out)
     counts: list[int] = []
     with io.StringIO() as table:
         table.write(COUNTS_HEADER)
@@ -333,15 +332,16 @@ def synth_unlabeled(config: SynthConfig) -> SynthSummary:
         writer.writerow(["file", "count"])
         for row in _rendered(list(range(config.n)), config, "unlabeled"):
             name = f"{row['image_id']}.jpg"
-            _write_atomic(config.out / name, row["image"]["bytes"])
+            write_file_atomic(config.out / name, row["image"]["bytes"])
             writer.writerow([name, row["count"]])
             counts.append(int(row["count"]))
-        _write_atomic(config.out / "counts.csv", table.getvalue().encode())
-    _write_atomic(config.out / "synth.json", json.dumps(config.record(), indent=2).encode())
+        write_file_atomic(config.out / "counts.csv", table.getvalue().encode())
+    write_file_atomic(config.out / "synth.json", json.dumps(config.record(), indent=2).encode())
     return SynthSummary(
         out=config.out,
         images=len(counts),
         split_sizes={"unlabeled": len(counts)},
         counts=tuple(counts),
         seconds=time.perf_counter() - started,
+        notes=tuple(cleaned),
     )

@@ -461,3 +461,18 @@ def test_preview_of_no_sets_is_refused_naming_the_flag(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="--n 0"):
         render_preview(str(tmp_path / "ds"), tmp_path / "p.png", n=0)
+
+
+def test_a_build_removes_the_staging_folder_of_a_killed_build_and_notes_it(folder: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from rankset.io import HOST
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    left = tmp_path / f".sets.tmp-{HOST}-{child.pid}-0123abcd"
+    (left / "cache").mkdir(parents=True)
+    summary, _ = build(folder, tmp_path / "sets", k=2, s=0.5)
+    assert not left.exists()
+    assert len(summary.notes) == 1 and str(left) in summary.notes[0]

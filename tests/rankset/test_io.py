@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -270,3 +271,72 @@ def test_a_dataset_of_the_other_kind_at_out_is_refused_not_replaced(tmp_path: Pa
         write_dataset_dict(tmp_path / "sets", {"train": [labeled_row]}, labeled_features())
     write_dataset_dict(tmp_path / "sets", {"train": [ranked_row, ranked_row]}, ranked_features(2))  # same kind: rebuilt
     assert len(load_dataset_dict(tmp_path / "sets")["train"]) == 2
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited and been reaped."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_staging_folders_of_killed_writers_are_removed_by_the_next_write_and_live_ones_kept(tmp_path: Path) -> None:
+    from rankset.io import HOST
+
+    dead = tmp_path / f".ds.tmp-{HOST}-{dead_pid()}-0123abcd"
+    (dead / "dataset").mkdir(parents=True)
+    (dead / "dataset" / "data-00000-of-00001.arrow").write_bytes(b"x" * 2_000_000)
+    live = tmp_path / f".ds.tmp-{HOST}-{os.getpid()}-0123abcd"  # this process: running
+    elsewhere = tmp_path / f".ds.tmp-other-host-{dead_pid()}-0123abcd"  # another machine's: cannot be told
+    other_target = tmp_path / f".other.tmp-{HOST}-{dead_pid()}-0123abcd"  # not a staging folder of ds
+    for folder in (live, elsewhere, other_target):
+        folder.mkdir()
+    notes: list[str] = []
+    write_dataset_dict(tmp_path / "ds", {"train": rows(5)}, FEATURES, notes=notes)
+    assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [5]
+    assert hidden_entries(tmp_path) == sorted([live.name, elsewhere.name, other_target.name])
+    assert len(notes) == 1 and str(dead) in notes[0] and "2.0 MB" in notes[0]
+
+
+def test_a_dataset_moved_aside_by_a_run_killed_before_its_rename_is_put_back(tmp_path: Path) -> None:
+    from rankset.io import HOST, remove_stale_staging
+
+    write_dataset_dict(tmp_path / "ds", {"train": rows(1, 2)}, FEATURES)
+    os.replace(tmp_path / "ds", tmp_path / f".ds.old-{HOST}-{dead_pid()}-0123abcd")
+    notes = remove_stale_staging(tmp_path, "ds")
+    assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [1, 2]
+    assert hidden_entries(tmp_path) == [] and "put back" in notes[0]
+
+
+KILLED_WRITE = """
+import os, signal, sys
+import datasets
+from rankset.io import write_dataset_dict
+
+def rows():
+    for n in range(50):
+        yield {"n": n}
+    os.kill(os.getpid(), signal.SIGKILL)  # killed while the split is being written
+
+write_dataset_dict(sys.argv[1], {"train": (rows, {})}, datasets.Features({"n": datasets.Value("int32")}))
+"""
+
+
+def test_a_write_killed_mid_split_leaves_the_old_dataset_and_the_next_write_cleans_everything_up(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    write_dataset_dict(tmp_path / "ds", {"train": rows(1, 2)}, FEATURES)
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(tmp_path / "ds")], env={**os.environ})
+    assert killed.returncode == -9
+    assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [1, 2]
+    assert hidden_entries(tmp_path) != []  # the killed run's staging (and Arrow cache) is still there
+    notes: list[str] = []
+    write_dataset_dict(tmp_path / "ds", {"train": rows(3)}, FEATURES, notes=notes)
+    assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [3]
+    assert hidden_entries(tmp_path) == [] and len(notes) == 1

@@ -568,3 +568,19 @@ def test_a_push_deletes_only_the_old_shards_it_does_not_write_again(ranked: Path
     added = {op.path_in_repo for op in hub.operations if hasattr(op, "path_or_fileobj")}
     assert deleted == ["data/validation-00000-of-00003.parquet"]
     assert "data/train-00000-of-00001.parquet" in added
+
+
+def test_a_dry_run_removes_the_staging_folder_of_a_killed_dry_run_and_notes_it(ranked: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from rankset.io import HOST
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    left = tmp_path / f".out.tmp-{HOST}-{child.pid}-0123abcd"
+    (left / "data").mkdir(parents=True)
+    summary = push(ranked, allow_unknown_license=True, dry_run=tmp_path / "out")
+    assert not left.exists() and (tmp_path / "out" / "README.md").is_file()
+    assert len(summary.notes) == 1 and str(left) in summary.notes[0]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]

@@ -402,3 +402,20 @@ def test_unlabeled_refuses_a_pool_and_never_overwrites_a_counts_csv_or_synth_jso
     again = tmp_path / "again"  # its own files from an earlier run are replaced, as before
     synth_unlabeled(SynthConfig(n=1, out=again, width=64, height=64, unlabeled=True))
     synth_unlabeled(SynthConfig(n=1, out=again, width=64, height=64, unlabeled=True))
+
+
+def test_unlabeled_removes_a_half_written_picture_left_by_a_killed_run_and_says_so(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from rankset.io import HOST
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    out = tmp_path / "pictures"
+    out.mkdir()
+    half = out / f".synth_00001.jpg.tmp-{HOST}-{child.pid}-0123abcd"
+    half.write_bytes(b"\xff\xd8\xff")
+    summary = synth_unlabeled(SynthConfig(n=2, out=out, seed=1, width=96, height=64, unlabeled=True))
+    assert sorted(p.name for p in out.iterdir()) == ["counts.csv", "synth.json", "synth_00000.jpg", "synth_00001.jpg"]
+    assert len(summary.notes) == 1 and str(half) in summary.notes[0]
