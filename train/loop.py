@@ -282,7 +282,7 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
     stale = [] if resume else clear_partial_run(out)
     write_text_atomic(out / "config.toml", config_to_toml(config))
     log = MetricsLog(out / "metrics.jsonl")
-    start, best_val, saved_rng = 0, math.inf, None
+    start, best_val, best_step, saved_rng = 0, math.inf, -1, None
     notes = list(sources.notes)
     if stale:
         notes.append(f"started afresh in {out}: removed {', '.join(stale)} of a run stopped before any checkpoint")
@@ -294,6 +294,9 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
         scheduler.load_state_dict(state["scheduler"])
         saved_rng = state["rng"]  # restored once the loaders are made: making one draws from torch's RNG
         start, best_val = int(state["step"]), float(state.get("best_val_mae", math.inf))
+        best_step = int(state.get("best_step", -1))  # -1: a checkpoint from before best_step was recorded
+        if best_step == start and _checkpoint_step(out / "best.pt") != start:
+            promote_best(out)  # killed after writing last.pt as the new best, before copying it to best.pt
         changed = [k for k, v in config_to_dict(config).items() if state["config"].get(k) != v]
         if changed:
             notes.append(f"resumed with changed manifest sections: {', '.join(changed)}")
@@ -313,8 +316,9 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
         log.append({"step": step, **{f"val_{k}": v for k, v in summary.items()}})
         return summary["mae"]
 
-    def save(step: int, best: float) -> None:
-        save_checkpoint(out / "last.pt", model, optimizer, scheduler, step, config, {"best_val_mae": best})
+    def save(step: int, best: float, best_at: int) -> None:
+        extra = {"best_val_mae": best, "best_step": best_at}
+        save_checkpoint(out / "last.pt", model, optimizer, scheduler, step, config, extra)
 
     progress = _progress(show_progress)
     sums: dict[str, float] = {}
@@ -379,11 +383,11 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
                 val_mae = run_validation(done)
                 improved = val_mae < best_val
                 best_val = val_mae if improved else best_val
-                save(done, best_val)
                 if improved or not sources.validation or not (out / "best.pt").exists():
-                    tmp = out / f".best.pt.tmp-{os.getpid()}"
-                    shutil.copyfile(out / "last.pt", tmp)
-                    os.replace(tmp, out / "best.pt")
+                    best_step = done
+                save(done, best_val, best_step)  # last.pt first: it records best_step, so a resume can finish
+                if best_step == done:  # the copy a kill interrupted (see the resume above)
+                    promote_best(out)
 
     test: dict[str, float] = {}
     if sources.test and (out / "best.pt").exists():
@@ -397,6 +401,18 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
     if skipped:
         notes.append(f"{skipped} unreadable training items were replaced by the next readable row")
     return FitResult(out, schedule.steps, start, best_val, test, last_terms, notes, time.perf_counter() - started)
+
+
+def promote_best(out: Path) -> None:
+    """Copy ``last.pt`` to ``best.pt`` through a temp name, so a kill never leaves half a best.pt."""
+    tmp = out / f".best.pt.tmp-{os.getpid()}"
+    shutil.copyfile(out / "last.pt", tmp)
+    os.replace(tmp, out / "best.pt")
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The step of the checkpoint at ``path``, or None when there is none."""
+    return int(load_checkpoint(path)["step"]) if path.is_file() else None
 
 
 def _progress(enabled: bool) -> Any:

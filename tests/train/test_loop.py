@@ -513,3 +513,39 @@ def test_each_paradigm_trains_its_tasks_on_the_documented_steps() -> None:
     # where a run resumed at step 7 starts each loader: the batches steps 0..6 consumed
     assert batches_before(alternate, 7) == (4, 3) and batches_before(finetune, 7) == (2, 5)
     assert batches_before(alternate, 0) == (0, 0)
+
+
+def test_a_kill_between_last_pt_and_best_pt_is_repaired_on_resume(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation MAEs 3 then 1: step 4 improves, and the run dies once last.pt (best_val_mae 1) is written but
+    before best.pt is replaced. The resume has no step left to run; best.pt must still become step 4, not stay
+    step 2 while last.pt says the best MAE is 1 (which no later step would beat to rewrite it)."""
+    import train.loop
+
+    val_maes = iter([3.0, 1.0])
+
+    def fake_evaluate(model: Any, sources: list, config: RunConfig, device: Any) -> tuple[dict, list]:
+        mae = 7.0 if _split_of(sources) == "test" else next(val_maes)
+        return {"mae": mae, "rmse": mae}, [{"image_id": "x", "count": 1.0}]
+
+    real_save = train.loop.save_checkpoint
+
+    def save_then_die_at_step_4(path: Path, *args: Any, **kwargs: Any) -> None:
+        real_save(path, *args, **kwargs)
+        if args[3] == 4:
+            raise KeyboardInterrupt("killed right after last.pt")
+
+    monkeypatch.setattr(train.loop, "evaluate", fake_evaluate)
+    monkeypatch.setattr(train.loop, "save_checkpoint", save_then_die_at_step_4)
+    config = tiny_config(blob_data, schedule={"paradigm": "count-only", "steps": 4, "eval_every": 2})
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, run, show_progress=False)
+    assert load_checkpoint(run / "best.pt")["step"] == 2 and load_checkpoint(run / "last.pt")["best_val_mae"] == 1.0
+    monkeypatch.setattr(train.loop, "save_checkpoint", real_save)
+    fit(config, run, resume=True, show_progress=False)
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert (best["step"], best["best_val_mae"]) == (4, 1.0)
+    assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
+    assert json.loads((run / "eval.json").read_text())["step"] == 4
