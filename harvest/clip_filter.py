@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures
+from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures, revive_intact
 from harvest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class FilterSummary:
     embedded: int = 0
     from_cache: int = 0
     failed: int = 0
+    revived: int = 0
     above_threshold: int = 0
     kept: int = 0
     model_loaded: bool = False
@@ -120,6 +121,7 @@ class FilterSummary:
             ("embedded now", self.embedded),
             ("embeddings from the cache", self.from_cache),
             ("undecodable pictures (status decode_error)", self.failed),
+            ("decode_error pictures whose file is back intact (status ok again)", self.revived),
             ("scored >= threshold", self.above_threshold),
             ("rows kept (also after dedup)", self.kept),
             ("model weights loaded", "yes" if self.model_loaded else "no (cached embeddings)"),
@@ -168,6 +170,7 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
 
     df = pool.read_index()
     summary = FilterSummary(threshold=config.threshold)
+    df, revived = revive_intact(df, pool.holds_intact)
     tag = model_tag(config.model, config.pretrained, config.checkpoint)
     summary.model = tag
     cache = EmbeddingCache(pool.root, tag)
@@ -211,7 +214,8 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
     position = {image_id: k for k, image_id in enumerate(cached_ids)}
     scores = crowd_scores(cached, classes, len(CROWD_CLASSES)) if len(cached) and classes is not None else []
     score_of = {image_id: float(scores[position[image_id]]) for image_id in eligible["id"] if image_id in position}
-    df = mark_decode_failures(df, summary.failures)
+    df = mark_decode_failures(df, summary.failures, pool.holds_intact)
+    summary.revived = len(revived - set(summary.failures))
     df["clip_score"] = df["id"].map(score_of).astype("float64")
     df["clip_model"] = np.where(df["clip_score"].notna(), tag, None)
     df["clip_kept"] = np.where(df["clip_score"].notna(), df["clip_score"] >= config.threshold, None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures
+from harvest.decisions import FAILED_DECODE, eligible_mask, kept_mask, mark_decode_failures, revive_intact
 from harvest.dedup import Components, cosine_blocks, near_duplicate_groups, representatives
 from harvest.errors import ConfigError
 from harvest.hashing import hash_files, hex_to_uint64
@@ -70,6 +70,7 @@ class DedupSummary:
     hashed: int = 0
     hashes_reused: int = 0
     decode_failures: int = 0
+    revived: int = 0
     exact_duplicate_rows: int = 0
     near_duplicate_groups: int = 0
     near_duplicate_images: int = 0
@@ -92,6 +93,7 @@ class DedupSummary:
             ("unique pictures hashed now", self.hashed),
             ("unique pictures with stored hashes", self.hashes_reused),
             ("undecodable pictures (status decode_error)", self.decode_failures),
+            ("decode_error pictures whose file is back intact (status ok again)", self.revived),
             ("byte-identical re-found rows", self.exact_duplicate_rows),
             ("near-duplicate groups", self.near_duplicate_groups),
             ("near-duplicate pictures marked dup_of", self.near_duplicate_images),
@@ -180,13 +182,15 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
     if "dhash" not in df.columns:
         df["dhash"] = None
     summary = DedupSummary(exclusion_images=len(exclusions.keys), exclusion_failures=len(exclusions.failures))
+    df, revived = revive_intact(df, pool.holds_intact)
 
     eligible = eligible_mask(df)
     summary.eligible_rows = int(eligible.sum())
     images = df.loc[eligible, ["id", "path", "width", "height", "bytes", "phash", "dhash"]]
     images = images.groupby("id", sort=False).first().reset_index()  # one row per stored picture
     images = _hash_missing(pool, images, config, summary)
-    df = mark_decode_failures(df, summary.failures)
+    df = mark_decode_failures(df, summary.failures, pool.holds_intact)
+    summary.revived = len(revived - set(summary.failures))
     images = images[images["phash"].notna() & images["dhash"].notna()].reset_index(drop=True)
     summary.unique_images = len(images)
 
@@ -233,7 +237,10 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
     df["phash"] = _text_column(df, [phash_of.get(i) for i in row_ids])
     df["dhash"] = _text_column(df, [dhash_of.get(i) for i in row_ids])
     df["dup_of"] = _text_column(df, dup_column)
-    df["leak_of"] = _text_column(df, [leak_of.get(i) if ok else None for i, ok in zip(row_ids, eligible, strict=True)])
+    # A picture whose file is missing or damaged keeps its mark: once its bytes are back it is judged again, and a
+    # leak that only an earlier run's --exclude-like (or qbe's guard) found must not come back as kept.
+    marked = (pd.Series(eligible, index=df.index) | df["status"].eq(FAILED_DECODE)).tolist()
+    df["leak_of"] = _text_column(df, [leak_of.get(i) if ok else None for i, ok in zip(row_ids, marked, strict=True)])
     summary.exact_duplicate_rows = int((refound & pd.Series(eligible, index=df.index)).sum())
     df["kept"] = kept_mask(df)
     pool.rewrite(df)

@@ -242,3 +242,22 @@ def test_no_pretrained_tag_and_no_checkpoint_fails_saying_how_to_name_the_weight
     for pretrained in (None, ""):
         with pytest.raises(ConfigError, match="pass --pretrained TAG .* or --checkpoint PATH"):
             FilterConfig(tmp_path, pretrained=pretrained)
+
+
+def test_a_picture_that_failed_to_decode_is_scored_once_its_file_is_put_back(pool: Pool, tiny_checkpoint: Path) -> None:
+    row = pool.read_index().set_index("url").loc["file:///scene3.jpg"]
+    path = pool.path_of(row["path"])
+    original = path.read_bytes()
+    path.write_bytes(original[:150])
+    filter_pool(config(pool, tiny_checkpoint))
+    failed = pool.read_index().set_index("url").loc["file:///scene3.jpg"]
+    assert failed["status"] == "decode_error" and failed["error"].startswith("stored file missing or damaged: ")
+
+    path.write_bytes(original)
+    summary = filter_pool(config(pool, tiny_checkpoint))
+    again = pool.read_index().set_index("url").loc["file:///scene3.jpg"]
+    assert (summary.revived, summary.embedded, summary.failed) == (1, 1, 0)
+    broken = pool.read_index().set_index("url").loc["http://b/broken.jpg"]  # bytes that never decoded: not read again
+    assert broken["status"] == "decode_error" and not broken["error"].startswith("stored file missing")
+    assert again["status"] == "ok" and pd.isna(again["error"]) and again["clip_score"] >= 0
+    assert again["kept"] == (again["clip_score"] >= 0.5)

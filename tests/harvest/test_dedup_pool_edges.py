@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from harvest import leakage
-from harvest.decisions import kept_mask
+from harvest.decisions import kept_mask, mark_decode_failures
 from harvest.dedup_pool import DedupConfig, dedup_pool
 from harvest.errors import ConfigError
 from harvest.hashing import image_hashes, uint64_to_hex
@@ -168,3 +168,44 @@ def test_the_pool_itself_or_a_folder_holding_it_is_refused_as_the_evaluation_set
     evaluation = tmp_path / "sha-test"
     evaluation.mkdir()
     assert DedupConfig(pool.root, exclude_like=(str(evaluation), "user/hub-dataset")).exclude_like  # others pass
+
+
+def test_a_decode_error_picture_whose_file_is_put_back_is_judged_again_and_keeps_its_leak_mark(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    ids = add_pictures(pool, {"crowd": scene(1), "leak": scene(2), "other": scene(3)})
+    evaluation = write_folder(tmp_path / "eval", {"test7": edited_copies(scene(2))["resized"]})
+    run(pool, exclude_like=(str(evaluation),))
+    files = {name: pool.path_of(by_name(pool).loc[name, "path"]) for name in ("crowd", "leak")}
+    backup = {name: path.read_bytes() for name, path in files.items()}
+    files["crowd"].unlink()
+    files["leak"].write_bytes(backup["leak"][:100])
+    # What `harvest filter` does when it cannot embed them (dedup reuses the stored hashes and reads no file).
+    failed = {ids["crowd"]: "missing", ids["leak"]: "cut short"}
+    pool.rewrite(mark_decode_failures(pool.read_index(), failed, pool.holds_intact))
+    run(pool)  # no --exclude-like this time
+    df = by_name(pool)
+    assert list(df.loc[["crowd", "leak"], "status"]) == ["decode_error", "decode_error"]
+    assert df.loc["leak", "leak_of"] == "eval/test7"  # the mark outlives the damage
+    assert df.loc["crowd", "error"] == "stored file missing or damaged: missing"
+
+    for name, path in files.items():
+        path.write_bytes(backup[name])  # put back from a backup
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = by_name(pool)
+    assert (summary.revived, summary.decode_failures) == (2, 0)
+    assert list(df["status"]) == ["ok", "ok", "ok"] and df["error"].isna().all()
+    assert df.loc["crowd", "kept"] and df.loc["crowd", "phash"] is not None
+    assert df.loc["leak", "leak_of"] == "eval/test7" and not df.loc["leak", "kept"]
+    assert ids["leak"] == df.loc["leak", "id"]
+
+
+def test_a_decode_error_picture_whose_file_is_still_damaged_stays_a_failure(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {"a": scene(1), "b": scene(2)})
+    path = pool.path_of(by_name(pool).loc["a", "path"])
+    path.write_bytes(b"\xff\xd8\xff damaged")
+    run(pool)
+    assert by_name(pool).loc["a", "status"] == "decode_error"
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = by_name(pool)
+    assert df.loc["a", "status"] == "decode_error" and not df.loc["a", "kept"] and summary.revived == 0
