@@ -151,6 +151,11 @@ def dedup(
     threshold: int = typer.Option(10, "--threshold", help="Most pHash bits two near-duplicates may differ in."),
     dhash_threshold: int | None = typer.Option(None, "--dhash-threshold", help="dHash vote (default: --threshold)."),
     exclude_like: list[str] = typer.Option([], "--exclude-like", help="Evaluation images: folder or dataset (repeat)."),
+    clear_leaks: bool = typer.Option(
+        False,
+        "--clear-leaks",
+        help="Drop every earlier leak_of mark (a wrong --exclude-like); --exclude-like re-marks.",
+    ),
     clip_threshold: float | None = typer.Option(None, "--clip-threshold", help="Also merge cosine >= this, e.g. 0.94."),
     clip_model: str | None = typer.Option(None, "--clip-model", help="Embedding cache tag (default: newest)."),
     workers: int = typer.Option(0, "--workers", help="Hashing processes and grouping threads (0: one per core)."),
@@ -162,8 +167,8 @@ def dedup(
 
     with command_errors("dedup"):
         config = DedupConfig(pool=pool, threshold=threshold, dhash_threshold=dhash_threshold,
-                             exclude_like=tuple(exclude_like), clip_threshold=clip_threshold, clip_model=clip_model,
-                             workers=workers)  # fmt: skip
+                             exclude_like=tuple(exclude_like), clear_leaks=clear_leaks, clip_threshold=clip_threshold,
+                             clip_model=clip_model, workers=workers)  # fmt: skip
         summary = dedup_pool(config)
     Console().print(summary.table())
 

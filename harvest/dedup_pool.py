@@ -40,6 +40,7 @@ class DedupConfig:
     threshold: int = DEFAULT_PHASH_THRESHOLD
     dhash_threshold: int | None = None  # None: the same as ``threshold``
     exclude_like: tuple[str, ...] = ()
+    clear_leaks: bool = False  # drop every earlier leak_of mark first (a wrong --exclude-like); exclude_like re-marks
     clip_threshold: float | None = None
     clip_model: str | None = None  # an embedding-cache tag; None: the newest cache in the pool
     workers: int = 0
@@ -78,6 +79,7 @@ class DedupSummary:
     exclusion_images: int = 0
     exclusion_failures: int = 0
     leaked_images: int = 0
+    leaks_cleared: int = 0
     kept: int = 0
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -101,6 +103,7 @@ class DedupSummary:
             ("evaluation images (--exclude-like)", self.exclusion_images),
             ("evaluation images that failed to decode", self.exclusion_failures),
             ("pictures marked leak_of", self.leaked_images),
+            ("earlier leak_of marks cleared (--clear-leaks)", self.leaks_cleared),
             ("rows kept", self.kept),
         ):
             table.add_row(label, str(value))
@@ -209,12 +212,14 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
     summary.near_duplicate_images = len(dup_of)
 
     # Leak marks are sticky: a mark set by an earlier run (dedup with other --exclude-like sets, or qbe's
-    # automatic test-split guard) is never dropped by a later run that was not given the same sets.
-    leak_of: dict[str, str] = {}
+    # automatic test-split guard) is never dropped by a later run that was not given the same sets, unless it is
+    # asked to (--clear-leaks: the marks of a wrong evaluation set); this run's --exclude-like then marks afresh.
+    earlier: dict[str, str] = {}
     if "leak_of" in df.columns:
-        leak_of = {
+        earlier = {
             i: k for i, k in zip(df["id"], df["leak_of"], strict=True) if isinstance(i, str) and isinstance(k, str)
         }
+    leak_of = {} if config.clear_leaks else dict(earlier)
     if len(exclusions.keys) and len(images):
         direct = find_leaks(phash, dhash, exclusions, config.threshold, config.dhash_bits)
         key_of_label: dict[int, str] = {}
@@ -224,6 +229,7 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
             if lab in key_of_label:
                 leak_of[ids[k]] = key_of_label[int(lab)]
     summary.leaked_images = len(leak_of)
+    summary.leaks_cleared = len(set(earlier) - set(leak_of))
 
     eligible = eligible_mask(df).tolist()
     row_ids = df["id"].tolist()
@@ -250,6 +256,7 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
         dhash_threshold=config.dhash_bits,
         clip_threshold=config.clip_threshold,
         exclude_like=list(config.exclude_like),
+        clear_leaks=config.clear_leaks,
     )
     summary.kept = int(df["kept"].sum())
     return summary

@@ -40,7 +40,7 @@ class ExclusionSet:
 
 def refuse_the_pool_as_evaluation_set(specs: tuple[str, ...], pool: Path) -> None:
     """ConfigError when an ``--exclude-like`` folder is the pool, lies inside it or holds it: its pictures would
-    all be taken for evaluation images, and every pool picture marked ``leak_of`` for good (marks stay)."""
+    all be taken for evaluation images, and every pool picture marked ``leak_of`` (marks stay until --clear-leaks)."""
     root = Path(pool).resolve()
     for spec in specs:
         folder = Path(spec).expanduser()
@@ -49,9 +49,9 @@ def refuse_the_pool_as_evaluation_set(specs: tuple[str, ...], pool: Path) -> Non
         folder = folder.resolve()
         if folder == root or root in folder.parents or folder in root.parents:
             raise ConfigError(
-                f"--exclude-like {spec} holds the pool's own pictures ({pool}); every one would be marked leak_of, "
-                "and marks are never removed: pass the evaluation pictures (a benchmark's test folder or labeled "
-                "dataset), kept outside the pool"
+                f"--exclude-like {spec} holds the pool's own pictures ({pool}); every one would be marked leak_of "
+                "(marks stay until `harvest dedup --clear-leaks`): pass the evaluation pictures (a benchmark's test "
+                "folder or labeled dataset), kept outside the pool"
             )
 
 

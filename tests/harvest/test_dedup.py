@@ -428,6 +428,48 @@ def test_a_later_dedup_without_exclude_like_keeps_earlier_leak_marks(pool_with_c
     assert summary.leaked_images == 1
 
 
+def test_clear_leaks_undoes_a_wrong_exclude_like_and_keeps_duplicates_and_clip_refusals_out(
+    pool_with_copies, tmp_path
+) -> None:
+    pool, ids = pool_with_copies
+    wrong = write_folder(tmp_path / "wrong", {"a": scene(0).resize((150, 112)), "b": scene(3).resize((150, 112))})
+    dedup_pool(DedupConfig(pool.root, exclude_like=(str(wrong),), progress=False, workers=1))
+    df = pool.read_index()  # what `harvest filter` leaves: scene3 scored under the threshold
+    df["clip_kept"] = df["url"].eq("file:///scene3.jpg").map({True: False, False: None})
+    pool.rewrite(df)
+    assert by_url(pool).loc[["file:///scene0.jpg", "file:///scene3.jpg"], "leak_of"].notna().all()
+
+    right = write_folder(tmp_path / "right", {"IMG_9": scene(4).resize((150, 112))})
+    summary = dedup_pool(
+        DedupConfig(pool.root, exclude_like=(str(right),), clear_leaks=True, progress=False, workers=1)
+    )
+    df = by_url(pool)
+    group = df.loc[["file:///scene0.jpg"] + [f"file:///scene0-{e}.jpg" for e in ("resized", "cropped", "brightened")]]
+    assert group["leak_of"].isna().all() and group["kept"].sum() == 1  # its largest picture is back, not its copies
+    assert group.loc[~group["kept"], "dup_of"].notna().all()
+    assert pd.isna(df.loc["file:///scene3.jpg", "leak_of"]) and not df.loc["file:///scene3.jpg", "kept"]  # CLIP said no
+    assert df.loc["file:///scene4.jpg", "leak_of"] == "right/IMG_9" and not df.loc["file:///scene4.jpg", "kept"]
+    assert (summary.leaks_cleared, summary.leaked_images) == (6, 1)
+    assert pool.meta["commands"][-1]["clear_leaks"] is True
+
+    plain = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))  # without the flag, marks stay again
+    assert (plain.leaks_cleared, plain.leaked_images) == (0, 1)
+
+
+def test_cli_dedup_clear_leaks_is_wired(pool_with_copies, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from harvest.cli import app
+
+    pool, _ = pool_with_copies
+    wrong = write_folder(tmp_path / "wrong", {"b": scene(3).resize((150, 112))})
+    dedup_pool(DedupConfig(pool.root, exclude_like=(str(wrong),), progress=False, workers=1))
+    result = CliRunner().invoke(app, ["dedup", str(pool.root), "--clear-leaks"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "leak_of marks cleared (--clear-leaks)" in result.output
+    assert by_url(pool).loc["file:///scene3.jpg", "kept"]
+
+
 def test_exclude_like_dataset_uses_the_test_split_image_ids(pool_with_copies, tmp_path) -> None:
     import datasets
 
