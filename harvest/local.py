@@ -1,6 +1,8 @@
 """``harvest local``: a folder of pictures (searched recursively) into the pool, with the downloader's checks.
 
-Each file becomes one row (mode and source ``local``, url its ``file://`` URI) whatever its fate: magic bytes,
+Each file becomes one row (mode and source ``local``, url its ``file://`` URI) whatever its fate, except hidden files
+and files whose suffix says they are never pictures (annotations such as ``.mat``, ``.csv``, ``.txt``, ``.json``
+sidecars: counted in the summary, no row): magic bytes,
 a full decode under the bomb guard and the size floor decide ``ok`` or a failure class. A name that is no regular
 file (a FIFO, a device, a socket, even behind a symlink) is ``not_a_file`` and is never read; a symlink loop is
 ``unreadable``; reads stop at ``--max-bytes``. Attribution comes from
@@ -17,6 +19,7 @@ import json
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,13 +76,32 @@ class LocalConfig:
         return record
 
 
-def iter_picture_files(root: Path) -> Iterator[Path]:
-    """Every file under ``root`` in a stable order, except hidden files and ``.json`` sidecars."""
+# Files that sit beside crowd pictures and are never pictures: annotations (ShanghaiTech's .mat, UCF-QNRF's
+# counts.csv, JHU's .txt, NWPU's .json, VOC-style .xml), sidecars, notes and archives. They are left out without a
+# row; a file with any other name (a picture suffix, an unknown one, none) is read, and its bytes decide.
+NON_PICTURE_SUFFIXES = frozenset(
+    {
+        ".csv", ".tsv", ".json", ".jsonl", ".mat", ".txt", ".xml", ".yaml", ".yml", ".npy", ".npz", ".h5", ".hdf5",
+        ".pkl", ".pickle", ".pt", ".pth", ".parquet", ".md", ".rst", ".pdf", ".html", ".htm", ".log", ".ini", ".py",
+        ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".mp4", ".avi", ".mov", ".mkv", ".webm",
+    }
+)  # fmt: skip
+
+
+def iter_picture_files(root: Path, left_out: Counter[str] | None = None) -> Iterator[Path]:
+    """Every file under ``root`` in a stable order, except hidden files and files that are never pictures
+    (:data:`NON_PICTURE_SUFFIXES`: ``.json`` sidecars, annotations), which are counted by suffix in ``left_out``."""
     for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and not name.lower().endswith(".json"):
-                yield Path(folder) / name
+            if name.startswith("."):
+                continue
+            suffix = os.path.splitext(name)[1].lower()
+            if suffix in NON_PICTURE_SUFFIXES:
+                if left_out is not None:
+                    left_out[suffix] += 1
+                continue
+            yield Path(folder) / name
 
 
 class NotARegularFile(OSError):
@@ -223,8 +245,10 @@ def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
         del known[url]  # read once more; the new row replaces the failed one when the pool is compacted
     query = str(config.root)
 
+    left_out: Counter[str] = Counter()
+
     def new_files(progress: Any) -> Iterator[Path]:
-        for path in iter_picture_files(config.root):
+        for path in iter_picture_files(config.root, left_out):
             summary.candidates += 1
             uri = file_uri(path)
             if uri in known:
@@ -252,4 +276,7 @@ def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
             f"{len(ignored_sidecars)} sidecar .json files ignored, so their pictures have no attribution (the "
             f"error column says why), e.g. {ignored_sidecars[0]}"
         )
+    if left_out:  # annotations and sidecars beside the pictures: no row, but the user should see they were seen
+        suffixes = ", ".join(f"{n} {suffix}" for suffix, n in sorted(left_out.items()))
+        summary.notes.append(f"skipped {left_out.total()} non-picture files ({suffixes}): no rows")
     return summary

@@ -45,6 +45,9 @@ def photos(tmp_path: Path) -> Path:
     (root / "a" / "b" / "two.png.json").write_text("{not json")
     (root / "copy-of-one.jpg").write_bytes(encode((40, 30)))
     (root / "notes.txt").write_text("not a picture")
+    (root / "counts.csv").write_text("image,count\none.jpg,12\n")  # annotations beside the pictures
+    (root / "a" / "GT_one.MAT").write_bytes(b"MATLAB 5.0 MAT-file")
+    (root / "fake.jpg").write_text("a picture's name, not a picture's bytes")
     (root / "cut.jpg").write_bytes(encode((64, 64), color=(1, 200, 3))[:200])
     (root / "tiny.jpg").write_bytes(encode((8, 8)))
     (root / "bomb.png").write_bytes(encode((1500, 1500), "PNG-L"))
@@ -69,13 +72,15 @@ def test_local_ingests_every_file_with_the_right_status(photos: Path, tmp_path: 
         "one.jpg": "ok",
         "two.png": "ok",
         "copy-of-one.jpg": "ok",
-        "notes.txt": "not_image",
+        "fake.jpg": "not_image",
         "cut.jpg": "truncated",
         "tiny.jpg": "too_small",
         "bomb.png": "decompression_bomb",
     }
     assert df["status"].to_dict() == expected
     assert summary.rows == 7 and summary.ok == 3
+    # The annotations and sidecars are no failure rows: the summary says they were seen and left out.
+    assert summary.notes[-1] == "skipped 6 non-picture files (1 .csv, 3 .json, 1 .mat, 1 .txt): no rows"
     assert set(df["source"]) == {"local"} and set(df["mode"]) == {"local"}
     assert df.loc["one.jpg", "url"] == (photos / "a" / "one.jpg").resolve().as_uri()
     assert list(df.loc["one.jpg", "found_by"]) == [f"local:{photos.resolve()}"]
@@ -141,10 +146,10 @@ def test_identical_files_are_two_rows_but_one_stored_image(photos: Path, tmp_pat
 
 def test_sidecars_give_attribution_and_a_broken_one_is_noted(photos: Path, tmp_path: Path) -> None:
     summary = ingest_local(config(photos, tmp_path / "pool"))
-    assert summary.notes == [
+    assert summary.notes[0] == (
         "1 sidecar .json files ignored, so their pictures have no attribution (the error column says why), e.g. "
         "sidecar two.png.json ignored: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
-    ]  # in the run summary, not only in a column nobody reads
+    )  # in the run summary, not only in a column nobody reads
     df = by_name(Pool.open(tmp_path / "pool").read_index())
     one = df.loc["one.jpg"]
     assert (one["license"], one["author"], one["title"], one["page_url"]) == (
@@ -172,7 +177,7 @@ def test_a_rerun_ingests_nothing_twice_and_picks_up_new_files(photos: Path, tmp_
 
 def test_iter_picture_files_skips_hidden_files_and_sidecars(photos: Path) -> None:
     names = [p.name for p in iter_picture_files(photos)]
-    assert names == ["bomb.png", "copy-of-one.jpg", "cut.jpg", "notes.txt", "tiny.jpg", "one.jpg", "two.png"]
+    assert names == ["bomb.png", "copy-of-one.jpg", "cut.jpg", "fake.jpg", "tiny.jpg", "one.jpg", "two.png"]
 
 
 def test_read_sidecar_without_a_file_gives_nulls(tmp_path: Path) -> None:
@@ -288,10 +293,10 @@ def test_retry_failed_reads_failed_files_again_and_the_new_row_replaces_the_old(
     assert len(df) == 7 and df.index.is_unique
     assert (df.loc[["one.jpg", "copy-of-one.jpg", "two.png", "cut.jpg"], "status"] == "ok").all()
     assert df.loc["one.jpg", "license"] == "cc-by-4.0"  # the sidecar is read with the file
-    assert df.loc["notes.txt", "status"] == "not_image"
-    assert list(df.loc["notes.txt", "found_by"]) == [f"local:{photos}"]
+    assert df.loc["fake.jpg", "status"] == "not_image"
+    assert list(df.loc["fake.jpg", "found_by"]) == [f"local:{photos}"]
     again = ingest_local(config(photos, pool_dir, retry_failed=True))
-    assert (again.rows, again.retried, again.known) == (2, 2, 5)  # only tiny.jpg and notes.txt still fail: read again
+    assert (again.rows, again.retried, again.known) == (2, 2, 5)  # only tiny.jpg and fake.jpg still fail: read again
 
 
 def test_ctrl_c_ends_with_a_line_saying_the_work_is_kept_and_how_to_go_on(
