@@ -93,12 +93,36 @@ def raw_row(ds: Any, row: int) -> dict[str, Any]:
     return ds[row].to_pylist()[0]
 
 
-def decode_image(value: Any, mode: str = "RGB") -> Any:
-    """A PIL image in ``mode`` from an HF image cell ({"bytes", "path"})."""
-    from PIL import Image
+def open_picture(source: Any, mode: str = "RGB") -> Any:
+    """A PIL image in ``mode`` from a path or file object, as displayed: after its EXIF orientation.
 
+    rankset stores points and boxes "after EXIF orientation" (HF datasets' own decode applies it), so every
+    picture train reads is turned the same way. RGB goes through :func:`rankset.images.to_rgb`, as rankset's
+    patches do: alpha composited on white and 16-bit pictures scaled to 0..255 (Pillow's ``convert("RGB")``
+    clips a 16-bit value to 255, so a 16-bit PNG came out nearly white). A broken EXIF block leaves the picture
+    as stored, as :func:`rankset.images.oriented_size` does."""
+    from PIL import Image, ImageOps
+
+    from rankset.images import to_rgb
+
+    with Image.open(source) as image:
+        image.load()
+        try:
+            oriented = ImageOps.exif_transpose(image)
+        except Exception:  # an unreadable orientation is no reason to lose the picture
+            oriented = image.copy()  # the file closes with this block
+        return to_rgb(oriented) if mode == "RGB" else oriented.convert(mode)
+
+
+def read_rgb(source: Any) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of a picture file as displayed (see :func:`open_picture`)."""
+    return np.array(open_picture(source), dtype=np.uint8)
+
+
+def decode_image(value: Any, mode: str = "RGB") -> Any:
+    """A PIL image in ``mode`` from an HF image cell ({"bytes", "path"}), as displayed (:func:`open_picture`)."""
     source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
-    return Image.open(source).convert(mode)
+    return open_picture(source, mode)
 
 
 def ranked_set_size(ds: Any, key: str) -> int:

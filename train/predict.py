@@ -124,10 +124,10 @@ def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float
 def predict_images(config: PredictConfig, show_progress: bool = True) -> list[dict[str, Any]]:
     """Predict every image; writes ``counts.csv`` and ``overlays/<stem>.png`` (see :func:`overlay_names`) under
     ``out``; returns the rows."""
-    from PIL import Image
     from rich.progress import track
 
     from train.checkpoint import model_from_checkpoint
+    from train.data import read_rgb
     from train.device import resolve_device
     from train.evaluate import predict_density
     from train.runlog import write_rows_csv
@@ -143,8 +143,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     for path, overlay in track(named, description="predict", disable=not show_progress):
         row: dict[str, Any] = {"path": printable_name(path), "count": None, "status": "ok", "error": "", "overlay": ""}
         try:
-            with Image.open(path) as opened:
-                image = np.array(opened.convert("RGB"))
+            image = read_rgb(path)  # as displayed: after EXIF orientation, like rankset's points and boxes
         except Exception as e:  # PIL raises many types for a broken file; the row records it
             rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
             continue

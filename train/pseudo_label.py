@@ -124,13 +124,13 @@ def plot_uncertainty(rows: list[dict[str, Any]], path_or_buffer: Any) -> None:
 
 def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[dict[str, Any]]:
     """Predict every picture, keep the most confident fraction, write the labeled dataset; returns every row."""
-    from PIL import Image
     from rich.progress import track
 
     from rankset.errors import InputError
     from rankset.io import check_replaceable, write_dataset_dict
     from rankset.schema import encode_build_info, labeled_features
     from train.checkpoint import model_from_checkpoint
+    from train.data import read_rgb
     from train.device import resolve_device
     from train.runlog import write_rows_csv
     from train.unlabeled import list_unlabeled
@@ -153,8 +153,7 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
     for i, picture in enumerate(track(pictures, description="pseudo-label", disable=not show_progress)):
         row: dict[str, Any] = {"image_id": picture.image_id, "path": str(picture.path), "status": "", "error": ""}
         try:
-            with Image.open(picture.path) as opened:
-                image = np.array(opened.convert("RGB"))
+            image = read_rgb(picture.path)  # as displayed: the written points are read against the decoded bytes
         except Exception as e:  # PIL raises many types for a broken file; the row records it
             rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
             points.append(None)

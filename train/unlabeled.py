@@ -100,9 +100,10 @@ class UpsideDownCrops:
         import torch
         from PIL import Image
 
+        from train.data import open_picture
+
         rng = np.random.default_rng([self.seed, UNLABELED_STREAM, draw])
-        with Image.open(self.images[index].path) as opened:
-            image = opened.convert("RGB")
+        image = open_picture(self.images[index].path)  # as displayed, so "upright" means upright on screen
         width, height = image.size
         smallest = min(width, height)
         side = int(rng.integers(min(self.crop[0], smallest), min(self.crop[1], smallest) + 1))

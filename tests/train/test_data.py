@@ -395,3 +395,22 @@ def test_a_partial_crop_s_target_is_its_own_heads_scaled_by_input_size_over_the_
         assert any(matches), f"draw {draw}: the target is neither orientation of the crop's heads"
         flips.add(matches.index(True) if keep.sum() else None)
     assert {0, 1} <= flips
+
+
+def test_dataset_pictures_are_decoded_as_displayed_after_their_exif_orientation() -> None:
+    """rankset stores points "after EXIF orientation" (HF datasets' decode turns the picture): train eval and
+    training crops must read the stored bytes in that frame, not as stored."""
+    import io
+
+    from PIL import Image
+
+    from train.data import decode_image
+
+    shown = np.random.default_rng(3).integers(0, 255, size=(30, 20, 3), dtype=np.uint8)  # 20 wide, 30 high
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 counter-clockwise to display"
+    buffer = io.BytesIO()
+    Image.fromarray(np.rot90(shown, k=-1).copy()).save(buffer, format="PNG", exif=exif.tobytes())
+    decoded = np.array(decode_image({"bytes": buffer.getvalue(), "path": None}))
+    assert decoded.shape == (30, 20, 3)
+    np.testing.assert_array_equal(decoded, shown)

@@ -145,3 +145,37 @@ def test_an_out_that_is_a_file_is_refused_before_the_checkpoint_is_read(checkpoi
     (tmp_path / "taken").write_text("not a folder")
     with pytest.raises(ConfigError, match=r"--out .*taken is a file; pass a folder for counts.csv and overlays/"):
         PredictConfig(checkpoint, (picture(tmp_path / "a.png", 1),), tmp_path / "taken")
+
+
+def test_pictures_are_counted_as_displayed_exif_turned_16_bit_scaled_and_alpha_on_white(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """Each odd file is counted exactly like the plain 8-bit RGB picture a viewer shows: an EXIF orientation 6 JPEG
+    like its turned pixels (rankset's points and boxes are in that frame), a 16-bit PNG like its 8-bit values (not
+    clipped to white), an RGBA PNG like its pixels on white (as rankset.images.to_rgb makes patches)."""
+    rng = np.random.default_rng(5)
+    shown = rng.integers(0, 255, size=(72, 40, 3), dtype=np.uint8)  # displayed: 40 wide, 72 high
+    pairs = {}
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display": the stored pixels are the shown ones turned back
+    Image.fromarray(np.rot90(shown, k=1).copy()).save(tmp_path / "turned.png", exif=exif.tobytes())
+    pairs["turned.png"] = shown
+    gray = rng.integers(0, 255, size=(40, 56), dtype=np.uint8)
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit: v * 257 is v at 8 bits
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    pairs["deep.png"] = np.repeat(gray[..., None], 3, axis=2)
+    rgba = np.concatenate([shown, np.full((72, 40, 1), 255, dtype=np.uint8)], axis=2)
+    rgba[:, :20, 3] = 0  # the left half fully transparent: white on screen
+    Image.fromarray(rgba).save(tmp_path / "clear.png")
+    on_white = shown.copy()
+    on_white[:, :20] = 255
+    pairs["clear.png"] = on_white
+    for name, pixels in pairs.items():
+        Image.fromarray(pixels).save(tmp_path / f"plain-{name}")
+    files = tuple(tmp_path / n for n in pairs) + tuple(tmp_path / f"plain-{n}" for n in pairs)
+    rows = predict_images(PredictConfig(checkpoint, files, tmp_path / "out", device="cpu"), show_progress=False)
+    counts = {Path(r["path"]).name: r["count"] for r in rows}
+    assert all(r["status"] == "ok" for r in rows)
+    for name in pairs:
+        assert counts[name] == pytest.approx(counts[f"plain-{name}"], rel=1e-6), name
+    assert Image.open(tmp_path / "out" / "overlays" / "turned.png").size == (40, 72 + 24)  # the band is 24 px
