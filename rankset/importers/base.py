@@ -179,9 +179,21 @@ def pair_by_id(
             values = extra(image_id) if extra else {}
             pairs.append(Pair(image_id, split, images[image_id], annotations[image_id], values))
         else:
-            skipped.append(Skipped(str(images[image_id]), f"no annotation file for image {image_id!r}"))
+            skipped.append(
+                Skipped(
+                    str(images[image_id]),
+                    f"no annotation file for image {image_id!r}; add it beside the other annotations, or move the "
+                    "picture away",
+                )
+            )
     for image_id in sorted(set(annotations) - set(images), key=natural_key):
-        skipped.append(Skipped(str(annotations[image_id]), f"no image for annotation of {image_id!r}"))
+        skipped.append(
+            Skipped(
+                str(annotations[image_id]),
+                f"no image for annotation of {image_id!r}; add the picture {image_id} (.jpg or .png) beside the other "
+                "pictures, or move the annotation away",
+            )
+        )
     return pairs, skipped
 
 

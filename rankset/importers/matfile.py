@@ -36,7 +36,10 @@ def load_mat(path: Path) -> dict[str, Any]:
     except NotImplementedError as e:  # scipy's message for v7.3 files it did not catch above
         raise AnnotationError(f"{path.name}: {e}") from e
     except Exception as e:  # scipy raises ValueError, TypeError, OSError... for broken files; all mean unreadable
-        raise AnnotationError(f"{path.name} is not a readable MATLAB file ({type(e).__name__}: {e})") from e
+        raise AnnotationError(
+            f"{path.name} is not a readable MATLAB file ({type(e).__name__}: {e}); download it again, or re-save it "
+            f"in MATLAB with save('{path.name}', '-v7')"
+        ) from e
     return {key: value for key, value in variables.items() if not key.startswith("__")}
 
 

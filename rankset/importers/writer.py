@@ -121,6 +121,18 @@ class ImportSummary:
         }
 
 
+def exif_orientation(value: object) -> int:
+    """The EXIF orientation 2..8 that PIL's ``exif_transpose`` (which datasets applies on decode) acts on, else 1:
+    it looks the raw tag value up in a table, so text, a tuple, 0 or 9 leave the picture as stored."""
+    try:
+        return int(value) if value in ORIENTATIONS else 1  # type: ignore[call-overload]
+    except TypeError:  # an unhashable value: PIL's lookup would fail too, but no tag of EXIF's types is one
+        return 1
+
+
+ORIENTATIONS = frozenset(range(2, 9))
+
+
 def probe_image(data: bytes) -> tuple[int, int, int]:
     """(stored width, stored height, EXIF orientation 1..8) of encoded bytes, after checking they decode fully.
 
@@ -138,15 +150,18 @@ def probe_image(data: bytes) -> tuple[int, int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                orientation = int(image.getexif().get(0x0112, 1) or 1)
+                orientation = exif_orientation(image.getexif().get(0x0112, 1))
                 image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
                 image.load()
     except UnidentifiedImageError as e:
-        raise ImageError(f"not a decodable image: not a format Pillow knows ({data[:8]!r}…)") from e
+        raise ImageError(
+            f"not a decodable image: not a format Pillow knows ({data[:8]!r}…); replace it with a JPEG or PNG"
+        ) from e
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(f"not a decodable image ({type(e).__name__}: {e})") from e
-    # PIL's exif_transpose (which datasets applies on decode) ignores values outside 2..8.
-    return width, height, orientation if 2 <= orientation <= 8 else 1
+        raise ImageError(
+            f"not a decodable image ({type(e).__name__}: {e}); download that file again or remove it"
+        ) from e
+    return width, height, orientation
 
 
 class _ImportRun:

@@ -171,10 +171,10 @@ def test_shanghaitech_bad_files_are_skipped_with_reasons_and_the_rest_imported(t
     assert set(reasons) == {"GT_IMG_1.mat", "GT_IMG_2.mat", "IMG_3.jpg", "IMG_4.jpg", "GT_IMG_9.mat", "IMG_5.png"}
     assert reasons["IMG_5.png"] == "image id 'IMG_5' is taken by IMG_5.jpg"
     assert "v7.3" in reasons["GT_IMG_1.mat"]
-    assert "not a readable MATLAB file" in reasons["GT_IMG_2.mat"]
-    assert "not a decodable image" in reasons["IMG_3.jpg"]
-    assert "no annotation" in reasons["IMG_4.jpg"]
-    assert "no image" in reasons["GT_IMG_9.mat"]
+    assert "not a readable MATLAB file" in reasons["GT_IMG_2.mat"] and "download it again" in reasons["GT_IMG_2.mat"]
+    assert "not a decodable image" in reasons["IMG_3.jpg"] and "download that file again" in reasons["IMG_3.jpg"]
+    assert "no annotation" in reasons["IMG_4.jpg"] and "add it beside the other annotations" in reasons["IMG_4.jpg"]
+    assert "no image" in reasons["GT_IMG_9.mat"] and "add the picture IMG_9" in reasons["GT_IMG_9.mat"]
     assert summary.splits["train"].images == 1
 
 
@@ -613,3 +613,25 @@ def test_an_out_that_would_be_refused_is_refused_before_any_image_is_read(tmp_pa
     with pytest.raises(InputError, match="holds files that are not a dataset"):
         import_benchmark(ImportConfig("ucf-cc-50", tmp_path / "UCF_CC_50", tmp_path / "notes"), progress=False)
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+def jpeg_with_raw_orientation_tag(path: Path, tag_type: int, count: int, value: bytes) -> None:
+    """A 32x24 JPEG whose EXIF orientation entry has the given TIFF type and (up to 4 bytes of) value."""
+    import struct
+
+    entry = struct.pack("<HHI", 0x0112, tag_type, count) + value.ljust(4, b"\0")
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 24), "gray").save(path, "JPEG", exif=b"Exif\x00\x00" + tiff)
+
+
+def test_a_picture_whose_orientation_tag_is_text_is_imported_as_stored_not_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "part_B" / "train_data"
+    jpeg_with_raw_orientation_tag(root / "images" / "IMG_1.jpg", 2, 4, b"abc\0")  # ASCII: PIL leaves it as stored
+    (root / "ground-truth").mkdir()
+    write_shanghaitech_mat(root / "ground-truth" / "GT_IMG_1.mat", np.array([[3.0, 20.0], [30.0, 2.0]]))
+    summary, dsd = run_import("shanghaitech", tmp_path / "part_B", tmp_path / "out")
+    assert summary.skipped == []
+    row = dsd["train"][0]
+    assert row["image"].size == (32, 24) and summary.splits["train"].reoriented == 0
+    np.testing.assert_array_equal(row["points"], [[3.0, 20.0], [30.0, 2.0]])
