@@ -10,18 +10,35 @@ from __future__ import annotations
 
 import numpy as np
 
+MAX_POINT_COLUMNS = 6  # the widest point rows of any supported format (JHU-Crowd: x, y, w, h, o, b)
+
 
 def as_points(values: object, what: str = "points") -> np.ndarray:
-    """A float64 (N, 2) array from nested lists / arrays; (0, 2) for empty. ValueError names the bad shape."""
-    array = np.asarray(values, dtype=np.float64)
+    """A float64 (N, 2) array from nested lists / arrays; (0, 2) for empty. ValueError names the bad shape.
+
+    Rows may carry more than x, y (JHU-Crowd's six columns: x, y, w, h, occlusion, blur); only x, y are kept.
+    No point format has more than :data:`MAX_POINT_COLUMNS` columns, so a (2, N) array wider than that is a
+    point list saved transposed (a row of x and a row of y) and is refused rather than read as two points.
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what} must be numbers (an (N, 2) array of x, y); could not read them: {e}") from e
     if array.size == 0:
         return np.zeros((0, 2), dtype=np.float64)
     if array.ndim != 2 or array.shape[1] < 2:
         raise ValueError(f"{what} must be an (N, 2) array of x, y; got shape {array.shape}")
+    if array.shape[0] == 2 and array.shape[1] > MAX_POINT_COLUMNS:
+        raise ValueError(
+            f"{what} have shape {array.shape}: a row of {array.shape[1]} x and a row of y, saved transposed; "
+            f"save them as {array.shape[1]} rows of x, y (the transpose, e.g. annPoints = annPoints' in MATLAB)"
+        )
     array = array[:, :2]
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).any(axis=1).sum())
-        raise ValueError(f"{what} hold {bad} non-finite (NaN or inf) coordinates")
+        raise ValueError(
+            f"{what} hold {bad} non-finite (NaN or inf) coordinates; fix or delete those rows in the annotation file"
+        )
     return array
 
 

@@ -258,6 +258,29 @@ def test_ucf_cc_50_clamps_points_outside_and_keeps_the_count(tmp_path: Path) -> 
     assert summary.splits["train"].clamped_points == 2
 
 
+def test_ucf_cc_50_point_array_saved_transposed_is_skipped_with_the_fix_not_read_as_two_heads(tmp_path: Path) -> None:
+    root = tmp_path / "ucf"
+    make_ucf_cc_50(root, [1])
+    write_jpeg(root / "2.jpg", width=32, height=24, mode="L")
+    transposed = random_points(9, seed=2).T  # (2, 9): a row of x and a row of y
+    scipy.io.savemat(str(root / "2_ann.mat"), {"annPoints": transposed})
+    summary, dsd = run_import("ucf-cc-50", root, tmp_path / "out")
+    assert dsd["train"]["image_id"] == ["1"]
+    reasons = {Path(s.path).name: s.reason for s in summary.skipped}
+    assert "shape (2, 9)" in reasons["2_ann.mat"] and "saved transposed" in reasons["2_ann.mat"]
+    assert "9 rows of x, y" in reasons["2_ann.mat"]
+
+
+def test_as_points_names_text_values_and_the_fix_for_non_finite_ones() -> None:
+    from rankset.importers.geometry import as_points
+
+    with pytest.raises(ValueError, match="must be numbers"):
+        as_points(np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match="fix or delete those rows"):
+        as_points([[np.inf, 2.0]])
+    assert as_points(np.ones((2, 6))).shape == (2, 2)  # two JHU-style rows of six columns stay two heads
+
+
 def test_ucf_qnrf_train_and_test_folders_become_splits(tmp_path: Path) -> None:
     root = tmp_path / "UCF-QNRF_ECCV18"
     for split, numbers in (("Train", [1, 2]), ("Test", [1])):
