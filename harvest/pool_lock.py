@@ -41,6 +41,31 @@ _holds: dict[tuple[str, int], _Hold] = {}  # (pool folder, thread id) -> the loc
 _holds_guard = threading.Lock()
 
 
+def _drop_inherited_locks() -> None:
+    """In a child made by ``fork`` (hash_files' process pool, a DataLoader's workers): give up the parent's locks.
+
+    A forked child shares its parent's open lock file, and a ``flock`` lasts while any process has it open, so a
+    worker left behind by a killed run (a process-pool worker waits on its queue for ever) kept the pool locked for
+    good. The child's copy now points at /dev/null instead: the parent's lock stays its own (no ``LOCK_UN``, which
+    would release it for the parent too), and dies with the parent.
+    """
+    global _holds_guard
+    _holds_guard = threading.Lock()  # another thread may have held it at the fork: in the child it would stay held
+    held = list(_holds.values())  # the child has one thread, and the dict is whole: fork happens under the GIL
+    _holds.clear()
+    for hold in held:
+        try:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, hold.file.fileno())
+            os.close(null)
+        except (OSError, ValueError):  # already closed: nothing inherited
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 def holds(root: Path) -> bool:
     """Whether this thread holds the writer lock of the pool at ``root``."""
     with _holds_guard:

@@ -324,3 +324,41 @@ def test_a_read_only_pool_is_read_without_recovery_and_refused_to_writers_with_a
     assert urls_of(pool) == ["https://a.org/1.jpg"]  # `harvest report`, `rankset build`
     with pytest.raises(PoolError, match="cannot take the writer lock .*Read-only file system"):
         pool.append_rows([{"url": "https://a.org/2.jpg", "status": "ok"}])
+
+
+LOCK_HOLDER_WITH_A_WORKER = """
+import sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from harvest.pool import Pool
+
+pool = Pool.create(sys.argv[1])
+with pool.lock("dedup"):
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"))  # as hash_files forks its workers
+    executor.submit(time.sleep, 0).result()
+    (worker,) = executor._processes  # a forked worker stays, waiting for work, after its parent is killed
+    print(worker, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_run_killed_while_its_forked_workers_live_does_not_leave_the_pool_locked(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER_WITH_A_WORKER, str(tmp_path / "pool")], env=env, stdout=subprocess.PIPE
+    )
+    worker = int(holder.stdout.readline())
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        os.kill(worker, 0)  # the worker outlives its parent (raises if it is gone)
+        with Pool.open(tmp_path / "pool").lock("filter"):  # was: "pool is being written by harvest dedup"
+            pass
+    finally:
+        os.kill(worker, signal.SIGKILL)
+        holder.stdout.close()
