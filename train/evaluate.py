@@ -45,12 +45,14 @@ def predict_density(
     from train.models.registry import density_of
 
     height, width = image.shape[:2]
-    padded_h, padded_w = math.ceil(height / stride) * stride, math.ceil(width / stride) * stride
+    align = max(stride, int(getattr(model, "input_multiple", stride)))  # cfcn pools to 1/8, outputs 1/2
+    assert align % stride == 0, f"input_multiple {align} is not a multiple of the output stride {stride}"
+    padded_h, padded_w = math.ceil(height / align) * align, math.ceil(width / align) * align
     pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)  # (3, H, W)
     batch = torch.zeros(3, padded_h, padded_w, device=device)  # zeros = the mean colour after normalising
     batch[:, :height, :width] = normalize(pixels)
-    tile = max(stride, tile // stride * stride)
-    overlap = min(max(stride, tile // 8 // stride * stride), tile - stride)  # a one-stride tile: no overlap
+    tile = max(align, tile // align * align)
+    overlap = min(max(align, tile // 8 // align * align), tile - align)  # a one-align tile: no overlap
     total = torch.zeros(padded_h // stride, padded_w // stride, device=device)
     cover = torch.zeros_like(total)
     with torch.no_grad(), autocast(device, amp), no_autotune():
@@ -64,7 +66,8 @@ def predict_density(
                 )
                 total[rows, cols] += out
                 cover[rows, cols] += 1
-    return (total / cover.clamp(min=1) / density_scale).cpu().numpy()
+    cells_h, cells_w = math.ceil(height / stride), math.ceil(width / stride)  # the padding past them is dropped
+    return (total / cover.clamp(min=1) / density_scale)[:cells_h, :cells_w].cpu().numpy()
 
 
 def apply_roi(roi: dict[str, Any], density: np.ndarray, points: np.ndarray, stride: int) -> tuple:

@@ -427,3 +427,17 @@ def test_a_tile_of_one_output_stride_is_run_without_overlap_and_still_covers_the
     density = predict_density(coarse, image, 64, 64, torch.device("cpu"), amp=False, density_scale=1.0)
     assert coarse.origins == [0, 64, 128, 192]  # padded to 256 px: four tiles side by side
     assert density.shape == (1, 4)
+
+
+def test_a_model_that_pools_more_than_its_output_stride_counts_every_cell_of_any_image_size() -> None:
+    """cfcn outputs at 1/2 but pools to 1/8: padding only to its stride made a 1x1 picture fail in max_pool2d and
+    left the last cells of a 20x20 picture (encoder 20 -> 2, decoder 2 -> 8 of 10 cells) uncovered, counted 0."""
+    from train.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("cfcn").eval()
+    single = predict_density(model, np.full((1, 1, 3), 90, np.uint8), 2, 64, torch.device("cpu"), False, 1.0)
+    assert single.shape == (1, 1)
+    density = predict_density(model, np.full((20, 20, 3), 90, np.uint8), 2, 64, torch.device("cpu"), False, 1.0)
+    assert density.shape == (10, 10)
+    assert np.all(density != 0.0)  # an uncovered cell is exactly 0

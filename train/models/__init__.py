@@ -1,7 +1,8 @@
 """Density networks behind a registry (timm's pattern): ``create_model(name, pretrained=...)``, ``list_models()``.
 
 Every model maps a normalised (B, 3, H, W) image batch to a (B, 1, H/s, W/s) density map, where
-``s = model.output_stride``, for H and W multiples of s. Outputs are linear (no ReLU on the last layer, as in
+``s = model.output_stride``, for H and W multiples of ``model.input_multiple`` (s when absent: a model that
+pools more than it upsamples back sets it). Outputs are linear (no ReLU on the last layer, as in
 Liu et al. 2018), so a density cell may be slightly negative; counts are plain sums of the map.
 """
 

@@ -34,6 +34,7 @@ def _module() -> Any:
         """Shared front end, count-group prior (classifier) and density stage fed by the prior's features."""
 
         output_stride = 1
+        input_multiple = 4  # two 2x2 pools before the two x2 transposed convs
 
         def __init__(self, groups: int = DEFAULT_GROUPS) -> None:
             super().__init__()

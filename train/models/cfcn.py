@@ -33,6 +33,7 @@ def _module(width: int) -> Any:
         """Encoder (stride 8) then decoder (x4 upsampling); output stride 2."""
 
         output_stride = 2
+        input_multiple = 8  # three 2x2 pools: other sizes lose their last rows in the encoder
 
         def __init__(self) -> None:
             super().__init__()

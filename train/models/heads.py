@@ -53,6 +53,7 @@ def _module() -> Any:
             assert not unknown, f"unknown heads {sorted(unknown)}; known: {HEADS}"
             self.base = base
             self.output_stride = base.output_stride
+            self.input_multiple = getattr(base, "input_multiple", base.output_stride)
             channels = feature_channels(base)
             hidden = max(8, min(64, channels))
             dense = ("segment", "depth")
