@@ -116,7 +116,7 @@ def remove_stale_staging(folder: Path, name: str | None = None) -> list[str]:
     """
     if not folder.is_dir():
         return []
-    stale: list[tuple[Path, str, str]] = []
+    stale: list[tuple[Path, str, str, str]] = []
     for entry in folder.iterdir():
         if not entry.name.startswith("."):
             continue
