@@ -116,7 +116,12 @@ def evaluate_rows(
             except Exception as e:  # PIL raises many types for a broken file; the row records it
                 rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
                 continue
-            density = predict_density(model, image, stride, tile, device, amp, density_scale)
+            try:
+                density = predict_density(model, image, stride, tile, device, amp, density_scale)
+            except (RuntimeError, MemoryError) as e:  # out of memory on this picture's tiles: the row says so
+                error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                rows.append({**row, "status": "prediction_failed", "error": error})
+                continue
             points = np.asarray(record["points"] or [], dtype=np.float64).reshape(-1, 2)
             count = float(record["count"])
             if record.get("roi") is not None:  # both sides of every metric cover the region only

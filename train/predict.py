@@ -147,7 +147,12 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
         except Exception as e:  # PIL raises many types for a broken file; the row records it
             rows.append({**row, "status": "unreadable_image", "error": f"{type(e).__name__}: {e}"})
             continue
-        density = predict_density(model, image, stride, config.tile, device, run_config.schedule.amp, scale)
+        try:
+            density = predict_density(model, image, stride, config.tile, device, run_config.schedule.amp, scale)
+        except (RuntimeError, MemoryError) as e:  # out of memory on this picture's tiles: lower --tile, go on
+            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (a {image.shape[1]}x"
+            rows.append({**row, "status": "prediction_failed", "error": f"{error}{image.shape[0]} picture)"})
+            continue
         row["count"] = float(density.sum())
         if config.overlays:
             row["overlay"] = f"overlays/{overlay}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -179,3 +180,27 @@ def test_pictures_are_counted_as_displayed_exif_turned_16_bit_scaled_and_alpha_o
     for name in pairs:
         assert counts[name] == pytest.approx(counts[f"plain-{name}"], rel=1e-6), name
     assert Image.open(tmp_path / "out" / "overlays" / "turned.png").size == (40, 72 + 24)  # the band is 24 px
+
+
+def test_a_picture_whose_prediction_fails_is_a_row_and_the_others_are_counted(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.evaluate
+
+    real = train.evaluate.predict_density
+
+    def out_of_memory_on_wide_pictures(model: Any, image: np.ndarray, *args: Any) -> np.ndarray:
+        if image.shape[1] > 100:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 9.00 GiB\nmore detail")
+        return real(model, image, *args)
+
+    monkeypatch.setattr(train.evaluate, "predict_density", out_of_memory_on_wide_pictures)
+    files = (picture(tmp_path / "small.png", 1), picture(tmp_path / "wide.png", 2, size=(160, 40)))
+    rows = predict_images(PredictConfig(checkpoint, files, tmp_path / "out", device="cpu"), show_progress=False)
+    assert [(Path(r["path"]).name, r["status"]) for r in rows] == [
+        ("small.png", "ok"),
+        ("wide.png", "prediction_failed"),
+    ]
+    assert rows[1]["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB (a 160x40 picture)"
+    with (tmp_path / "out" / "counts.csv").open() as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok", "prediction_failed"]
