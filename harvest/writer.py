@@ -113,7 +113,8 @@ def merge_found_by(df: pd.DataFrame, extra_found_by: dict[str, list[str]]) -> pd
 
     The row kept for a repeated URL is its first ``ok`` row, else its last row (the latest attempt, e.g. of
     ``--retry-failed``); ``found_by`` becomes the union of all its rows' tags, in the order they were found, and
-    the search that first found the URL (:data:`FIRST_FOUND_COLUMNS`) stays the first row's.
+    the search that first found the URL (:data:`FIRST_FOUND_COLUMNS`) stays the first row's, and so does a
+    ``leak_of`` mark of any of its rows (:func:`_carry_leak_marks`).
     """
     df = df.reset_index(drop=True)
     identity = [column for column in FIRST_FOUND_COLUMNS if column in df]
@@ -136,7 +137,33 @@ def merge_found_by(df: pd.DataFrame, extra_found_by: dict[str, list[str]]) -> pd
                 df.at[i, column] = df.at[first, column]
         found[keep[url]] = merged
     df["found_by"] = found
+    _carry_leak_marks(df, urls, keep)
     return df.loc[sorted(keep.values())].reset_index(drop=True)
+
+
+def _carry_leak_marks(df: pd.DataFrame, urls: list[Any], keep: dict[Any, int]) -> None:
+    """Give the row kept for each URL the ``leak_of`` mark of any of its rows, with ``kept`` false.
+
+    A mark (``harvest dedup --exclude-like`` or qbe's guard) is on the row of the picture it judged; when that
+    row is a ``decode_error`` and ``--retry-failed`` fetches the URL again, the new row replaces it. Without the
+    mark the new row would come back kept (dedup keeps only the marks it finds in the pool), and a test picture
+    would leak into training. The mark stays even when the new bytes differ from those judged: a URL that served a
+    near-copy of an evaluation image is not trusted again silently; ``harvest dedup --clear-leaks --exclude-like``
+    judges afresh.
+    """
+    if "leak_of" not in df.columns:
+        return
+    mark: dict[Any, str] = {}
+    for url, leak in zip(urls, df["leak_of"], strict=True):
+        if isinstance(leak, str):
+            mark.setdefault(url, leak)
+    carried = [keep[url] for url in mark if not isinstance(df.at[keep[url], "leak_of"], str)]
+    if not carried:
+        return
+    df["leak_of"] = df["leak_of"].astype(object)
+    df.loc[carried, "leak_of"] = [mark[urls[i]] for i in carried]
+    df["kept"] = df["kept"].astype(object) if "kept" in df.columns else None
+    df.loc[carried, "kept"] = False  # refused until a stage judges again, as qbe's guard leaves its marks
 
 
 def compact_pool(

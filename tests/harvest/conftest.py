@@ -303,3 +303,22 @@ def tls_web() -> Iterator[TlsWeb]:
     web = TlsWeb()
     with _serving(web, "tls-web"):
         yield web
+
+
+TINY = "crowdrank-test-tiny"  # the tiny open_clip model config harvest registers (harvest/model_configs)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny open_clip model saved as a local checkpoint file (what --checkpoint takes)."""
+    import open_clip
+    import torch
+
+    from harvest.embed import register_model_configs
+
+    register_model_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY, pretrained=None)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path

@@ -18,26 +18,11 @@ from harvest.clip_filter import (
     filter_pool,
 )
 from harvest.dedup_pool import DedupConfig, dedup_pool
-from harvest.embed import EmbeddingCache, load_clip, register_model_configs
+from harvest.embed import EmbeddingCache, load_clip
 from harvest.errors import ConfigError, ModelUnavailableError
 from harvest.pool import Pool
+from tests.harvest.conftest import TINY
 from tests.harvest.imagegen import add_pictures, edited_copies, scene
-
-TINY = "crowdrank-test-tiny"
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny open_clip model saved as a local checkpoint file (what --checkpoint takes)."""
-    import open_clip
-    import torch
-
-    register_model_configs()
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY, pretrained=None)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save({"state_dict": model.state_dict()}, path)
-    return path
 
 
 @pytest.fixture

@@ -447,3 +447,46 @@ def test_retry_failed_fetches_again_a_picture_whose_stored_file_was_lost_or_dama
     assert (pool_dir / df.loc[damaged, "path"]).read_bytes() == pictures["damaged"]  # the damaged file is rewritten
     summary = dedup_pool(DedupConfig(pool_dir, progress=False, workers=1))
     assert summary.decode_failures == 0 and bool(Pool.open(pool_dir).read_index()["kept"].all())
+
+
+@pytest.mark.parametrize("new_bytes", [False, True], ids=["same-bytes", "other-bytes"])
+def test_retry_failed_keeps_the_leak_mark_of_a_lost_picture_so_a_test_image_never_comes_back_kept(
+    web, tmp_path, tiny_checkpoint, new_bytes: bool
+) -> None:
+    from harvest.clip_filter import FilterConfig, filter_pool
+    from harvest.dedup_pool import DedupConfig, dedup_pool
+    from harvest.pool import kept_and_unreviewed
+    from tests.harvest.conftest import TINY
+    from tests.harvest.imagegen import encode, scene, write_folder
+
+    pictures = {"leak": encode(scene(3)), "fine": encode(scene(40))}
+    leak = web.route("/img/leak.jpg", body=pictures["leak"], headers=JPEG)
+    fine = web.route("/img/fine.jpg", body=pictures["fine"], headers=JPEG)
+    endpoint = serve_search(web, {"a": [leak, fine]})
+    pool_dir = tmp_path / "pool"
+    harvest_keywords(keywords_config(pool_dir, endpoint, ("a",)))
+    evaluation = write_folder(tmp_path / "eval", {"IMG_7": scene(3).resize((150, 112))})
+    dedup_pool(DedupConfig(pool_dir, exclude_like=(str(evaluation),), progress=False, workers=1))
+    marked = Pool.open(pool_dir).read_index().set_index("url").loc[leak]
+    assert marked["leak_of"] == "eval/IMG_7"
+    (pool_dir / marked["path"]).unlink()
+    filter_pool(FilterConfig(pool_dir, model=TINY, checkpoint=tiny_checkpoint, device="cpu", workers=0, progress=False))
+    dedup_pool(DedupConfig(pool_dir, progress=False, workers=1))  # dedup keeps the mark of a decode_error row
+    assert Pool.open(pool_dir).read_index().set_index("url").loc[leak, ["status", "leak_of"]].tolist() == [
+        "decode_error",
+        "eval/IMG_7",
+    ]
+    if new_bytes:  # the site now serves a re-encoded copy: other bytes, other id, the same test picture
+        web.route("/img/leak.jpg", body=encode(scene(3), quality=70), headers=JPEG)
+
+    retried = harvest_keywords(keywords_config(pool_dir, endpoint, ("a",), retry_failed=True))
+    assert (retried.ok, retried.retried_decode_errors) == (1, 1)
+    row = Pool.open(pool_dir).read_index().set_index("url").loc[leak]
+    assert row["status"] == "ok" and (row["id"] != marked["id"]) == new_bytes
+    assert row["leak_of"] == "eval/IMG_7" and row["kept"] == False  # noqa: E712 (not null): refused at once, before any stage runs again
+    kept, unreviewed = kept_and_unreviewed(Pool.open(pool_dir))
+    assert {r["url"] for r in kept} == {fine} and unreviewed == []
+
+    dedup_pool(DedupConfig(pool_dir, progress=False, workers=1))  # a later dedup without --exclude-like
+    df = Pool.open(pool_dir).read_index().set_index("url")
+    assert df.loc[leak, "leak_of"] == "eval/IMG_7" and not df.loc[leak, "kept"] and df.loc[fine, "kept"]

@@ -310,3 +310,32 @@ def test_ctrl_c_ends_with_a_line_saying_the_work_is_kept_and_how_to_go_on(
     assert result.exit_code == 130
     assert "harvest local interrupted: what it had written is kept in the pool" in result.output
     assert "run the same command again" in result.output
+
+
+def test_retry_failed_keeps_the_leak_mark_of_a_picture_whose_stored_file_was_lost(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    from harvest.clip_filter import FilterConfig, filter_pool
+    from harvest.dedup_pool import DedupConfig, dedup_pool
+    from tests.harvest.conftest import TINY
+    from tests.harvest.imagegen import encode as encode_scene
+    from tests.harvest.imagegen import scene, write_folder
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "leak.jpg").write_bytes(encode_scene(scene(3)))
+    (photos / "fine.jpg").write_bytes(encode_scene(scene(40)))
+    pool_dir = tmp_path / "pool"
+    ingest_local(config(photos, pool_dir))
+    evaluation = write_folder(tmp_path / "eval", {"IMG_7": scene(3).resize((150, 112))})
+    dedup_pool(DedupConfig(pool_dir, exclude_like=(str(evaluation),), progress=False, workers=1))
+    (pool_dir / by_name(Pool.open(pool_dir).read_index()).loc["leak.jpg", "path"]).unlink()
+    filter_pool(FilterConfig(pool_dir, model=TINY, checkpoint=tiny_checkpoint, device="cpu", workers=0, progress=False))
+    assert by_name(Pool.open(pool_dir).read_index()).loc["leak.jpg", "status"] == "decode_error"
+
+    retried = ingest_local(config(photos, pool_dir, retry_failed=True))
+    assert (retried.retried, retried.ok) == (1, 1)
+    dedup_pool(DedupConfig(pool_dir, progress=False, workers=1))
+    df = by_name(Pool.open(pool_dir).read_index())
+    assert df.loc["leak.jpg", "status"] == "ok" and df.loc["leak.jpg", "leak_of"] == "eval/IMG_7"
+    assert not df.loc["leak.jpg", "kept"] and df.loc["fine.jpg", "kept"]
