@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,10 @@ TEMPLATES = (
     "an aerial photo of {}.",
 )
 LOGIT_SCALE = 100.0
+# A run saves its embeddings to the cache every SAVE_EVERY pictures or SAVE_SECONDS, whichever comes first: a kill
+# loses at most that much work (a save is one small file, cheap beside embedding the pictures).
+SAVE_EVERY = 1024
+SAVE_SECONDS = 30.0
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -73,6 +78,7 @@ class FilterConfig:
     batch_size: int = 64
     device: str = "auto"
     workers: int = 2
+    save_every: int = SAVE_EVERY  # pictures embedded between two saves to the cache (also every SAVE_SECONDS)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -85,6 +91,8 @@ class FilterConfig:
             raise ConfigError(f"--batch-size {self.batch_size} must be >= 1 (e.g. 64 on CPU, 256 on a GPU)")
         if self.workers < 0:
             raise ConfigError(f"--workers {self.workers} must be >= 0 (0 decodes in the main process)")
+        if self.save_every < 1:
+            raise ConfigError(f"save_every {self.save_every} must be >= 1 (pictures embedded between two saves)")
         if not _DEVICE_PATTERN.match(self.device):
             raise ConfigError(f"--device {self.device!r} is not one of auto, cpu, mps, cuda, cuda:N")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
@@ -202,14 +210,16 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
             cache.save_text(fingerprint, classes)
         if len(missing):
             paths = [str(pool.path_of(p)) for p in missing["path"]]
-            embeddings, errors = _embed_with_progress(bundle, paths, config)
-            good = np.array([not e for e in errors], dtype=bool)
+            saver = ShardSaver(cache, missing["id"].tolist(), config.save_every, SAVE_SECONDS)
+            try:
+                _, errors = _embed_with_progress(bundle, paths, config, saver.add)
+            finally:  # also on Ctrl-C: what was embedded is kept
+                saver.flush()
             summary.failures = {i: e for i, e in zip(missing["id"], errors, strict=True) if e}
-            ids = missing["id"].to_numpy()
-            cache.append(list(ids[good]), embeddings[good])
-            summary.embedded = int(good.sum())
+            summary.embedded = saver.saved
             summary.failed = len(summary.failures)
-        cached_ids, cached = cache.load()
+    cache.consolidate()  # also the shards of an earlier, killed run
+    cached_ids, cached = cache.load()
 
     position = {image_id: k for k, image_id in enumerate(cached_ids)}
     scores = crowd_scores(cached, classes, len(CROWD_CLASSES)) if len(cached) and classes is not None else []
@@ -227,7 +237,36 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
     return summary
 
 
-def _embed_with_progress(bundle: Any, paths: list[str], config: FilterConfig) -> tuple[np.ndarray, list[str]]:
+class ShardSaver:
+    """Saves embeddings to the cache as they come (:meth:`EmbeddingCache.add_shard`), every ``every`` pictures or
+    ``seconds``, so a killed filter run embeds again only what it had not saved."""
+
+    def __init__(self, cache: Any, ids: list[str], every: int, seconds: float) -> None:
+        self.cache, self.ids, self.every, self.seconds = cache, ids, every, seconds
+        self.pending_ids: list[str] = []
+        self.pending: list[np.ndarray] = []
+        self.saved = 0
+        self._last = time.monotonic()
+
+    def add(self, positions: np.ndarray, embeddings: np.ndarray, errors: list[str]) -> None:
+        """One batch from :func:`harvest.embed.embed_pictures` (positions into ``ids``); failures are not saved."""
+        good = [k for k, error in enumerate(errors) if not error]
+        self.pending_ids += [self.ids[int(positions[k])] for k in good]
+        self.pending.append(embeddings[good])
+        if len(self.pending_ids) >= self.every or time.monotonic() - self._last >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending_ids:
+            self.cache.add_shard(self.pending_ids, np.concatenate(self.pending))
+            self.saved += len(self.pending_ids)
+        self.pending_ids, self.pending = [], []
+        self._last = time.monotonic()
+
+
+def _embed_with_progress(
+    bundle: Any, paths: list[str], config: FilterConfig, on_batch: Any = None
+) -> tuple[np.ndarray, list[str]]:
     from rich.progress import Progress
 
     from harvest.embed import embed_pictures
@@ -240,4 +279,5 @@ def _embed_with_progress(bundle: Any, paths: list[str], config: FilterConfig) ->
             batch_size=config.batch_size,
             workers=config.workers,
             on_progress=lambda n: progress.advance(task, n),
+            on_batch=on_batch,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -248,6 +249,7 @@ def embed_pictures(
     batch_size: int = 64,
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
+    on_batch: Callable[[np.ndarray, np.ndarray, list[str]], None] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """L2-normalised image embeddings (N, D) and one error message per path ('' when fine; zeros row then).
 
@@ -256,7 +258,8 @@ def embed_pictures(
     normalised in float32 on the device (:func:`normalize_on_device`); any other preprocess runs whole in the
     workers. On CUDA the model runs under autocast, and each batch's features are copied back to the host only
     once the next batch has been queued behind them, so that the GPU does not idle while the host fetches the
-    next batch. ``on_progress`` gets the number of pictures of each batch once its embeddings are on the host.
+    next batch. ``on_progress`` gets the number of pictures of each batch once its embeddings are on the host,
+    ``on_batch`` its positions in ``paths``, embeddings (B, D) and error messages (to save work as it is done).
     """
     import torch
 
@@ -282,6 +285,8 @@ def embed_pictures(
             if message:
                 errors[position] = message
                 out[position] = 0.0
+        if on_batch:
+            on_batch(positions.numpy(), out[positions.numpy()], list(messages))
         if on_progress:
             on_progress(len(positions))
 
@@ -305,25 +310,62 @@ def embed_pictures(
     return out, errors
 
 
+def _read_shard(path: Path) -> tuple[list[str], np.ndarray]:
+    with np.load(path) as data:
+        return data["ids"].tolist(), np.asarray(data["embeddings"], dtype=np.float32)
+
+
 class EmbeddingCache:
-    """``POOL/embeddings/<tag>.npy`` + ``<tag>.ids.parquet``: append-only, each file replaced atomically."""
+    """``POOL/embeddings/<tag>.npy`` + ``<tag>.ids.parquet``, plus the shards of a run in progress.
+
+    A run saves what it has embedded every few batches as a shard, ``<tag>.shards/<time>-<uuid>.npz`` (ids and
+    embeddings in one file, written to a temporary name and renamed), so a killed run loses at most the pictures
+    since the last shard; :meth:`consolidate` folds the shards into the two main files at the end. ``load`` reads
+    the main files and every shard, so whatever was killed where, nothing saved is lost or read twice.
+    """
 
     def __init__(self, pool_root: str | Path, tag: str):
         self.dir = Path(pool_root) / "embeddings"
         self.tag = tag
         self.array_path = self.dir / f"{tag}.npy"
         self.ids_path = self.dir / f"{tag}.ids.parquet"
+        self.shard_dir = self.dir / f"{tag}.shards"
 
     @staticmethod
     def tags(pool_root: str | Path) -> list[str]:
-        """Tags with an image-embedding cache in the pool, newest first."""
+        """Tags with an image-embedding cache in the pool (also one only a killed run's shards hold), newest first."""
         folder = Path(pool_root) / "embeddings"
-        caches = [p for p in folder.glob("*.ids.parquet")] if folder.is_dir() else []
-        caches.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        return [p.name[: -len(".ids.parquet")] for p in caches]
+        if not folder.is_dir():
+            return []
+        made = {p.name[: -len(".ids.parquet")]: p.stat().st_mtime for p in folder.glob("*.ids.parquet")}
+        for shards in folder.glob("*.shards"):
+            if shards.is_dir() and any(shards.glob("*.npz")):
+                made.setdefault(shards.name[: -len(".shards")], shards.stat().st_mtime)
+        return sorted(made, key=made.__getitem__, reverse=True)
 
     def load(self) -> tuple[list[str], np.ndarray]:
-        """(ids, embeddings); empty when absent or when the two files disagree (a run killed between renames)."""
+        """(ids, embeddings) of the main files and every shard, each id once; empty when there are none.
+
+        Main files that disagree (a run killed between their two renames) are ignored: :meth:`consolidate` keeps
+        their content in a shard until both are in place.
+        """
+        ids, array = self._load_main()
+        shards = self._shards()
+        if not shards:
+            return ids, array
+        seen, parts = set(ids), [array] if len(ids) else []
+        for shard in shards:
+            shard_ids, embeddings = _read_shard(shard)
+            new = [k for k, image_id in enumerate(shard_ids) if image_id not in seen]
+            seen.update(shard_ids)
+            ids += [shard_ids[k] for k in new]
+            if new:
+                parts.append(embeddings[new])
+        if not parts:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return ids, np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _load_main(self) -> tuple[list[str], np.ndarray]:
         import pandas as pd
 
         if not (self.array_path.is_file() and self.ids_path.is_file()):
@@ -334,21 +376,55 @@ class EmbeddingCache:
             return [], np.zeros((0, 0), dtype=np.float32)
         return ids, array
 
+    def _shards(self) -> list[Path]:
+        return sorted(self.shard_dir.glob("*.npz")) if self.shard_dir.is_dir() else []
+
+    def add_shard(self, ids: Sequence[str], embeddings: np.ndarray) -> Path | None:
+        """Save ``ids`` and their embeddings as one more shard, atomically; None when there are none."""
+        if not len(ids):
+            return None
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz"
+        tmp = self.shard_dir / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=np.asarray(list(ids), dtype=str), embeddings=np.asarray(embeddings, dtype=np.float32))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.shard_dir / name)
+        return self.shard_dir / name
+
     def append(self, ids: Sequence[str], embeddings: np.ndarray) -> None:
-        """Add rows after the cached ones and write both files atomically (array first, ids second)."""
+        """Add rows after the cached ones: a shard, then :meth:`consolidate`."""
+        self.add_shard(ids, embeddings)
+        self.consolidate()
+
+    def consolidate(self) -> None:
+        """Fold every shard into the main files (array first, ids second, each replaced atomically).
+
+        Everything is first saved as one shard, so a kill between the two renames (main files that disagree, so
+        ignored) or before the old shards are gone loses nothing; the next run consolidates again.
+        """
         import pandas as pd
 
-        old_ids, old = self.load()
-        all_ids = list(old_ids) + list(ids)
-        array = np.concatenate([old, embeddings]) if len(old) else np.asarray(embeddings, dtype=np.float32)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        shards = self._shards()
+        if not shards:
+            return
+        ids, array = self.load()
+        merged = self.add_shard(ids, array)
+        for shard in shards:
+            shard.unlink()
         stamp = uuid.uuid4().hex[:8]
         tmp_array = self.dir / f".{self.tag}.{stamp}.npy"
         tmp_ids = self.dir / f".{self.tag}.{stamp}.ids.parquet"
         np.save(tmp_array, array.astype(np.float32))
-        pd.DataFrame({"id": all_ids}).to_parquet(tmp_ids, index=False)
+        pd.DataFrame({"id": ids}).to_parquet(tmp_ids, index=False)
         os.replace(tmp_array, self.array_path)
         os.replace(tmp_ids, self.ids_path)
+        if merged is not None:
+            merged.unlink()
+        for tmp in self.shard_dir.glob(".*.tmp"):  # a shard a killed run was writing
+            tmp.unlink()
+        self.shard_dir.rmdir()
 
     def text_path(self, fingerprint: str) -> Path:
         return self.dir / f"{self.tag}.text-{fingerprint}.npy"

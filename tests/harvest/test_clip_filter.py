@@ -246,3 +246,55 @@ def test_a_picture_that_failed_to_decode_is_scored_once_its_file_is_put_back(poo
     assert broken["status"] == "decode_error" and not broken["error"].startswith("stored file missing")
     assert again["status"] == "ok" and pd.isna(again["error"]) and again["clip_score"] >= 0
     assert again["kept"] == (again["clip_score"] >= 0.5)
+
+
+def test_a_filter_killed_mid_run_keeps_what_it_saved_and_the_rerun_embeds_only_the_rest(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """kill -9 while the 8th of 12 pictures is being read (a FIFO no one writes: the run blocks there), after three
+    saves of two pictures each; the rerun embeds the 6 not saved and scores exactly as an uninterrupted run."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    killed = Pool.create(tmp_path / "killed")
+    add_pictures(killed, {f"scene{seed}": scene(seed, 96, 72) for seed in range(12)})
+    shutil.copytree(killed.root, tmp_path / "whole")
+    whole = Pool.open(tmp_path / "whole")
+    blocking = killed.path_of(killed.read_index().set_index("url").loc["file:///scene7.jpg", "path"])
+    original = blocking.read_bytes()
+    blocking.unlink()
+    os.mkfifo(blocking)
+    script = (
+        "import sys; from pathlib import Path; from harvest.clip_filter import FilterConfig, filter_pool; "
+        f"filter_pool(FilterConfig(Path(sys.argv[1]), model={TINY!r}, checkpoint=Path(sys.argv[2]), device='cpu', "
+        "workers=0, batch_size=2, save_every=2, progress=False))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    run = subprocess.Popen([sys.executable, "-c", script, str(killed.root), str(tiny_checkpoint)], cwd=repo)
+    shards = killed.root / "embeddings"
+    try:
+        deadline = time.monotonic() + 120  # "gone wrong", not a speed bound: the run blocks at the FIFO for ever
+        while len(list(shards.glob("*.shards/*.npz"))) < 3 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.poll() is None, "the filter run ended instead of blocking at the FIFO"
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    (tag,) = EmbeddingCache.tags(killed.root)
+    saved_ids, _ = EmbeddingCache(killed.root, tag).load()
+    assert len(saved_ids) == 6  # the three saves before the blocked batch: two pictures each
+
+    blocking.unlink()
+    blocking.write_bytes(original)
+    rerun = filter_pool(config(killed, tiny_checkpoint, batch_size=2, save_every=2))
+    assert (rerun.embedded, rerun.from_cache, rerun.eligible) == (6, 6, 12)
+    assert not list(shards.glob("*.shards")) and EmbeddingCache(killed.root, tag).load()[1].shape == (12, 32)
+    uninterrupted = filter_pool(config(whole, tiny_checkpoint))
+    assert uninterrupted.embedded == 12
+    resumed = killed.read_index().set_index("url")["clip_score"]
+    expected = whole.read_index().set_index("url")["clip_score"].loc[resumed.index]
+    np.testing.assert_allclose(resumed.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-6)
