@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from harvest.hash_bands import hamming
 from harvest.hashing import hash_bytes, hash_file, hash_files, hex_to_uint64, image_hashes, uint64_to_hex
@@ -75,3 +81,60 @@ def test_a_picture_over_pillows_pixel_limit_is_a_result_with_a_reason_not_a_cras
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # scene(1) has 192 x 144: over twice the limit
     result = hash_bytes("big", encode(scene(1)))
     assert result.phash is None and result.error.startswith("DecompressionBombError")
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_the_hashing_workers_of_a_dedup_killed_with_sigkill_end_with_it(tmp_path: Path) -> None:
+    """Every stored picture is a FIFO no one writes, so both workers block reading one; after kill -9 of the dedup
+    they used to wait for ever."""
+    from harvest.pool import Pool
+    from tests.harvest.imagegen import add_pictures
+
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {f"scene{seed}": scene(seed, 32, 24) for seed in range(130)})  # three chunks of 64 or fewer
+    for path in pool.read_index()["path"]:
+        pool.path_of(path).unlink()
+        os.mkfifo(pool.path_of(path))
+    script = (
+        "import sys; from harvest.dedup_pool import DedupConfig, dedup_pool; "
+        "dedup_pool(DedupConfig(sys.argv[1], workers=2, progress=False))"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script, str(pool.root)], cwd=Path(__file__).resolve().parents[2])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            workers = _children_of(run.pid)
+        assert len(workers) == 2 and run.poll() is None, "dedup did not start its two hashing workers"
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    try:
+        deadline = time.monotonic() + 30  # a generous bound for "gone", not a speed requirement
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _running(pid)], "hashing workers outlived the killed dedup"
+    finally:
+        for pid in workers:  # our own orphans, should the assertion fail
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
