@@ -1,8 +1,11 @@
 """Whole-image evaluation: tiled inference in bounded memory, per-image rows and the eval.json summary.
 
-An image is padded on the right and bottom to a multiple of the output stride and, when larger than
-``tile`` pixels a side, cut into overlapping tiles aligned to the stride. Each output cell is the average of
-the tiles that cover it, so the whole map is one consistent density and its sum is the predicted count.
+An image is padded on the right and bottom to a multiple of the model's ``input_multiple`` and, when larger
+than ``tile`` pixels a side, cut into tiles aligned to it (U-Net's overlap-tile strategy): the cores of the
+tiles cut the image into consecutive pieces, and each tile is its core widened by a context margin of half the
+model's receptive field on every side that is not the image border. Only the core's cells are kept, so every
+output cell is computed once, from the same pixels as in a single pass over the whole image: tiled and whole
+density maps agree to float precision, and the sum is the predicted count whatever ``tile`` is.
 """
 
 from __future__ import annotations
@@ -21,17 +24,34 @@ from train.metrics import GAME_LEVELS, game, summarise
 from train.runlog import write_json, write_rows_csv
 
 
-def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering [0, length), ``overlap`` apart at least; last flush.
+def tile_spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(window start, window end, core start, core end) of the tiles along one axis of ``length`` pixels.
 
-    ``overlap`` must be in [0, tile): a step of ``tile - overlap`` <= 0 would never reach the end."""
-    if tile < 1 or not 0 <= overlap < tile:
-        raise ValueError(f"tile overlap {overlap} must be >= 0 and under the tile side {tile} (tile >= 1)")
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    origins = list(range(0, length - tile, step))
-    return [*origins, length - tile]
+    The cores cut [0, length) into consecutive pieces; each window is its core widened by ``margin`` on both sides
+    (not past the image) and at most ``tile`` long. ``margin`` must be >= 0 with ``tile - 2 * margin`` >= 1, else
+    the cores would not advance."""
+    if margin < 0 or tile - 2 * margin < 1:
+        raise ValueError(f"tile margin {margin} must be >= 0 and leave a core: under half the tile side {tile}")
+    spans: list[tuple[int, int, int, int]] = []
+    start = 0
+    while True:
+        low = max(0, start - margin)
+        if length - low <= tile:  # the rest fits in one window, which ends at the image border
+            spans.append((low, length, start, length))
+            return spans
+        end = low + tile - margin  # the window's last ``margin`` pixels are context for the core's right edge
+        spans.append((low, low + tile, start, end))
+        start = end
+
+
+def context_margin(model: Any, tile: int, align: int) -> int:
+    """Pixels of context each side of a tile's core: half the model's ``receptive_field`` (the input span one
+    output cell sees), rounded up to ``align``; a tile's eighth for a model that does not declare it. Capped so
+    that a core of ``align`` pixels remains: a ``tile`` under ``receptive_field + align`` gives up exactness."""
+    field = getattr(model, "receptive_field", None)
+    wanted = math.ceil(field / 2) if field else tile // 8
+    margin = math.ceil(wanted / align) * align
+    return min(margin, (tile - align) // 2 // align * align)
 
 
 def predict_density(
@@ -52,22 +72,22 @@ def predict_density(
     batch = torch.zeros(3, padded_h, padded_w, device=device)  # zeros = the mean colour after normalising
     batch[:, :height, :width] = normalize(pixels)
     tile = max(align, tile // align * align)
-    overlap = min(max(align, tile // 8 // align * align), tile - align)  # a one-align tile: no overlap
+    margin = context_margin(model, tile, align)
     total = torch.zeros(padded_h // stride, padded_w // stride, device=device)
-    cover = torch.zeros_like(total)
     with torch.no_grad(), autocast(device, amp), no_autotune():
-        for y in tile_origins(padded_h, tile, overlap):
-            for x in tile_origins(padded_w, tile, overlap):
-                window = batch[:, y : y + tile, x : x + tile][None]  # (1, 3, <=T, <=T)
+        for top, bottom, core_top, core_bottom in tile_spans(padded_h, tile, margin):
+            for left, right, core_left, core_right in tile_spans(padded_w, tile, margin):
+                window = batch[:, top:bottom, left:right][None]  # (1, 3, <=T, <=T)
                 out = density_of(model(window))[0, 0].float()  # (<=T/s, <=T/s)
-                rows, cols = (
-                    slice(y // stride, y // stride + out.shape[0]),
-                    slice(x // stride, x // stride + out.shape[1]),
+                inside = (  # the core's cells, in the window's map and in the whole map
+                    slice((core_top - top) // stride, (core_bottom - top) // stride),
+                    slice((core_left - left) // stride, (core_right - left) // stride),
                 )
-                total[rows, cols] += out
-                cover[rows, cols] += 1
+                total[core_top // stride : core_bottom // stride, core_left // stride : core_right // stride] = out[
+                    inside
+                ]
     cells_h, cells_w = math.ceil(height / stride), math.ceil(width / stride)  # the padding past them is dropped
-    return (total / cover.clamp(min=1) / density_scale)[:cells_h, :cells_w].cpu().numpy()
+    return (total / density_scale)[:cells_h, :cells_w].cpu().numpy()
 
 
 def apply_roi(roi: dict[str, Any], density: np.ndarray, points: np.ndarray, stride: int) -> tuple:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from train.device import normalize
-from train.evaluate import EvalConfig, evaluate_checkpoint, predict_density, tile_origins
+from train.evaluate import EvalConfig, context_margin, evaluate_checkpoint, predict_density, tile_spans
 from train.predict import PredictConfig, predict_images
 
 from .test_loop import tiny_config
@@ -27,11 +27,18 @@ class PooledBrightness(torch.nn.Module):
         return torch.nn.functional.avg_pool2d(x[:, :1], 4) * 16  # (B, 1, H/4, W/4)
 
 
-def test_tile_origins_cover_the_length_with_the_last_tile_flush() -> None:
-    assert tile_origins(100, 128, 16) == [0]
-    origins = tile_origins(300, 128, 32)
-    assert origins[0] == 0 and origins[-1] == 300 - 128
-    assert all(b - a <= 128 - 32 for a, b in zip(origins, origins[1:], strict=False))
+def test_tile_cores_cut_the_length_into_consecutive_pieces_each_inside_its_window_with_margin_context() -> None:
+    assert tile_spans(100, 128, 16) == [(0, 100, 0, 100)]  # fits: one window, no context needed
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        tile = int(rng.integers(2, 300))
+        margin = int(rng.integers(0, (tile - 1) // 2 + 1))
+        length = int(rng.integers(1, 2000))
+        spans = tile_spans(length, tile, margin)
+        assert [s[2] for s in spans] == [0, *(s[3] for s in spans[:-1])] and spans[-1][3] == length  # consecutive
+        for low, high, core_low, core_high in spans:
+            assert 0 <= low <= core_low < core_high <= high <= length and high - low <= tile
+            assert core_low - low == min(margin, core_low) and high - core_high == min(margin, length - core_high)
 
 
 def test_tiled_inference_equals_whole_image_inference_for_a_pointwise_model() -> None:
@@ -222,14 +229,12 @@ class WindowOrigins(torch.nn.Module):
         return torch.zeros(x.shape[0], 1, x.shape[2] // self.output_stride, x.shape[3] // self.output_stride)
 
 
-def test_neighbouring_tiles_overlap_by_an_eighth_of_a_tile_and_the_last_is_flush() -> None:
+def test_neighbouring_windows_share_the_margin_and_the_last_ends_at_the_border() -> None:
     image = np.zeros((40, 200, 3), dtype=np.uint8)
     image[:, :, 0] = np.arange(200, dtype=np.uint8)[None, :]
     model = WindowOrigins()
     predict_density(model, image, 4, 64, torch.device("cpu"), amp=False, density_scale=1.0)
-    origins = model.origins
-    assert origins[0] == 0 and origins[-1] == 200 - 64
-    assert all(0 < b - a <= 64 - 64 // 8 for a, b in zip(origins, origins[1:], strict=False))
+    assert model.origins == [0, 48, 96, 144]  # windows of 64, 64, 64 and 56 px: the last ends at the border
 
 
 def test_with_a_region_of_interest_the_count_is_of_the_heads_inside_it_as_the_prediction_is(tmp_path: Path) -> None:
@@ -260,21 +265,54 @@ def test_with_a_region_of_interest_the_count_is_of_the_heads_inside_it_as_the_pr
     assert result["game0"] == pytest.approx(abs(result["predicted"] - result["count"]))
 
 
-def test_tile_origins_are_exact_and_the_flush_last_tile_is_never_repeated() -> None:
-    assert tile_origins(128, 128, 16) == [0]  # exactly one tile long
-    assert tile_origins(300, 128, 32) == [0, 96, 172]  # steps of 128 - 32, then flush with the end
-    assert tile_origins(224, 128, 32) == [0, 96]  # the step lands on the flush tile: it is run once, not twice
+def test_tile_spans_are_exact_and_the_last_window_ends_at_the_border() -> None:
+    assert tile_spans(128, 128, 16) == [(0, 128, 0, 128)]  # exactly one tile long
+    # the first core needs no context on the left, the last none on the right
+    assert tile_spans(256, 128, 32) == [(0, 128, 0, 96), (64, 192, 96, 160), (128, 256, 160, 256)]
+    assert tile_spans(200, 64, 8) == [(0, 64, 0, 56), (48, 112, 56, 104), (96, 160, 104, 152), (144, 200, 152, 200)]
 
 
-def test_tiles_overlap_by_an_eighth_of_the_tile_rounded_to_the_stride_and_by_one_stride_at_least() -> None:
+def test_a_model_without_a_receptive_field_gets_an_eighth_of_the_tile_as_margin_rounded_up_to_the_stride() -> None:
     image = np.zeros((16, 200, 3), dtype=np.uint8)
     image[:, :, 0] = np.arange(200, dtype=np.uint8)[None, :]
     eighth = WindowOrigins(stride=4)
     predict_density(eighth, image, 4, 64, torch.device("cpu"), amp=False, density_scale=1.0)
-    assert eighth.origins == [0, 56, 112, 136]  # overlap 64 / 8 = 8 px: steps of 56, the last flush at 200 - 64
-    coarse = WindowOrigins(stride=16)  # 64 / 8 = 8 px is under one 16-px stride: the overlap is one stride
+    assert eighth.origins == [0, 48, 96, 144]  # margin 64 / 8 = 8 px: cores of 56, 48, 48, 48 px
+    coarse = WindowOrigins(stride=16)  # 64 / 8 = 8 px is under one 16-px stride: the margin is one stride
     predict_density(coarse, image[:, :160], 16, 64, torch.device("cpu"), amp=False, density_scale=1.0)
-    assert coarse.origins == [0, 48, 96]
+    assert coarse.origins == [0, 32, 64, 96]
+
+
+def test_the_margin_is_half_the_receptive_field_rounded_up_to_the_alignment_and_leaves_a_core() -> None:
+    class Declared(torch.nn.Module):
+        receptive_field = 228
+
+    assert context_margin(Declared(), 1024, 16) == 128  # 114 px of context, in whole 16-px cells
+    assert context_margin(Declared(), 256, 16) == 112  # capped: a 32-px core of the 256-px tile remains
+    assert context_margin(Declared(), 64, 64) == 0  # a one-cell tile has no room for context
+
+
+@pytest.mark.parametrize("arch", ["test-tiny", "cfcn-small", "cfcn", "cascaded-mtl", "csrnet", "vgg16-density"])
+def test_tiled_inference_equals_one_pass_over_the_whole_image_for_every_model(arch: str) -> None:
+    """Each tile's core sees at least half the declared receptive field of context, so no output cell it keeps
+    depends on the zero padding at the tile's edge: the tiled map is the whole-image map, cell for cell."""
+    from train.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model(arch).eval()
+    stride = int(model.output_stride)
+    align = max(stride, int(getattr(model, "input_multiple", stride)))
+    tile = 2 * context_margin(model, 4096, align) + 2 * align  # the smallest tile that keeps the full margin
+    assert context_margin(model, tile, align) == context_margin(model, 4096, align)
+    rng = np.random.default_rng(1)
+    # several tiles across; VGG-wide models get a strip one tile high (their square kernels see both axes alike)
+    height = 2 * align + 3 if arch in ("csrnet", "vgg16-density") else tile + align + 3
+    image = rng.integers(0, 255, size=(height, 2 * tile + 7, 3), dtype=np.uint8)
+    whole = predict_density(model, image, stride, 8192, torch.device("cpu"), False, 1.0)
+    tiled = predict_density(model, image, stride, tile, torch.device("cpu"), False, 1.0)
+    scale = float(np.abs(whole).max())
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-4 * scale)
+    assert float(tiled.sum()) == pytest.approx(float(whole.sum()), rel=1e-4, abs=1e-4 * scale)
 
 
 def test_a_tile_that_is_not_a_multiple_of_the_stride_is_cut_down_to_one() -> None:
@@ -287,7 +325,7 @@ def test_a_tile_that_is_not_a_multiple_of_the_stride_is_cut_down_to_one() -> Non
     windows = WindowOrigins(stride=4)
     predict_density(windows, np.zeros((16, 200, 3), dtype=np.uint8) + np.arange(200, dtype=np.uint8)[None, :, None],
                     4, 66, device, amp=False, density_scale=1.0)  # fmt: skip
-    assert windows.origins == [0, 56, 112, 136]  # the same tiles as a 64-px tile
+    assert windows.origins == [0, 48, 96, 144]  # the same tiles as a 64-px tile
 
 
 def _labeled_with_a_broken_row(tmp_path: Path) -> Path:
@@ -413,11 +451,11 @@ def test_an_image_without_annotation_is_not_scored_against_its_count_of_minus_on
     assert summary["mae"] == pytest.approx(good["count"])  # the labeled image alone; -1 would add |0 - -1| / 2
 
 
-def test_tile_origins_refuse_an_overlap_that_is_not_under_the_tile() -> None:
-    for overlap in (128, 200, -1):  # a step of 128 - overlap <= 0 never reaches the end; a negative one skips pixels
-        with pytest.raises(ValueError, match=rf"tile overlap {overlap} must be >= 0 and under the tile side 128"):
-            tile_origins(300, 128, overlap)
-    assert tile_origins(300, 128, 0) == [0, 128, 172]
+def test_tile_spans_refuse_a_margin_that_leaves_no_core() -> None:
+    for margin in (64, 100, -1):  # a core of 128 - 2 * margin <= 0 never advances; a negative margin skips pixels
+        with pytest.raises(ValueError, match=rf"tile margin {margin} must be >= 0 and leave a core"):
+            tile_spans(300, 128, margin)
+    assert tile_spans(300, 128, 0) == [(0, 128, 0, 128), (128, 256, 128, 256), (256, 300, 256, 300)]
 
 
 def test_a_tile_of_one_output_stride_is_run_without_overlap_and_still_covers_the_image() -> None:

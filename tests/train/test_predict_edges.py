@@ -99,7 +99,9 @@ def test_pictures_of_the_same_name_get_one_overlay_each_named_in_counts_csv(chec
     assert sizes == [(48, 40 + 24), (64, 40 + 24)]  # each picture under its count band: neither overwrote the other
 
 
-def test_no_overlays_writes_counts_only_and_tile_reaches_the_tiled_inference(checkpoint: Path, tmp_path: Path) -> None:
+def test_no_overlays_writes_counts_only_and_tile_reaches_the_tiled_inference(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from train.checkpoint import model_from_checkpoint
     from train.evaluate import predict_density
 
@@ -114,7 +116,19 @@ def test_no_overlays_writes_counts_only_and_tile_reaches_the_tiled_inference(che
         return float(predict_density(model, pixels, 4, tile, torch.device("cpu"), False, state["density_scale"]).sum())
 
     assert row["count"] == pytest.approx(count(64), rel=1e-6)
-    assert count(64) != pytest.approx(count(1024), rel=1e-6)  # the tile size changes the sum: the check means something
+    assert count(64) == pytest.approx(count(1024), rel=1e-5)  # tiles with context: the tile size never changes a count
+    import train.evaluate
+
+    seen: list[tuple[int, int, int]] = []
+    real_spans = train.evaluate.tile_spans
+
+    def spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+        seen.append((length, tile, margin))
+        return real_spans(length, tile, margin)
+
+    monkeypatch.setattr(train.evaluate, "tile_spans", spans)
+    predict_images(config, False)
+    assert (200, 64, 8) in seen  # --tile 64 reached the tiling (test-tiny: 8 px of context for its 15-px field)
 
 
 def test_missing_images_and_a_tiny_tile_are_refused_naming_them(checkpoint: Path, tmp_path: Path) -> None:

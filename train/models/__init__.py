@@ -2,7 +2,9 @@
 
 Every model maps a normalised (B, 3, H, W) image batch to a (B, 1, H/s, W/s) density map, where
 ``s = model.output_stride``, for H and W multiples of ``model.input_multiple`` (s when absent: a model that
-pools more than it upsamples back sets it). Outputs are linear (no ReLU on the last layer, as in
+pools more than it upsamples back sets it). ``model.receptive_field`` is the input span, in pixels, one output
+cell sees: whole-image inference gives each tile half of it as context, so tiled maps equal one whole pass
+(:mod:`train.evaluate`). Outputs are linear (no ReLU on the last layer, as in
 Liu et al. 2018), so a density cell may be slightly negative; counts are plain sums of the map.
 """
 

@@ -35,6 +35,7 @@ def _module() -> Any:
 
         output_stride = 1
         input_multiple = 4  # two 2x2 pools before the two x2 transposed convs
+        receptive_field = 108  # shared 15, prior stage 86, fuse +16, two 4x4 transposed convs +4 and +2
 
         def __init__(self, groups: int = DEFAULT_GROUPS) -> None:
             super().__init__()

@@ -33,6 +33,7 @@ def _module(width: int) -> Any:
         """Encoder (stride 8) then decoder (x4 upsampling); output stride 2."""
 
         output_stride = 2
+        receptive_field = 80  # encoder 36, bottleneck +32, two 3x3 decoder convs at 1/4 and 1/2: +8, +4
         input_multiple = 8  # three 2x2 pools: other sizes lose their last rows in the encoder
 
         def __init__(self) -> None:

@@ -17,6 +17,7 @@ def _module() -> Any:
         """Front end: VGG16 through conv4_3 (three pools). Back end: 3x3 convs with dilation 2, then 1x1 to density."""
 
         output_stride = 8
+        receptive_field = 284  # conv1_1..conv4_3: 92; six 3x3 convs of dilation 2 at stride 8: +32 each
 
         def __init__(self) -> None:
             super().__init__()

@@ -54,6 +54,7 @@ def _module() -> Any:
             self.base = base
             self.output_stride = base.output_stride
             self.input_multiple = getattr(base, "input_multiple", base.output_stride)
+            self.receptive_field = getattr(base, "receptive_field", None)  # heads do not widen the density's view
             channels = feature_channels(base)
             hidden = max(8, min(64, channels))
             dense = ("segment", "depth")

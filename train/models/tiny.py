@@ -14,6 +14,7 @@ def _module() -> Any:
         """Two stride-2 3x3 convs, one 3x3 conv, then 1x1 to density."""
 
         output_stride = 4
+        receptive_field = 15  # input pixels one output cell sees: 3, then +2x2, +2x4 (train.evaluate tiles)
 
         def __init__(self) -> None:
             super().__init__()

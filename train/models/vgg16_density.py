@@ -18,6 +18,7 @@ def _module() -> Any:
         """VGG16 without pool5 and the classifier, then a 3x3 conv to one density channel."""
 
         output_stride = 16
+        receptive_field = 228  # 13 3x3 convs and 4 pools, then the 3x3 density conv at stride 16 (+32)
 
         def __init__(self) -> None:
             super().__init__()
