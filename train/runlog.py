@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from train.errors import DataError
+
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temp name beside ``path`` and rename it into place."""
@@ -46,9 +48,23 @@ class MetricsLog:
             f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """Every record. A last line cut short (the machine died mid-append) is dropped: it is the one record
+        being written, after the checkpoint a resume goes back to. A damaged line before it is a DataError."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [(number, line) for number, line in enumerate(self.path.read_text().splitlines(), 1) if line.strip()]
+        records = []
+        for index, (number, line) in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                if index == len(lines) - 1:
+                    break
+                raise DataError(
+                    f"{self.path} line {number} is not a JSON record ({e.msg}): the metrics log is damaged; "
+                    "restore it from a copy, or delete that line and rerun"
+                ) from e
+        return records
 
     def truncate_after(self, step: int) -> None:
         """Keep only records with ``step`` <= ``step`` (used when resuming from a checkpoint at ``step``)."""
