@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/clip_filter_throughput.py --model ViT-B-32 --images 192 --batch-size 32 --repeats 3
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/train_step.py --paradigm multitask --steps 30
+	$(BIN)/python benchmarks/eval_tiling.py --models cfcn,vgg16-density --size 1024x1536 --tiles 512,1024
 
 bench-gpu: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH OUT=$${OUT:-gpu-out} bash benchmarks/gpu.sh
