@@ -19,6 +19,16 @@ from rankset.errors import ImageError
 
 EXIF_ORIENTATION = 0x0112
 TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # rotated by 90 degrees: width and height swap
+TURNING_ORIENTATIONS = frozenset(range(2, 9))  # the values PIL's exif_transpose acts on (1: as stored)
+
+
+def exif_orientation(value: object) -> int:
+    """The EXIF orientation 2..8 that PIL's ``exif_transpose`` (which datasets applies on decode) acts on, else 1:
+    it looks the raw tag value up in a table, so text, a tuple, 0 or 9 leave the picture as stored."""
+    try:
+        return int(value) if value in TURNING_ORIENTATIONS else 1  # type: ignore[call-overload]
+    except TypeError:  # an unhashable value: PIL's lookup would fail too, but no tag of EXIF's types is one
+        return 1
 
 
 def open_image(data: bytes, name: str = "<bytes>") -> Image.Image:
@@ -38,7 +48,7 @@ def open_image(data: bytes, name: str = "<bytes>") -> Image.Image:
 def oriented_size(img: Image.Image) -> tuple[int, int]:
     """The size after applying the EXIF orientation tag, without decoding pixels."""
     try:
-        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+        orientation = exif_orientation(img.getexif().get(EXIF_ORIENTATION, 1))
     except Exception:  # a broken EXIF block is no reason to lose the picture
         orientation = 1
     w, h = img.size

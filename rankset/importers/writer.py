@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rankset.errors import AnnotationError, ConfigError, ImageError, InputError
+from rankset.images import EXIF_ORIENTATION, exif_orientation
 from rankset.importers.base import Importer, Pair, Plan, Skipped, create_importer, list_importers
 from rankset.importers.geometry import clamp_boxes, clamp_points, orient_boxes, orient_points, oriented_size
 from rankset.progress import progress_bar
@@ -121,18 +122,6 @@ class ImportSummary:
         }
 
 
-def exif_orientation(value: object) -> int:
-    """The EXIF orientation 2..8 that PIL's ``exif_transpose`` (which datasets applies on decode) acts on, else 1:
-    it looks the raw tag value up in a table, so text, a tuple, 0 or 9 leave the picture as stored."""
-    try:
-        return int(value) if value in ORIENTATIONS else 1  # type: ignore[call-overload]
-    except TypeError:  # an unhashable value: PIL's lookup would fail too, but no tag of EXIF's types is one
-        return 1
-
-
-ORIENTATIONS = frozenset(range(2, 9))
-
-
 def probe_image(data: bytes) -> tuple[int, int, int]:
     """(stored width, stored height, EXIF orientation 1..8) of encoded bytes, after checking they decode fully.
 
@@ -150,7 +139,7 @@ def probe_image(data: bytes) -> tuple[int, int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                orientation = exif_orientation(image.getexif().get(0x0112, 1))
+                orientation = exif_orientation(image.getexif().get(EXIF_ORIENTATION, 1))
                 image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
                 image.load()
     except UnidentifiedImageError as e:
