@@ -90,6 +90,13 @@ def predict_density(
     return (total / density_scale)[:cells_h, :cells_w].cpu().numpy()
 
 
+def failure_line(error: BaseException) -> str:
+    """``Type: first line`` of an inference failure, for a per-image row (a CUDA out-of-memory message runs on
+    over several lines of allocator advice)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def apply_roi(roi: dict[str, Any], density: np.ndarray, points: np.ndarray, stride: int) -> tuple:
     """Keep only the region of interest: each density cell is scaled by the share of its pixels inside the mask
     (an L-mode image, non-zero inside), and points outside the mask are dropped (they are not evaluated)."""
@@ -139,8 +146,7 @@ def evaluate_rows(
             try:
                 density = predict_density(model, image, stride, tile, device, amp, density_scale)
             except (RuntimeError, MemoryError) as e:  # out of memory on this picture's tiles: the row says so
-                error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                rows.append({**row, "status": "prediction_failed", "error": error})
+                rows.append({**row, "status": "prediction_failed", "error": failure_line(e)})
                 continue
             points = np.asarray(record["points"] or [], dtype=np.float64).reshape(-1, 2)
             count = float(record["count"])

@@ -129,7 +129,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     from train.checkpoint import model_from_checkpoint
     from train.data import read_rgb
     from train.device import resolve_device
-    from train.evaluate import predict_density
+    from train.evaluate import failure_line, predict_density
     from train.runlog import write_rows_csv
 
     device = resolve_device(config.device)
@@ -150,8 +150,8 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
         try:
             density = predict_density(model, image, stride, config.tile, device, run_config.schedule.amp, scale)
         except (RuntimeError, MemoryError) as e:  # out of memory on this picture's tiles: lower --tile, go on
-            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (a {image.shape[1]}x"
-            rows.append({**row, "status": "prediction_failed", "error": f"{error}{image.shape[0]} picture)"})
+            error = f"{failure_line(e)} (a {image.shape[1]}x{image.shape[0]} picture)"
+            rows.append({**row, "status": "prediction_failed", "error": error})
             continue
         row["count"] = float(density.sum())
         if config.overlays:
