@@ -8,6 +8,7 @@ the output is the same whatever ``num_proc`` is. A picture that cannot be read i
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import signal
 import time
@@ -22,7 +23,16 @@ import numpy as np
 
 from rankset.errors import ConfigError, EmptySplitError, ImageError
 from rankset.geometry import NestedSet, draft_factor, nested_boxes
-from rankset.inputs import SourcePicture, describe_input, iter_dataset, list_pool, scan_folder
+from rankset.inputs import (
+    SKIP_MISSING,
+    SKIP_TOO_SMALL,
+    SKIP_UNREADABLE,
+    SourcePicture,
+    describe_input,
+    iter_dataset,
+    list_pool,
+    scan_folder,
+)
 from rankset.progress import progress_bar
 
 MIN_PATCH_SIDE = 2.0  # source pixels: below this the smallest patch is a smear, not a picture
@@ -76,7 +86,8 @@ class BuildSummary:
     sources: int = 0
     used: int = 0
     sets: dict[str, int] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source id, message naming the value and the fix)
+    skipped_by_reason: Counter = field(default_factory=Counter)  # a SKIP_* reason of rankset.inputs -> pictures
     licenses: Counter = field(default_factory=Counter)
     reduced_decodes: int = 0
     seconds: float = 0.0
@@ -85,7 +96,12 @@ class BuildSummary:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["licenses"] = dict(self.licenses)
+        d["skipped_by_reason"] = dict(self.skipped_by_reason)
         return d
+
+    def skip(self, source_id: str, reason: str, message: str) -> None:
+        self.skipped.append((source_id, message))
+        self.skipped_by_reason[reason] += 1
 
 
 def source_rng(seed: int, source_id: str) -> np.random.Generator:
@@ -93,8 +109,11 @@ def source_rng(seed: int, source_id: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(source_id.encode("utf-8"))])
 
 
-def cut_sets(picture: SourcePicture, cfg: BuildConfig) -> tuple[list[dict[str, Any]], str | None, int]:
-    """The rows of one picture's sets, or no rows and the reason it was skipped; plus the draft factor used."""
+Skip = tuple[str, str]  # (a SKIP_* reason, the message naming the picture and what went wrong)
+
+
+def cut_sets(picture: SourcePicture, cfg: BuildConfig) -> tuple[list[dict[str, Any]], Skip | None, int]:
+    """The rows of one picture's sets, or no rows and why it was skipped; plus the draft factor used."""
     from rankset.images import cut_patches, decode_oriented, encode_jpeg
 
     rng = source_rng(cfg.seed, picture.source_id)
@@ -105,14 +124,20 @@ def cut_sets(picture: SourcePicture, cfg: BuildConfig) -> tuple[list[dict[str, A
         smallest = min(ns.sides[-1] for ns in sets)
         return draft_factor(smallest, cfg.size)
 
+    name = picture.path or picture.source_id
     try:
         data = picture.read()
-        img, full = decode_oriented(data, picture.path or picture.source_id, plan=plan)
+    except FileNotFoundError:
+        return [], (SKIP_MISSING, f"{name}: the file does not exist"), 1
+    except OSError as e:  # a permission, a folder in its place, a disk error
+        return [], (SKIP_UNREADABLE, f"{name}: cannot be read ({e.strerror or e})"), 1
+    try:
+        img, full = decode_oriented(data, name, plan=plan)
     except (ImageError, OSError) as e:
-        return [], str(e), 1
+        return [], (SKIP_UNREADABLE, str(e)), 1
     factor = round(full[0] / img.width) if img.width else 1
     if min(ns.sides[-1] for ns in sets) < MIN_PATCH_SIDE:
-        return [], f"{picture.source_id}: {full[0]}x{full[1]} is too small for k={cfg.k}, s={cfg.s}", factor
+        return [], (SKIP_TOO_SMALL, f"{picture.source_id}: {full[0]}x{full[1]} {too_small_fix(cfg)}"), factor
     rows = []
     for j, ns in enumerate(sets):
         patches = cut_patches(img, full, ns.boxes, cfg.size)
@@ -132,7 +157,42 @@ def cut_sets(picture: SourcePicture, cfg: BuildConfig) -> tuple[list[dict[str, A
     return rows, None, factor
 
 
-def _cut_sets_task(args: tuple[SourcePicture, BuildConfig]) -> tuple[str, list[dict[str, Any]], str | None, int]:
+def too_small_fix(cfg: BuildConfig) -> str:
+    """Why a picture is too small for the set's geometry, and the short side from which every picture fits.
+
+    Patch 0 is at least (r - 1) / r of the short side (the anchor is in the centred 1/r region) and patch k-1 is
+    s**(k-1) of patch 0, so a short side of ``MIN_PATCH_SIDE * r / ((r - 1) * s**(k-1))`` always gives patches of
+    at least ``MIN_PATCH_SIDE`` pixels.
+    """
+    share = (cfg.r - 1.0) / cfg.r if cfg.r > 1 else 1.0
+    needed = math.ceil(MIN_PATCH_SIDE / (share * cfg.s ** (cfg.k - 1)))
+    return (
+        f"is too small for k={cfg.k}, s={cfg.s}: its smallest patch would be under {MIN_PATCH_SIDE:g} px "
+        f"(pictures with a short side of {needed} px or more always fit). Use a smaller --k or a larger --s, "
+        "or leave the picture out"
+    )
+
+
+def skip_fix(kind: str, reason: str, input: str) -> str:
+    """What to do about a picture skipped for ``reason`` in an input of ``kind`` (pool, folder, dataset, hub)."""
+    if kind == "pool" and reason in (SKIP_MISSING, SKIP_UNREADABLE):
+        return (
+            "the stored file was deleted or changed after harvest stored it. Restore it from a backup, or run "
+            f"`harvest dedup {input}` to mark it lost and then the harvest command that found it (keywords, qbe "
+            "or local) with --retry-failed to fetch it again"
+        )
+    if reason == SKIP_MISSING:
+        if kind == "folder":
+            return "it was deleted or moved while the build ran; put it back and build again"
+        return f"a row of {input} names this file for its image; restore the file, or write the dataset again"
+    if reason == SKIP_UNREADABLE:
+        if kind == "folder":
+            return "replace it with a readable copy, or move it out of the folder (it is skipped on every build)"
+        return f"the row's image in {input} does not decode; write that dataset again from readable pictures"
+    return ""
+
+
+def _cut_sets_task(args: tuple[SourcePicture, BuildConfig]) -> tuple[str, list[dict[str, Any]], Skip | None, int]:
     picture, cfg = args
     return (picture.source_id, *cut_sets(picture, cfg))
 
@@ -148,8 +208,8 @@ def assign_splits(ids: list[str], val_fraction: float, seed: int) -> dict[str, s
     return {i: ("validation" if i in val else "train") for i in ids}
 
 
-def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture], list[tuple[str, str]]]:
-    """The input's kind, its number of pictures, the pictures, and entries refused unread (id, reason)."""
+def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture], list[tuple[str, str, str]]]:
+    """The input's kind, its number of pictures, the pictures, and entries refused unread (id, reason, message)."""
     kind = describe_input(cfg.input)
     if kind in ("pool", "folder") and cfg.split != "train":
         raise ConfigError(
@@ -175,7 +235,9 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
     start = time.perf_counter()
     check_replaceable(Path(cfg.out), [cfg.input], ranked_features(cfg.k))  # before any work; the write checks again
     kind, n, pictures, refused = list_sources(cfg)
-    summary = BuildSummary(input_kind=kind, sources=n + len(refused), skipped=list(refused))
+    summary = BuildSummary(input_kind=kind, sources=n + len(refused))
+    for source_id, reason, message in refused:
+        summary.skip(source_id, reason, message)
     if cfg.val_fraction > 0:
         pictures = list(pictures)  # the split needs every id up front (paths or bytes already in memory)
         split_of = assign_splits([p.source_id for p in pictures], cfg.val_fraction, cfg.seed)
@@ -190,7 +252,9 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
             for source_id, rows, error, factor in _map_in_chunks(pool, items, cfg):
                 advance()
                 if error is not None:
-                    summary.skipped.append((source_id, error))
+                    reason, message = error
+                    fix = skip_fix(kind, reason, cfg.input)
+                    summary.skip(source_id, reason, f"{message}; {fix}" if fix else message)
                     continue
                 summary.used += 1
                 summary.reduced_decodes += factor > 1

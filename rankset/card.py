@@ -73,7 +73,10 @@ def ranked_set_card(cfg: Any, summary: Any) -> str:
     )
     split_rows = "\n".join(f"| {name} | {count} |" for name, count in summary.sets.items())
     license_rows = "\n".join(f"| {name} | {count} |" for name, count in sorted(licenses.items())) or "| - | 0 |"
-    skipped = len(summary.skipped)
+    skipped = str(len(summary.skipped))
+    by_reason = sorted(getattr(summary, "skipped_by_reason", {}).items())
+    if by_reason:
+        skipped += " (" + ", ".join(f"{reason}: {count}" for reason, count in by_reason) + ")"
     return f"""{head}
 # Ranked patch sets
 
@@ -95,7 +98,7 @@ k patches around one anchor, largest first, so `count(images[i]) >= count(images
 |---|---|
 {split_rows}
 
-Pictures skipped (unreadable, or added to the pool after dedup/filter ran and not yet judged): {skipped}.
+Pictures skipped: {skipped}.
 
 ## Licences
 

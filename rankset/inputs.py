@@ -20,6 +20,15 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 # a picture, reported as skipped.
 SIDECAR_SUFFIXES = {".json", ".csv", ".txt", ".md", ".mat", ".toml", ".yaml", ".yml", ".xml", ".parquet", ".npy"}
 
+# Why a picture was skipped, as the build summary counts them (the message beside each says which and the fix).
+SKIP_MISSING = "file missing"
+SKIP_UNREADABLE = "unreadable picture"
+SKIP_TOO_SMALL = "too small for k and s"
+SKIP_NOT_A_FILE = "not a regular file"
+SKIP_BROKEN_LINK = "broken or looping link"
+SKIP_NESTED_POOL = "a harvest pool inside the folder"
+SKIP_UNREVIEWED = "not yet judged by dedup/filter"
+
 
 @dataclass(frozen=True)
 class SourcePicture:
@@ -56,17 +65,18 @@ def describe_input(path_or_id: str | Path) -> str:
     raise InputError(f"{missing_path_message(p)}; INPUT must be {kinds}")
 
 
-def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]:
+def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str]]]:
     """Every candidate picture below ``root`` (recursively, hidden files left out), in path order, and the entries
-    that cannot be pictures with the reason: FIFOs, devices and sockets (reading a FIFO would wait forever), and
-    links that lead nowhere or in a loop. Those are never opened; the build lists them as skipped.
+    that cannot be pictures as ``(id, reason, message)`` with a ``SKIP_*`` reason: FIFOs, devices and sockets
+    (reading a FIFO would wait forever), and links that lead nowhere or in a loop. Those are never opened; the
+    build lists them as skipped.
 
     Dataset folders and harvest pools below ``root`` (a build's own ``--out`` inside it, say) are left out whole:
     their Arrow files are not pictures, and a rebuild must read the same pictures as the first build."""
     from rankset.io import is_dataset_folder
 
     files: list[Path] = []
-    refused: list[tuple[Path, str]] = []
+    refused: list[tuple[Path, str, str]] = []
     written: list[Path] = []  # dataset folders and pools, relative to root
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root)
@@ -77,20 +87,31 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
         if f.is_dir() and (is_dataset_folder(f) or (f / "pool.json").is_file()):
             written.append(rel)
             if (f / "pool.json").is_file():  # its pictures count only with the pool's dedup/filter verdicts
-                refused.append((f, f"a harvest pool, not read as a folder: pass {f} as INPUT to build from it"))
+                refused.append(
+                    (f, SKIP_NESTED_POOL, f"a harvest pool, not read as a folder: pass {f} as INPUT to build from it")
+                )
             continue
         try:
             mode = f.stat().st_mode  # follows links: a link to a picture is a picture
         except OSError as e:  # a dangling link (ENOENT) or a loop (ELOOP)
-            refused.append((f, f"unreadable: {e.strerror or e} (a broken or looping link?)"))
+            refused.append(
+                (
+                    f,
+                    SKIP_BROKEN_LINK,
+                    f"unreadable: {e.strerror or e} (a broken or looping link?); point the link at a picture or "
+                    "remove it",
+                )
+            )
             continue
         if stat.S_ISREG(mode):
             files.append(f)
         elif not stat.S_ISDIR(mode):
             from harvest.local import file_kind  # the same words as harvest local's not_a_file rows
 
-            refused.append((f, f"{file_kind(mode)}, not a regular file; only files are read"))
-    ids = _unique_source_ids(root, files + [f for f, _ in refused])
+            refused.append(
+                (f, SKIP_NOT_A_FILE, f"{file_kind(mode)}, not a regular file; only files are read, so it is left out")
+            )
+    ids = _unique_source_ids(root, files + [f for f, _, _ in refused])
     pictures = []
     for f in files:
         meta = _sidecar(f)
@@ -103,7 +124,7 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]
                 source_url=meta.get("source_url") or f.resolve().as_uri(),
             )
         )
-    return pictures, [(ids[f], reason) for f, reason in refused]
+    return pictures, [(ids[f], reason, message) for f, reason, message in refused]
 
 
 def _unique_source_ids(root: Path, files: list[Path]) -> dict[Path, str]:
@@ -158,9 +179,9 @@ UNREVIEWED = (
 )
 
 
-def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]:
+def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str]]]:
     """The pool's stored pictures with status ok and, once dedup/filter have run, ``kept``; and those left out
-    unread as ``(id, reason)``: pictures a later harvest added that no dedup/filter has judged yet."""
+    unread as ``(id, reason, message)``: pictures a later harvest added that no dedup/filter has judged yet."""
     from harvest.pool import Pool, kept_and_unreviewed
 
     pool = Pool.open(root)
@@ -176,7 +197,7 @@ def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str]]]:
                 source_url=_text(row.get("page_url")) or _text(row.get("url")),
             )
         )
-    return pictures, sorted((row["id"], UNREVIEWED) for row in unreviewed)
+    return pictures, sorted((row["id"], SKIP_UNREVIEWED, UNREVIEWED) for row in unreviewed)
 
 
 def _text(value: object) -> str | None:
@@ -207,12 +228,11 @@ def iter_dataset(path_or_id: str, split: str) -> tuple[int, Iterator[SourcePictu
     def rows() -> Iterator[SourcePicture]:
         for i, row in enumerate(ds):
             image = row["image"] or {}
-            data = image.get("bytes")
-            if data is None and image.get("path"):
-                data = Path(image["path"]).read_bytes()
-            yield SourcePicture(
+            data, path = image.get("bytes"), image.get("path")
+            yield SourcePicture(  # a row that names a file is read by the worker: a missing one is skipped, not a crash
                 source_id=str(row["image_id"]) if "image_id" in has else f"{split}-{i:06d}",
-                data=data or b"",
+                path=path if data is None and path else None,
+                data=None if data is None and path else (data or b""),
                 license=row.get("license") if "license" in has else None,
                 author=row.get("author") if "author" in has else None,
                 source_url=row.get("source_url") if "source_url" in has else None,

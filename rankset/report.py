@@ -16,6 +16,8 @@ def print_build_summary(summary: Any, out: str, max_skipped: int = 20) -> None:
     table.add_row(f"source pictures ({summary.input_kind})", str(summary.sources))
     table.add_row("pictures used", str(summary.used))
     table.add_row("pictures skipped", str(len(summary.skipped)))
+    for reason, count in sorted(getattr(summary, "skipped_by_reason", {}).items()):
+        table.add_row(f"  skipped: {reason}", str(count))
     table.add_row("reduced (draft) decodes", str(summary.reduced_decodes))
     for split, count in summary.sets.items():
         table.add_row(f"sets in {split}", str(count))

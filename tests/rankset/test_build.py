@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from rankset.build import BuildConfig, build_ranked_sets
 from rankset.errors import ConfigError, InputError
-from rankset.inputs import UNREVIEWED
+from rankset.inputs import SKIP_MISSING, SKIP_UNREADABLE, SKIP_UNREVIEWED, UNREVIEWED
 from rankset.schema import RANKED_FIELDS, decode_build_info
 
 
@@ -130,7 +130,45 @@ def test_bad_files_are_skipped_with_reasons_and_the_run_goes_on(folder: Path, tm
     assert "empty file" in reasons["empty"]
     assert "truncated" in reasons["truncated"] or "corrupt" in reasons["truncated"]
     assert "not an image" in reasons["words"]
+    assert all("move it out of the folder" in reason for reason in reasons.values())  # each names its fix
+    assert summary.skipped_by_reason == {SKIP_UNREADABLE: 3}
     assert len(dsd["train"]) == 4
+
+
+def make_pool(root: Path, n: int) -> tuple[object, list[dict]]:
+    from harvest.pool import Pool
+
+    pool = Pool.create(root)
+    rows = []
+    for i in range(n):
+        buf = io.BytesIO()
+        gradient(120 + i, 90).save(buf, "JPEG")
+        sha, rel = pool.store_image(buf.getvalue(), "jpg")
+        rows.append({"id": sha, "url": f"http://example.org/{i}.jpg", "status": "ok", "path": rel})
+    pool.append_rows(rows)
+    return pool, rows
+
+
+def test_a_pool_picture_deleted_after_harvest_is_skipped_naming_its_row_path_and_the_fix(tmp_path: Path) -> None:
+    pool, rows = make_pool(tmp_path / "pool", 3)
+    lost = pool.path_of(rows[1]["path"])
+    lost.unlink()
+    summary, dsd = build(tmp_path / "pool", tmp_path / "ds")
+    assert summary.used == 2 and len(dsd["train"]) == 2
+    [(source_id, message)] = summary.skipped
+    assert source_id == rows[1]["id"] and str(lost) in message
+    assert "No such file" not in message and "does not exist" in message
+    assert f"harvest dedup {tmp_path / 'pool'}" in message and "--retry-failed" in message and "Restore" in message
+    assert summary.skipped_by_reason == {SKIP_MISSING: 1}
+
+
+def test_a_pool_picture_damaged_after_harvest_is_skipped_with_the_same_fix(tmp_path: Path) -> None:
+    pool, rows = make_pool(tmp_path / "pool", 2)
+    pool.path_of(rows[0]["path"]).write_bytes(b"overwritten")
+    summary, _ = build(tmp_path / "pool", tmp_path / "ds")
+    [(source_id, message)] = summary.skipped
+    assert source_id == rows[0]["id"] and "not an image" in message and "--retry-failed" in message
+    assert summary.skipped_by_reason == {SKIP_UNREADABLE: 1}
 
 
 def test_fifos_and_broken_or_looping_links_are_listed_as_skipped_without_being_opened(
@@ -196,6 +234,7 @@ def test_pool_input_uses_only_kept_rows_and_carries_attribution(tmp_path: Path) 
     assert ds["source_url"] == ["http://example.org/p0"]
     # The picture added after dedup/filter ran was never checked for leaks: left out, saying why and what to run.
     assert summary.skipped == [(rows[2]["id"], UNREVIEWED)] and "harvest dedup" in UNREVIEWED
+    assert summary.skipped_by_reason == {SKIP_UNREVIEWED: 1}
     assert summary.sources == 2
 
 

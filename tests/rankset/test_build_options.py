@@ -321,7 +321,11 @@ def test_a_picture_whose_smallest_patch_would_be_under_two_pixels_is_skipped_say
     noise(20, 20).save(pics / "small.png")
     noise(40, 40).save(pics / "large.png")
     summary, ds = build(pics, tmp_path / "ds", k=5, s=0.5)
-    assert summary.skipped == [("small", "small: 20x20 is too small for k=5, s=0.5")]
+    [(source_id, message)] = summary.skipped
+    assert source_id == "small" and message.startswith("small: 20x20 is too small for k=5, s=0.5")
+    # 2 / (7/8 * 0.5**4) = 36.6: the short side from which every anchor fits, and the flags that change it
+    assert "short side of 37 px" in message and "--k" in message and "--s" in message
+    assert summary.skipped_by_reason == {"too small for k and s": 1}
     assert ds["source_id"] == ["large"] and 2.0 <= ds[0]["boxes"][-1][2] - ds[0]["boxes"][-1][0] < 2.5
 
 
