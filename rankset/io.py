@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -83,6 +84,18 @@ HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 STAGING_SUFFIX = re.compile(r"\.(?P<kind>tmp|old)-(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)-[0-9a-f]{8}")
 
 
+# Staging names of crowdrank before the HOST-PID scheme: ``.NAME.tmp-TOKEN`` (8 hex digits; dataset folders and
+# import.json), ``.NAME.tmp-PID`` (synth --unlabeled files) and ``.cache-XXXXXXXX`` (an Arrow cache made by
+# tempfile beside --out). No current writer makes them, and they do not say which machine or process made them.
+LEGACY_STAGING = re.compile(r"\.(?P<target>.+)\.tmp-(?:[0-9a-f]{8}|\d{1,10})")
+LEGACY_CACHE = re.compile(r"\.cache-[a-z0-9_]{8}")
+LEGACY_CACHE_FILES = (".arrow", ".lock", ".json")  # all an Arrow cache of Dataset.from_generator holds
+# A legacy staging entry is removed once nothing in it has changed for this long. A writer still running (an older
+# crowdrank on a shared disk) appends to its Arrow files batch by batch, so a day without any change means it is
+# gone; a day also outlasts any single build or import, and keeps a folder made by someone else today out of reach.
+LEGACY_STALE_SECONDS = 24 * 3600
+
+
 def staging_path(target: Path, kind: str = "tmp") -> Path:
     """A hidden name beside ``target`` for writing it (``tmp``) or for moving the old one aside (``old``).
 
@@ -112,21 +125,26 @@ def remove_stale_staging(folder: Path, name: str | None = None) -> list[str]:
     is no longer running, and say what was done, one sentence each, for the run summary.
 
     A kill between moving the old target aside and renaming the new one into place leaves no target but an ``old``
-    folder: that one is put back, so the earlier dataset is never lost.
+    folder: that one is put back, so the earlier dataset is never lost. Staging entries of the scheme before this
+    one (:data:`LEGACY_STAGING`, :data:`LEGACY_CACHE`) name no process, so they go only once nothing in them has
+    changed for :data:`LEGACY_STALE_SECONDS` (:func:`remove_legacy_staging`).
     """
     if not folder.is_dir():
         return []
     stale: list[tuple[Path, str, str, str]] = []
+    legacy: list[Path] = []
     for entry in folder.iterdir():
         if not entry.name.startswith("."):
             continue
         match = STAGING_SUFFIX.search(entry.name)
         if match is None or match.end() != len(entry.name):
+            if is_legacy_staging(entry, name):
+                legacy.append(entry)
             continue
         target = entry.name[1 : match.start()]
         if (name is None or target == name) and not writer_alive(match["host"], int(match["pid"])):
             stale.append((entry, target, match["kind"], match["pid"]))
-    done: list[str] = []
+    done: list[str] = remove_legacy_staging(legacy)
     for entry, target, kind, pid in sorted(stale, key=lambda item: _mtime(item[0]), reverse=True):
         where = folder / target
         if kind == "old" and not where.exists():
@@ -142,6 +160,62 @@ def remove_stale_staging(folder: Path, name: str | None = None) -> list[str]:
             f"removed {entry} ({size / 1e6:.1f} MB), left by process {pid}, a run that was killed before it finished"
         )
     return done
+
+
+def is_legacy_staging(entry: Path, name: str | None = None) -> bool:
+    """Whether ``entry`` is a staging name of the scheme before HOST-PID (of the target ``name`` when given; an
+    Arrow cache folder names no target, so it counts for any). A ``.cache-*`` folder must hold nothing but Arrow
+    cache files, so a folder of the user's that happens to have such a name is never taken for one."""
+    if STAGING_SUFFIX.search(entry.name) is not None:  # the current scheme: judged by its writer's pid, never here
+        return False
+    match = LEGACY_STAGING.fullmatch(entry.name)
+    if match is not None:
+        return name is None or match["target"] == name
+    if LEGACY_CACHE.fullmatch(entry.name) is None or entry.is_symlink() or not entry.is_dir():
+        return False
+    try:
+        return all(p.is_dir() or p.name.endswith(LEGACY_CACHE_FILES) for p in entry.rglob("*"))
+    except OSError:
+        return False
+
+
+def remove_legacy_staging(entries: Iterable[Path], now: float | None = None) -> list[str]:
+    """Delete the legacy staging ``entries`` in which nothing has changed for :data:`LEGACY_STALE_SECONDS`, and say
+    what was done with each, one sentence for the run summary (those kept too: they are not cleaned up yet)."""
+    now = time.time() if now is None else now
+    done: list[str] = []
+    for entry in sorted(entries):
+        idle = now - _newest_mtime(entry)
+        size = _tree_size(entry)
+        if idle < LEGACY_STALE_SECONDS:
+            done.append(
+                f"kept {entry} ({size / 1e6:.1f} MB), a staging folder of an earlier crowdrank version changed "
+                f"{idle / 3600:.1f} h ago: it may still be written; it is removed once untouched for "
+                f"{LEGACY_STALE_SECONDS // 3600} h, or delete it yourself if no older rankset is running"
+            )
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        done.append(
+            f"removed {entry} ({size / 1e6:.1f} MB), left by a run of an earlier crowdrank version that did not "
+            f"finish (untouched for {idle / 3600:.0f} h)"
+        )
+    return done
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest change to ``path`` or anything under it: a live writer appends to files deep inside a folder
+    without touching the folder's own time."""
+    newest = _mtime(path)
+    if path.is_dir() and not path.is_symlink():
+        try:
+            for p in path.rglob("*"):
+                newest = max(newest, _mtime(p))
+        except OSError:
+            pass
+    return newest
 
 
 def _mtime(path: Path) -> float:

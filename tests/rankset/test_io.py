@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,3 +341,65 @@ def test_a_write_killed_mid_split_leaves_the_old_dataset_and_the_next_write_clea
     write_dataset_dict(tmp_path / "ds", {"train": rows(3)}, FEATURES, notes=notes)
     assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [3]
     assert hidden_entries(tmp_path) == [] and len(notes) == 1
+
+
+def age(path: Path, hours: float) -> Path:
+    """Set the modification time of ``path`` and everything under it ``hours`` back."""
+    when = time.time() - hours * 3600
+    for p in [*path.rglob("*"), path] if path.is_dir() else [path]:
+        os.utime(p, (when, when))
+    return path
+
+
+def test_staging_of_the_scheme_before_host_pid_is_removed_only_once_untouched_for_a_day(tmp_path: Path) -> None:
+    from rankset.io import HOST, LEGACY_STALE_SECONDS
+
+    assert LEGACY_STALE_SECONDS == 24 * 3600
+    old_dataset = tmp_path / ".ds.tmp-0123abcd"  # a dataset staging folder of the earlier scheme: no host, no pid
+    (old_dataset / "train").mkdir(parents=True)
+    (old_dataset / "train" / "data-00000-of-00001.arrow").write_bytes(b"x" * 3_000_000)
+    old_cache = tmp_path / ".cache-k2_9xq0a"  # tempfile's Arrow cache beside --out
+    (old_cache / "generator" / "default-1" / "0.0.0").mkdir(parents=True)
+    (old_cache / "generator" / "default-1" / "0.0.0" / "generator-train.arrow").write_bytes(b"y")
+    (old_cache / "_generator.lock").write_bytes(b"")
+    old_file = tmp_path / ".ds.tmp-48213"  # a file staged by an earlier synth --unlabeled: pid, no host
+    old_file.write_bytes(b"z")
+    for path in (old_dataset, old_cache, old_file):
+        age(path, 25)
+    recent = tmp_path / ".ds.tmp-89abcdef"  # may be an older crowdrank writing right now
+    (recent / "train").mkdir(parents=True)
+    age(recent, 30)
+    (recent / "train" / "cache.arrow").write_bytes(b"still growing")  # a live writer appends deep inside
+    other_target = tmp_path / ".other.tmp-0123abcd"  # staging of another --out: not this write's
+    other_target.mkdir()
+    age(other_target, 48)
+    users_folder = tmp_path / ".cache-abcdefgh"  # named like a cache, but holds the user's own files
+    users_folder.mkdir()
+    (users_folder / "photo.jpg").write_bytes(b"p")
+    age(users_folder, 48)
+    live_current = tmp_path / f".ds.tmp-{HOST}-{os.getpid()}-0123abcd"  # a running writer of today's scheme
+    live_current.mkdir()
+    age(live_current, 100)
+
+    notes: list[str] = []
+    write_dataset_dict(tmp_path / "ds", {"train": rows(5)}, FEATURES, notes=notes)
+    assert load_dataset_dict(tmp_path / "ds")["train"]["n"] == [5]
+    assert hidden_entries(tmp_path) == sorted([recent.name, other_target.name, users_folder.name, live_current.name])
+    removed = [note for note in notes if note.startswith("removed")]
+    assert len(removed) == 3 and all("earlier crowdrank version" in note for note in removed)
+    assert any(str(old_dataset) in note and "3.0 MB" in note for note in removed)
+    [kept] = [note for note in notes if note.startswith("kept")]
+    assert str(recent) in kept and "24 h" in kept
+
+
+def test_legacy_staging_is_told_from_the_current_scheme_by_name_and_content(tmp_path: Path) -> None:
+    from rankset.io import HOST, is_legacy_staging
+
+    cache = tmp_path / ".cache-0a1b2c3d"
+    cache.mkdir()
+    (cache / "x.arrow").write_bytes(b"")
+    assert is_legacy_staging(tmp_path / ".ds.tmp-0123abcd", "ds")
+    assert not is_legacy_staging(tmp_path / ".ds.tmp-0123abcd", "other")
+    assert is_legacy_staging(cache, "any-target")
+    assert not is_legacy_staging(tmp_path / f".ds.tmp-{HOST}-12-0123abcd", "ds")  # current: judged by its pid
+    assert not is_legacy_staging(tmp_path / ".ds.tmp-notatoken", "ds")
