@@ -89,6 +89,7 @@ STAGING_SUFFIX = re.compile(r"\.(?P<kind>tmp|old)-(?P<host>[A-Za-z0-9_.]+)-(?P<p
 # tempfile beside --out). No current writer makes them, and they do not say which machine or process made them.
 LEGACY_STAGING = re.compile(r"\.(?P<target>.+)\.tmp-(?:[0-9a-f]{8}|\d{1,10})")
 LEGACY_CACHE = re.compile(r"\.cache-[a-z0-9_]{8}")
+LEGACY_PUSH = re.compile(r"\.rankset-push-[a-z0-9_]{8}")  # push's tempfile staging (system temp, beside --dry-run)
 LEGACY_CACHE_FILES = (".arrow", ".lock", ".json")  # all an Arrow cache of Dataset.from_generator holds
 # A legacy staging entry is removed once nothing in it has changed for this long. A writer still running (an older
 # crowdrank on a shared disk) appends to its Arrow files batch by batch, so a day without any change means it is
@@ -120,14 +121,15 @@ def writer_alive(host: str, pid: int) -> bool:
     return True
 
 
-def remove_stale_staging(folder: Path, name: str | None = None) -> list[str]:
+def remove_stale_staging(folder: Path, name: str | None = None, arrow_caches: bool = True) -> list[str]:
     """Delete the staging files and folders in ``folder`` (of the target ``name``, or of any target) whose writer
     is no longer running, and say what was done, one sentence each, for the run summary.
 
     A kill between moving the old target aside and renaming the new one into place leaves no target but an ``old``
     folder: that one is put back, so the earlier dataset is never lost. Staging entries of the scheme before this
     one (:data:`LEGACY_STAGING`, :data:`LEGACY_CACHE`) name no process, so they go only once nothing in them has
-    changed for :data:`LEGACY_STALE_SECONDS` (:func:`remove_legacy_staging`).
+    changed for :data:`LEGACY_STALE_SECONDS` (:func:`remove_legacy_staging`). ``arrow_caches=False`` leaves
+    ``.cache-*`` folders alone: in a folder other programs share (the system temp folder) the name proves nothing.
     """
     if not folder.is_dir():
         return []
@@ -138,7 +140,7 @@ def remove_stale_staging(folder: Path, name: str | None = None) -> list[str]:
             continue
         match = STAGING_SUFFIX.search(entry.name)
         if match is None or match.end() != len(entry.name):
-            if is_legacy_staging(entry, name):
+            if is_legacy_staging(entry, name) and (arrow_caches or LEGACY_CACHE.fullmatch(entry.name) is None):
                 legacy.append(entry)
             continue
         target = entry.name[1 : match.start()]
@@ -163,14 +165,22 @@ def remove_stale_staging(folder: Path, name: str | None = None) -> list[str]:
 
 
 def is_legacy_staging(entry: Path, name: str | None = None) -> bool:
-    """Whether ``entry`` is a staging name of the scheme before HOST-PID (of the target ``name`` when given; an
-    Arrow cache folder names no target, so it counts for any). A ``.cache-*`` folder must hold nothing but Arrow
-    cache files, so a folder of the user's that happens to have such a name is never taken for one."""
+    """Whether ``entry`` is a staging name of the scheme before HOST-PID, made by this user (of the target ``name``
+    when given; an Arrow cache or push folder names no target, so it counts for any). A ``.cache-*`` folder must
+    hold nothing but Arrow cache files, so a folder of the user's that happens to have such a name is never taken
+    for one."""
     if STAGING_SUFFIX.search(entry.name) is not None:  # the current scheme: judged by its writer's pid, never here
+        return False
+    try:
+        if entry.lstat().st_uid != os.getuid():  # another user's: not ours to judge (nor, often, to delete)
+            return False
+    except OSError:
         return False
     match = LEGACY_STAGING.fullmatch(entry.name)
     if match is not None:
         return name is None or match["target"] == name
+    if LEGACY_PUSH.fullmatch(entry.name) is not None:
+        return entry.is_dir() and not entry.is_symlink()
     if LEGACY_CACHE.fullmatch(entry.name) is None or entry.is_symlink() or not entry.is_dir():
         return False
     try:

@@ -10,6 +10,7 @@ of rankset that talks to the Hub's write API.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import math
 import os
@@ -133,17 +134,17 @@ def publish_dataset(cfg: PublishConfig, progress: bool = True) -> PublishSummary
             "pass --allow-unknown-license, or (for a dataset without a license column) --dataset-license ID"
         )
     build_info = decode_build_info(first.info.description)
-    if cfg.dry_run is not None:  # staged beside the folder, under a name the next dry run can clean up after a kill
-        from rankset.io import remove_stale_staging, staging_path
-
-        Path(cfg.dry_run).parent.mkdir(parents=True, exist_ok=True)
-        summary.notes.extend(remove_stale_staging(Path(cfg.dry_run).parent, Path(cfg.dry_run).name))
-        staging = staging_path(Path(cfg.dry_run))
-        staging.mkdir()
-    else:
-        staging = Path(tempfile.mkdtemp(prefix=".rankset-push-"))
+    staging = make_staging(cfg, summary)
     try:
-        write_upload_folder(staging, selected, cfg, summary, build_info, progress)
+        try:
+            write_upload_folder(staging, selected, cfg, summary, build_info, progress)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise PublishError(
+                f"no space left in {staging.parent} while writing the upload's Parquet shards there; free some "
+                f"space, or push from a copy of {cfg.dataset} on a disk with room for another copy of it"
+            ) from e
         summary.files = {rel: (staging / rel).stat().st_size for rel in upload_files(staging)}
         if cfg.dry_run is not None:
             out = Path(cfg.dry_run)
@@ -157,6 +158,52 @@ def publish_dataset(cfg: PublishConfig, progress: bool = True) -> PublishSummary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
+
+
+PUSH_STAGING = "rankset-push"  # the target name of a push staged in the system temp folder
+
+
+def make_staging(cfg: PublishConfig, summary: PublishSummary) -> Path:
+    """The folder the upload is written to before it is moved to ``--dry-run`` or committed.
+
+    It is named by :func:`rankset.io.staging_path`, so a later push (or any rankset write there) removes it after a
+    kill. A dry run stages beside its output; an upload beside the dataset folder, on the disk that already holds
+    the data (the system temp folder is often small, and a kill would leave the copy there). Where that folder
+    takes no new entries (a read-only copy, say), or the dataset is a Hub id, the system temp folder is used, with
+    a note saying why.
+    """
+    from rankset.io import remove_stale_staging, staging_path
+
+    if cfg.dry_run is not None:
+        Path(cfg.dry_run).parent.mkdir(parents=True, exist_ok=True)
+        summary.notes.extend(remove_stale_staging(Path(cfg.dry_run).parent, Path(cfg.dry_run).name))
+        staging = staging_path(Path(cfg.dry_run))
+        staging.mkdir()
+        return staging
+    local = Path(cfg.dataset)
+    temp = Path(tempfile.gettempdir())
+    if local.is_dir():
+        target = local.resolve().parent / f"{local.resolve().name}.push"
+        try:
+            summary.notes.extend(remove_stale_staging(target.parent, target.name))
+            staging = staging_path(target)
+            staging.mkdir()
+            return staging
+        except OSError as e:
+            summary.notes.append(
+                f"cannot stage the upload beside {cfg.dataset} ({target.parent}: {e.strerror or e}); staged in "
+                f"{temp} instead, which needs room for a copy of the dataset. Make {target.parent} writable, or "
+                "set TMPDIR to a roomy folder"
+            )
+    summary.notes.extend(remove_stale_staging(temp, PUSH_STAGING, arrow_caches=False))
+    staging = staging_path(temp / PUSH_STAGING)
+    try:
+        staging.mkdir()
+    except OSError as e:
+        raise PublishError(
+            f"cannot stage the upload in {temp} ({e.strerror or e}); set TMPDIR to a folder you can write to"
+        ) from e
+    return staging
 
 
 def select_rows(ds: Any, policy: LicensePolicy, dataset_license: str | None) -> tuple[list[int], Counter, Counter]:

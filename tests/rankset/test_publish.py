@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -584,3 +586,91 @@ def test_a_dry_run_removes_the_staging_folder_of_a_killed_dry_run_and_notes_it(r
     assert not left.exists() and (tmp_path / "out" / "README.md").is_file()
     assert len(summary.notes) == 1 and str(left) in summary.notes[0]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+class StagingSeen:
+    """Where the fake Hub read the committed files from: the push's staging folder."""
+
+    def __init__(self, hub: FakeHub) -> None:
+        self.hub = hub
+
+    @property
+    def folder(self) -> Path:
+        shard = next(Path(op.path_or_fileobj) for op in self.hub.operations if hasattr(op, "path_or_fileobj"))
+        return shard.parent.parent if shard.parent.name == "data" else shard.parent
+
+
+@pytest.fixture
+def system_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A system temp folder of the test's own, to see what a push leaves there."""
+    import tempfile
+
+    temp = tmp_path / "system-temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+def test_a_push_stages_beside_the_dataset_not_in_the_system_temp_folder(
+    ranked: Path, hub: FakeHub, system_temp: Path
+) -> None:
+    push(ranked)
+    staged = StagingSeen(hub).folder
+    assert staged.parent == ranked.parent.resolve() and staged.name.startswith(f".{ranked.name}.push.tmp-")
+    assert not staged.exists() and list(system_temp.iterdir()) == []
+
+
+def test_a_push_removes_the_staging_folder_of_a_killed_push_and_notes_it(
+    ranked: Path, hub: FakeHub, system_temp: Path
+) -> None:
+    from rankset.io import HOST
+
+    left = ranked.parent / f".{ranked.name}.push.tmp-{HOST}-{dead_pid()}-0123abcd"
+    (left / "data").mkdir(parents=True)
+    old_temp = system_temp / ".rankset-push-ab12cd_3"  # what an earlier version's killed push left in /tmp
+    (old_temp / "data").mkdir(parents=True)
+    day_ago = time.time() - 25 * 3600
+    for path in (old_temp / "data", old_temp):
+        os.utime(path, (day_ago, day_ago))
+    summary = push(ranked)
+    assert not left.exists() and [str(left) in note for note in summary.notes].count(True) == 1
+    assert old_temp.exists()  # beside the dataset was writable: the system temp folder is not looked at
+
+
+def test_a_push_whose_dataset_folder_takes_no_new_entries_stages_in_temp_saying_why(
+    ranked: Path, hub: FakeHub, system_temp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import rankset.io
+
+    real = rankset.io.staging_path
+    beside = ranked.parent.resolve()
+
+    def read_only_beside_dataset(target: Path, kind: str = "tmp") -> Path:
+        if target.parent == beside:  # stands for a read-only mount: running as root, chmod would not refuse
+            raise PermissionError(errno.EACCES, "Permission denied", str(beside))
+        return real(target, kind)
+
+    monkeypatch.setattr(rankset.io, "staging_path", read_only_beside_dataset)
+    old_temp = system_temp / ".rankset-push-ab12cd_3"  # an earlier version's push killed over a day ago
+    (old_temp / "data").mkdir(parents=True)
+    day_ago = time.time() - 25 * 3600
+    for path in (old_temp / "data", old_temp):
+        os.utime(path, (day_ago, day_ago))
+    summary = push(ranked)
+    staged = StagingSeen(hub).folder
+    assert staged.parent == system_temp and staged.name.startswith(".rankset-push.tmp-")
+    assert list(system_temp.iterdir()) == []  # the push's own staging and the old leftover are both gone
+    [why] = [note for note in summary.notes if "cannot stage" in note]
+    assert str(beside) in why and "Permission denied" in why and "TMPDIR" in why
+    assert any(str(old_temp) in note and note.startswith("removed") for note in summary.notes)
