@@ -73,6 +73,8 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    from train.plots import save_figure
+
     rows = run_table(config)
     names = config.names()
     per_image = [pd.read_csv(run / "eval_images.csv") for run in config.runs]
@@ -114,9 +116,7 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
             ax.axis("off")
     fig.tight_layout()
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(config.out, dpi=90)
-    plt.close(fig)
-    return rows, config.out
+    return rows, save_figure(fig, config.out, dpi=90)
 
 
 def _pick_examples(df: Any, n: int) -> list[tuple[str, float]]:

@@ -1,10 +1,12 @@
 """Figures of a run, for people who would rather look than read: loss terms, validation MAE, density examples.
 
-All PNGs go to ``RUN/plots/`` through matplotlib's Agg backend (no display needed).
+All PNGs go to ``RUN/plots/`` through matplotlib's Agg backend (no display needed). Every figure train writes, here
+and in compare, rounds and studies, goes through :func:`save_figure`, so a kill mid-write never leaves a torn PNG.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,22 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Render ``fig`` as PNG in memory, write it to ``path`` atomically (temp + rename) and close it.
+
+    A kill or a failed render leaves the previous file (or none), never half a PNG under the final name.
+    """
+    from rankset.io import write_file_atomic
+
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        write_file_atomic(path, buffer.getvalue())
+    finally:
+        _pyplot().close(fig)
+    return path
+
+
 def plot_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
     """``loss.png`` (every logged loss term against step) and ``val_mae.png`` when validation was logged."""
     plt = _pyplot()
@@ -38,17 +56,13 @@ def plot_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
                 ax.plot(*zip(*points, strict=True), label=term)
         ax.set(xlabel="step", ylabel="loss (weighted terms)", yscale="log", title="training loss")
         ax.legend()
-        fig.savefig(out / "loss.png", dpi=100)
-        plt.close(fig)
-        written.append(out / "loss.png")
+        written.append(save_figure(fig, out / "loss.png", dpi=100))
     val = [(r["step"], r["val_mae"]) for r in records if r.get("val_mae") is not None]
     if val:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(*zip(*val, strict=True), marker="o")
         ax.set(xlabel="step", ylabel="MAE (people)", title="validation MAE")
-        fig.savefig(out / "val_mae.png", dpi=100)
-        plt.close(fig)
-        written.append(out / "val_mae.png")
+        written.append(save_figure(fig, out / "val_mae.png", dpi=100))
     return written
 
 
@@ -72,9 +86,7 @@ def plot_density_examples(
         right.set_title(f"predicted {predicted:.1f}")
         for ax in (left, right):
             ax.axis("off")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_run(out: Path, model: Any, sources: list[RowSource], config: Any, device: Any) -> list[Path]:

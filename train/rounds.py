@@ -274,6 +274,8 @@ def plot_rounds(rows: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from train.plots import save_figure
+
     rounds = [int(r["round"]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     bars = ax.twinx()
@@ -296,9 +298,7 @@ def plot_rounds(rows: list[dict[str, Any]], path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _finite(value: Any) -> bool:

@@ -143,6 +143,8 @@ def plot_results(study: StudyConfig, df: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from train.plots import save_figure
+
     table = summarise(study, df)
     keys = group_keys(study)  # a folds study without a grid is grouped by fold: there is no seed column to plot
     numeric = [k for k in keys if all(isinstance(v, int | float) and not isinstance(v, bool) for v in table[k])]
@@ -165,5 +167,4 @@ def plot_results(study: StudyConfig, df: Any, path: Path) -> None:
     ax.set_title(study.name)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
