@@ -398,6 +398,8 @@ def test_legacy_staging_is_told_from_the_current_scheme_by_name_and_content(tmp_
     cache = tmp_path / ".cache-0a1b2c3d"
     cache.mkdir()
     (cache / "x.arrow").write_bytes(b"")
+    for name in (".ds.tmp-0123abcd", f".ds.tmp-{HOST}-12-0123abcd", ".ds.tmp-notatoken"):
+        (tmp_path / name).mkdir()
     assert is_legacy_staging(tmp_path / ".ds.tmp-0123abcd", "ds")
     assert not is_legacy_staging(tmp_path / ".ds.tmp-0123abcd", "other")
     assert is_legacy_staging(cache, "any-target")
