@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rankset.errors import ConfigError, InputError, RanksetError
+from rankset.io import write_figure
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def _save(fig: Any, out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.tight_layout()
-        fig.savefig(out, dpi=100)
+        write_figure(fig, out, dpi=100)
     except OSError as e:  # a dataset folder on a read-only mount, say: DIR/info.png is only the default
         raise RanksetError(f"cannot write {out}: {e.strerror or e}; pass --out PNG, a writable path") from e
     finally:

@@ -264,6 +264,18 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def write_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Render a matplotlib figure as PNG in memory, then write it with :func:`write_file_atomic`: a kill or a failed
+    render leaves the previous file (or none) at ``path``, never a torn PNG under the final name. Closing the figure
+    is the caller's."""
+    from io import BytesIO
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    write_file_atomic(path, buffer.getvalue())
+    return path
+
+
 KIND_WORDS = {"ranked": "ranked-set dataset (rankset build)", "labeled": "labeled dataset (rankset import/synth)"}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from rankset.errors import ConfigError, InputError, RanksetError
+from rankset.io import write_figure
 
 BOX_COLOURS = ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#4363d8", "#911eb4", "#42d4f4", "#f032e6")
 
@@ -106,7 +107,7 @@ def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "trai
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=90)
+        write_figure(fig, out, dpi=90)
     except OSError as e:
         raise RanksetError(f"cannot write {out}: {e.strerror or e}; pass --out PNG, a writable path") from e
     finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rankset.io import write_figure
 from rankset.synth.render import Scene
 
 
@@ -32,7 +33,9 @@ def save_contact_sheet(scenes: Sequence[Scene], path: str | Path, columns: int =
         depth.set_title(f"log depth (max {scene.depth.max():.0f} m)", fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
     return path

@@ -405,3 +405,45 @@ def test_legacy_staging_is_told_from_the_current_scheme_by_name_and_content(tmp_
     assert is_legacy_staging(cache, "any-target")
     assert not is_legacy_staging(tmp_path / f".ds.tmp-{HOST}-12-0123abcd", "ds")  # current: judged by its pid
     assert not is_legacy_staging(tmp_path / ".ds.tmp-notatoken", "ds")
+
+
+def torn_savefig(self: object, fname: object, *args: object, **kwargs: object) -> None:
+    """A render that dies halfway (a full disk, a kill): some PNG bytes reach ``fname``, then it fails."""
+    if hasattr(fname, "write"):
+        fname.write(b"\x89PNG torn")  # type: ignore[attr-defined]
+    else:
+        Path(str(fname)).write_bytes(b"\x89PNG torn")
+    raise OSError(28, "No space left on device")
+
+
+def test_preview_info_and_contact_sheet_keep_the_previous_png_when_a_render_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.figure
+    import numpy as np
+
+    from rankset.build import BuildConfig, build_ranked_sets
+    from rankset.errors import RanksetError
+    from rankset.info import InfoConfig, dataset_report
+    from rankset.preview import render_preview
+    from rankset.synth import save_contact_sheet, synthesize_scene
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGB", (96, 80), (90, 120, 200)).save(pics / "a.jpg")
+    build_ranked_sets(BuildConfig(str(pics), str(tmp_path / "sets"), k=2, s=0.5, size=16), progress=False)
+    scenes = [synthesize_scene(np.random.default_rng([0, 0]), 64, 48)]
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    writers = {
+        "preview.png": lambda path: render_preview(str(tmp_path / "sets"), path, n=1),
+        "info.png": lambda path: dataset_report(InfoConfig(str(tmp_path / "sets"), out=path)),
+        "sheet.png": lambda path: save_contact_sheet(scenes, path),
+    }
+    for name in writers:
+        (figures / name).write_bytes(b"the previous PNG")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", torn_savefig)
+    for name, write in writers.items():
+        with pytest.raises((OSError, RanksetError), match="No space left"):  # preview and info name the --out too
+            write(figures / name)
+    assert {p.name: p.read_bytes() for p in figures.iterdir()} == dict.fromkeys(writers, b"the previous PNG")
