@@ -5,6 +5,7 @@ An unreadable file is a row with ``status`` and ``error``, counted in the summar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from rankset.inputs import printable_name
 from train.errors import ConfigError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+READ_SUFFIXES = f"A folder contributes its files (subfolders too) ending in {', '.join(IMAGE_SUFFIXES)} (any case)"
+NO_PICTURES = "no_pictures"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,12 @@ class PredictConfig:
                     f"IMAGES {path} is a dataset folder, not a folder of pictures: for its images use "
                     f"`train eval CKPT --data {path} --split test --out DIR` (images.csv has each image's count)"
                 )
+        empty = [p for p in self.images if Path(p).is_dir() and not holds_pictures(Path(p), self.out)]
+        if len(empty) == len(self.images):
+            raise ConfigError(
+                f"IMAGES: {', '.join(map(str, empty))} {'holds' if len(empty) == 1 else 'hold'} no pictures, so there "
+                f"is nothing to predict. {READ_SUFFIXES}; pass folders or files holding such pictures"
+            )
         if self.tile < 64:
             raise ConfigError(f"--tile {self.tile} is too small; use at least 64 pixels")
         if Path(self.out).exists() and not Path(self.out).is_dir():
@@ -60,16 +69,40 @@ def earlier_overlay(picture: Path, folder: Path) -> bool:
     return False
 
 
+def folder_pictures(folder: Path, out: Path | None = None) -> Iterator[Path]:
+    """The image files of ``folder`` (by suffix, subfolders too), unsorted, leaving out earlier predict overlays and
+    anything under ``out``."""
+    skip = Path(out).resolve() if out is not None else None
+    for p in folder.rglob("*"):
+        wanted = p.suffix.lower() in IMAGE_SUFFIXES and not earlier_overlay(p, folder)
+        if wanted and (skip is None or not p.resolve().is_relative_to(skip)):
+            yield p
+
+
+def holds_pictures(folder: Path, out: Path | None = None) -> bool:
+    """Whether :func:`expand_images` finds at least one picture in ``folder`` (stops at the first)."""
+    return next(folder_pictures(folder, out), None) is not None
+
+
+def no_pictures_row(folder: Path) -> dict[str, Any]:
+    """The ``counts.csv`` row of a folder argument that holds no pictures: the run goes on with the others."""
+    return {
+        "path": printable_name(folder),
+        "count": None,
+        "status": NO_PICTURES,
+        "error": f"folder {printable_name(folder)} holds no pictures. {READ_SUFFIXES}",
+        "overlay": "",
+    }
+
+
 def expand_images(paths: tuple[Path, ...], out: Path | None = None) -> list[Path]:
     """Files as given; folders become their image files (by suffix), sorted, leaving out those under ``out`` (the
     overlays of an earlier run whose --out lies inside a given folder) and the ``overlays/`` of any other earlier
     predict output inside it (a rerun with another --out would otherwise count them as pictures)."""
-    skip = Path(out).resolve() if out is not None else None
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not earlier_overlay(p, path))
-            files += sorted(p for p in found if skip is None or not p.resolve().is_relative_to(skip))
+            files += sorted(folder_pictures(path, out))
         else:
             files.append(path)
     return files
@@ -123,7 +156,8 @@ def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float
 
 def predict_images(config: PredictConfig, show_progress: bool = True) -> list[dict[str, Any]]:
     """Predict every image; writes ``counts.csv`` and ``overlays/<stem>.png`` (see :func:`overlay_names`) under
-    ``out``; returns the rows."""
+    ``out``; returns the rows. A folder argument holding no pictures is a ``no_pictures`` row first (a config whose
+    every argument is such a folder is refused before this)."""
     from rich.progress import track
 
     from train.checkpoint import model_from_checkpoint
@@ -137,7 +171,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     stride, scale = int(state["output_stride"]), float(state["density_scale"])
     out = Path(config.out)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows = [no_pictures_row(p) for p in map(Path, config.images) if p.is_dir() and not holds_pictures(p, out)]
     paths = expand_images(config.images, out)
     named = list(zip(paths, overlay_names(paths), strict=True))
     for path, overlay in track(named, description="predict", disable=not show_progress):

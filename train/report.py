@@ -68,16 +68,23 @@ def print_eval_summary(summary: dict[str, Any], out: Any) -> None:
 def print_predict_summary(rows: list[dict[str, Any]], out: Any) -> None:
     """How many images were counted or failed, the total count and where the files went."""
     from rich.console import Console
+    from rich.markup import escape
 
     ok = [r for r in rows if r["status"] == "ok"]
+    empty = [r for r in rows if r["status"] == "no_pictures"]
     failed: dict[str, int] = {}
     for r in rows:
-        if r["status"] != "ok":
+        if r["status"] not in ("ok", "no_pictures"):
             failed[r["status"]] = failed.get(r["status"], 0) + 1
     summary = [("images counted", len(ok)), ("people (total)", float(sum(r["count"] for r in ok)))]
     summary += [(f"failed: {status}", n) for status, n in sorted(failed.items())]
+    if empty:
+        summary.append(("folders with no pictures", len(empty)))
     summary.append(("written", written_paths(out, "counts.csv", "overlays/")))
     Console().print(_table("train predict", summary))
+    for r in rows:  # a folder argument that gave nothing: said plainly, not only counted
+        if r["status"] == "no_pictures":
+            Console(stderr=True).print(f"warning: {escape(r['error'])}", soft_wrap=True)
 
 
 def print_pseudo_label_summary(rows: list[dict[str, Any]], out: Any) -> None:

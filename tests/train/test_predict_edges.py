@@ -218,3 +218,45 @@ def test_a_picture_whose_prediction_fails_is_a_row_and_the_others_are_counted(
     assert rows[1]["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB (a 160x40 picture)"
     with (tmp_path / "out" / "counts.csv").open() as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok", "prediction_failed"]
+
+
+def test_folders_that_all_hold_no_pictures_are_refused_naming_them_and_the_suffixes_read(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """`train predict CKPT empty/ --out DIR` wrote a counts.csv of 0 rows and exited 0 without a word."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes" / "sub").mkdir(parents=True)
+    (tmp_path / "notes" / "sub" / "readme.txt").write_text("not a picture")
+    with pytest.raises(ConfigError, match=r"empty, .*notes hold no pictures.*\.jpg, \.jpeg, \.png"):
+        PredictConfig(checkpoint, (tmp_path / "empty", tmp_path / "notes"), tmp_path / "out")
+
+
+def test_a_folder_whose_only_pictures_are_this_runs_own_overlays_holds_no_pictures(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    picture(tmp_path / "photos" / "pred" / "overlays" / "a.png", 0)
+    (tmp_path / "photos" / "pred" / "counts.csv").write_text("path,count,status,error,overlay\n")
+    with pytest.raises(ConfigError, match="photos holds no pictures"):
+        PredictConfig(checkpoint, (tmp_path / "photos",), tmp_path / "photos" / "pred")
+
+
+def test_an_empty_folder_beside_a_good_one_is_a_no_pictures_row_and_the_others_are_counted(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    picture(tmp_path / "good" / "a.jpg", 0)
+    rows = predict_images(PredictConfig(checkpoint, (tmp_path / "empty", tmp_path / "good"), tmp_path / "out"), False)
+    assert [(Path(r["path"]).name, r["status"]) for r in rows] == [("empty", "no_pictures"), ("a.jpg", "ok")]
+    assert "holds no pictures" in rows[0]["error"] and ".tiff" in rows[0]["error"]
+    with (tmp_path / "out" / "counts.csv").open() as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["no_pictures", "ok"]
+
+
+def test_the_predict_summary_warns_about_an_empty_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from train.predict import no_pictures_row
+    from train.report import print_predict_summary
+
+    print_predict_summary([no_pictures_row(tmp_path / "empty")], tmp_path)
+    captured = capsys.readouterr()
+    assert "folders with no pictures" in captured.out
+    assert "warning: folder" in captured.err and "empty holds no pictures" in captured.err
