@@ -31,6 +31,7 @@ from train.config import SEED_LIMIT, SEED_RANGE
 from train.errors import ConfigError
 
 PSEUDO_STREAM = 5
+NO_PICTURES = "no_pictures"  # the status of an --images folder or pool that gave no picture
 PSEUDO_DATASET = "pseudo"  # the `dataset` value of every pseudo-labeled row (train.sources never validates on it)
 
 
@@ -133,13 +134,19 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
     from train.data import read_rgb
     from train.device import resolve_device
     from train.runlog import write_rows_csv
-    from train.unlabeled import list_unlabeled
+    from train.unlabeled import NO_PICTURES_FIX, empty_inputs, list_unlabeled
 
     inputs = [*config.images, config.checkpoint]
     try:
         check_replaceable(Path(config.out), inputs)  # before predicting anything; the write checks again
     except InputError as e:
         raise ConfigError(str(e)) from e
+    pictures = list_unlabeled(list(config.images), key="--images")  # none at all: fails before the model loads
+    rows: list[dict[str, Any]] = [
+        {"image_id": "", "path": name, "status": NO_PICTURES, "error": f"{name} holds no pictures. {NO_PICTURES_FIX}"}
+        for name in empty_inputs(list(config.images), key="--images")
+    ]  # a folder that gave nothing beside others that did: said in the CSV and the summary, and the run goes on
+    points: list[Any] = [None] * len(rows)
     device = resolve_device(config.device)
     model, state, run_config = model_from_checkpoint(config.checkpoint, device)
     if getattr(model, "masksembles", None) is None:
@@ -148,8 +155,6 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
             "model.masksembles = {masks = 4, scale = 2.0}"
         )
     stride, scale = int(state["output_stride"]), float(state["density_scale"])
-    rows, points = [], []
-    pictures = list_unlabeled(list(config.images), key="--images")
     for i, picture in enumerate(track(pictures, description="pseudo-label", disable=not show_progress)):
         row: dict[str, Any] = {"image_id": picture.image_id, "path": str(picture.path), "status": "", "error": ""}
         try:

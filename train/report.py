@@ -90,10 +90,12 @@ def print_predict_summary(rows: list[dict[str, Any]], out: Any) -> None:
 def print_pseudo_label_summary(rows: list[dict[str, Any]], out: Any) -> None:
     """Kept, dropped and unreadable pictures, the kept ones' uncertainty range and where the dataset went."""
     from rich.console import Console
+    from rich.markup import escape
 
+    empty = [r for r in rows if r["status"] == "no_pictures"]
     kept = [r for r in rows if r["status"] == "kept"]
     summary: list[tuple[str, Any]] = [
-        ("pictures", len(rows)),
+        ("pictures", len(rows) - len(empty)),
         ("kept", len(kept)),
         ("dropped (less confident)", sum(r["status"] == "dropped" for r in rows)),
         ("unreadable", sum(r["status"] == "unreadable_image" for r in rows)),
@@ -101,7 +103,11 @@ def print_pseudo_label_summary(rows: list[dict[str, Any]], out: Any) -> None:
     if kept:
         summary.append(("kept relative uncertainty, max", max(r["uncertainty"] for r in kept)))
         summary.append(("kept people (total)", sum(r["count"] for r in kept)))
+    if empty:
+        summary.append(("inputs with no pictures", len(empty)))
     summary.append(
         ("written", f"{Path(out)} (train split), {written_paths(out, 'pseudo_labels.csv', 'uncertainty.png')}")
     )
     Console().print(_table("train pseudo-label", summary))
+    for r in empty:  # an --images folder that gave nothing: said plainly, not only counted
+        Console(stderr=True).print(f"warning: --images {escape(r['error'])}", soft_wrap=True)

@@ -48,10 +48,36 @@ def pool_images(pool: Path) -> list[UnlabeledImage]:
 
 
 def list_unlabeled(paths: list[str], key: str = "data.unlabeled") -> list[UnlabeledImage]:
-    """Every picture of the folders (searched recursively, sorted) and pools named by ``paths``."""
+    """Every picture of the folders (searched recursively, sorted) and pools named by ``paths``; a DataError naming
+    each of them when none holds a picture (see :func:`empty_inputs` for the ones that gave none)."""
     images: list[UnlabeledImage] = []
+    for given in unlabeled_by_input(paths, key).values():
+        images += given
+    if not images:
+        raise DataError(
+            f"{key} = {paths!r}: {', '.join(map(str, paths))} {'holds' if len(paths) == 1 else 'hold'} no pictures, "
+            f"so there is nothing to read. {NO_PICTURES_FIX}"
+        )
+    return images
+
+
+NO_PICTURES_FIX = (
+    f"A folder contributes its files (subfolders too) ending in {', '.join(IMAGE_SUFFIXES)} (any case), a harvest "
+    "pool its rows with status ok and kept not false; pass folders, pictures or pools holding some"
+)
+
+
+def empty_inputs(paths: list[str], key: str = "data.unlabeled") -> list[str]:
+    """The folders and pools among ``paths`` that hold no pictures (the others still give some)."""
+    return [name for name, images in unlabeled_by_input(paths, key).items() if not images]
+
+
+def unlabeled_by_input(paths: list[str], key: str) -> dict[str, list[UnlabeledImage]]:
+    """The pictures each of ``paths`` gives, by argument; a DataError for one that is none of folder, picture, pool."""
+    found: dict[str, list[UnlabeledImage]] = {}
     for i, name in enumerate(paths):
         path = Path(name)
+        images = found.setdefault(str(name), [])
         if is_pool(path):
             images += pool_images(path)
         elif path.is_dir():
@@ -70,9 +96,7 @@ def list_unlabeled(paths: list[str], key: str = "data.unlabeled") -> list[Unlabe
                 "recursively), one picture, or a harvest pool (`harvest local DIR --out POOL`, "
                 "`harvest keywords ... --out POOL`)"
             )
-    if not images:
-        raise DataError(f"{key} = {paths!r} holds no pictures ({', '.join(IMAGE_SUFFIXES)})")
-    return images
+    return found
 
 
 class UpsideDownCrops:

@@ -263,3 +263,43 @@ def test_heads_are_drawn_from_the_mean_density_of_the_members(tmp_path: Path, mo
         np.testing.assert_allclose(density, members.mean(axis=0), rtol=1e-5, atol=1e-7)
         assert not np.allclose(density, members[0])  # the members differ, so the mean is not any one of them
         assert (count, cell, size) == (row["count"], 4, (image.shape[1], image.shape[0]))
+
+
+def test_an_empty_images_folder_beside_a_good_one_is_a_no_pictures_row_and_the_run_goes_on(tmp_path: Path) -> None:
+    """`--images good --images empty` labeled the good pictures and said nothing of the empty folder."""
+    pictures = write_blobs(tmp_path / "real", 2)
+    (tmp_path / "empty").mkdir()
+    config = PseudoLabelConfig(
+        tiny_checkpoint(tmp_path / "ckpt.pt"), (str(pictures), str(tmp_path / "empty")), tmp_path / "pseudo"
+    )
+    rows = pseudo_label(config, show_progress=False)
+    assert [(Path(r["path"]).name, r["status"]) for r in rows if r["status"] not in ("kept", "dropped")] == [
+        ("empty", "no_pictures")
+    ]
+    assert sum(r["status"] in ("kept", "dropped") for r in rows) == 2
+    assert "holds no pictures" in rows[0]["error"] and ".jpg" in rows[0]["error"]
+
+
+def test_images_folders_that_all_hold_no_pictures_fail_naming_each_before_the_checkpoint_is_read(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "ckpt.pt").write_bytes(b"not a checkpoint: reading it would fail first")
+    config = PseudoLabelConfig(tmp_path / "ckpt.pt", (str(tmp_path / "a"), str(tmp_path / "b")), tmp_path / "out")
+    from train.errors import DataError
+
+    with pytest.raises(DataError, match=r"--images = .*a, .*b hold no pictures.*\.jpg, \.jpeg"):
+        pseudo_label(config, show_progress=False)
+
+
+def test_the_pseudo_label_summary_warns_about_an_empty_input_and_does_not_count_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from train.report import print_pseudo_label_summary
+
+    rows = [{"image_id": "", "path": "empty", "status": "no_pictures", "error": "empty holds no pictures. A folder"}]
+    print_pseudo_label_summary(rows, tmp_path)
+    captured = capsys.readouterr()
+    assert "inputs with no pictures" in captured.out and "│ 0 " in captured.out.split("pictures", 1)[1]
+    assert "warning: --images empty holds no pictures" in captured.err
