@@ -10,6 +10,8 @@ import typer
 from rich.markup import escape
 
 if TYPE_CHECKING:
+    from harvest.clip_filter import FilterSummary
+    from harvest.dedup_pool import DedupSummary
     from harvest.writer import Summary
 
 
@@ -145,6 +147,16 @@ def _print_summary(summary: Summary) -> None:
         console.print(f"[yellow]search failed:[/yellow] {escape(str(failure))}")
 
 
+def _print_table_and_notes(summary: DedupSummary | FilterSummary) -> None:
+    """A stage's summary table, then each of its notes (what needs doing) in yellow."""
+    from rich.console import Console
+
+    console = Console()
+    console.print(summary.table())
+    for note in summary.notes():
+        console.print(f"[yellow]{escape(note)}[/yellow]", soft_wrap=True)
+
+
 @app.command("dedup")
 def dedup(
     pool: str = typer.Argument(..., help="Pool folder."),
@@ -161,8 +173,6 @@ def dedup(
     workers: int = typer.Option(0, "--workers", help="Hashing processes and grouping threads (0: one per core)."),
 ) -> None:
     """Mark exact and near-duplicate pictures (dup_of) and near-copies of evaluation images (leak_of)."""
-    from rich.console import Console
-
     from harvest.dedup_pool import DedupConfig, dedup_pool
 
     with command_errors("dedup"):
@@ -170,7 +180,7 @@ def dedup(
                              exclude_like=tuple(exclude_like), clear_leaks=clear_leaks, clip_threshold=clip_threshold,
                              clip_model=clip_model, workers=workers)  # fmt: skip
         summary = dedup_pool(config)
-    Console().print(summary.table())
+    _print_table_and_notes(summary)
 
 
 @app.command("filter")
@@ -185,15 +195,13 @@ def filter_(
     workers: int = typer.Option(2, "--workers", help="DataLoader decoding processes."),
 ) -> None:
     """Score every picture as a crowd scene with CLIP zero-shot prompts; keep those >= --threshold."""
-    from rich.console import Console
-
     from harvest.clip_filter import FilterConfig, filter_pool
 
     with command_errors("filter"):
         config = FilterConfig(pool=pool, model=model, pretrained=pretrained, checkpoint=checkpoint,
                               threshold=threshold, batch_size=batch_size, device=device, workers=workers)  # fmt: skip
         summary = filter_pool(config)
-    Console().print(summary.table())
+    _print_table_and_notes(summary)
 
 
 @app.command("report")

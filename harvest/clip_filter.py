@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harvest.decisions import eligible_mask, kept_mask, mark_decode_failures, revive_intact
+from harvest.decisions import (
+    eligible_mask,
+    kept_mask,
+    lost_files_note,
+    mark_decode_failures,
+    mark_lost_files,
+    revive_intact,
+)
 from harvest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -109,6 +116,7 @@ class FilterSummary:
     embedded: int = 0
     from_cache: int = 0
     failed: int = 0
+    lost_files: int = 0
     revived: int = 0
     above_threshold: int = 0
     kept: int = 0
@@ -129,6 +137,7 @@ class FilterSummary:
             ("embedded now", self.embedded),
             ("embeddings from the cache", self.from_cache),
             ("undecodable pictures (status decode_error)", self.failed),
+            ("rows whose stored file is gone or changed since (status decode_error)", self.lost_files),
             ("decode_error pictures whose file is back intact (status ok again)", self.revived),
             ("scored >= threshold", self.above_threshold),
             ("rows kept (also after dedup)", self.kept),
@@ -136,6 +145,12 @@ class FilterSummary:
         ):
             table.add_row(label, str(value))
         return table
+
+    def notes(self) -> list[str]:
+        """What needs doing after the run, one line each (printed under the table)."""
+        if not self.lost_files:
+            return []
+        return [lost_files_note(self.lost_files)]
 
 
 def prompt_fingerprint(classnames: Sequence[str], templates: Sequence[str]) -> str:
@@ -179,6 +194,7 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
     df = pool.read_index()
     summary = FilterSummary(threshold=config.threshold)
     df, revived = revive_intact(df, pool.holds_intact)
+    df, summary.lost_files = mark_lost_files(df, pool.stored_file_problem)  # a stat each: embeddings may be cached
     tag = model_tag(config.model, config.pretrained, config.checkpoint)
     summary.model = tag
     cache = EmbeddingCache(pool.root, tag)

@@ -59,6 +59,42 @@ def mark_decode_failures(
     return df
 
 
+def mark_lost_files(df: pd.DataFrame, problem: Callable[[str, int | None], str | None]) -> tuple[pd.DataFrame, int]:
+    """Give status ``decode_error`` to the eligible rows whose stored file is gone or no longer the size the index
+    records (``problem(path, bytes)``: a ``stat``, no read), with a reason that starts with :data:`LOST_FILE`;
+    returns the number of rows marked.
+
+    A stage that reuses stored hashes or cached embeddings reads no file, so without this check a picture deleted or
+    replaced after it was judged stayed ``kept`` until a later stage tripped over it. Such rows are fetched again by
+    ``--retry-failed`` and judged again once their file is back intact (:func:`revive_intact`).
+    """
+    eligible = eligible_mask(df)
+    if not eligible.any():
+        return df, 0
+    sizes = df["bytes"] if "bytes" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    stored = pd.DataFrame({"path": df.loc[eligible, "path"], "bytes": sizes[eligible]}).drop_duplicates("path")
+    reasons = {}
+    for path, size in zip(stored["path"], stored["bytes"], strict=True):
+        found = problem(path, None if pd.isna(size) else int(size))
+        if found is not None:
+            reasons[path] = f"{LOST_FILE}: {found} (put it back, or fetch it again with --retry-failed)"
+    lost = eligible & df["path"].isin(list(reasons))
+    if lost.any():
+        df.loc[lost, "status"] = FAILED_DECODE
+        df["error"] = df["error"].astype(object)
+        df.loc[lost, "error"] = df.loc[lost, "path"].map(reasons)
+    return df, int(lost.sum())
+
+
+def lost_files_note(rows: int) -> str:
+    """The end-of-run line for :func:`mark_lost_files`' rows: what became of them and the two ways to mend them."""
+    return (
+        f"{rows} row(s) lost their stored picture (deleted, or replaced by other bytes) and are no longer kept "
+        "(status decode_error): put the files back and run this command again, or store them again with "
+        "`harvest keywords|qbe ... --retry-failed` (`harvest local DIR --retry-failed` for pictures from a folder)"
+    )
+
+
 def revive_intact(df: pd.DataFrame, intact: Callable[[str, str], bool]) -> tuple[pd.DataFrame, set[str]]:
     """Give status ok back to ``decode_error`` rows that failed because their stored file was lost (reason
     :data:`LOST_FILE`) and whose file holds its original bytes again (``intact(id, path)``: put back from a backup,

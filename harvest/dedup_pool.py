@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harvest.decisions import FAILED_DECODE, eligible_mask, kept_mask, mark_decode_failures, revive_intact
+from harvest.decisions import (
+    FAILED_DECODE,
+    eligible_mask,
+    kept_mask,
+    lost_files_note,
+    mark_decode_failures,
+    mark_lost_files,
+    revive_intact,
+)
 from harvest.dedup import Components, cosine_blocks, near_duplicate_groups, representatives
 from harvest.errors import ConfigError
 from harvest.hashing import hash_files, hex_to_uint64
@@ -71,6 +79,7 @@ class DedupSummary:
     hashed: int = 0
     hashes_reused: int = 0
     decode_failures: int = 0
+    lost_files: int = 0
     revived: int = 0
     exact_duplicate_rows: int = 0
     near_duplicate_groups: int = 0
@@ -95,6 +104,7 @@ class DedupSummary:
             ("unique pictures hashed now", self.hashed),
             ("unique pictures with stored hashes", self.hashes_reused),
             ("undecodable pictures (status decode_error)", self.decode_failures),
+            ("rows whose stored file is gone or changed since (status decode_error)", self.lost_files),
             ("decode_error pictures whose file is back intact (status ok again)", self.revived),
             ("byte-identical re-found rows", self.exact_duplicate_rows),
             ("near-duplicate groups", self.near_duplicate_groups),
@@ -108,6 +118,12 @@ class DedupSummary:
         ):
             table.add_row(label, str(value))
         return table
+
+    def notes(self) -> list[str]:
+        """What needs doing after the run, one line each (printed under the table)."""
+        if not self.lost_files:
+            return []
+        return [lost_files_note(self.lost_files)]
 
 
 def _hash_missing(pool: Pool, images: pd.DataFrame, config: DedupConfig, summary: DedupSummary) -> pd.DataFrame:
@@ -186,6 +202,7 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
         df["dhash"] = None
     summary = DedupSummary(exclusion_images=len(exclusions.keys), exclusion_failures=len(exclusions.failures))
     df, revived = revive_intact(df, pool.holds_intact)
+    df, summary.lost_files = mark_lost_files(df, pool.stored_file_problem)  # a stat each: hashes may be stored
 
     eligible = eligible_mask(df)
     summary.eligible_rows = int(eligible.sum())

@@ -221,6 +221,20 @@ class Pool:
         except OSError:
             return False
 
+    def stored_file_problem(self, rel: str, size: int | None = None) -> str | None:
+        """What is wrong with the stored file ``rel``, seen from one ``stat`` (nothing is read): gone, or not the
+        ``size`` bytes the index records; None when it looks intact. The cheap check a stage makes of every picture it
+        would otherwise take on trust from stored hashes or cached embeddings."""
+        try:
+            found = self.path_of(rel).stat()
+        except FileNotFoundError:
+            return f"{rel} is gone"
+        except OSError as e:
+            return f"{rel} cannot be read ({e})"
+        if size is not None and found.st_size != size:
+            return f"{rel} holds {found.st_size:,} bytes, not the {size:,} stored"
+        return None
+
     def path_of(self, rel: str) -> Path:
         return self.root / rel
 

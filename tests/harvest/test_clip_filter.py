@@ -298,3 +298,16 @@ def test_a_filter_killed_mid_run_keeps_what_it_saved_and_the_rerun_embeds_only_t
     resumed = killed.read_index().set_index("url")["clip_score"]
     expected = whole.read_index().set_index("url")["clip_score"].loc[resumed.index]
     np.testing.assert_allclose(resumed.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_picture_deleted_after_filter_is_no_longer_kept_though_its_embedding_is_cached(
+    pool: Pool, tiny_checkpoint: Path
+) -> None:
+    filter_pool(config(pool, tiny_checkpoint, threshold=0.0))  # every decodable picture kept
+    row = pool.read_index().set_index("url").loc["file:///scene2.jpg"]
+    pool.path_of(row["path"]).unlink()
+    summary = filter_pool(config(pool, tiny_checkpoint, threshold=0.0))
+    lost = pool.read_index().set_index("url").loc["file:///scene2.jpg"]
+    assert (summary.lost_files, summary.embedded, summary.model_loaded) == (1, 0, False)
+    assert lost["status"] == "decode_error" and lost["error"].startswith("stored file missing or damaged: ")
+    assert not lost["kept"] and "--retry-failed" in summary.notes()[0]

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 
 from harvest import leakage
-from harvest.decisions import kept_mask, mark_decode_failures
+from harvest.decisions import LOST_FILE, kept_mask, mark_decode_failures, mark_lost_files
 from harvest.dedup_pool import DedupConfig, dedup_pool
 from harvest.errors import ConfigError
 from harvest.hashing import image_hashes, uint64_to_hex
 from harvest.leakage import ExclusionSet, find_leaks, load_exclusion_set
 from harvest.pool import Pool
+from harvest.writer import lost_pictures
 from tests.harvest.imagegen import add_pictures, edited_copies, encode, scene, write_folder
 
 FAR = 0xFFFF_FFFF_0000_0000  # 32 bits from 0 and from any hash of the low 32 bits: never near them
@@ -27,7 +28,9 @@ def hashed_pool(tmp_path: Path, pictures: dict[str, tuple[int, int, int, int, in
     pool = Pool.create(tmp_path / "pool")
     rows = []
     for name, (phash, dhash, width, height, size) in pictures.items():
-        image_id, path = pool.store_image(name.encode(), "jpg")  # never decoded: the hashes are stored
+        # never decoded (the hashes are stored); as long as the index says, or dedup takes the file for lost
+        assert len(name) <= size, f"{name}: a stored file of {size} bytes cannot hold its name"
+        image_id, path = pool.store_image(name.encode().ljust(size, b"."), "jpg")
         rows.append({"id": image_id, "url": f"file:///{name}.jpg", "status": "ok", "path": path, "width": width,
                      "height": height, "bytes": size, "phash": uint64_to_hex([phash])[0],
                      "dhash": uint64_to_hex([dhash])[0]})  # fmt: skip
@@ -77,7 +80,7 @@ def test_a_leak_found_through_one_member_marks_the_whole_group_and_its_kept_pict
     evaluation = c ^ 0xF000  # 4 bits from c, 10 from b, 16 from a
     pool = hashed_pool(
         tmp_path,
-        {"a": (a, 0, 400, 300, 10), "b": (b, 0, 200, 150, 10), "c": (c, 0, 100, 75, 10), "other": (FAR, FAR, 9, 9, 1)},
+        {"a": (a, 0, 400, 300, 10), "b": (b, 0, 200, 150, 10), "c": (c, 0, 100, 75, 10), "other": (FAR, FAR, 9, 9, 9)},
     )
     exclusions = ExclusionSet(["IMG_9"], np.array([evaluation], np.uint64), np.array([0], np.uint64))
     monkeypatch.setattr(leakage, "load_exclusion_set", lambda spec, workers=0: exclusions)
@@ -209,3 +212,65 @@ def test_a_decode_error_picture_whose_file_is_still_damaged_stays_a_failure(tmp_
     summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
     df = by_name(pool)
     assert df.loc["a", "status"] == "decode_error" and not df.loc["a", "kept"] and summary.revived == 0
+
+
+def test_a_picture_deleted_after_dedup_is_no_longer_kept_and_retry_failed_will_fetch_it(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {"gone": scene(1), "stays": scene(2)})
+    run(pool)
+    path = pool.path_of(by_name(pool).loc["gone", "path"])
+    backup = path.read_bytes()
+    path.unlink()  # after its hashes were stored: the next dedup decodes nothing
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = by_name(pool)
+    assert (df.loc["gone", "status"], bool(df.loc["gone", "kept"]), summary.hashed) == ("decode_error", False, 0)
+    assert df.loc["gone", "error"].startswith(f"{LOST_FILE}: {df.loc['gone', 'path']} is gone")
+    assert summary.lost_files == 1 and "--retry-failed" in summary.notes()[0]
+    assert lost_pictures(pool) == {"file:///gone.jpg"} and df.loc["stays", "kept"]
+
+    again = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))  # counted once, when found
+    assert (again.lost_files, again.notes()) == (0, [])
+    path.write_bytes(backup)
+    back = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    assert back.revived == 1 and by_name(pool).loc["gone", "kept"] and by_name(pool)["status"].eq("ok").all()
+
+
+def test_a_stored_file_replaced_by_bytes_of_another_size_is_taken_for_lost(tmp_path: Path) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {"replaced": scene(1), "stays": scene(2)})
+    run(pool)
+    row = by_name(pool).loc["replaced"]
+    pool.path_of(row["path"]).write_bytes(encode(scene(7)))  # another picture under this one's name
+    summary = dedup_pool(DedupConfig(pool.root, progress=False, workers=1))
+    df = by_name(pool)
+    assert summary.lost_files == 1 and df.loc["replaced", "status"] == "decode_error" and not df.loc["replaced", "kept"]
+    assert f"not the {row['bytes']:,} stored" in df.loc["replaced", "error"]
+
+
+def test_a_stored_file_of_unknown_size_is_lost_only_when_it_is_gone() -> None:
+    df = pd.DataFrame(
+        {"id": ["a", "b", "c"], "status": ["ok", "ok", "http_404"], "path": ["p/a", "p/b", None], "error": None}
+    )
+    seen: list[tuple[str, int | None]] = []
+
+    def problem(path: str, size: int | None) -> str | None:
+        seen.append((path, size))
+        return f"{path} is gone" if path == "p/b" else None
+
+    df, lost = mark_lost_files(df, problem)
+    assert lost == 1 and seen == [("p/a", None), ("p/b", None)]  # no bytes column: existence alone; failed rows skipped
+    assert df["status"].tolist() == ["ok", "decode_error", "http_404"]
+
+
+def test_cli_dedup_names_the_fix_for_lost_pictures(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harvest.cli import app
+
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {"gone": scene(1), "stays": scene(2)})
+    run(pool)
+    pool.path_of(by_name(pool).loc["gone", "path"]).unlink()
+    result = CliRunner().invoke(app, ["dedup", str(pool.root)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "1 row(s) lost their stored picture" in result.output and "--retry-failed" in result.output
