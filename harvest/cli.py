@@ -166,7 +166,10 @@ def dedup(
     clear_leaks: bool = typer.Option(
         False,
         "--clear-leaks",
-        help="Drop every earlier leak_of mark (a wrong --exclude-like); --exclude-like re-marks.",
+        help="Drop the leak_of marks of earlier --exclude-like runs (a wrong set); qbe's test-split guard marks stay.",
+    ),
+    clear_all_leaks: bool = typer.Option(
+        False, "--clear-all-leaks", help="Drop every earlier leak_of mark, qbe's test-split guard marks too."
     ),
     clip_threshold: float | None = typer.Option(None, "--clip-threshold", help="Also merge cosine >= this, e.g. 0.94."),
     clip_model: str | None = typer.Option(None, "--clip-model", help="Embedding cache tag (default: newest)."),
@@ -177,8 +180,8 @@ def dedup(
 
     with command_errors("dedup"):
         config = DedupConfig(pool=pool, threshold=threshold, dhash_threshold=dhash_threshold,
-                             exclude_like=tuple(exclude_like), clear_leaks=clear_leaks, clip_threshold=clip_threshold,
-                             clip_model=clip_model, workers=workers)  # fmt: skip
+                             exclude_like=tuple(exclude_like), clear_leaks=clear_leaks, clear_all_leaks=clear_all_leaks,
+                             clip_threshold=clip_threshold, clip_model=clip_model, workers=workers)  # fmt: skip
         summary = dedup_pool(config)
     _print_table_and_notes(summary)
 

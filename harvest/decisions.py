@@ -14,6 +14,8 @@ import pandas as pd
 
 FAILED_DECODE = "decode_error"  # the status a stage gives a row whose stored bytes do not decode
 LOST_FILE = "stored file missing or damaged"  # how the error of a decode_error row whose file was lost begins
+LEAK_BY = "leak_by"  # the optional column naming who made a row's leak_of mark (see harvest.leakage)
+BY_EXCLUDE_LIKE, BY_QBE_GUARD = "dedup", "qbe"  # its values: dedup --exclude-like, qbe's test-split guard
 
 
 def kept_mask(df: pd.DataFrame) -> pd.Series:

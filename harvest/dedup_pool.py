@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from harvest.decisions import (
+    BY_EXCLUDE_LIKE,
     FAILED_DECODE,
+    LEAK_BY,
     eligible_mask,
     kept_mask,
     lost_files_note,
@@ -28,7 +30,7 @@ from harvest.decisions import (
 from harvest.dedup import Components, cosine_blocks, near_duplicate_groups, representatives
 from harvest.errors import ConfigError
 from harvest.hashing import hash_files, hex_to_uint64
-from harvest.leakage import refuse_the_pool_as_evaluation_set
+from harvest.leakage import leak_mark_origins, refuse_the_pool_as_evaluation_set
 
 if TYPE_CHECKING:
     from harvest.leakage import ExclusionSet
@@ -48,7 +50,8 @@ class DedupConfig:
     threshold: int = DEFAULT_PHASH_THRESHOLD
     dhash_threshold: int | None = None  # None: the same as ``threshold``
     exclude_like: tuple[str, ...] = ()
-    clear_leaks: bool = False  # drop every earlier leak_of mark first (a wrong --exclude-like); exclude_like re-marks
+    clear_leaks: bool = False  # drop the leak_of marks of earlier --exclude-like runs first; exclude_like re-marks
+    clear_all_leaks: bool = False  # drop qbe's test-split guard marks too (and those of unknown origin)
     clip_threshold: float | None = None
     clip_model: str | None = None  # an embedding-cache tag; None: the newest cache in the pool
     workers: int = 0
@@ -89,6 +92,8 @@ class DedupSummary:
     exclusion_failures: int = 0
     leaked_images: int = 0
     leaks_cleared: int = 0
+    leaks_kept_guard: int = 0
+    clear_asked: str = ""  # the flag that asked to clear marks, for the notes
     kept: int = 0
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -114,16 +119,23 @@ class DedupSummary:
             ("evaluation images that failed to decode", self.exclusion_failures),
             ("pictures marked leak_of", self.leaked_images),
             ("earlier leak_of marks cleared (--clear-leaks)", self.leaks_cleared),
+            ("qbe test-split guard marks kept by --clear-leaks", self.leaks_kept_guard),
             ("rows kept", self.kept),
         ):
             table.add_row(label, str(value))
         return table
 
     def notes(self) -> list[str]:
-        """What needs doing after the run, one line each (printed under the table)."""
-        if not self.lost_files:
-            return []
-        return [lost_files_note(self.lost_files)]
+        """What was done or needs doing after the run, one line each (printed under the table)."""
+        notes = [lost_files_note(self.lost_files)] if self.lost_files else []
+        if self.clear_asked:
+            notes.append(
+                f"{self.clear_asked} cleared {self.leaks_cleared} earlier leak_of mark(s) and kept "
+                f"{self.leaks_kept_guard} made by `harvest qbe`'s test-split guard (or of unknown origin on qbe rows): "
+                "they keep the test images of the examples' dataset out of training"
+                + ("; --clear-all-leaks drops them too" if self.leaks_kept_guard else "")
+            )
+        return notes
 
 
 def _hash_missing(pool: Pool, images: pd.DataFrame, config: DedupConfig, summary: DedupSummary) -> pd.DataFrame:
@@ -181,6 +193,41 @@ def _text_column(df: pd.DataFrame, values: list[str | None]) -> pd.Series:
     return pd.Series(values, index=df.index, dtype=object)
 
 
+def _earlier_leak_marks(
+    pool: Pool, df: pd.DataFrame, config: DedupConfig, summary: DedupSummary
+) -> tuple[dict[str, str], dict[str, str | None], set[str]]:
+    """The leak marks already in the pool that this run keeps (``id -> leak_of`` and ``id -> leak_by``) and the ids
+    whose marks it clears.
+
+    Leak marks are sticky: a mark set by an earlier run (dedup with other --exclude-like sets, or qbe's automatic
+    test-split guard) is never dropped by a later run that was not given the same sets, unless it is asked to.
+    --clear-leaks drops the marks of earlier --exclude-like runs (a wrong evaluation set) and keeps the guard's, which
+    no --exclude-like made; --clear-all-leaks drops those too. This run's --exclude-like then marks afresh.
+    """
+    earlier = {}
+    if "leak_of" in df.columns:
+        earlier = {
+            i: k for i, k in zip(df["id"], df["leak_of"], strict=True) if isinstance(i, str) and isinstance(k, str)
+        }
+    origin = leak_mark_origins(df, _a_qbe_run_guarded(pool))
+    if config.clear_all_leaks:
+        cleared = set(earlier)
+        summary.clear_asked = "--clear-all-leaks"
+    elif config.clear_leaks:
+        cleared = {i for i in earlier if origin.get(i) == BY_EXCLUDE_LIKE}
+        summary.leaks_kept_guard = len(earlier) - len(cleared)
+        summary.clear_asked = "--clear-leaks"
+    else:
+        cleared = set()
+    kept = {i: k for i, k in earlier.items() if i not in cleared}
+    return kept, {i: origin.get(i) for i in kept}, cleared
+
+
+def _a_qbe_run_guarded(pool: Pool) -> bool:
+    """Whether a ``harvest qbe`` run on the pool had evaluation images to guard against (so it may have marked)."""
+    return any(entry.get("command") == "qbe" and entry.get("leakage_guard") for entry in pool.meta.get("commands", []))
+
+
 def dedup_pool(config: DedupConfig) -> DedupSummary:
     """Mark duplicates and leaks in the pool: columns ``phash``, ``dhash``, ``dup_of``, ``leak_of`` and ``kept``."""
     from harvest.leakage import ExclusionSet, load_exclusion_set
@@ -228,25 +275,18 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
     summary.near_duplicate_groups = int((group_sizes > 1).sum())
     summary.near_duplicate_images = len(dup_of)
 
-    # Leak marks are sticky: a mark set by an earlier run (dedup with other --exclude-like sets, or qbe's
-    # automatic test-split guard) is never dropped by a later run that was not given the same sets, unless it is
-    # asked to (--clear-leaks: the marks of a wrong evaluation set); this run's --exclude-like then marks afresh.
-    earlier: dict[str, str] = {}
-    if "leak_of" in df.columns:
-        earlier = {
-            i: k for i, k in zip(df["id"], df["leak_of"], strict=True) if isinstance(i, str) and isinstance(k, str)
-        }
-    leak_of = {} if config.clear_leaks else dict(earlier)
+    leak_of, leak_by, cleared = _earlier_leak_marks(pool, df, config, summary)
     if len(exclusions.keys) and len(images):
         direct = find_leaks(phash, dhash, exclusions, config.threshold, config.dhash_bits)
         key_of_label: dict[int, str] = {}
         for position, key in direct.items():
             key_of_label.setdefault(int(labels[position]), key)
         for k, lab in enumerate(labels.tolist()):
-            if lab in key_of_label:
+            if lab in key_of_label and leak_by.get(ids[k], BY_EXCLUDE_LIKE) == BY_EXCLUDE_LIKE:  # never the guard's
                 leak_of[ids[k]] = key_of_label[int(lab)]
+                leak_by[ids[k]] = BY_EXCLUDE_LIKE
     summary.leaked_images = len(leak_of)
-    summary.leaks_cleared = len(set(earlier) - set(leak_of))
+    summary.leaks_cleared = len(cleared - set(leak_of))  # a mark this run's --exclude-like makes again stays
 
     eligible = eligible_mask(df).tolist()
     row_ids = df["id"].tolist()
@@ -264,6 +304,7 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
     # leak that only an earlier run's --exclude-like (or qbe's guard) found must not come back as kept.
     marked = (pd.Series(eligible, index=df.index) | df["status"].eq(FAILED_DECODE)).tolist()
     df["leak_of"] = _text_column(df, [leak_of.get(i) if ok else None for i, ok in zip(row_ids, marked, strict=True)])
+    df[LEAK_BY] = _text_column(df, [leak_by.get(i) if ok else None for i, ok in zip(row_ids, marked, strict=True)])
     summary.exact_duplicate_rows = int((refound & pd.Series(eligible, index=df.index)).sum())
     df["kept"] = kept_mask(df)
     pool.rewrite(df)
@@ -274,6 +315,7 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
         clip_threshold=config.clip_threshold,
         exclude_like=list(config.exclude_like),
         clear_leaks=config.clear_leaks,
+        clear_all_leaks=config.clear_all_leaks,
     )
     summary.kept = int(df["kept"].sum())
     return summary

@@ -6,6 +6,11 @@ pictures get ``leak_of`` and are not kept. ``leak_of`` names the evaluation set 
 ``ShanghaiTech_B/test_data/images/IMG_7``), for a labeled dataset its folder name or Hub id and the ``image_id``
 (``shb/IMG_7``, ``user/shb/IMG_7``), so the parts of a benchmark, whose image names repeat, stay apart.
 Evaluation images come from a folder of pictures or from the ``test`` split of a labeled dataset (folder or Hub id).
+
+Who made a mark is in the optional column ``leak_by``: ``dedup`` (``harvest dedup --exclude-like``) or ``qbe`` (the
+test-split guard of ``harvest qbe``). Pools written before it have no such column; :func:`leak_mark_origins` then
+tells the origin where the pool says it (a mark on a row qbe did not fetch, or a pool where no qbe run guarded) and
+leaves it unknown otherwise, which ``dedup --clear-leaks`` treats like the guard's: kept.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from harvest.decisions import BY_EXCLUDE_LIKE, BY_QBE_GUARD, LEAK_BY
 from harvest.dedup import cross_matches
 from harvest.errors import ConfigError
 from harvest.hashing import hash_bytes, hash_files, hex_to_uint64
@@ -36,6 +43,29 @@ class ExclusionSet:
         self.phash = np.concatenate([self.phash, other.phash])
         self.dhash = np.concatenate([self.dhash, other.dhash])
         self.failures.update(other.failures)
+
+
+def leak_mark_origins(df: pd.DataFrame, guard_ran: bool) -> dict[str, str | None]:
+    """``id -> leak_by`` for every picture with a ``leak_of`` mark: :data:`BY_QBE_GUARD` when any of its rows has a
+    guard mark, else None (unknown) when any has a mark of unknown origin, else :data:`BY_EXCLUDE_LIKE`.
+
+    A mark without ``leak_by`` (a pool from before the column) is dedup's where it cannot be the guard's: on a row
+    that qbe did not fetch (``mode`` other than ``qbe``), or in a pool where no qbe run had a guard (``guard_ran``).
+    """
+    if "leak_of" not in df.columns:
+        return {}
+    marked = df[df["leak_of"].map(lambda k: isinstance(k, str)) & df["id"].map(lambda i: isinstance(i, str))]
+    recorded = marked[LEAK_BY] if LEAK_BY in marked.columns else pd.Series(None, index=marked.index, dtype=object)
+    modes = marked["mode"] if "mode" in marked.columns else pd.Series(None, index=marked.index, dtype=object)
+    found: dict[str, set[str | None]] = {}
+    for image_id, by, mode in zip(marked["id"], recorded, modes, strict=True):
+        if not isinstance(by, str):
+            by = BY_EXCLUDE_LIKE if mode != "qbe" or not guard_ran else None
+        found.setdefault(image_id, set()).add(by)
+    return {
+        image_id: BY_QBE_GUARD if BY_QBE_GUARD in by else (None if None in by else BY_EXCLUDE_LIKE)
+        for image_id, by in found.items()
+    }
 
 
 def refuse_the_pool_as_evaluation_set(specs: tuple[str, ...], pool: Path) -> None:

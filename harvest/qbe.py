@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from harvest.collect import collect, make_search_session
+from harvest.decisions import BY_QBE_GUARD, LEAK_BY
 from harvest.errors import ConfigError, FetchError, SourceError
 from harvest.fetch import FetchConfig
 from harvest.leakage import ExclusionSet, refuse_the_pool_as_evaluation_set
@@ -376,12 +377,17 @@ def _mark_leaks(pool: Pool, df: Any, qbe: Any, exclusions: ExclusionSet, thresho
         return changed
     leaks = find_leaks(hex_to_uint64(images["phash"]), hex_to_uint64(images["dhash"]), exclusions, threshold, threshold)
     leak_of = {images.at[k, "id"]: key for k, key in leaks.items()}
-    marked = eligible & df["id"].isin(list(leak_of)) & df["leak_of"].isna()
+    if LEAK_BY not in df.columns:
+        df[LEAK_BY] = None
+    # A mark dedup's --exclude-like made first becomes the guard's, so that `dedup --clear-leaks` keeps it.
+    marked = eligible & df["id"].isin(list(leak_of)) & df[LEAK_BY].ne(BY_QBE_GUARD)
     if marked.any():
-        df["leak_of"] = df["leak_of"].astype(object)
-        df["kept"] = df["kept"].astype(object)
+        new = marked & df["leak_of"].isna()
+        result.leaks += int(df.loc[new, "id"].nunique())
+        for column in ("leak_of", LEAK_BY, "kept"):
+            df[column] = df[column].astype(object)
         df.loc[marked, "leak_of"] = [leak_of[i] for i in df.loc[marked, "id"]]
+        df.loc[marked, LEAK_BY] = BY_QBE_GUARD
         df.loc[marked, "kept"] = False
-        result.leaks += int(df.loc[marked, "id"].nunique())
         changed = True
     return changed

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from harvest.decisions import FAILED_DECODE
+from harvest.decisions import FAILED_DECODE, LEAK_BY
 from harvest.pool import Pool
 
 MAX_PARTS = 64  # more parts than this after a run and the compaction merges them into few
@@ -153,15 +153,19 @@ def _carry_leak_marks(df: pd.DataFrame, urls: list[Any], keep: dict[Any, int]) -
     """
     if "leak_of" not in df.columns:
         return
-    mark: dict[Any, str] = {}
-    for url, leak in zip(urls, df["leak_of"], strict=True):
+    by = df[LEAK_BY] if LEAK_BY in df.columns else pd.Series(None, index=df.index, dtype=object)
+    mark: dict[Any, tuple[str, Any]] = {}
+    for url, leak, made_by in zip(urls, df["leak_of"], by, strict=True):
         if isinstance(leak, str):
-            mark.setdefault(url, leak)
+            mark.setdefault(url, (leak, made_by if isinstance(made_by, str) else None))
     carried = [keep[url] for url in mark if not isinstance(df.at[keep[url], "leak_of"], str)]
     if not carried:
         return
     df["leak_of"] = df["leak_of"].astype(object)
-    df.loc[carried, "leak_of"] = [mark[urls[i]] for i in carried]
+    df.loc[carried, "leak_of"] = [mark[urls[i]][0] for i in carried]
+    if LEAK_BY in df.columns:  # who made the mark travels with it (dedup --clear-leaks keeps qbe's guard marks)
+        df[LEAK_BY] = df[LEAK_BY].astype(object)
+        df.loc[carried, LEAK_BY] = [mark[urls[i]][1] for i in carried]
     df["kept"] = df["kept"].astype(object) if "kept" in df.columns else None
     df.loc[carried, "kept"] = False  # refused until a stage judges again, as qbe's guard leaves its marks
 

@@ -484,6 +484,7 @@ def test_retry_failed_keeps_the_leak_mark_of_a_lost_picture_so_a_test_image_neve
     row = Pool.open(pool_dir).read_index().set_index("url").loc[leak]
     assert row["status"] == "ok" and (row["id"] != marked["id"]) == new_bytes
     assert row["leak_of"] == "eval/IMG_7" and row["kept"] == False  # noqa: E712 (not null): refused at once, before any stage runs again
+    assert row["leak_by"] == "dedup"  # who made the mark travels with it: dedup --clear-leaks may drop it
     kept, unreviewed = kept_and_unreviewed(Pool.open(pool_dir))
     assert {r["url"] for r in kept} == {fine} and unreviewed == []
 

@@ -274,3 +274,35 @@ def test_cli_dedup_names_the_fix_for_lost_pictures(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["dedup", str(pool.root)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "1 row(s) lost their stored picture" in result.output and "--retry-failed" in result.output
+
+
+@pytest.mark.parametrize("guard_ran", [True, False])
+def test_clear_leaks_on_a_pool_without_leak_by_keeps_only_marks_qbes_guard_may_have_made(
+    tmp_path: Path, guard_ran: bool
+) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {"fetched-by-qbe": scene(1)}, mode="qbe")
+    add_pictures(pool, {"from-a-folder": scene(2)})
+    df = pool.read_index()  # marks as a crowdrank without the leak_by column left them
+    df["leak_of"], df["kept"] = ["shb/IMG_1", "eval/IMG_2"], False
+    pool.rewrite(df)
+    if guard_ran:
+        pool.log_command(command="qbe", leakage_guard=["shb"])
+    summary = dedup_pool(DedupConfig(pool.root, clear_leaks=True, progress=False, workers=1))
+    df = by_name(pool)
+    assert pd.isna(df.loc["from-a-folder", "leak_of"]) and df.loc["from-a-folder", "kept"]  # dedup's, whatever ran
+    assert (df.loc["fetched-by-qbe", "leak_of"] == "shb/IMG_1") is guard_ran
+    assert (summary.leaks_cleared, summary.leaks_kept_guard) == ((1, 1) if guard_ran else (2, 0))
+
+
+def test_cli_dedup_clear_all_leaks_is_wired_and_says_what_it_cleared(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harvest.cli import app
+
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {"a": scene(1)}, mode="qbe", leak_of="shb/IMG_1", leak_by="qbe", kept=False)
+    result = CliRunner().invoke(app, ["dedup", str(pool.root), "--clear-all-leaks"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--clear-all-leaks cleared 1 earlier leak_of mark(s) and kept 0" in result.output
+    assert by_name(pool).loc["a", "kept"] and pool.meta["commands"][-1]["clear_all_leaks"] is True

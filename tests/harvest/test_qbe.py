@@ -356,6 +356,39 @@ def test_train_examples_only_are_sent_and_a_copy_of_a_test_image_is_marked_leak(
     assert commands[-1]["command"] == "qbe" and commands[-1]["leakage_guard"] == [str(root)]
 
 
+def test_dedup_clear_leaks_drops_a_wrong_exclude_like_and_keeps_the_qbe_guards_marks(web, tmp_path: Path) -> None:
+    from harvest.dedup_pool import DedupConfig, dedup_pool
+
+    test_image = scene(9, 96, 72)
+    root = labeled_dataset(tmp_path / "shb", {"train": {"IMG_1": picture(1)}, "test": {"IMG_9": encode(test_image)}})
+    copy = web.route("/img/copy.jpg", body=encode(edited_copies(test_image)["resized"]), headers=JPEG)
+    other = web.route("/img/other.jpg", body=picture(12), headers=JPEG)
+    answer = [
+        {"url": copy, "caption": "", "id": 1, "similarity": 0.9},
+        {"url": other, "caption": "", "id": 2, "similarity": 0.8},
+    ]
+    endpoint = knn_server(web, {picture(1): answer})
+    harvest_qbe(qbe_config(tmp_path / "pool", root, sources=("clip-knn",), endpoints={"clip-knn": endpoint}))
+    pool = Pool.open(tmp_path / "pool")
+    wrong = write_folder(tmp_path / "wrong", {"x": scene(12, 64, 48).resize((48, 36))})  # not an evaluation set
+    dedup_pool(DedupConfig(pool.root, exclude_like=(str(wrong),), progress=False, workers=1))
+    df = pool.read_index().set_index("url")
+    assert df.loc[[copy, other], "leak_of"].tolist() == ["shb/IMG_9", "wrong/x"]
+    assert df.loc[[copy, other], "leak_by"].tolist() == ["qbe", "dedup"] and not df.loc[[copy, other], "kept"].any()
+
+    summary = dedup_pool(DedupConfig(pool.root, clear_leaks=True, progress=False, workers=1))
+    df = pool.read_index().set_index("url")
+    assert (df.loc[copy, "leak_of"], df.loc[copy, "kept"]) == ("shb/IMG_9", False)  # the guard's mark stays
+    assert pd.isna(df.loc[other, "leak_of"]) and df.loc[other, "kept"]
+    assert (summary.leaks_cleared, summary.leaks_kept_guard) == (1, 1)
+    assert "cleared 1 earlier leak_of mark(s) and kept 1 made by `harvest qbe`'s test-split guard" in summary.notes()[0]
+
+    everything = dedup_pool(DedupConfig(pool.root, clear_all_leaks=True, progress=False, workers=1))
+    df = pool.read_index().set_index("url")
+    assert df["leak_of"].isna().all() and df.loc[copy, "kept"] and df["leak_by"].isna().all()
+    assert (everything.leaks_cleared, everything.leaks_kept_guard) == (1, 0)
+
+
 # ------------------------------------------------------------------------------------------------ google-lens
 
 
