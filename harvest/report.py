@@ -136,6 +136,19 @@ def _thumbnail(path: Path, size: int) -> np.ndarray:
         return np.full((size, size, 3), 128, dtype=np.uint8)
 
 
+def _save_png(fig: Any, out: Path) -> None:
+    """Write ``fig`` to ``out`` as a PNG atomically (rendered in memory, then renamed into place: a kill leaves the
+    previous figure or none, never a torn PNG), and close it."""
+    import matplotlib.pyplot as plt
+
+    from rankset.io import write_figure  # harvest imports nothing of ours at module level
+
+    try:
+        write_figure(fig, out, dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def contact_sheet(items: list[tuple[Path, str]], out: Path, title: str, thumb: int, columns: int = 6) -> Path:
     """A grid of thumbnails with one caption each, saved as a PNG."""
     import matplotlib
@@ -153,8 +166,7 @@ def contact_sheet(items: list[tuple[Path, str]], out: Path, title: str, thumb: i
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    _save_png(fig, out)
     return out
 
 
@@ -177,8 +189,7 @@ def group_sheet(groups: list[list[tuple[Path, str]]], out: Path, title: str, thu
             axes[row, col].set_title(caption, fontsize=8)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    _save_png(fig, out)
     return out
 
 
@@ -201,8 +212,7 @@ def score_histogram(scores: np.ndarray, threshold: float | None, out: Path) -> P
     ax.set_ylabel("pictures")
     ax.set_title("CLIP crowd-scene scores")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    _save_png(fig, out)
     return out
 
 
@@ -220,10 +230,12 @@ def build_report(config: ReportConfig) -> ReportSummary:
     pool = Pool.open(config.pool)
     df = pool.read_index()
     out = Path(config.out) if config.out is not None else pool.root / "report"
+    from rankset.io import write_file_atomic  # harvest imports nothing of ours at module level
+
     summary = ReportSummary(out=out, counts=count_table(df), totals=totals(df))
     try:  # the first writes: a pool on a read-only mount can be reported, into a folder elsewhere
         out.mkdir(parents=True, exist_ok=True)
-        summary.counts.to_csv(out / "counts.csv", index=False)
+        write_file_atomic(out / "counts.csv", summary.counts.to_csv(index=False).encode())
     except OSError as e:
         fix = "pass --out DIR, a writable folder" if config.out is None else "choose a writable --out"
         raise PoolError(f"cannot write the report into {out}: {e.strerror or e}; {fix}") from e

@@ -189,3 +189,27 @@ def test_a_pool_whose_report_folder_cannot_be_written_fails_naming_it_and_out(po
     elsewhere = pool.root.parent / "elsewhere"
     assert CliRunner().invoke(app, ["report", str(pool.root), "--out", str(elsewhere)]).exit_code == 0
     assert (elsewhere / "counts.csv").is_file()  # the fix the message names works
+
+
+def test_a_figure_killed_mid_write_leaves_the_previous_png_whole(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.figure
+
+    from harvest.report import score_histogram
+
+    out = score_histogram(np.array([0.2, 0.7]), 0.5, tmp_path / "score_histogram.png")  # an earlier report's
+    previous = out.read_bytes()
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def killed_mid_write(self, target, *args, **kwargs):
+        real_savefig(self, target, *args, **kwargs)
+        if hasattr(target, "truncate"):  # a file object: cut it short, as a kill would
+            target.truncate(40)
+        else:
+            Path(target).write_bytes(Path(target).read_bytes()[:40])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        score_histogram(np.array([0.1, 0.3, 0.9]), 0.5, out)
+    assert out.read_bytes() == previous and Image.open(out).size[0] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["score_histogram.png"]  # and no half-written file beside it
