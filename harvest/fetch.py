@@ -16,12 +16,12 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import requests
 
 from harvest.errors import ConfigError
+from harvest.host_guard import BlockedHostError
 from harvest.images import DEFAULT_MAX_PIXELS, ImageCheck, check_image
 from harvest.net import (
     BAD_URL_ERRORS,
     BODY_DEADLINE_FACTOR,
     RAW_BODY_HEADERS,
-    BlockedHostError,
     BodyTooSlowError,
     HostRateLimiter,
     RobotsCache,

@@ -1,16 +1,15 @@
-"""Polite, guarded HTTP: the session factory, the private-host guard, robots.txt, per-host rate limits.
+"""Polite, guarded HTTP: the session factory, robots.txt, per-host rate limits, network failure messages.
 
 Every request harvest makes (search APIs and image downloads alike) goes through a session from
-:func:`make_session`. Its connections check the address they actually connected to, so a host that resolves
-(or re-resolves, or redirects) to an address that is not public (private, loopback, link-local, shared) is refused
-before a byte is sent, unless ``allow_private_hosts`` is set (tests talk to 127.0.0.1).
+:func:`make_session`. Its connections check the address they actually connected to (:mod:`harvest.host_guard`), so
+a host that resolves (or re-resolves, or redirects) to an address that is not public (private, loopback, link-local,
+shared) is refused before a byte is sent, unless ``allow_private_hosts`` is set (tests talk to 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import ipaddress
 import socket
 import ssl
 import threading
@@ -21,14 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from harvest import __version__
 from harvest.errors import HarvestError
+from harvest.host_guard import BlockedHostError, GuardedAdapter
 from harvest.robots import ROBOTS_TOKEN, RobotsRules, parse_robots
 
 PROJECT_URL = "https://github.com/crowdrank/crowdrank"
@@ -45,14 +42,6 @@ MAX_CRAWL_DELAY = 30.0
 RAW_BODY_HEADERS = {"Accept-Encoding": "identity"}
 # What requests raises for a URL no request can be made for: a bad_url, never retried.
 BAD_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
-
-
-class BlockedHostError(HarvestError):
-    """A connection reached an address that is not public (private, loopback, link-local, …) while those are refused.
-
-    Deliberately not an ``OSError``: urllib3 would wrap an ``OSError`` into a retryable connection error,
-    and a refused host must never be retried.
-    """
 
 
 class RobotsUnreachableError(HarvestError):
@@ -151,65 +140,6 @@ def tls_message(origin: str, refusal: str) -> str:
     )
 
 
-def is_blocked_address(address: str) -> bool:
-    """Whether an IP address is one a crawler must not reach: any that is not globally reachable (private, loopback,
-    link-local, reserved, and the shared 100.64.0.0/10, which ``is_private`` leaves out and where some clouds put
-    their metadata service), or multicast."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        not ip.is_global
-        or ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
-
-
-class _GuardMixin:
-    """Checks the peer address of every new socket (after DNS, so rebinding tricks are caught too)."""
-
-    host: str
-
-    def _new_conn(self) -> Any:
-        sock = super()._new_conn()  # type: ignore[misc]
-        peer = sock.getpeername()[0]
-        if is_blocked_address(peer):
-            sock.close()
-            raise BlockedHostError(
-                f"refused {self.host} ({peer}): not a public address (private, loopback, link-local, shared or "
-                "reserved); pass --allow-private-hosts to allow it"
-            )
-        return sock
-
-
-class _GuardedHTTPConnection(_GuardMixin, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardMixin, HTTPSConnection):
-    pass
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    """An adapter whose connection pools refuse blocked peer addresses."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-
-
 class HarvestSession(requests.Session):
     """A ``requests.Session`` with a default timeout (requests has none), at most 5 redirects and, given a
     ``limiter``, every request spaced by it (the search sessions; downloads wait on the limiter themselves)."""
@@ -243,7 +173,7 @@ def make_session(
     session.trust_env = False
     session.headers["User-Agent"] = user_agent or DEFAULT_USER_AGENT
     if not allow_private_hosts:
-        adapter = _GuardedAdapter()
+        adapter = GuardedAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
     return session

@@ -9,13 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from harvest.host_guard import BlockedHostError, is_blocked_address
 from harvest.net import (
-    BlockedHostError,
     HostRateLimiter,
     RobotsCache,
     RobotsUnreachableError,
     host_key,
-    is_blocked_address,
     make_session,
     network_failure,
     parse_retry_after,

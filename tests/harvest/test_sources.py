@@ -16,7 +16,8 @@ from urllib.parse import parse_qs
 import pytest
 
 from harvest.errors import ConfigError, FetchError, SourceError
-from harvest.net import DEFAULT_USER_AGENT, BlockedHostError, make_session
+from harvest.host_guard import BlockedHostError
+from harvest.net import DEFAULT_USER_AGENT, make_session
 from harvest.sources import DEFAULT_SOURCES, create_source, list_sources
 from harvest.sources.bing import parse_bing_page
 from harvest.sources.duckduckgo import parse_ddg_page, parse_vqd
