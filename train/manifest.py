@@ -176,12 +176,30 @@ def load_manifest(path: str | Path, overrides: list[str] | None = None) -> RunCo
     """Read a TOML manifest, apply overrides and validate everything before any work starts."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"manifest {path} does not exist; pass a TOML file such as manifests/quickstart.toml")
+        what = "is a folder, not a TOML file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"manifest {path} {what}; pass a TOML file such as manifests/quickstart.toml")
     try:
-        table = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark some editors write is not an error
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"manifest {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}), as TOML must "
+            "be; save it as UTF-8"
+        ) from e
+    try:
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"manifest {path} is not valid TOML: {e}") from e
-    return config_from_dict(table, overrides)
+        raise ConfigError(
+            f'manifest {path} is not valid TOML: {e}. Fix the TOML there: strings in quotes (name = "run"), '
+            "each key and [table] written once; manifests/quickstart.toml shows every section"
+        ) from e
+    try:
+        return config_from_dict(table, overrides)
+    except ConfigError as e:
+        if table:
+            raise
+        raise ConfigError(
+            f"manifest {path} holds no keys (empty, or only comments): {e}. Start from manifests/quickstart.toml"
+        ) from e
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

@@ -89,3 +89,44 @@ def test_the_resolved_toml_loads_back_whatever_a_string_holds(tmp_path: Path, na
     config = config_from_dict({**MINIMAL, "name": name, "data": {**MINIMAL["data"], "eval": name}})
     (tmp_path / "config.toml").write_text(config_to_toml(config), encoding="utf-8")
     assert load_manifest(tmp_path / "config.toml") == config
+
+
+# --- found by fuzzing every manifest in manifests/ (each key removed, wrong types, out-of-range numbers, ...) ---
+
+
+def test_a_manifest_that_is_not_utf8_is_refused_naming_the_byte_not_a_traceback(tmp_path: Path) -> None:
+    """A Latin-1 manifest raised UnicodeDecodeError out of `train fit`."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(
+        ConfigError, match=r"latin1.toml is not UTF-8 text \(byte 0xe9 at offset 11\).*save it as UTF-8"
+    ):
+        load_manifest(path)
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Windows editors write a UTF-8 BOM; tomllib called it an invalid statement at line 1."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b'\xef\xbb\xbfname = "bom"\n[data]\nlabeled = ["data/shb"]\nranked = ["ranksets/k"]\n')
+    assert load_manifest(path).name == "bom"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"empty.toml holds no keys \(empty, or only comments\): data.labeled = \[\].*quickstart.toml"),
+        ("# only a comment\n", r"holds no keys"),
+        ('name = "x\n', r"is not valid TOML: .*line 1.*Fix the TOML there: strings in quotes"),
+        ("name = hello\n", r"is not valid TOML: .*Fix the TOML there"),
+    ],
+)
+def test_an_empty_or_broken_manifest_says_so_and_how_to_fix_it(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_manifest(path)
+
+
+def test_a_folder_given_as_manifest_is_called_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is a folder, not a TOML file"):
+        load_manifest(tmp_path)
