@@ -11,6 +11,7 @@ and their value checks are :mod:`train.config`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -66,6 +67,21 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return float(value) if hint is float else value
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # every float of a manifest ends up in float32 tensors or arithmetic with them
+INT64_LIMIT = 2**63  # torch and NumPy hold integers as int64
+
+
+def _check_range(value: Any, key: str) -> str:
+    """Why a coerced number cannot be used (NaN, an infinity, beyond float32 or int64), or "" when it can."""
+    if isinstance(value, list):
+        return next((why for why in (_check_range(v, f"{key}[{i}]") for i, v in enumerate(value)) if why), "")
+    if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+        return f"{key} = {value!r} is not a finite number within float32 range (|x| <= 3.4e38)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT64_LIMIT:
+        return f"{key} = {value!r} does not fit a 64-bit integer"
+    return ""
+
+
 def _example(cls: type, name: str, full: str, value: Any) -> str:
     """``; write e.g. key = ...``, the fix for a wrong type: a lone string for a list becomes a one-item list, a
     number in quotes loses them, anything else shows the default (nothing where the default says little)."""
@@ -105,6 +121,9 @@ def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
                 kwargs[key] = _coerce(value, hint, full)
             except ConfigError as e:
                 raise ConfigError(f"{e}{_example(cls, key, full, value)}") from None
+            why = _check_range(kwargs[key], full)
+            if why:  # nan, inf or 1e308 pass a ">= 0" check (or fail it with a message blaming the sign)
+                raise ConfigError(f"{why}{_example(cls, key, full, None) or '; write a plain number'}")
     try:
         return cls(**kwargs)
     except ConfigError:

@@ -130,3 +130,29 @@ def test_an_empty_or_broken_manifest_says_so_and_how_to_fix_it(tmp_path: Path, t
 def test_a_folder_given_as_manifest_is_called_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"is a folder, not a TOML file"):
         load_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.sigma=inf", r"data.sigma = inf is not a finite number.*write e.g. data.sigma = 15.0"),
+        ("data.density_scale=inf", r"data.density_scale = inf is not a finite number"),
+        ("tasks.rank.weight=inf", r"tasks.rank.weight = inf is not a finite number"),
+        ("tasks.rank.margin=1e308", r"tasks.rank.margin = 1e\+308 is not a finite number within float32 range"),
+        ("optim.weight_decay=inf", r"optim.weight_decay = inf is not a finite number"),
+        ("optim.lr=nan", r"optim.lr = nan is not a finite number"),
+        ("tasks.segment.threshold=inf", r"tasks.segment.threshold = inf is not a finite number"),
+        (
+            "rounds.keep_fraction=[0.5, nan]",
+            r"rounds.keep_fraction\[1\] = nan is not a finite number.*write e.g. rounds.keep_fraction = 0.5",
+        ),
+        (
+            "optim.lr_milestones=[99999999999999999999]",
+            r"optim.lr_milestones\[0\] = 99999999999999999999 does not fit a 64-bit integer",
+        ),
+    ],
+)
+def test_nan_infinity_and_numbers_beyond_float32_or_int64_are_refused(override: str, message: str) -> None:
+    """inf passed every ">= 0" check (a loss weight of inf trained NaNs); nan was refused as a bad sign."""
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(MINIMAL, [override])
