@@ -27,6 +27,8 @@ from train.errors import ConfigError
 PARADIGMS = ("count-only", "multitask", "alternate", "rank-then-finetune")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+STEP_LIMIT = 10**8  # a hundred million steps is years of training: a larger count is a typo (and loops over it hang)
+WORKER_LIMIT = 256
 
 
 def _require(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -107,7 +109,12 @@ class DataConfig:
         else:
             _require(self.sigma > 0, "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
         _require(self.density_scale > 0, "data.density_scale", self.density_scale, "a positive number, e.g. 100")
-        _require(self.workers >= -1, "data.workers", self.workers, "-1 (auto) or a number of workers >= 0")
+        _require(
+            -1 <= self.workers <= WORKER_LIMIT,
+            "data.workers",
+            self.workers,
+            f"-1 (auto) or a number of workers in [0, {WORKER_LIMIT}], e.g. 8",
+        )
         _require(self.cache_gb >= 0, "data.cache_gb", self.cache_gb, "GiB of decoded images to keep, >= 0 (0 = off)")
 
     @property
@@ -164,7 +171,12 @@ class CountClassTaskConfig:
     def __post_init__(self) -> None:
         _require(self.weight >= 0, "tasks.count_class.weight", self.weight, "a weight >= 0")
         _require(2 <= self.groups <= 100, "tasks.count_class.groups", self.groups, "an integer in [2, 100]")
-        _require(self.calibration_crops >= 1, "tasks.count_class.calibration_crops", self.calibration_crops, ">= 1")
+        _require(
+            1 <= self.calibration_crops <= 100_000,
+            "tasks.count_class.calibration_crops",
+            self.calibration_crops,
+            "crops measured before training, in [1, 100000], e.g. 256",
+        )
 
 
 @dataclass(frozen=True)
@@ -228,7 +240,7 @@ class UpsideDownTaskConfig(AuxTaskConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self.batch >= 1, "tasks.upside_down.batch", self.batch, "an integer >= 1")
+        _require(1 <= self.batch <= 1024, "tasks.upside_down.batch", self.batch, "crops per step in [1, 1024], e.g. 8")
 
 
 @dataclass(frozen=True)
@@ -271,7 +283,7 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         _require(self.paradigm in PARADIGMS, "schedule.paradigm", self.paradigm, f"one of {', '.join(PARADIGMS)}")
-        _require(self.steps >= 1, "schedule.steps", self.steps, "an integer >= 1")
+        _require(1 <= self.steps <= STEP_LIMIT, "schedule.steps", self.steps, f"an integer in [1, {STEP_LIMIT:,}]")
         _require(self.batch >= 1, "schedule.batch", self.batch, "an integer >= 1")
         _require(self.alternate_every >= 1, "schedule.alternate_every", self.alternate_every, "an integer >= 1")
         _require(self.eval_every >= 1, "schedule.eval_every", self.eval_every, "an integer >= 1")
@@ -352,7 +364,12 @@ class RoundsConfig:
                 self.keep_fraction,
                 f"one fraction per pseudo-labeling: rounds.count - 1 = {self.count - 1} values, or a single fraction",
             )
-        _require(self.steps >= 0, "rounds.steps", self.steps, "0 (= schedule.steps) or a number of steps >= 1")
+        _require(
+            0 <= self.steps <= STEP_LIMIT,
+            "rounds.steps",
+            self.steps,
+            f"0 (= schedule.steps) or a number of steps in [1, {STEP_LIMIT:,}]",
+        )
         _require(self.init in ROUND_INITS, "rounds.init", self.init, f"one of {', '.join(ROUND_INITS)}")
 
     @property

@@ -48,7 +48,19 @@ def resolve_sources(config: RunConfig) -> RunSources:
     if config.data.labeled_fraction < 1.0:  # after validation is carved, so validation never shrinks with it
         sources.notes.extend(subsample_labeled(sources.labeled, config.data.labeled_fraction, config.seed))
     check_batch_fits(config.schedule.batch, sources.labeled_rows)
+    if sources.ranked:
+        check_sets_fit(config.tasks.rank.sets_per_batch, sum(len(s.indices) for s in sources.ranked))
     return sources
+
+
+def check_sets_fit(sets_per_batch: int, sets: int) -> None:
+    """Refuse more ranked sets per batch than the ranked data holds, before any work (as :func:`check_batch_fits`
+    does for crops): each step would draw every set several times, and a typo of 10**9 would exhaust memory."""
+    if sets_per_batch > sets:
+        raise ConfigError(
+            f"tasks.rank.sets_per_batch = {sets_per_batch} is larger than the {sets} ranked sets of data.ranked. "
+            f"Fix: --set tasks.rank.sets_per_batch={min(sets, 5)} (the paper uses 5), or build more ranked sets"
+        )
 
 
 def check_batch_fits(batch: int, rows: int) -> None:

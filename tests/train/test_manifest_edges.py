@@ -156,3 +156,43 @@ def test_nan_infinity_and_numbers_beyond_float32_or_int64_are_refused(override: 
     """inf passed every ">= 0" check (a loss weight of inf trained NaNs); nan was refused as a bad sign."""
     with pytest.raises(ConfigError, match=message):
         config_from_dict(MINIMAL, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("schedule.steps=4611686018427387904", r"schedule.steps = 4611686018427387904 is invalid: .*100,000,000"),
+        ("data.workers=100000", r"data.workers = 100000 is invalid: expected -1 \(auto\) or .* \[0, 256\]"),
+        ("tasks.count_class.calibration_crops=10000000000", r"calibration_crops = 10000000000 is invalid"),
+        ("tasks.upside_down.batch=1000000000000", r"tasks.upside_down.batch = 1000000000000 is invalid"),
+        ("rounds.steps=4611686018427387904", r"rounds.steps = 4611686018427387904 is invalid"),
+    ],
+)
+def test_counts_no_run_could_use_are_refused_before_any_work(override: str, message: str) -> None:
+    """2**62 workers or calibration crops, or 2**62 steps (loops over the schedule hang), passed as valid."""
+    table = {
+        **MINIMAL,
+        "model": {"arch": "cascaded-mtl"},
+        "tasks": {"count_class": {}},
+        "data": {**MINIMAL["data"], "unlabeled": ["pics"]},
+        "schedule": {"paradigm": "multitask"},
+    }
+    if override.startswith("rounds"):
+        table["model"] = {"arch": "cascaded-mtl", "masksembles": {"masks": 4}}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(table, [override])
+
+
+def test_large_but_usable_values_are_accepted() -> None:
+    config = config_from_dict(
+        MINIMAL,
+        [
+            "schedule.steps=100000000",
+            "schedule.eval_every=999999999999",
+            "data.workers=0",
+            "tasks.rank.weight=0",
+            "optim.lr=1e-300",
+            "tasks.rank.margin=1e30",
+        ],
+    )
+    assert config.schedule.steps == 10**8 and config.data.workers == 0 and config.tasks.rank.margin == 1e30

@@ -54,3 +54,18 @@ def test_the_validation_carve_and_the_labeled_fraction_are_drawn_from_the_run_se
     zero, one = roles(0), roles(1)
     assert roles(0) == zero and zero[0] != one[0]
     assert roles(0, evaluate=False)[1] != roles(1, evaluate=False)[1]
+
+
+def test_more_ranked_sets_per_batch_than_the_ranked_data_holds_is_refused_before_any_work(
+    blob_data: dict[str, Path],
+) -> None:
+    """A typo of sets_per_batch = 10**9 passed every check and asked the loader for 10**9 sets a step."""
+    import pytest
+
+    from train.errors import ConfigError
+
+    table = {"data": {"labeled": [str(blob_data["labeled"])], "ranked": [str(blob_data["ranked"])]}}
+    table["schedule"] = {"batch": 2}
+    with pytest.raises(ConfigError, match=r"tasks.rank.sets_per_batch = 13 is larger than the 12 ranked sets.*Fix"):
+        resolve_sources(config_from_dict({**table, "tasks": {"rank": {"sets_per_batch": 13}}}))
+    assert len(resolve_sources(config_from_dict({**table, "tasks": {"rank": {"sets_per_batch": 12}}})).ranked) == 1
