@@ -103,6 +103,14 @@ class DataConfig:
             self.crop,
             "[min_side, max_side] with 8 <= min_side <= max_side, e.g. [56, 448]",
         )
+        kinds = {"labeled": "a dataset folder or Hub id", "ranked": "a dataset folder or Hub id"}
+        for key in ("labeled", "ranked", "unlabeled"):
+            for i, path in enumerate(getattr(self, key)):  # "" would be read as ".", the folder the run starts in
+                what = kinds.get(key, "a folder of pictures, a picture or a harvest pool")
+                _require(bool(path.strip()), f"data.{key}[{i}]", path, f"{what}, not a blank string")
+        for key in ("eval", "depth_dir"):
+            value = getattr(self, key)
+            _require(value == "" or bool(value.strip()), f"data.{key}", value, '"" (none) or a folder, not blanks')
         _require(16 <= self.input_size <= 4096, "data.input_size", self.input_size, "an integer in [16, 4096]")
         if isinstance(self.sigma, str):
             _require(self.sigma == "adaptive", "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
@@ -402,7 +410,7 @@ class RunConfig:
     rounds: RoundsConfig | None = None
 
     def __post_init__(self) -> None:
-        _require(bool(self.name), "name", self.name, "a non-empty run name")
+        _require(bool(self.name.strip()), "name", self.name, 'a run name that is not blank, e.g. name = "my-run"')
         _require(0 <= self.seed < SEED_LIMIT, "seed", self.seed, f"{SEED_RANGE}, e.g. seed = 0")
         _require(
             bool(self.data.labeled),

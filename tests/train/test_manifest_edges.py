@@ -196,3 +196,20 @@ def test_large_but_usable_values_are_accepted() -> None:
         ],
     )
     assert config.schedule.steps == 10**8 and config.data.workers == 0 and config.tasks.rank.margin == 1e30
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ('name=" "', r"name = ' ' is invalid: expected a run name that is not blank"),
+        ('data.labeled=[""]', r"data.labeled\[0\] = '' is invalid: expected a dataset folder or Hub id, not a blank"),
+        ('data.ranked=["r", " "]', r"data.ranked\[1\] = ' ' is invalid"),
+        ('data.unlabeled=[""]', r"data.unlabeled\[0\] = '' is invalid: expected a folder of pictures"),
+        ('data.eval=" "', r"data.eval = ' ' is invalid: expected \"\" \(none\) or a folder"),
+        ('data.depth_dir=" "', r"data.depth_dir = ' ' is invalid"),
+    ],
+)
+def test_blank_names_and_paths_are_refused(override: str, message: str) -> None:
+    """data.unlabeled = [""] read every picture under the folder the run started in ("" is ".")."""
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(MINIMAL, [override])
