@@ -9,6 +9,7 @@ and never trained on. The ``test`` split is only evaluated once, at the end, and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from train.config import RunConfig
@@ -107,6 +108,14 @@ def _resolve(config: RunConfig) -> RunSources:
             k = size
             ranked.append(RowSource(path, ds, list(range(len(ds)))))
 
+    if config.tasks.depth is not None and data.depth_dir:
+        folder = Path(data.depth_dir)
+        what = "holds no .png depth maps" if folder.is_dir() else "is not a folder"
+        if not folder.is_dir() or next(folder.glob("*.png"), None) is None:
+            raise DataError(  # every cell's depth would be unknown: the depth task would silently learn nothing
+                f"data.depth_dir = {data.depth_dir!r} {what}. Fix: name the folder of <image_id>.png depth maps "
+                '(16-bit, metres * 256), or set data.depth_dir = "" when the labeled rows carry a depth field'
+            )
     sources = RunSources(labeled=labeled, ranked=ranked, k=k)
     if not data.eval:
         sources.notes.append("no data.eval: no validation, so best.pt is the last checkpoint; no eval.json is written")

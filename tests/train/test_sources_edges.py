@@ -69,3 +69,28 @@ def test_more_ranked_sets_per_batch_than_the_ranked_data_holds_is_refused_before
     with pytest.raises(ConfigError, match=r"tasks.rank.sets_per_batch = 13 is larger than the 12 ranked sets.*Fix"):
         resolve_sources(config_from_dict({**table, "tasks": {"rank": {"sets_per_batch": 13}}}))
     assert len(resolve_sources(config_from_dict({**table, "tasks": {"rank": {"sets_per_batch": 12}}})).ranked) == 1
+
+
+def test_a_depth_dir_that_is_not_a_folder_of_depth_maps_is_refused_with_depth_on(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """A misspelt data.depth_dir left every cell's depth unknown: the depth task trained on nothing, silently."""
+    import pytest
+
+    from train.errors import DataError
+
+    def resolve(depth_dir: str, depth: bool = True) -> object:
+        data = {"labeled": [str(blob_data["labeled"])], "depth_dir": depth_dir}
+        table = {"data": data, "schedule": {"paradigm": "count-only", "batch": 2}}
+        if depth:
+            table["tasks"] = {"depth": {}}
+        return resolve_sources(config_from_dict(table))
+
+    with pytest.raises(DataError, match=r"data.depth_dir = '.*nope' is not a folder. Fix: name the folder"):
+        resolve(str(tmp_path / "nope"))
+    (tmp_path / "maps").mkdir()
+    with pytest.raises(DataError, match=r"maps' holds no .png depth maps"):
+        resolve(str(tmp_path / "maps"))
+    (tmp_path / "maps" / "train-0.png").write_bytes(b"")
+    assert resolve(str(tmp_path / "maps")).labeled_rows == 16
+    assert resolve(str(tmp_path / "nope"), depth=False).labeled_rows == 16  # unused without [tasks.depth]
