@@ -298,6 +298,7 @@ class ScheduleConfig:
         _require(self.log_every >= 1, "schedule.log_every", self.log_every, "an integer >= 1")
         _require(self.device in DEVICES, "schedule.device", self.device, f"one of {', '.join(DEVICES)}")
         _require(self.eval_tile >= 64, "schedule.eval_tile", self.eval_tile, "a tile side >= 64 pixels")
+        _require(self.rank_steps >= 0, "schedule.rank_steps", self.rank_steps, "0 or a number of steps >= 1")
         if self.paradigm == "rank-then-finetune":
             _require(
                 0 < self.rank_steps < self.steps,

@@ -68,6 +68,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # every float of a manifest ends up in float32 tensors or arithmetic with them
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: below it a value is 0 or imprecise
 INT64_LIMIT = 2**63  # torch and NumPy hold integers as int64
 
 
@@ -77,6 +78,8 @@ def _check_range(value: Any, key: str) -> str:
         return next((why for why in (_check_range(v, f"{key}[{i}]") for i, v in enumerate(value)) if why), "")
     if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
         return f"{key} = {value!r} is not a finite number within float32 range (|x| <= 3.4e38)"
+    if isinstance(value, float) and 0 < abs(value) < FLOAT32_TINY:
+        return f"{key} = {value!r} is so close to 0 that float32 holds it as 0 (or loses its precision: |x| < 1.2e-38)"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT64_LIMIT:
         return f"{key} = {value!r} does not fit a 64-bit integer"
     return ""

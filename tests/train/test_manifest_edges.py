@@ -141,6 +141,9 @@ def test_a_folder_given_as_manifest_is_called_a_folder(tmp_path: Path) -> None:
         ("tasks.rank.margin=1e308", r"tasks.rank.margin = 1e\+308 is not a finite number within float32 range"),
         ("optim.weight_decay=inf", r"optim.weight_decay = inf is not a finite number"),
         ("optim.lr=nan", r"optim.lr = nan is not a finite number"),
+        ("optim.lr=1e-300", r"optim.lr = 1e-300 is so close to 0 that float32 holds it as 0"),
+        ("data.density_scale=1e-40", r"data.density_scale = 1e-40 is so close to 0.*write e.g. data.density_scale ="),
+        ("schedule.rank_steps=-1", r"schedule.rank_steps = -1 is invalid: expected 0 or a number of steps >= 1"),
         ("tasks.segment.threshold=inf", r"tasks.segment.threshold = inf is not a finite number"),
         (
             "rounds.keep_fraction=[0.5, nan]",
@@ -191,7 +194,7 @@ def test_large_but_usable_values_are_accepted() -> None:
             "schedule.eval_every=999999999999",
             "data.workers=0",
             "tasks.rank.weight=0",
-            "optim.lr=1e-300",
+            "optim.lr=1e-30",
             "tasks.rank.margin=1e30",
         ],
     )
