@@ -183,14 +183,15 @@ def harvest_qbe(config: QbeConfig, embedder: Embedder | None = None) -> QbeSumma
     try:
         web = [_make_backend(name, config, session) for name in config.sources if name in WEB_BACKENDS]
         from_pool = Pool.open(config.from_pool) if config.from_pool is not None else None
-        if embedder is None and config.needs_embedder:
-            embedder = ClipEmbedder(config.model, config.pretrained, config.checkpoint, config.device)
         with ExitStack() as held:
             example_set = held.enter_context(open_examples(config.examples, config.public_url_prefix))
             guarded = ([example_set.test_split_of] if example_set.test_split_of else []) + list(config.exclude_like)
             exclusions = ExclusionSet()
             for spec in guarded:
                 exclusions.extend(load_exclusion_set(spec))
+            # the model last: a missing --examples or --exclude-like set is named before a missing CLIP checkpoint
+            if embedder is None and config.needs_embedder:
+                embedder = ClipEmbedder(config.model, config.pretrained, config.checkpoint, config.device)
             pool = Pool.create(config.out)
             held.enter_context(pool.lock("qbe"))  # one writer at a time: a second run into this pool fails at once
             pool.log_command(command="qbe", config=config.to_record(), leakage_guard=guarded)

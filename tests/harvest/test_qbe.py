@@ -221,6 +221,19 @@ def test_missing_clip_weights_offline_fail_before_the_pool_exists(tmp_path: Path
     assert not (tmp_path / "pool").exists()
 
 
+def test_missing_examples_are_named_before_missing_clip_weights(tmp_path: Path, monkeypatch) -> None:
+    """Both are wrong: the user hears first about the examples (cheap to check), not the model download."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    Pool.create(tmp_path / "candidates")
+    missing = tmp_path / "no-such-examples"
+    config = qbe_config(tmp_path / "pool", missing, sources=("local",), from_pool=tmp_path / "candidates", device="cpu")
+    with pytest.raises(ConfigError, match="no-such-examples"):
+        harvest_qbe(config)
+    assert not (tmp_path / "pool").exists()
+
+
 # ------------------------------------------------------------------------------------------------ examples
 
 
