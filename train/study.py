@@ -130,14 +130,15 @@ def load_study(path: str | Path, extra_overrides: list[str] | None = None) -> St
     """Parse a study file; unknown keys are errors naming the key."""
     path = Path(path)
     try:
-        table = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot read study {path}: {e}") from e
+        table = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:  # not UTF-8 is a ValueError, not an OSError
+        raise ConfigError(f"cannot read study {path}: {e}; save it as UTF-8 TOML (see manifests/studies/)") from e
     unknown = set(table) - STUDY_KEYS
     if unknown:
         raise ConfigError(f"unknown study keys {sorted(unknown)} in {path}; valid keys: {sorted(STUDY_KEYS)}")
     if "manifest" not in table:
         raise ConfigError(f"{path} has no `manifest` key: name the base manifest, e.g. manifest = '../quickstart.toml'")
+    _check_study_types(table, path)
     overrides = dict(table.get("set", {}))
     for item in extra_overrides or []:
         key, sep, value = item.partition("=")
@@ -163,6 +164,31 @@ def load_study(path: str | Path, extra_overrides: list[str] | None = None) -> St
         description=str(table.get("description", "")),
         folds=_as_tuple(table.get("folds", [])),
     )
+
+
+STUDY_TYPES: dict[str, tuple[type, str]] = {
+    "name": (str, 'name = "shb-table2"'),
+    "manifest": (str, 'manifest = "../quickstart.toml"'),
+    "metric": (str, 'metric = "mae"'),
+    "description": (str, 'description = "what the study asks"'),
+    "seeds": (list, "seeds = [0, 1, 2]"),
+    "grid": (dict, '[grid] with "schedule.paradigm" = ["count-only", "multitask"]'),
+    "set": (dict, '[set] with "schedule.steps" = 300'),
+}
+
+
+def _check_study_types(table: dict[str, Any], path: Path) -> None:
+    """A study key of the wrong TOML type fails naming the key, the value and a line to write (a number for
+    ``manifest`` or a string for ``seeds`` raised TypeError / ValueError tracebacks; seeds = [1.7] became 1)."""
+    for key, (kind, example) in STUDY_TYPES.items():
+        if key in table and not isinstance(table[key], kind):
+            raise ConfigError(f"study {key} = {table[key]!r} in {path} has the wrong type; write e.g. {example}")
+    for seed in table.get("seeds", []):
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ConfigError(
+                f"study seeds = {table['seeds']!r} in {path} holds {seed!r}, not an integer; "
+                "write e.g. seeds = [0, 1, 2]"
+            )
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:

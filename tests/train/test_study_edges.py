@@ -196,3 +196,35 @@ def test_an_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path, m
     with pytest.raises(ConfigError, match=r"--out .*out is a file, not a study folder; choose another --out"):
         run_study(study(tmp_path, "seeds = [0]\n"), tmp_path / "out", progress=False)
     assert commands == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("manifest = 5\n", r"study manifest = 5 .* has the wrong type; write e.g. manifest = \"../quickstart.toml\""),
+        ('manifest = ["base.toml"]\n', r"study manifest = \['base.toml'\] .* has the wrong type"),
+        (
+            'name = "s"\nmanifest = "base.toml"\nseeds = 3\n',
+            r"study seeds = 3 .* wrong type; write e.g. seeds = \[0, 1, 2\]",
+        ),
+        ('name = "s"\nmanifest = "base.toml"\nseeds = ["a"]\n', r"study seeds = \['a'\] .* holds 'a', not an integer"),
+        ('name = "s"\nmanifest = "base.toml"\nseeds = [1.7]\n', r"holds 1.7, not an integer"),  # int() made it 1
+        ('name = "s"\nmanifest = "base.toml"\nseeds = [true]\n', r"holds True, not an integer"),
+        ('name = "s"\nmanifest = "base.toml"\ngrid = "x"\n', r"study grid = 'x' .* wrong type; write e.g. \[grid\]"),
+        ('name = "s"\nmanifest = "base.toml"\nset = [1]\n', r"study set = \[1\] .* wrong type; write e.g. \[set\]"),
+    ],
+)
+def test_a_study_key_of_the_wrong_type_is_refused_naming_it_not_a_traceback(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Fuzzing manifests/studies/: a number for `manifest` or a string for `seeds` or `grid` raised TypeError."""
+    (tmp_path / "base.toml").write_text("name = 'base'\n")
+    (tmp_path / "study.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_study(tmp_path / "study.toml")
+
+
+def test_a_study_that_is_not_utf8_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "study.toml").write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"cannot read study .*study.toml: .*utf-8.*save it as UTF-8 TOML"):
+        load_study(tmp_path / "study.toml")
