@@ -42,7 +42,7 @@ from typing import Any
 import tomllib
 
 from train.config import SEED_LIMIT, SEED_RANGE
-from train.errors import ConfigError, TrainError
+from train.errors import ConfigError, DataError, TrainError
 from train.study_results import ordering_metrics, write_results
 
 STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description", "folds"}
@@ -278,8 +278,9 @@ def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a study folder; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     runs = study.runs()
+    preflight(study, [r for r in runs if not (out / "runs" / r["name"] / "eval.json").is_file()])
+    out.mkdir(parents=True, exist_ok=True)
     if not (out / "study.json").is_file():  # the first study in a folder owns results.*
         record = {"name": study.name, "manifest": str(study.manifest), "runs": [r["name"] for r in runs]}
         (out / "study.json").write_text(json.dumps(record, indent=2))
@@ -292,8 +293,46 @@ def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool
     write_results(study, rows, out)
     failed = [r["run"] for r in rows if r["status"] != "ok"]
     if failed:
-        raise TrainError(f"{len(failed)} of {len(rows)} runs failed ({', '.join(failed[:3])} …); see their study.log")
+        first = last_error_line(out / "runs" / failed[0] / "study.log")
+        raise TrainError(
+            f"{len(failed)} of {len(rows)} runs failed ({', '.join(failed[:3])} …); see their study.log"
+            + (f". The first, {failed[0]}, ended with: {first}" if first else "")
+        )
     return rows
+
+
+def preflight(study: StudyConfig, runs: list[dict[str, Any]]) -> None:
+    """Check, before any run starts, what would make runs fail at once: each run's manifest with its overrides, and
+    every dataset the runs name (each opened once). Otherwise a missing dataset failed every run of the grid one by
+    one, minutes apart, and the reason stood only in each run's study.log."""
+    from train.data import open_dataset
+    from train.manifest import load_manifest
+
+    checked: set[tuple[str, str]] = set()
+    for run in runs:
+        sets = [f"{key}={_toml_literal(value)}" for key, value in run["overrides"].items()]
+        try:
+            config = load_manifest(study.manifest, sets)
+            data = config.data
+            named = [(f"data.labeled[{i}]", path, "labeled") for i, path in enumerate(data.labeled)]
+            if config.schedule.paradigm != "count-only":
+                named += [(f"data.ranked[{i}]", path, "ranked") for i, path in enumerate(data.ranked)]
+            named += [("data.eval", data.eval, "labeled")] if data.eval else []
+            for key, path, kind in named:
+                if (path, kind) not in checked:
+                    open_dataset(path, key, kind)
+                    checked.add((path, kind))
+        except (ConfigError, DataError) as e:  # their messages already name the key, the value and the fix
+            raise type(e)(f"study run {run['name']}: {e} (no run was started)") from e
+
+
+def last_error_line(log: Path) -> str:
+    """The last line of a run's study.log that starts with ``error:`` (what ``train fit`` printed last), or ""."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.lower().startswith("error")), "")
 
 
 class _progress:

@@ -27,10 +27,13 @@ def study(tmp_path: Path, body: str, extra: list[str] | None = None) -> Any:
     return load_study(path, extra)
 
 
-def fake_fit(monkeypatch: pytest.MonkeyPatch, outcome: Outcome) -> list[list[str]]:
+def fake_fit(monkeypatch: pytest.MonkeyPatch, outcome: Outcome, preflight: bool = False) -> list[list[str]]:
     """Replace each run's child process: record its command; ``outcome(run name)`` is the eval.json it writes (exit
-    0), or the exit code of a run that writes none."""
+    0), or the exit code of a run that writes none. The base manifest names no data, so the study's check of every
+    run's manifest and datasets before the first run is left out unless ``preflight``."""
     commands: list[list[str]] = []
+    if not preflight:
+        monkeypatch.setattr("train.study.preflight", lambda study, runs: None)
 
     def call(command: list[str], **kwargs: Any) -> int:
         commands.append(command)
@@ -228,3 +231,57 @@ def test_a_study_that_is_not_utf8_is_refused_not_a_traceback(tmp_path: Path) -> 
     (tmp_path / "study.toml").write_bytes(b'name = "caf\xe9"\n')
     with pytest.raises(ConfigError, match=r"cannot read study .*study.toml: .*utf-8.*save it as UTF-8 TOML"):
         load_study(tmp_path / "study.toml")
+
+
+def test_a_dataset_no_run_can_load_stops_the_study_before_any_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing dataset used to fail every run of the grid one by one, the reason only in each run's study.log."""
+    from train.errors import DataError
+
+    body = 'seeds = [0, 1]\n[set]\n"data.labeled" = ["no-such-dataset"]\n"schedule.paradigm" = "count-only"\n'
+    config = study(tmp_path, body)
+    commands = fake_fit(monkeypatch, lambda name: pytest.fail("a run started"), preflight=True)
+    with pytest.raises(DataError, match=r"study run seed=0: data.labeled\[0\] = 'no-such-dataset' cannot be loaded"):
+        run_study(config, tmp_path / "out", progress=False)
+    assert commands == [] and not (tmp_path / "out").exists()
+
+
+def test_an_override_no_manifest_accepts_stops_the_study_before_any_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = study(
+        tmp_path, '[set]\n"data.labeled" = ["x"]\n[grid]\n"schedule.paradigm" = ["count-only", "multitaks"]\n'
+    )
+    monkeypatch.setattr("train.data.open_dataset", lambda path, key, kind: None)  # only the manifest is wrong here
+    commands = fake_fit(monkeypatch, lambda name: pytest.fail("a run started"), preflight=True)
+    with pytest.raises(ConfigError, match=r"study run paradigm=multitaks__seed=0: .*multitaks.*no run was started"):
+        run_study(config, tmp_path / "out", progress=False)
+    assert commands == []
+
+
+def test_finished_runs_are_not_checked_again_so_their_results_read_back_without_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = study(tmp_path, '[set]\n"data.labeled" = ["deleted-since"]\n')
+    folder = tmp_path / "out" / "runs" / "seed=0"
+    folder.mkdir(parents=True)
+    (folder / "study_overrides.json").write_text(json.dumps(config.runs()[0]["overrides"], sort_keys=True))
+    (folder / "eval.json").write_text(json.dumps({"mae": 3.0, "step": 4}))
+    fake_fit(monkeypatch, lambda name: pytest.fail("a finished run started again"), preflight=True)
+    assert [row["mae"] for row in run_study(config, tmp_path / "out", progress=False)] == [3.0]
+
+
+def test_the_failure_message_quotes_the_first_failed_runs_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = study(tmp_path, "seeds = [0, 1]\n")
+
+    def call(command: list[str], stdout: Any = None, **kwargs: Any) -> int:
+        stdout.write("step 10 ...\nerror: loss is NaN at step 12 (term rank); lower optim.lr\n")
+        return 1
+
+    monkeypatch.setattr("train.study.preflight", lambda study, runs: None)
+    monkeypatch.setattr("train.study.subprocess.call", call)
+    with pytest.raises(TrainError, match=r"The first, seed=0, ended with: error: loss is NaN at step 12"):
+        run_study(config, tmp_path / "out", progress=False)
