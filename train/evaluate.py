@@ -208,12 +208,13 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
     from train.device import resolve_device
 
     device = resolve_device(config.device)
-    model, state, run_config = model_from_checkpoint(config.checkpoint, device)
+    # the data first: a missing --data, --split or --ranked is named before a checkpoint is read (or downloaded)
     dsd = open_dataset(config.data, "--data", "labeled")
     if config.split not in dsd:
         raise DataError(f"--split {config.split!r} is not in {config.data} (splits: {', '.join(sorted(dsd))})")
     ds = dsd[config.split]
-    ranked = open_dataset(config.ranked, "--ranked", "ranked") if config.ranked else None  # checked before the work
+    ranked = open_dataset(config.ranked, "--ranked", "ranked") if config.ranked else None
+    model, state, run_config = model_from_checkpoint(config.checkpoint, device)
     source = RowSource(config.data, ds, list(range(len(ds))))
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task(f"eval {config.split}", total=len(ds))

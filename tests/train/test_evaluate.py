@@ -103,6 +103,28 @@ def test_a_ranked_argument_that_is_no_ranked_set_fails_before_any_image_is_evalu
     assert evaluated == [] and not (tmp_path / "ev").exists()  # refused before the work, not after it
 
 
+@pytest.mark.parametrize("wrong", ["data", "split", "ranked"])
+def test_a_wrong_data_split_or_ranked_is_named_before_the_checkpoint_is_read(
+    trained_checkpoint: Path, blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wrong: str
+) -> None:
+    """Reading a checkpoint can mean a download from the Hub: a typo in --data should not wait for it."""
+    import train.checkpoint
+    from train.errors import DataError
+
+    monkeypatch.setattr(train.checkpoint, "model_from_checkpoint", lambda *a: pytest.fail("checkpoint read first"))
+    labeled = str(blob_data["labeled"])
+    data, split, ranked = labeled, "test", None
+    if wrong == "data":
+        data = str(tmp_path / "no-such-dataset")
+    elif wrong == "split":
+        split = "tset"
+    else:
+        ranked = labeled
+    config = EvalConfig(trained_checkpoint, data, split, tmp_path / "ev", "cpu", 64, ranked=ranked)
+    with pytest.raises(DataError, match={"data": "--data", "split": "--split 'tset'", "ranked": "--ranked"}[wrong]):
+        evaluate_checkpoint(config, show_progress=False)
+
+
 def test_an_eval_out_that_is_a_file_is_refused_before_anything_runs(
     trained_checkpoint: Path, blob_data: dict[str, Path], tmp_path: Path
 ) -> None:
