@@ -15,7 +15,22 @@ from pathlib import Path
 
 from rankset.errors import InputError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".mpo", ".ppm", ".pgm"}
+_IMAGE_SUFFIX_ORDER = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".jfif",
+    ".mpo",
+    ".ppm",
+    ".pgm",
+)
+IMAGE_SUFFIXES = set(_IMAGE_SUFFIX_ORDER)
+IMAGE_SUFFIX_LIST = ", ".join(_IMAGE_SUFFIX_ORDER)  # for messages, the common ones first
 # Files that sit beside pictures and are never pictures themselves; anything else is tried and, if it is not
 # a picture, reported as skipped.
 SIDECAR_SUFFIXES = {".json", ".csv", ".txt", ".md", ".mat", ".toml", ".yaml", ".yml", ".xml", ".parquet", ".npy"}

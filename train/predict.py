@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from rankset.inputs import printable_name
+from rankset.inputs import (
+    IMAGE_SUFFIX_LIST,
+    IMAGE_SUFFIXES,
+    printable_name,
+)  # the pictures rankset build reads, read here too
 from train.errors import ConfigError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-READ_SUFFIXES = f"A folder contributes its files (subfolders too) ending in {', '.join(IMAGE_SUFFIXES)} (any case)"
+READ_SUFFIXES = f"A folder contributes its files (subfolders too) ending in {IMAGE_SUFFIX_LIST} (any case)"
 NO_PICTURES = "no_pictures"
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from rankset.inputs import IMAGE_SUFFIX_LIST, IMAGE_SUFFIXES  # the pictures rankset build reads, read here too
 from train.errors import DataError
 
 UNLABELED_STREAM = 3
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_SUBSTITUTES = 16
 
 
@@ -62,7 +62,7 @@ def list_unlabeled(paths: list[str], key: str = "data.unlabeled") -> list[Unlabe
 
 
 NO_PICTURES_FIX = (
-    f"A folder contributes its files (subfolders too) ending in {', '.join(IMAGE_SUFFIXES)} (any case), a harvest "
+    f"A folder contributes its files (subfolders too) ending in {IMAGE_SUFFIX_LIST} (any case), a harvest "
     "pool its rows with status ok and kept not false; pass folders, pictures or pools holding some"
 )
 
@@ -92,7 +92,7 @@ def unlabeled_by_input(paths: list[str], key: str) -> dict[str, list[UnlabeledIm
                 else "is neither an image folder, an image file nor a harvest pool"
             )
             raise DataError(
-                f"{key}[{i}] = {name!r} {what}. Fix: name a folder of pictures ({', '.join(IMAGE_SUFFIXES)}, searched "
+                f"{key}[{i}] = {name!r} {what}. Fix: name a folder of pictures ({IMAGE_SUFFIX_LIST}, searched "
                 "recursively), one picture, or a harvest pool (`harvest local DIR --out POOL`, "
                 "`harvest keywords ... --out POOL`)"
             )

@@ -45,6 +45,14 @@ def test_a_folder_contributes_its_images_in_subfolders_whatever_the_suffix_case_
     ]
 
 
+def test_a_folder_contributes_every_picture_kind_rankset_build_reads(checkpoint: Path, tmp_path: Path) -> None:
+    """A folder that rankset build turned into ranked sets (a .gif, a .jfif among them) is counted whole."""
+    for name in ("a.gif", "b.jfif", "c.ppm"):
+        picture(tmp_path / "in" / name, 0)
+    rows = predict_images(PredictConfig(checkpoint, (tmp_path / "in",), tmp_path / "out"), False)
+    assert [(Path(r["path"]).name, r["status"]) for r in rows] == [("a.gif", "ok"), ("b.jfif", "ok"), ("c.ppm", "ok")]
+
+
 def test_overlays_of_an_earlier_predict_inside_a_folder_are_not_pictures_whatever_its_out(tmp_path: Path) -> None:
     """`train predict CKPT photos --out photos/p1`, then `--out photos/p2`: p1's overlays were counted as photos."""
     picture(tmp_path / "photos" / "a.jpg", 0)
