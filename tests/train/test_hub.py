@@ -353,7 +353,9 @@ def test_a_pushed_folder_with_a_missing_file_is_a_model_error(run: Path, tmp_pat
 # -- CLI wiring -------------------------------------------------------------------------------------------------
 
 
-def test_cli_push_dry_run_then_predict_the_folder_and_map_errors(run: Path, tmp_path: Path, offline: None) -> None:
+def test_cli_push_dry_run_then_predict_the_folder_and_map_errors(
+    run: Path, tmp_path: Path, offline: None, blob_data: dict[str, Path]
+) -> None:
     from train.cli import app
 
     runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
@@ -371,7 +373,7 @@ def test_cli_push_dry_run_then_predict_the_folder_and_map_errors(run: Path, tmp_
     assert bad.exit_code == 2 and "--repo-id" in bad.output
     no_token = runner.invoke(app, ["push", str(run / "best.pt"), "--repo-id", "me/m"])
     assert no_token.exit_code == 1 and "HF_TOKEN" in no_token.output
-    offline_id = runner.invoke(app, ["eval", "nobody/uncached", "--data", "x"])
+    offline_id = runner.invoke(app, ["eval", "nobody/uncached", "--data", str(blob_data["labeled"])])
     assert offline_id.exit_code == 1 and "nobody/uncached" in offline_id.output
 
 
