@@ -6,7 +6,6 @@ and in compare, rounds and studies, goes through :func:`save_figure`, so a kill 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +27,14 @@ def _pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: Path, dpi: int) -> Path:
-    """Render ``fig`` as PNG in memory, write it to ``path`` atomically (temp + rename) and close it.
-
-    A kill or a failed render leaves the previous file (or none), never half a PNG under the final name.
-    """
-    from rankset.io import write_file_atomic
+    """Write ``fig`` as PNG with :func:`rankset.io.write_figure` (rendered in memory, then temp + rename: a kill or a
+    failed render leaves the previous file, or none, never half a PNG under the final name) and close it."""
+    from rankset.io import write_figure
 
     try:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=dpi)
-        write_file_atomic(path, buffer.getvalue())
+        return write_figure(fig, path, dpi)
     finally:
         _pyplot().close(fig)
-    return path
 
 
 def plot_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
