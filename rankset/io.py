@@ -154,14 +154,19 @@ def remove_stale_staging(folder: Path, name: str | None = None, arrow_caches: bo
             done.append(f"put back {where}, moved aside by a run that was killed before its new data was in place")
             continue
         size = _tree_size(entry)
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        _remove_entry(entry)
         done.append(
             f"removed {entry} ({size / 1e6:.1f} MB), left by process {pid}, a run that was killed before it finished"
         )
     return done
+
+
+def _remove_entry(entry: Path) -> None:
+    """Delete a staging folder (its tree) or file; a link is removed itself, never what it points at."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def is_legacy_staging(entry: Path, name: str | None = None) -> bool:
@@ -204,10 +209,7 @@ def remove_legacy_staging(entries: Iterable[Path], now: float | None = None) -> 
                 f"{LEGACY_STALE_SECONDS // 3600} h, or delete it yourself if no older rankset is running"
             )
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        _remove_entry(entry)
         done.append(
             f"removed {entry} ({size / 1e6:.1f} MB), left by a run of an earlier crowdrank version that did not "
             f"finish (untouched for {idle / 3600:.0f} h)"
