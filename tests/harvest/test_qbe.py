@@ -348,7 +348,9 @@ def test_a_killed_runs_rows_get_their_similarity_on_the_next_run(web, tmp_path: 
     assert row["similarity"] == pytest.approx(0.66) and row["rank"] == 1
 
 
-def test_train_examples_only_are_sent_and_a_copy_of_a_test_image_is_marked_leak(web, tmp_path: Path) -> None:
+def qbe_answering_a_test_copy(web, tmp_path: Path) -> tuple[Path, str, str, Any]:
+    """A labeled set (train IMG_1, test IMG_9) and a clip-knn back end answering IMG_1 with a resized copy of IMG_9
+    and an unrelated picture; runs qbe into ``tmp_path / "pool"``: (set root, copy URL, other URL, summary)."""
     test_image = scene(9, 96, 72)
     root = labeled_dataset(tmp_path / "shb", {"train": {"IMG_1": picture(1)}, "test": {"IMG_9": encode(test_image)}})
     copy = web.route("/img/copy.jpg", body=encode(edited_copies(test_image)["resized"]), headers=JPEG)
@@ -359,6 +361,11 @@ def test_train_examples_only_are_sent_and_a_copy_of_a_test_image_is_marked_leak(
     ]
     endpoint = knn_server(web, {picture(1): answer})
     summary = harvest_qbe(qbe_config(tmp_path / "pool", root, sources=("clip-knn",), endpoints={"clip-knn": endpoint}))
+    return root, copy, other, summary
+
+
+def test_train_examples_only_are_sent_and_a_copy_of_a_test_image_is_marked_leak(web, tmp_path: Path) -> None:
+    root, copy, other, summary = qbe_answering_a_test_copy(web, tmp_path)
 
     assert [base64.b64decode(b["image"]) for b in knn_bodies(web)] == [picture(1)]  # IMG_9 was never a query
     df = Pool.open(tmp_path / "pool").read_index().set_index("url")
@@ -372,16 +379,7 @@ def test_train_examples_only_are_sent_and_a_copy_of_a_test_image_is_marked_leak(
 def test_dedup_clear_leaks_drops_a_wrong_exclude_like_and_keeps_the_qbe_guards_marks(web, tmp_path: Path) -> None:
     from harvest.dedup_pool import DedupConfig, dedup_pool
 
-    test_image = scene(9, 96, 72)
-    root = labeled_dataset(tmp_path / "shb", {"train": {"IMG_1": picture(1)}, "test": {"IMG_9": encode(test_image)}})
-    copy = web.route("/img/copy.jpg", body=encode(edited_copies(test_image)["resized"]), headers=JPEG)
-    other = web.route("/img/other.jpg", body=picture(12), headers=JPEG)
-    answer = [
-        {"url": copy, "caption": "", "id": 1, "similarity": 0.9},
-        {"url": other, "caption": "", "id": 2, "similarity": 0.8},
-    ]
-    endpoint = knn_server(web, {picture(1): answer})
-    harvest_qbe(qbe_config(tmp_path / "pool", root, sources=("clip-knn",), endpoints={"clip-knn": endpoint}))
+    root, copy, other, _ = qbe_answering_a_test_copy(web, tmp_path)
     pool = Pool.open(tmp_path / "pool")
     wrong = write_folder(tmp_path / "wrong", {"x": scene(12, 64, 48).resize((48, 36))})  # not an evaluation set
     dedup_pool(DedupConfig(pool.root, exclude_like=(str(wrong),), progress=False, workers=1))
