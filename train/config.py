@@ -6,10 +6,9 @@ Keys added beyond DESIGN.md's example: ``data.density_scale``, ``data.workers``,
 ``schedule.rank_steps``, ``schedule.log_every``, ``schedule.device``, ``schedule.amp``, ``schedule.compile``,
 ``schedule.eval_tile``.
 
-The seed methods' sections (DESIGN.md, "The seed methods") are *optional tables*: ``[tasks.count_class]``,
-``[tasks.segment]``, ``[tasks.depth]``, ``[tasks.count_reg]``, ``[tasks.upside_down]`` and
-``model.masksembles = {masks = 4, scale = 2.0}`` switch their task (or layer) on by being present; an absent one is
-``None``. ``--set tasks.segment.weight=0.1`` creates the table, so it switches the task on too.
+The ``[tasks]`` section and its per-task tables live in :mod:`train.task_config` and are re-exported here, so
+``from train.config import TasksConfig`` keeps working. ``model.masksembles = {masks = 4, scale = 2.0}`` is an
+*optional table* like the seed methods' task tables: it switches its layer on by being present; absent, it is ``None``.
 Also added: ``data.unlabeled`` (real pictures for the self-supervised task) and ``data.depth_dir``.
 ``[rounds]`` (optional, :class:`RoundsConfig`) chains pseudo-label rounds in one manifest; ``train.rounds`` runs
 them, and each round's own resolved config has no ``[rounds]``, so a round folder reruns alone.
@@ -18,23 +17,25 @@ them, and each round's own resolved config has no ``[rounds]``, so a round folde
 from __future__ import annotations
 
 import os
-import typing
 from dataclasses import dataclass, field
-from typing import Any
 
-from train.errors import ConfigError
+from train.config_checks import require
+from train.task_config import RANK_BATCHNORM as RANK_BATCHNORM
+from train.task_config import AuxTaskConfig as AuxTaskConfig
+from train.task_config import CountClassTaskConfig as CountClassTaskConfig
+from train.task_config import CountRegTaskConfig as CountRegTaskConfig
+from train.task_config import CountTaskConfig as CountTaskConfig
+from train.task_config import DepthTaskConfig as DepthTaskConfig
+from train.task_config import RankTaskConfig as RankTaskConfig
+from train.task_config import SegmentTaskConfig as SegmentTaskConfig
+from train.task_config import TasksConfig
+from train.task_config import UpsideDownTaskConfig as UpsideDownTaskConfig
 
 PARADIGMS = ("count-only", "multitask", "alternate", "rank-then-finetune")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 STEP_LIMIT = 10**8  # a hundred million steps is years of training: a larger count is a typo (and loops over it hang)
 WORKER_LIMIT = 256
-
-
-def _require(ok: bool, key: str, value: Any, expected: str) -> None:
-    """Raise a ConfigError naming the key, the bad value and what is accepted."""
-    if not ok:
-        raise ConfigError(f"{key} = {value!r} is invalid: expected {expected}")
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class MasksemblesConfig:
     scale: float = 2.0
 
     def __post_init__(self) -> None:
-        _require(2 <= self.masks <= 64, "model.masksembles.masks", self.masks, "an integer in [2, 64], e.g. 4")
-        _require(1.0 <= self.scale <= 16.0, "model.masksembles.scale", self.scale, "a scale in [1, 16], e.g. 2.0")
+        require(2 <= self.masks <= 64, "model.masksembles.masks", self.masks, "an integer in [2, 64], e.g. 4")
+        require(1.0 <= self.scale <= 16.0, "model.masksembles.scale", self.scale, "a scale in [1, 16], e.g. 2.0")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ class ModelConfig:
 
             close = difflib.get_close_matches(self.arch, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            _require(False, "model.arch", self.arch, f"one of {', '.join(names)}{hint}")
-        _require(bool(self.pretrained), "model.pretrained", self.pretrained, "'imagenet', 'none' or a weights path")
+            require(False, "model.arch", self.arch, f"one of {', '.join(names)}{hint}")
+        require(bool(self.pretrained), "model.pretrained", self.pretrained, "'imagenet', 'none' or a weights path")
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ class DataConfig:
     depth_dir: str = ""  # depth maps <image_id>.png (16-bit, metres * DEPTH_SCALE) for [tasks.depth]
 
     def __post_init__(self) -> None:
-        _require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a fraction in [0, 1)")
-        _require(
+        require(0.0 <= self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a fraction in [0, 1)")
+        require(
             0.0 < self.labeled_fraction <= 1.0, "data.labeled_fraction", self.labeled_fraction, "a fraction in (0, 1]"
         )
-        _require(
+        require(
             len(self.crop) == 2 and 8 <= self.crop[0] <= self.crop[1],
             "data.crop",
             self.crop,
@@ -107,170 +108,29 @@ class DataConfig:
         for key in ("labeled", "ranked", "unlabeled"):
             for i, path in enumerate(getattr(self, key)):  # "" would be read as ".", the folder the run starts in
                 what = kinds.get(key, "a folder of pictures, a picture or a harvest pool")
-                _require(bool(path.strip()), f"data.{key}[{i}]", path, f"{what}, not a blank string")
+                require(bool(path.strip()), f"data.{key}[{i}]", path, f"{what}, not a blank string")
         for key in ("eval", "depth_dir"):
             value = getattr(self, key)
-            _require(value == "" or bool(value.strip()), f"data.{key}", value, '"" (none) or a folder, not blanks')
-        _require(16 <= self.input_size <= 4096, "data.input_size", self.input_size, "an integer in [16, 4096]")
+            require(value == "" or bool(value.strip()), f"data.{key}", value, '"" (none) or a folder, not blanks')
+        require(16 <= self.input_size <= 4096, "data.input_size", self.input_size, "an integer in [16, 4096]")
         if isinstance(self.sigma, str):
-            _require(self.sigma == "adaptive", "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
+            require(self.sigma == "adaptive", "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
         else:
-            _require(self.sigma > 0, "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
-        _require(self.density_scale > 0, "data.density_scale", self.density_scale, "a positive number, e.g. 100")
-        _require(
+            require(self.sigma > 0, "data.sigma", self.sigma, "a positive number of pixels or 'adaptive'")
+        require(self.density_scale > 0, "data.density_scale", self.density_scale, "a positive number, e.g. 100")
+        require(
             -1 <= self.workers <= WORKER_LIMIT,
             "data.workers",
             self.workers,
             f"-1 (auto) or a number of workers in [0, {WORKER_LIMIT}], e.g. 8",
         )
-        _require(self.cache_gb >= 0, "data.cache_gb", self.cache_gb, "GiB of decoded images to keep, >= 0 (0 = off)")
+        require(self.cache_gb >= 0, "data.cache_gb", self.cache_gb, "GiB of decoded images to keep, >= 0 (0 = off)")
 
     @property
     def num_workers(self) -> int:
         """The resolved worker count: ``workers``, or min(8, cpus) when it is -1 (a GPU needs several to keep up;
         on a CPU the surplus sleeps once its prefetch queue is full)."""
         return min(8, os.cpu_count() or 1) if self.workers == -1 else self.workers
-
-
-@dataclass(frozen=True)
-class CountTaskConfig:
-    """``[tasks.count]``: the density-map regression task (Eq. 1)."""
-
-    weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        _require(self.weight >= 0, "tasks.count.weight", self.weight, "a weight >= 0")
-
-
-RANK_BATCHNORM = ("shared", "separate")
-
-
-@dataclass(frozen=True)
-class RankTaskConfig:
-    """``[tasks.rank]``: the pairwise ranking hinge on nested patches (Eq. 5)."""
-
-    weight: float = 1.0
-    margin: float = 0.0
-    sets_per_batch: int = 5
-    # "shared": ranked patches join the labeled crops' forward pass, so BatchNorm statistics mix both.
-    # "separate": ranked patches get their own forward pass; BatchNorm normalises them with their own batch
-    # statistics and leaves the running statistics (used at evaluation) to the labeled crops.
-    batchnorm: str = "shared"
-
-    def __post_init__(self) -> None:
-        _require(self.weight >= 0, "tasks.rank.weight", self.weight, "a weight >= 0")
-        _require(self.margin >= 0, "tasks.rank.margin", self.margin, "a margin >= 0")
-        _require(self.sets_per_batch >= 1, "tasks.rank.sets_per_batch", self.sets_per_batch, "an integer >= 1")
-        _require(self.batchnorm in RANK_BATCHNORM, "tasks.rank.batchnorm", self.batchnorm, f"one of {RANK_BATCHNORM}")
-
-
-@dataclass(frozen=True)
-class CountClassTaskConfig:
-    """``[tasks.count_class]``: count-group classification of each crop (Sindagi & Patel 2017), lambda = 1e-4.
-
-    The group edges split [0, the largest crop count] of the first ``calibration_crops`` training crops into
-    ``groups`` equal bins; class weights are the groups' inverse frequencies there, normalised to sum to 1.
-    """
-
-    weight: float = 1e-4
-    groups: int = 10
-    calibration_crops: int = 256
-
-    def __post_init__(self) -> None:
-        _require(self.weight >= 0, "tasks.count_class.weight", self.weight, "a weight >= 0")
-        _require(2 <= self.groups <= 100, "tasks.count_class.groups", self.groups, "an integer in [2, 100]")
-        _require(
-            1 <= self.calibration_crops <= 100_000,
-            "tasks.count_class.calibration_crops",
-            self.calibration_crops,
-            "crops measured before training, in [1, 100000], e.g. 256",
-        )
-
-
-@dataclass(frozen=True)
-class AuxTaskConfig:
-    """An auxiliary task trained on steps ``start <= step < stop`` (``stop = 0``: to the end): the stage-wise
-    schedule of Zhao et al. 2019 is one window per task, e.g. auxiliary tasks only during the first stage."""
-
-    weight: float = 1.0
-    start: int = 0
-    stop: int = 0
-
-    def __post_init__(self) -> None:
-        name = type(self).SECTION
-        _require(self.weight >= 0, f"tasks.{name}.weight", self.weight, "a weight >= 0")
-        _require(self.start >= 0, f"tasks.{name}.start", self.start, "a step >= 0")
-        _require(self.stop == 0 or self.stop > self.start, f"tasks.{name}.stop", self.stop, "0 (never) or > start")
-
-    SECTION: typing.ClassVar[str] = "aux"
-
-    def active(self, step: int) -> bool:
-        """Whether 0-based ``step`` trains this task."""
-        return step >= self.start and (self.stop == 0 or step < self.stop)
-
-
-@dataclass(frozen=True)
-class SegmentTaskConfig(AuxTaskConfig):
-    """``[tasks.segment]``: crowd segmentation, target = density > ``threshold`` people per cell; BCE."""
-
-    SECTION: typing.ClassVar[str] = "segment"
-    weight: float = 0.04
-    threshold: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(self.threshold >= 0, "tasks.segment.threshold", self.threshold, "people per cell >= 0")
-
-
-@dataclass(frozen=True)
-class DepthTaskConfig(AuxTaskConfig):
-    """``[tasks.depth]``: distilled depth, target = segment * depth (metres); L2 on cells with known depth."""
-
-    SECTION: typing.ClassVar[str] = "depth"
-    weight: float = 0.6
-
-
-@dataclass(frozen=True)
-class CountRegTaskConfig(AuxTaskConfig):
-    """``[tasks.count_reg]``: global count regression of each crop from pooled encoder features; L2."""
-
-    SECTION: typing.ClassVar[str] = "count_reg"
-    weight: float = 1.0
-
-
-@dataclass(frozen=True)
-class UpsideDownTaskConfig(AuxTaskConfig):
-    """``[tasks.upside_down]``: is this real picture upside down? ``batch`` unlabeled crops a step; BCE."""
-
-    SECTION: typing.ClassVar[str] = "upside_down"
-    weight: float = 1.0
-    batch: int = 8
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(1 <= self.batch <= 1024, "tasks.upside_down.batch", self.batch, "crops per step in [1, 1024], e.g. 8")
-
-
-@dataclass(frozen=True)
-class TasksConfig:
-    """``[tasks]``: the loss terms a run may use; the paradigm decides which are active at each step.
-
-    The optional sections are ``None`` unless the manifest has their table.
-    """
-
-    count: CountTaskConfig = field(default_factory=CountTaskConfig)
-    rank: RankTaskConfig = field(default_factory=RankTaskConfig)
-    count_class: CountClassTaskConfig | None = None
-    segment: SegmentTaskConfig | None = None
-    depth: DepthTaskConfig | None = None
-    count_reg: CountRegTaskConfig | None = None
-    upside_down: UpsideDownTaskConfig | None = None
-
-    @property
-    def auxiliary(self) -> dict[str, AuxTaskConfig]:
-        """The auxiliary head tasks switched on, by name (segment, depth, count_reg, upside_down)."""
-        names = ("segment", "depth", "count_reg", "upside_down")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclass(frozen=True)
@@ -290,17 +150,17 @@ class ScheduleConfig:
     eval_tile: int = 1024  # whole-image evaluation tiles at most this many pixels a side
 
     def __post_init__(self) -> None:
-        _require(self.paradigm in PARADIGMS, "schedule.paradigm", self.paradigm, f"one of {', '.join(PARADIGMS)}")
-        _require(1 <= self.steps <= STEP_LIMIT, "schedule.steps", self.steps, f"an integer in [1, {STEP_LIMIT:,}]")
-        _require(self.batch >= 1, "schedule.batch", self.batch, "an integer >= 1")
-        _require(self.alternate_every >= 1, "schedule.alternate_every", self.alternate_every, "an integer >= 1")
-        _require(self.eval_every >= 1, "schedule.eval_every", self.eval_every, "an integer >= 1")
-        _require(self.log_every >= 1, "schedule.log_every", self.log_every, "an integer >= 1")
-        _require(self.device in DEVICES, "schedule.device", self.device, f"one of {', '.join(DEVICES)}")
-        _require(self.eval_tile >= 64, "schedule.eval_tile", self.eval_tile, "a tile side >= 64 pixels")
-        _require(self.rank_steps >= 0, "schedule.rank_steps", self.rank_steps, "0 or a number of steps >= 1")
+        require(self.paradigm in PARADIGMS, "schedule.paradigm", self.paradigm, f"one of {', '.join(PARADIGMS)}")
+        require(1 <= self.steps <= STEP_LIMIT, "schedule.steps", self.steps, f"an integer in [1, {STEP_LIMIT:,}]")
+        require(self.batch >= 1, "schedule.batch", self.batch, "an integer >= 1")
+        require(self.alternate_every >= 1, "schedule.alternate_every", self.alternate_every, "an integer >= 1")
+        require(self.eval_every >= 1, "schedule.eval_every", self.eval_every, "an integer >= 1")
+        require(self.log_every >= 1, "schedule.log_every", self.log_every, "an integer >= 1")
+        require(self.device in DEVICES, "schedule.device", self.device, f"one of {', '.join(DEVICES)}")
+        require(self.eval_tile >= 64, "schedule.eval_tile", self.eval_tile, "a tile side >= 64 pixels")
+        require(self.rank_steps >= 0, "schedule.rank_steps", self.rank_steps, "0 or a number of steps >= 1")
         if self.paradigm == "rank-then-finetune":
-            _require(
+            require(
                 0 < self.rank_steps < self.steps,
                 "schedule.rank_steps",
                 self.rank_steps,
@@ -320,17 +180,17 @@ class OptimConfig:
     lr_gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        _require(self.name in OPTIMIZERS, "optim.name", self.name, f"one of {', '.join(OPTIMIZERS)}")
-        _require(0 < self.lr < 10, "optim.lr", self.lr, "a learning rate in (0, 10)")
-        _require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "a momentum in [0, 1)")
-        _require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a weight decay >= 0")
-        _require(
+        require(self.name in OPTIMIZERS, "optim.name", self.name, f"one of {', '.join(OPTIMIZERS)}")
+        require(0 < self.lr < 10, "optim.lr", self.lr, "a learning rate in (0, 10)")
+        require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "a momentum in [0, 1)")
+        require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a weight decay >= 0")
+        require(
             list(self.lr_milestones) == sorted(self.lr_milestones) and all(m > 0 for m in self.lr_milestones),
             "optim.lr_milestones",
             self.lr_milestones,
             "increasing positive step numbers, e.g. [10000]",
         )
-        _require(0 < self.lr_gamma <= 1, "optim.lr_gamma", self.lr_gamma, "a factor in (0, 1]")
+        require(0 < self.lr_gamma <= 1, "optim.lr_gamma", self.lr_gamma, "a factor in (0, 1]")
 
 
 ROUND_INITS = ("previous", "scratch")
@@ -353,33 +213,33 @@ class RoundsConfig:
     init: str = "previous"
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             1 <= self.count <= 100,
             "rounds.count",
             self.count,
             "an integer in [1, 100], e.g. 3 (round 0 = the manifest)",
         )
         fractions = self.keep_fraction if isinstance(self.keep_fraction, list) else [self.keep_fraction]
-        _require(
+        require(
             all(0 < f <= 1 for f in fractions),
             "rounds.keep_fraction",
             self.keep_fraction,
             "a fraction in (0, 1], or a list of such fractions, e.g. 0.5 or [0.5, 0.75]",
         )
         if isinstance(self.keep_fraction, list):
-            _require(
+            require(
                 len(self.keep_fraction) == self.count - 1,
                 "rounds.keep_fraction",
                 self.keep_fraction,
                 f"one fraction per pseudo-labeling: rounds.count - 1 = {self.count - 1} values, or a single fraction",
             )
-        _require(
+        require(
             0 <= self.steps <= STEP_LIMIT,
             "rounds.steps",
             self.steps,
             f"0 (= schedule.steps) or a number of steps in [1, {STEP_LIMIT:,}]",
         )
-        _require(self.init in ROUND_INITS, "rounds.init", self.init, f"one of {', '.join(ROUND_INITS)}")
+        require(self.init in ROUND_INITS, "rounds.init", self.init, f"one of {', '.join(ROUND_INITS)}")
 
     @property
     def image_paths(self) -> list[str]:
@@ -411,50 +271,50 @@ class RunConfig:
     rounds: RoundsConfig | None = None
 
     def __post_init__(self) -> None:
-        _require(bool(self.name.strip()), "name", self.name, 'a run name that is not blank, e.g. name = "my-run"')
-        _require(0 <= self.seed < SEED_LIMIT, "seed", self.seed, f"{SEED_RANGE}, e.g. seed = 0")
-        _require(
+        require(bool(self.name.strip()), "name", self.name, 'a run name that is not blank, e.g. name = "my-run"')
+        require(0 <= self.seed < SEED_LIMIT, "seed", self.seed, f"{SEED_RANGE}, e.g. seed = 0")
+        require(
             bool(self.data.labeled),
             "data.labeled",
             self.data.labeled,
             "at least one labeled dataset folder or Hub id (every paradigm trains the count task)",
         )
         if self.schedule.paradigm != "count-only":
-            _require(
+            require(
                 bool(self.data.ranked),
                 "data.ranked",
                 self.data.ranked,
                 f"at least one ranked-set folder for paradigm {self.schedule.paradigm!r} "
                 "(or set schedule.paradigm = 'count-only')",
             )
-        _require(
+        require(
             self.data.crop[0] <= self.data.crop[1],
             "data.crop",
             self.data.crop,
             "min <= max",
         )
         cascaded = self.model.arch == "cascaded-mtl"
-        _require(
+        require(
             cascaded == (self.tasks.count_class is not None),
             "tasks.count_class",
             "present" if self.tasks.count_class is not None else "absent",
             "a [tasks.count_class] table exactly when model.arch = 'cascaded-mtl' (its count-group classifier)",
         )
         if self.tasks.upside_down is not None:
-            _require(
+            require(
                 bool(self.data.unlabeled),
                 "data.unlabeled",
                 self.data.unlabeled,
                 "at least one folder or pool of real pictures for [tasks.upside_down]",
             )
         if self.rounds is not None:
-            _require(
+            require(
                 self.model.masksembles is not None,
                 "model.masksembles",
                 None,
                 "model.masksembles = {masks = 4, scale = 2.0} for [rounds]: its uncertainty picks the pseudo-labels",
             )
-            _require(
+            require(
                 bool(self.rounds.image_paths or self.data.unlabeled),
                 "rounds.images",
                 self.rounds.images,
