@@ -3,11 +3,14 @@
 Data flow: inputs.py lists the source pictures; each worker process decodes a picture once (reduced JPEG
 decode where every patch is downscaled), cuts ``sets_per_image`` sets of k patches (geometry.py) and encodes
 them as JPEG; the main process streams the rows to Arrow in input order (io.py), so memory stays flat and
-the output is the same whatever ``num_proc`` is. A picture that cannot be read is skipped with its reason.
+the output is the same whatever ``num_proc`` is. A picture that cannot be read is skipped with its reason, and
+every skipped picture is a row of ``OUT/skipped.csv``, written in the staging folder with the dataset.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import multiprocessing as mp
 import signal
@@ -31,6 +34,7 @@ from rankset.inputs import (
     describe_input,
     iter_dataset,
     list_pool,
+    printable_name,
     scan_folder,
 )
 from rankset.progress import progress_bar
@@ -39,6 +43,9 @@ MIN_PATCH_SIDE = 2.0  # source pixels: below this the smallest patch is a smear,
 
 
 MAX_PATCH_SIZE = 4096  # the largest side of a stored patch; --size 100000 would need ~30 GB per patch
+
+SKIPPED_CSV = "skipped.csv"  # beside the card in --out: every skipped picture, its reason and the fix
+SKIPPED_COLUMNS = ("source", "reason", "message")
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class BuildSummary:
     sets: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source id, message naming the value and the fix)
     skipped_by_reason: Counter = field(default_factory=Counter)  # a SKIP_* reason of rankset.inputs -> pictures
+    skipped_rows: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reason, message): skipped.csv
     licenses: Counter = field(default_factory=Counter)
     reduced_decodes: int = 0
     seconds: float = 0.0
@@ -99,9 +107,22 @@ class BuildSummary:
         d["skipped_by_reason"] = dict(self.skipped_by_reason)
         return d
 
-    def skip(self, source_id: str, reason: str, message: str) -> None:
+    def skip(self, source_id: str, reason: str, message: str, source: str | None = None) -> None:
+        """Count a skipped picture; ``source`` (its path, for a folder) is what skipped.csv names it by. A name that
+        is not UTF-8 is kept with escapes (:func:`printable_name`): the summary table and the CSV cannot print it."""
+        message = printable_name(message)
         self.skipped.append((source_id, message))
         self.skipped_by_reason[reason] += 1
+        self.skipped_rows.append((printable_name(source or source_id), reason, message))
+
+    def skipped_csv(self) -> bytes:
+        """Every skipped picture as a CSV row (a header alone when none was), sorted so a rebuild gives the same
+        bytes. Names that are not UTF-8 are written as escapes, as in the dataset's columns."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(SKIPPED_COLUMNS)
+        writer.writerows(sorted(self.skipped_rows))
+        return buffer.getvalue().encode("utf-8")
 
 
 def source_rng(seed: int, source_id: str) -> np.random.Generator:
@@ -192,9 +213,12 @@ def skip_fix(kind: str, reason: str, input: str) -> str:
     return ""
 
 
-def _cut_sets_task(args: tuple[SourcePicture, BuildConfig]) -> tuple[str, list[dict[str, Any]], Skip | None, int]:
+def _cut_sets_task(
+    args: tuple[SourcePicture, BuildConfig],
+) -> tuple[str, str | None, list[dict[str, Any]], Skip | None, int]:
+    """The picture's id and path (not its bytes: they need not travel back), then what :func:`cut_sets` gives."""
     picture, cfg = args
-    return (picture.source_id, *cut_sets(picture, cfg))
+    return (picture.source_id, picture.path, *cut_sets(picture, cfg))
 
 
 def assign_splits(ids: list[str], val_fraction: float, seed: int) -> dict[str, str]:
@@ -208,8 +232,9 @@ def assign_splits(ids: list[str], val_fraction: float, seed: int) -> dict[str, s
     return {i: ("validation" if i in val else "train") for i in ids}
 
 
-def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture], list[tuple[str, str, str]]]:
-    """The input's kind, its number of pictures, the pictures, and entries refused unread (id, reason, message)."""
+def list_sources(cfg: BuildConfig) -> tuple[str, int, Iterable[SourcePicture], list[tuple[str, str, str, str]]]:
+    """The input's kind, its number of pictures, the pictures, and entries refused unread (id, path or id, reason,
+    message)."""
     kind = describe_input(cfg.input)
     if kind in ("pool", "folder") and cfg.split != "train":
         raise ConfigError(
@@ -236,8 +261,8 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
     check_replaceable(Path(cfg.out), [cfg.input], ranked_features(cfg.k))  # before any work; the write checks again
     kind, n, pictures, refused = list_sources(cfg)
     summary = BuildSummary(input_kind=kind, sources=n + len(refused))
-    for source_id, reason, message in refused:
-        summary.skip(source_id, reason, message)
+    for source_id, source, reason, message in refused:
+        summary.skip(source_id, reason, message, source)
     if cfg.val_fraction > 0:
         pictures = list(pictures)  # the split needs every id up front (paths or bytes already in memory)
         split_of = assign_splits([p.source_id for p in pictures], cfg.val_fraction, cfg.seed)
@@ -249,12 +274,13 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
 
         def rows_of(items: Iterable[SourcePicture], split: str) -> Iterator[dict[str, Any]]:
             summary.sets[split] = 0
-            for source_id, rows, error, factor in _map_in_chunks(pool, items, cfg):
+            for source_id, path, rows, error, factor in _map_in_chunks(pool, items, cfg):
                 advance()
                 if error is not None:
                     reason, message = error
                     fix = skip_fix(kind, reason, cfg.input)
-                    summary.skip(source_id, reason, f"{message}; {fix}" if fix else message)
+                    source = path if kind == "folder" else source_id  # a pool row or a dataset row: by its id
+                    summary.skip(source_id, reason, f"{message}; {fix}" if fix else message, source)
                     continue
                 summary.used += 1
                 summary.reduced_decodes += factor > 1
@@ -272,6 +298,7 @@ def build_ranked_sets(cfg: BuildConfig, progress: bool = True) -> BuildSummary:
                     {**cfg.params(), "input": str(cfg.input), "pool_commands": pool_commands(cfg.input)}
                 ),
                 card=lambda: ranked_set_card(cfg, summary),
+                extra_files={SKIPPED_CSV: summary.skipped_csv},  # after the rows: it lists every picture skipped
                 inputs=[cfg.input],
                 notes=summary.notes,
             )
@@ -298,7 +325,7 @@ def _no_sets_message(cfg: BuildConfig, summary: BuildSummary, split: str, pictur
 
 def _map_in_chunks(
     pool: Any, items: Iterable[SourcePicture], cfg: BuildConfig, chunk: int = 64
-) -> Iterator[tuple[str, list[dict[str, Any]], str | None, int]]:
+) -> Iterator[tuple[str, str | None, list[dict[str, Any]], Skip | None, int]]:
     """Results in input order; at most ``chunk`` pictures in flight, so memory does not grow with the input."""
     batch: list[tuple[SourcePicture, BuildConfig]] = []
     for item in items:

@@ -98,7 +98,8 @@ k patches around one anchor, largest first, so `count(images[i]) >= count(images
 |---|---|
 {split_rows}
 
-Pictures skipped: {skipped}.
+Pictures skipped: {skipped}. `skipped.csv` beside this card lists each of them (`source`, `reason`, and a
+`message` with the fix); it names local files, so `rankset push` does not upload it.
 
 ## Licences
 

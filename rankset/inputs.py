@@ -80,9 +80,9 @@ def describe_input(path_or_id: str | Path) -> str:
     raise InputError(f"{missing_path_message(p)}; INPUT must be {kinds}")
 
 
-def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str]]]:
+def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str, str]]]:
     """Every candidate picture below ``root`` (recursively, hidden files left out), in path order, and the entries
-    that cannot be pictures as ``(id, reason, message)`` with a ``SKIP_*`` reason: FIFOs, devices and sockets
+    that cannot be pictures as ``(id, path, reason, message)`` with a ``SKIP_*`` reason: FIFOs, devices and sockets
     (reading a FIFO would wait forever), and links that lead nowhere or in a loop. Those are never opened; the
     build lists them as skipped.
 
@@ -139,7 +139,7 @@ def scan_folder(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, s
                 source_url=meta.get("source_url") or f.resolve().as_uri(),
             )
         )
-    return pictures, [(ids[f], reason, message) for f, reason, message in refused]
+    return pictures, [(ids[f], printable_name(f), reason, message) for f, reason, message in refused]
 
 
 def _unique_source_ids(root: Path, files: list[Path]) -> dict[Path, str]:
@@ -194,9 +194,10 @@ UNREVIEWED = (
 )
 
 
-def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str]]]:
+def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str, str]]]:
     """The pool's stored pictures with status ok and, once dedup/filter have run, ``kept``; and those left out
-    unread as ``(id, reason, message)``: pictures a later harvest added that no dedup/filter has judged yet."""
+    unread as ``(id, id, reason, message)`` (a pool row is named by its id, as scan_folder's entries by path):
+    pictures a later harvest added that no dedup/filter has judged yet."""
     from harvest.pool import Pool, kept_and_unreviewed
 
     pool = Pool.open(root)
@@ -212,7 +213,7 @@ def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str
                 source_url=_text(row.get("page_url")) or _text(row.get("url")),
             )
         )
-    return pictures, sorted((row["id"], SKIP_UNREVIEWED, UNREVIEWED) for row in unreviewed)
+    return pictures, sorted((row["id"], row["id"], SKIP_UNREVIEWED, UNREVIEWED) for row in unreviewed)
 
 
 def _text(value: object) -> str | None:

@@ -30,7 +30,7 @@ def write_dataset_dict(
     description: str | None = None,
     num_proc: int | None = None,
     card: str | Callable[[], str] | None = None,
-    extra_files: dict[str, bytes] | None = None,
+    extra_files: dict[str, bytes | Callable[[], bytes]] | None = None,
     inputs: Iterable[str | Path] = (),
     notes: list[str] | None = None,
 ) -> Any:
@@ -40,7 +40,8 @@ def write_dataset_dict(
     caller may parallelise producing them) or ``(generator, gen_kwargs)``; with ``num_proc`` > 1, list-valued
     gen_kwargs are sharded across processes, as ``Dataset.from_generator`` does. ``card`` (text, or a
     function called once every row is written, so it can report counts) becomes ``out/README.md``;
-    ``extra_files`` are written beside it. Returns the DatasetDict loaded from ``out``.
+    ``extra_files`` (bytes, or functions called after the card, likewise) are written beside it. Returns the
+    DatasetDict loaded from ``out``.
 
     ``out`` is replaced only when it is missing, empty or a dataset folder, and never when it is, or holds, one of
     ``inputs``; a split with no rows raises :class:`EmptySplitError`. Both checks leave ``out`` as it was.
@@ -63,7 +64,7 @@ def write_dataset_dict(
         if card is not None:
             (staging / "README.md").write_text(card() if callable(card) else card)
         for fname, data in (extra_files or {}).items():
-            (staging / fname).write_bytes(data)
+            (staging / fname).write_bytes(data() if callable(data) else data)
         if out.exists():
             trash = staging_path(out, "old")  # a kill between the two renames: the next write puts it back at out
             os.replace(out, trash)

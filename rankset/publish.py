@@ -4,7 +4,8 @@ Data flow: load the dataset (folder or Hub id) -> keep the rows the licence poli
 write an upload folder (``data/{split}-{i:05d}-of-{n:05d}.parquet`` with images embedded, ``README.md``,
 ``attribution.csv``) -> either move it to ``--dry-run OUT`` or upload exactly those files in one commit. Both
 paths read the same folder, so a dry run is byte-identical to what would be uploaded. This is the only module
-of rankset that talks to the Hub's write API.
+of rankset that talks to the Hub's write API. No file of the dataset folder itself travels: its local README.md and
+``skipped.csv`` (which names where skipped pictures lay on the builder's disk) stay behind.
 """
 
 from __future__ import annotations

@@ -6,8 +6,12 @@ from typing import Any
 
 
 def print_build_summary(summary: Any, out: str, max_skipped: int = 20) -> None:
+    from pathlib import Path
+
     from rich.console import Console
     from rich.table import Table
+
+    from rankset.build import SKIPPED_CSV
 
     console = Console()
     table = Table(title=f"rankset build -> {out}")
@@ -34,5 +38,6 @@ def print_build_summary(summary: Any, out: str, max_skipped: int = 20) -> None:
         if len(summary.skipped) > max_skipped:
             skipped.add_row("…", f"{len(summary.skipped) - max_skipped} more")
         console.print(skipped)
+        console.print(f"all {len(summary.skipped)} skipped pictures: {Path(out) / SKIPPED_CSV}", markup=False)
     for note in getattr(summary, "notes", ()):
         console.print(f"note: {note}", markup=False)

@@ -187,6 +187,54 @@ def test_fifos_and_broken_or_looping_links_are_listed_as_skipped_without_being_o
     assert sorted(dsd["train"]["source_id"]) == ["img0", "img1", "img2", "img3", "link"]
 
 
+def read_skipped_csv(out: Path) -> list[list[str]]:
+    import csv
+
+    with open(out / "skipped.csv", encoding="utf-8", newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_every_skipped_picture_is_a_sorted_row_of_skipped_csv_with_its_path_reason_and_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rankset.inputs import SKIP_TOO_SMALL
+    from rankset.io import check_replaceable, load_dataset_dict, saved_kind
+    from rankset.report import print_build_summary
+    from rankset.schema import ranked_features
+
+    pics = tmp_path / "pics"
+    save(gradient(320, 240), pics / "good.jpg", quality=95)
+    save(gradient(20, 20), pics / "small.png")  # k=5, s=0.5: its smallest patch would be about 1 px
+    good = (pics / "good.jpg").read_bytes()
+    (pics / "damaged.jpg").write_bytes(good[: len(good) // 3])
+    (pics / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"not a picture")  # a name that is not UTF-8
+    summary, dsd = build(pics, tmp_path / "ds", k=5, s=0.5)
+    header, *rows = read_skipped_csv(tmp_path / "ds")
+    assert header == ["source", "reason", "message"]
+    assert [(source, reason) for source, reason, _ in rows] == [
+        (f"{pics}/caf\\xe9.jpg", SKIP_UNREADABLE),
+        (f"{pics}/damaged.jpg", SKIP_UNREADABLE),
+        (f"{pics}/small.png", SKIP_TOO_SMALL),
+    ]
+    messages = {Path(source).name: message for source, _, message in rows}
+    assert "move it out of the folder" in messages["damaged.jpg"] and "short side of 37 px" in messages["small.png"]
+    assert summary.used == 1 and len(dsd["train"]) == 1  # the dataset beside it still loads, as a ranked-set one
+    assert len(load_dataset_dict(tmp_path / "ds")["train"]) == 1 and saved_kind(tmp_path / "ds") == "ranked"
+    check_replaceable(tmp_path / "ds", [pics], ranked_features(5))
+    assert "`skipped.csv`" in (tmp_path / "ds" / "README.md").read_text()
+    build(pics, tmp_path / "again", k=5, s=0.5)
+    assert (tmp_path / "again" / "skipped.csv").read_bytes() == (tmp_path / "ds" / "skipped.csv").read_bytes()
+    monkeypatch.setenv("COLUMNS", "1000")  # one line, however long tmp_path is
+    print_build_summary(summary, str(tmp_path / "ds"))
+    assert f"all 3 skipped pictures: {tmp_path / 'ds' / 'skipped.csv'}" in capsys.readouterr().out
+
+
+def test_a_build_that_skips_nothing_writes_a_skipped_csv_with_the_header_alone(folder: Path, tmp_path: Path) -> None:
+    summary, _ = build(folder, tmp_path / "ds")
+    assert summary.skipped == []
+    assert (tmp_path / "ds" / "skipped.csv").read_bytes() == b"source,reason,message\n"
+
+
 def test_same_seed_same_bytes_and_num_proc_does_not_change_output(folder: Path, tmp_path: Path) -> None:
     _, a = build(folder, tmp_path / "a", seed=5, sets_per_image=2)
     _, b = build(folder, tmp_path / "b", seed=5, sets_per_image=2, num_proc=2)

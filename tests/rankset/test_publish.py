@@ -392,6 +392,21 @@ def test_allow_unknown_publishes_a_labeled_dataset_as_license_unknown(labeled: P
     assert read_card(tmp_path / "out").data.to_dict()["license"] == "unknown"
 
 
+def test_dry_run_leaves_out_skipped_csv_and_the_local_paths_it_names(tmp_path: Path) -> None:
+    """skipped.csv lists where each skipped picture lay on the builder's disk: it stays in the local folder."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(2):
+        (pics / f"p{i}.jpg").write_bytes(jpeg(i))
+    (pics / "damaged.jpg").write_bytes(jpeg(2)[:200])
+    build_ranked_sets(BuildConfig(str(pics), str(tmp_path / "ranked"), k=3, size=16), progress=False)
+    assert str(pics / "damaged.jpg") in (tmp_path / "ranked" / "skipped.csv").read_text(encoding="utf-8")
+    summary = push(tmp_path / "ranked", allow_unknown_license=True, dry_run=tmp_path / "dry")
+    files = sorted(p.relative_to(tmp_path / "dry").as_posix() for p in (tmp_path / "dry").rglob("*") if p.is_file())
+    assert "skipped.csv" not in files and sorted(summary.files) == files and "README.md" in files
+    assert not any(str(pics).encode() in (tmp_path / "dry" / f).read_bytes() for f in files)
+
+
 # -- loading what was pushed, and Hub ids offline -------------------------------------------------------------
 
 
