@@ -38,6 +38,7 @@ def print_build_summary(summary: Any, out: str, max_skipped: int = 20) -> None:
         if len(summary.skipped) > max_skipped:
             skipped.add_row("…", f"{len(summary.skipped) - max_skipped} more")
         console.print(skipped)
-        console.print(f"all {len(summary.skipped)} skipped pictures: {Path(out) / SKIPPED_CSV}", markup=False)
+        n = len(summary.skipped)
+        console.print(f"all {n} skipped picture{'s' if n != 1 else ''}: {Path(out) / SKIPPED_CSV}", markup=False)
     for note in getattr(summary, "notes", ()):
         console.print(f"note: {note}", markup=False)
