@@ -137,16 +137,10 @@ def _thumbnail(path: Path, size: int) -> np.ndarray:
 
 
 def _save_png(fig: Any, out: Path) -> None:
-    """Write ``fig`` to ``out`` as a PNG atomically (rendered in memory, then renamed into place: a kill leaves the
-    previous figure or none, never a torn PNG), and close it."""
-    import matplotlib.pyplot as plt
-
+    """Write ``fig`` to ``out`` as a PNG atomically and close it (:func:`rankset.io.write_figure`)."""
     from rankset.io import write_figure  # harvest imports nothing of ours at module level
 
-    try:
-        write_figure(fig, out, dpi=100)
-    finally:
-        plt.close(fig)
+    write_figure(fig, out, dpi=100)
 
 
 def contact_sheet(items: list[tuple[Path, str]], out: Path, title: str, thumb: int, columns: int = 6) -> Path:

@@ -269,13 +269,19 @@ def write_file_atomic(path: Path, data: bytes) -> None:
 
 def write_figure(fig: Any, path: Path, dpi: int) -> Path:
     """Render a matplotlib figure as PNG in memory, then write it with :func:`write_file_atomic`: a kill or a failed
-    render leaves the previous file (or none) at ``path``, never a torn PNG under the final name. Closing the figure
-    is the caller's."""
+    render leaves the previous file (or none) at ``path``, never a torn PNG under the final name. The figure is
+    closed either way (every figure of crowdrank is written once); a caller that can fail before this call closes it
+    itself."""
     from io import BytesIO
 
-    buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    write_file_atomic(path, buffer.getvalue())
+    import matplotlib.pyplot as plt
+
+    try:
+        buffer = BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        write_file_atomic(path, buffer.getvalue())
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -73,7 +73,7 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from train.plots import save_figure
+    from rankset.io import write_figure
 
     rows = run_table(config)
     names = config.names()
@@ -116,7 +116,7 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
             ax.axis("off")
     fig.tight_layout()
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    return rows, save_figure(fig, config.out, dpi=90)
+    return rows, write_figure(fig, config.out, dpi=90)
 
 
 def _pick_examples(df: Any, n: int) -> list[tuple[str, float]]:

@@ -1,7 +1,8 @@
 """Figures of a run, for people who would rather look than read: loss terms, validation MAE, density examples.
 
 All PNGs go to ``RUN/plots/`` through matplotlib's Agg backend (no display needed). Every figure train writes, here
-and in compare, rounds and studies, goes through :func:`save_figure`, so a kill mid-write never leaves a torn PNG.
+and in compare, rounds and studies, goes through :func:`rankset.io.write_figure`, so a kill mid-write never leaves a
+torn PNG.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from rankset.io import write_figure
 from train.data import RowSource, decode_image, raw_row, undecoded
 from train.runlog import MetricsLog
 
@@ -26,17 +28,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, path: Path, dpi: int) -> Path:
-    """Write ``fig`` as PNG with :func:`rankset.io.write_figure` (rendered in memory, then temp + rename: a kill or a
-    failed render leaves the previous file, or none, never half a PNG under the final name) and close it."""
-    from rankset.io import write_figure
-
-    try:
-        return write_figure(fig, path, dpi)
-    finally:
-        _pyplot().close(fig)
-
-
 def plot_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
     """``loss.png`` (every logged loss term against step) and ``val_mae.png`` when validation was logged."""
     plt = _pyplot()
@@ -50,13 +41,13 @@ def plot_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
                 ax.plot(*zip(*points, strict=True), label=term)
         ax.set(xlabel="step", ylabel="loss (weighted terms)", yscale="log", title="training loss")
         ax.legend()
-        written.append(save_figure(fig, out / "loss.png", dpi=100))
+        written.append(write_figure(fig, out / "loss.png", dpi=100))
     val = [(r["step"], r["val_mae"]) for r in records if r.get("val_mae") is not None]
     if val:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(*zip(*val, strict=True), marker="o")
         ax.set(xlabel="step", ylabel="MAE (people)", title="validation MAE")
-        written.append(save_figure(fig, out / "val_mae.png", dpi=100))
+        written.append(write_figure(fig, out / "val_mae.png", dpi=100))
     return written
 
 
@@ -80,7 +71,7 @@ def plot_density_examples(
         right.set_title(f"predicted {predicted:.1f}")
         for ax in (left, right):
             ax.axis("off")
-    return save_figure(fig, path, dpi=100)
+    return write_figure(fig, path, dpi=100)
 
 
 def plot_run(out: Path, model: Any, sources: list[RowSource], config: Any, device: Any) -> list[Path]:

@@ -274,7 +274,7 @@ def plot_rounds(rows: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from train.plots import save_figure
+    from rankset.io import write_figure
 
     rounds = [int(r["round"]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -298,7 +298,7 @@ def plot_rounds(rows: list[dict[str, Any]], path: Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=100)
+    return write_figure(fig, path, dpi=100)
 
 
 def _finite(value: Any) -> bool:

@@ -143,7 +143,7 @@ def plot_results(study: StudyConfig, df: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from train.plots import save_figure
+    from rankset.io import write_figure
 
     table = summarise(study, df)
     keys = group_keys(study)  # a folds study without a grid is grouped by fold: there is no seed column to plot
@@ -167,4 +167,4 @@ def plot_results(study: StudyConfig, df: Any, path: Path) -> None:
     ax.set_title(study.name)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+    write_figure(fig, path, dpi=110)

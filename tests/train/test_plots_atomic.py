@@ -74,7 +74,7 @@ def test_a_plot_is_a_complete_png_and_its_figure_is_closed(tmp_path: Path) -> No
 
 
 def test_no_train_module_but_plots_calls_savefig_on_a_path() -> None:
-    """compare, rounds, studies and run plots all go through ``train.plots.save_figure``; a new direct
+    """compare, rounds, studies and run plots all go through ``rankset.io.write_figure``; a new direct
     ``fig.savefig(path)`` would bring torn PNGs back. (pseudo_label renders into a buffer that the atomic
     dataset write carries, so it is allowed to call savefig on that buffer.)"""
     package = Path(train.__file__).parent
