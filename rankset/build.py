@@ -94,7 +94,6 @@ class BuildSummary:
     used: int = 0
     sets: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source id, message naming the value and the fix)
-    skipped_by_reason: Counter = field(default_factory=Counter)  # a SKIP_* reason of rankset.inputs -> pictures
     skipped_rows: list[tuple[str, str, str]] = field(default_factory=list)  # (source, reason, message): skipped.csv
     licenses: Counter = field(default_factory=Counter)
     reduced_decodes: int = 0
@@ -112,8 +111,12 @@ class BuildSummary:
         is not UTF-8 is kept with escapes (:func:`printable_name`): the summary table and the CSV cannot print it."""
         message = printable_name(message)
         self.skipped.append((source_id, message))
-        self.skipped_by_reason[reason] += 1
         self.skipped_rows.append((printable_name(source or source_id), reason, message))
+
+    @property
+    def skipped_by_reason(self) -> Counter:
+        """Skipped pictures per ``SKIP_*`` reason of :mod:`rankset.inputs`, counted from :attr:`skipped_rows`."""
+        return Counter(reason for _, reason, _ in self.skipped_rows)
 
     def skipped_csv(self) -> bytes:
         """Every skipped picture as a CSV row (a header alone when none was), sorted so a rebuild gives the same
