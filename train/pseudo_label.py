@@ -134,17 +134,17 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
     from train.data import read_rgb
     from train.device import resolve_device
     from train.runlog import write_rows_csv
-    from train.unlabeled import NO_PICTURES_FIX, empty_inputs, list_unlabeled
+    from train.unlabeled import NO_PICTURES_FIX, unlabeled_and_empty
 
     inputs = [*config.images, config.checkpoint]
     try:
         check_replaceable(Path(config.out), inputs)  # before predicting anything; the write checks again
     except InputError as e:
         raise ConfigError(str(e)) from e
-    pictures = list_unlabeled(list(config.images), key="--images")  # none at all: fails before the model loads
+    pictures, empty = unlabeled_and_empty(list(config.images), key="--images")  # none: fails before the model loads
     rows: list[dict[str, Any]] = [
         {"image_id": "", "path": name, "status": NO_PICTURES, "error": f"{name} holds no pictures. {NO_PICTURES_FIX}"}
-        for name in empty_inputs(list(config.images), key="--images")
+        for name in empty
     ]  # a folder that gave nothing beside others that did: said in the CSV and the summary, and the run goes on
     points: list[Any] = [None] * len(rows)
     device = resolve_device(config.device)

@@ -49,27 +49,27 @@ def pool_images(pool: Path) -> list[UnlabeledImage]:
 
 def list_unlabeled(paths: list[str], key: str = "data.unlabeled") -> list[UnlabeledImage]:
     """Every picture of the folders (searched recursively, sorted) and pools named by ``paths``; a DataError naming
-    each of them when none holds a picture (see :func:`empty_inputs` for the ones that gave none)."""
-    images: list[UnlabeledImage] = []
-    for given in unlabeled_by_input(paths, key).values():
-        images += given
+    each of them when none holds a picture (:func:`unlabeled_and_empty` also says which ones gave none)."""
+    return unlabeled_and_empty(paths, key)[0]
+
+
+def unlabeled_and_empty(paths: list[str], key: str = "data.unlabeled") -> tuple[list[UnlabeledImage], list[str]]:
+    """What :func:`list_unlabeled` gives, and the folders and pools among ``paths`` that hold no pictures (the others
+    still give some), from one pass over the inputs."""
+    by_input = unlabeled_by_input(paths, key)
+    images = [image for given in by_input.values() for image in given]
     if not images:
         raise DataError(
             f"{key} = {paths!r}: {', '.join(map(str, paths))} {'holds' if len(paths) == 1 else 'hold'} no pictures, "
             f"so there is nothing to read. {NO_PICTURES_FIX}"
         )
-    return images
+    return images, [name for name, given in by_input.items() if not given]
 
 
 NO_PICTURES_FIX = (
     f"A folder contributes its files (subfolders too) ending in {IMAGE_SUFFIX_LIST} (any case), a harvest "
     "pool its rows with status ok and kept not false; pass folders, pictures or pools holding some"
 )
-
-
-def empty_inputs(paths: list[str], key: str = "data.unlabeled") -> list[str]:
-    """The folders and pools among ``paths`` that hold no pictures (the others still give some)."""
-    return [name for name, images in unlabeled_by_input(paths, key).items() if not images]
 
 
 def unlabeled_by_input(paths: list[str], key: str) -> dict[str, list[UnlabeledImage]]:
