@@ -18,9 +18,9 @@ from rankset.inputs import (
     printable_name,
 )  # the pictures rankset build reads, read here too
 from train.errors import ConfigError
+from train.unlabeled import NO_PICTURES
 
 READ_SUFFIXES = f"A folder contributes its files (subfolders too) ending in {IMAGE_SUFFIX_LIST} (any case)"
-NO_PICTURES = "no_pictures"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from train.config import SEED_LIMIT, SEED_RANGE
 from train.errors import ConfigError
 
 PSEUDO_STREAM = 5
-NO_PICTURES = "no_pictures"  # the status of an --images folder or pool that gave no picture
 PSEUDO_DATASET = "pseudo"  # the `dataset` value of every pseudo-labeled row (train.sources never validates on it)
 
 
@@ -134,7 +133,7 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
     from train.data import read_rgb
     from train.device import resolve_device
     from train.runlog import write_rows_csv
-    from train.unlabeled import NO_PICTURES_FIX, unlabeled_and_empty
+    from train.unlabeled import NO_PICTURES, NO_PICTURES_FIX, unlabeled_and_empty
 
     inputs = [*config.images, config.checkpoint]
     try:

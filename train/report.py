@@ -70,11 +70,13 @@ def print_predict_summary(rows: list[dict[str, Any]], out: Any) -> None:
     from rich.console import Console
     from rich.markup import escape
 
+    from train.unlabeled import NO_PICTURES
+
     ok = [r for r in rows if r["status"] == "ok"]
-    empty = [r for r in rows if r["status"] == "no_pictures"]
+    empty = [r for r in rows if r["status"] == NO_PICTURES]
     failed: dict[str, int] = {}
     for r in rows:
-        if r["status"] not in ("ok", "no_pictures"):
+        if r["status"] not in ("ok", NO_PICTURES):
             failed[r["status"]] = failed.get(r["status"], 0) + 1
     summary = [("images counted", len(ok)), ("people (total)", float(sum(r["count"] for r in ok)))]
     summary += [(f"failed: {status}", n) for status, n in sorted(failed.items())]
@@ -82,9 +84,8 @@ def print_predict_summary(rows: list[dict[str, Any]], out: Any) -> None:
         summary.append(("folders with no pictures", len(empty)))
     summary.append(("written", written_paths(out, "counts.csv", "overlays/")))
     Console().print(_table("train predict", summary))
-    for r in rows:  # a folder argument that gave nothing: said plainly, not only counted
-        if r["status"] == "no_pictures":
-            Console(stderr=True).print(f"warning: {escape(r['error'])}", soft_wrap=True)
+    for r in empty:  # a folder argument that gave nothing: said plainly, not only counted
+        Console(stderr=True).print(f"warning: {escape(r['error'])}", soft_wrap=True)
 
 
 def print_pseudo_label_summary(rows: list[dict[str, Any]], out: Any) -> None:
@@ -92,7 +93,9 @@ def print_pseudo_label_summary(rows: list[dict[str, Any]], out: Any) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    empty = [r for r in rows if r["status"] == "no_pictures"]
+    from train.unlabeled import NO_PICTURES
+
+    empty = [r for r in rows if r["status"] == NO_PICTURES]
     kept = [r for r in rows if r["status"] == "kept"]
     summary: list[tuple[str, Any]] = [
         ("pictures", len(rows) - len(empty)),

@@ -66,6 +66,7 @@ def unlabeled_and_empty(paths: list[str], key: str = "data.unlabeled") -> tuple[
     return images, [name for name, given in by_input.items() if not given]
 
 
+NO_PICTURES = "no_pictures"  # the row status of a folder or pool argument that gave no picture (predict, pseudo-label)
 NO_PICTURES_FIX = (
     f"A folder contributes its files (subfolders too) ending in {IMAGE_SUFFIX_LIST} (any case), a harvest "
     "pool its rows with status ok and kept not false; pass folders, pictures or pools holding some"
