@@ -115,6 +115,11 @@ def _slug(value: Any) -> str:
     return str(value).replace("/", "_").replace(" ", "")
 
 
+def run_sets(run: dict[str, Any]) -> list[str]:
+    """A run's overrides as ``train fit --set`` items, ``key=<TOML literal>``: what its child and the preflight read."""
+    return [f"{key}={_toml_literal(value)}" for key, value in run["overrides"].items()]
+
+
 def _toml_literal(value: Any) -> str:
     """A value as TOML text for ``--set key=value``."""
     if isinstance(value, bool):
@@ -218,8 +223,8 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
             "--out",
             str(folder),
         ]
-        for key, value in run["overrides"].items():
-            command += ["--set", f"{key}={_toml_literal(value)}"]
+        for item in run_sets(run):
+            command += ["--set", item]
         if (folder / "last.pt").is_file() or (folder / "round-0").is_dir():  # a single run, or a [rounds] chain
             command.append("--resume")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -310,9 +315,8 @@ def preflight(study: StudyConfig, runs: list[dict[str, Any]]) -> None:
 
     checked: set[tuple[str, str]] = set()
     for run in runs:
-        sets = [f"{key}={_toml_literal(value)}" for key, value in run["overrides"].items()]
         try:
-            config = load_manifest(study.manifest, sets)
+            config = load_manifest(study.manifest, run_sets(run))
             data = config.data
             named = [(f"data.labeled[{i}]", path, "labeled") for i, path in enumerate(data.labeled)]
             if config.schedule.paradigm != "count-only":
