@@ -411,7 +411,7 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit alone takes '²' too, which float() refuses
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)

@@ -272,6 +272,13 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert parse_retry_after(None, now) is None
 
 
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "-5", "1.5", "0x10"])
+def test_retry_after_that_is_not_ascii_delta_seconds_nor_a_date_is_ignored(value: str) -> None:
+    """A latin-1 header byte like b'\\xb2' decodes to '²', which str.isdigit takes and float() refused: the fetch
+    of that URL ended as an internal_error row instead of an ordinary retry."""
+    assert parse_retry_after(value) is None
+
+
 @pytest.mark.parametrize(
     ("robots_txt", "path", "allowed"),
     [
