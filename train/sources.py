@@ -49,6 +49,8 @@ def resolve_sources(config: RunConfig) -> RunSources:
     if config.data.labeled_fraction < 1.0:  # after validation is carved, so validation never shrinks with it
         sources.notes.extend(subsample_labeled(sources.labeled, config.data.labeled_fraction, config.seed))
     check_batch_fits(config.schedule.batch, sources.labeled_rows)
+    if config.tasks.depth is not None and config.data.depth_dir:
+        sources.notes.extend(check_depth_maps(config.data.depth_dir, sources.labeled))
     if sources.ranked:
         check_sets_fit(config.tasks.rank.sets_per_batch, sum(len(s.indices) for s in sources.ranked))
     return sources
@@ -62,6 +64,50 @@ def check_sets_fit(sets_per_batch: int, sets: int) -> None:
             f"tasks.rank.sets_per_batch = {sets_per_batch} is larger than the {sets} ranked sets of data.ranked. "
             f"Fix: --set tasks.rank.sets_per_batch={min(sets, 5)} (the paper uses 5), or build more ranked sets"
         )
+
+
+def check_depth_maps(depth_dir: str, labeled: list[RowSource]) -> list[str]:
+    """Refuse a ``data.depth_dir`` that gives no labeled training image a depth map, before any work; a note saying
+    how many have one when only some do (a cell without depth is left out of the depth loss, so a partial folder
+    trains, on fewer images than the user may think).
+
+    A training image has a depth map when its row carries a ``depth`` field or ``depth_dir/<image_id>.png`` exists,
+    as :func:`train.data.crop_depth` reads them. A folder of maps named after another dataset's ids (or with the
+    dataset name prefixed) used to train with every cell's depth unknown: the depth task learned nothing, silently.
+    """
+    folder = Path(depth_dir)
+    fix = (
+        "Fix: name the folder of <image_id>.png depth maps (16-bit, metres * 256) of the data.labeled images, "
+        'or set data.depth_dir = "" when the labeled rows carry a depth field'
+    )
+    what = "holds no .png depth maps" if folder.is_dir() else "is not a folder"
+    if not folder.is_dir() or next(folder.glob("*.png"), None) is None:
+        raise DataError(f"data.depth_dir = {depth_dir!r} {what}. {fix}")
+    found = {p.name for p in folder.glob("*.png")}
+    total, with_map, missing = 0, 0, []
+    for source in labeled:
+        columns = ["image_id"] + (["depth"] if "depth" in source.dataset.column_names else [])
+        table = source.dataset.select_columns(columns).select(source.indices).with_format("arrow")[:]
+        ids = table.column("image_id").to_pylist()
+        in_row = table.column("depth").is_valid().to_pylist() if "depth" in columns else [False] * len(ids)
+        for image_id, has_field in zip(ids, in_row, strict=True):
+            total += 1
+            if has_field or f"{image_id}.png" in found:
+                with_map += 1
+            elif not missing:
+                missing.append(f"{image_id}.png")
+    if total and with_map == 0:
+        raise DataError(
+            f"data.depth_dir = {depth_dir!r}: none of its {len(found)} .png files is named after a labeled training "
+            f"image, so the depth task would learn nothing (expected e.g. {missing[0]!r}, found e.g. "
+            f"{min(found)!r}). {fix}"
+        )
+    if with_map < total:
+        return [
+            f"data.depth_dir = {depth_dir!r}: {with_map} of {total} labeled training images have a depth map "
+            f"(e.g. no {missing[0]!r}); the others train without depth supervision"
+        ]
+    return []
 
 
 def check_batch_fits(batch: int, rows: int) -> None:
@@ -108,14 +154,6 @@ def _resolve(config: RunConfig) -> RunSources:
             k = size
             ranked.append(RowSource(path, ds, list(range(len(ds)))))
 
-    if config.tasks.depth is not None and data.depth_dir:
-        folder = Path(data.depth_dir)
-        what = "holds no .png depth maps" if folder.is_dir() else "is not a folder"
-        if not folder.is_dir() or next(folder.glob("*.png"), None) is None:
-            raise DataError(  # every cell's depth would be unknown: the depth task would silently learn nothing
-                f"data.depth_dir = {data.depth_dir!r} {what}. Fix: name the folder of <image_id>.png depth maps "
-                '(16-bit, metres * 256), or set data.depth_dir = "" when the labeled rows carry a depth field'
-            )
     sources = RunSources(labeled=labeled, ranked=ranked, k=k)
     if not data.eval:
         sources.notes.append("no data.eval: no validation, so best.pt is the last checkpoint; no eval.json is written")

@@ -94,3 +94,35 @@ def test_a_depth_dir_that_is_not_a_folder_of_depth_maps_is_refused_with_depth_on
     (tmp_path / "maps" / "train-0.png").write_bytes(b"")
     assert resolve(str(tmp_path / "maps")).labeled_rows == 16
     assert resolve(str(tmp_path / "nope"), depth=False).labeled_rows == 16  # unused without [tasks.depth]
+
+
+def test_a_depth_dir_whose_maps_match_no_training_image_is_refused_and_a_partial_one_is_counted(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Maps named after another dataset's ids were accepted: the depth task trained with every cell's depth unknown.
+    Now none matching fails before training with an expected and a found name; some matching says how many."""
+    import pytest
+
+    from train.errors import DataError
+
+    def resolve(depth_dir: Path) -> list[str]:
+        data = {"labeled": [str(blob_data["labeled"])], "depth_dir": str(depth_dir)}
+        table = {"data": data, "schedule": {"paradigm": "count-only", "batch": 2}, "tasks": {"depth": {}}}
+        return [n for n in resolve_sources(config_from_dict(table)).notes if "depth" in n]
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for name in ("shb-train-0.png", "shb-train-1.png"):  # another naming: the dataset prefixed
+        (maps / name).write_bytes(b"")
+    with pytest.raises(DataError, match=r"none of its 2 .png files .* \(expected e.g. 'train-0.png', found e.g. "
+                       r"'shb-train-0.png'\). Fix"):  # fmt: skip
+        resolve(maps)
+    for i in range(4):
+        (maps / f"train-{i}.png").write_bytes(b"")
+    assert resolve(maps) == [
+        f"data.depth_dir = {str(maps)!r}: 4 of 16 labeled training images have a depth map (e.g. no 'train-4.png'); "
+        "the others train without depth supervision"
+    ]
+    for i in range(4, 16):
+        (maps / f"train-{i}.png").write_bytes(b"")
+    assert resolve(maps) == []
