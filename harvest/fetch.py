@@ -41,6 +41,9 @@ MAX_REDIRECTS = 5
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_HOSTNAME_CHARS = 253  # RFC 1035, in the dotted form
+# The longest pause a flag may ask for (--max-retry-wait, the spacing 1/--host-rate): a day. time.sleep refuses
+# ~1e10 s and more (OverflowError), which made every fetch from the host an internal_error row.
+MAX_PAUSE_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,18 @@ class FetchConfig:
 
     def __post_init__(self) -> None:
         _require(1 <= self.workers <= 256, f"--workers must be between 1 and 256, got {self.workers}")
-        _require(self.host_rate >= 0, f"--host-rate must be >= 0 requests/s (0 = no limit), got {self.host_rate}")
+        _require(
+            self.host_rate == 0 or 1 / MAX_PAUSE_S <= self.host_rate < float("inf"),
+            f"--host-rate must be 0 (no limit) or from one request a day ({1 / MAX_PAUSE_S:.2g}/s) up, "
+            f"got {self.host_rate}",
+        )
         _require(0 < self.timeout <= 600, f"--timeout must be in (0, 600] seconds, got {self.timeout}")
         _require(0 <= self.retries <= 10, f"--retries must be between 0 and 10, got {self.retries}")
         _require(self.backoff >= 0, f"backoff must be >= 0 seconds, got {self.backoff}")
-        _require(self.max_retry_wait >= 0, f"--max-retry-wait must be >= 0 seconds, got {self.max_retry_wait}")
+        _require(
+            0 <= self.max_retry_wait <= MAX_PAUSE_S,
+            f"--max-retry-wait must be in 0..{MAX_PAUSE_S:.0f} seconds (a day), got {self.max_retry_wait}",
+        )
         _require(self.max_bytes >= 1024, f"--max-bytes must be at least 1024, got {self.max_bytes}")
         _require(self.min_side >= 0, f"--min-side must be >= 0 pixels, got {self.min_side}")
         _require(self.max_pixels >= 1, f"--max-pixels must be >= 1, got {self.max_pixels}")

@@ -302,6 +302,12 @@ def test_the_user_agent_names_crowdrank_and_can_be_replaced(web, fetch) -> None:
         ("timeout", 0, "--timeout"),
         ("max_bytes", 10, "--max-bytes"),
         ("host_rate", -1, "--host-rate"),
+        ("host_rate", float("nan"), "--host-rate"),
+        ("host_rate", float("inf"), "--host-rate"),
+        ("host_rate", 1e-300, "--host-rate"),  # one request per 1e300 s: time.sleep overflowed
+        ("max_retry_wait", float("inf"), "--max-retry-wait"),  # a Retry-After of 1e20 s was slept: OverflowError
+        ("max_retry_wait", 1e300, "--max-retry-wait"),
+        ("max_retry_wait", float("nan"), "--max-retry-wait"),
     ],
 )
 def test_bad_config_values_name_the_flag(field: str, value: object, flag: str) -> None:
