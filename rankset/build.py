@@ -43,9 +43,29 @@ MIN_PATCH_SIDE = 2.0  # source pixels: below this the smallest patch is a smear,
 
 
 MAX_PATCH_SIZE = 4096  # the largest side of a stored patch; --size 100000 would need ~30 GB per patch
+LARGEST_SOURCE_SIDE = 65535  # the largest side a JPEG can have: no picture's patch 0 is larger than this
+MAX_K = 1000  # a set of k patches is one row held in memory (and one Arrow list): 1000 of 224 px is ~15 MB
+MAX_SETS_PER_IMAGE = 1000  # every set of a picture is held in memory until the picture is written
+MAX_NUM_PROC = 256  # a worker process each: --num-proc 100000 would try to start 100000 processes
 
 SKIPPED_CSV = "skipped.csv"  # beside the card in --out: every skipped picture, its reason and the fix
 SKIPPED_COLUMNS = ("source", "reason", "message")
+
+
+KS = (
+    f"patch k-1 is s**(k-1) of patch 0, so a larger k leaves even a {LARGEST_SOURCE_SIDE} px picture with patches "
+    f"under {MIN_PATCH_SIDE:g} px, and a set holds at most {MAX_K} patches"
+)
+
+
+def max_k(s: float) -> int:
+    """The largest k whose smallest patch can be ``MIN_PATCH_SIDE`` px in a picture of ``LARGEST_SOURCE_SIDE`` px
+    (computed in logs: ``s**(k-1)`` underflows to 0 long before k is refused), and at most ``MAX_K``; 2 for an ``s``
+    outside (0, 1), which its own check refuses."""
+    if not 0.0 < s < 1.0:
+        return 2
+    fit = 1 + math.floor(math.log(MIN_PATCH_SIDE / LARGEST_SOURCE_SIDE) / math.log(s))
+    return max(2, min(MAX_K, fit))
 
 
 @dataclass(frozen=True)
@@ -69,12 +89,18 @@ class BuildConfig:
         checks = [
             (self.k >= 2, "--k", self.k, "an integer >= 2 (a set needs at least one pair)"),
             (0.0 < self.s < 1.0, "--s", self.s, "a ratio strictly between 0 and 1"),
-            (self.r >= 1.0, "--r", self.r, "a number >= 1 (the anchor region is 1/r of the picture)"),
+            (self.k <= max_k(self.s), "--k", self.k, f"an integer from 2 to {max_k(self.s)} with --s {self.s}: {KS}"),
+            (1.0 <= self.r < math.inf, "--r", self.r, "a finite number >= 1 (the anchor region is 1/r of the picture)"),
             (16 <= self.size <= MAX_PATCH_SIZE, "--size", self.size, f"an integer from 16 to {MAX_PATCH_SIZE} pixels"),
             (0 <= self.seed < 2**32, "--seed", self.seed, "an integer from 0 to 2**32 - 1"),
-            (self.sets_per_image >= 1, "--sets-per-image", self.sets_per_image, "an integer >= 1"),
+            (
+                1 <= self.sets_per_image <= MAX_SETS_PER_IMAGE,
+                "--sets-per-image",
+                self.sets_per_image,
+                f"an integer from 1 to {MAX_SETS_PER_IMAGE}",
+            ),
             (0.0 <= self.val_fraction < 1.0, "--val-fraction", self.val_fraction, "a fraction in [0, 1)"),
-            (self.num_proc >= 1, "--num-proc", self.num_proc, "an integer >= 1"),
+            (1 <= self.num_proc <= MAX_NUM_PROC, "--num-proc", self.num_proc, f"an integer from 1 to {MAX_NUM_PROC}"),
             (1 <= self.quality <= 100, "--quality", self.quality, "a JPEG quality from 1 to 100"),
         ]
         for ok, flag, value, expected in checks:

@@ -367,8 +367,8 @@ def test_a_build_that_dies_midway_leaves_the_old_dataset_untouched(folder: Path,
 def test_a_build_with_no_sets_fails_saying_why_and_keeps_the_old_dataset(folder: Path, tmp_path: Path) -> None:
     build(folder, tmp_path / "ds")
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*"))
-    with pytest.raises(InputError, match=r"no ranked sets for split 'train'.*too small for k=40.*left as it was"):
-        build(folder, tmp_path / "ds", k=40)
+    with pytest.raises(InputError, match=r"no ranked sets for split 'train'.*too small for k=30.*left as it was"):
+        build(folder, tmp_path / "ds", k=30)
     with pytest.raises(InputError, match=r"split 'train': 0 pictures.*smaller --val-fraction"):
         build(folder, tmp_path / "ds", val_fraction=0.95)  # all four pictures go to validation
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "ds").rglob("*")) == before

@@ -47,6 +47,11 @@ def patch_pixels(data: bytes) -> np.ndarray:
         {"quality": 100},
         {"num_proc": 1},
         {"k": 2},
+        {"k": 37},  # 65535 * 0.75**36 = 2.1 px: the largest picture still gives a 2 px patch
+        {"k": 15, "s": 0.5},
+        {"k": 1000, "s": 0.999},
+        {"sets_per_image": 1000},
+        {"num_proc": 256},
         {"val_fraction": 0.0},
     ],
 )
@@ -65,7 +70,14 @@ def test_config_accepts_the_edges_of_every_range(kwargs: dict) -> None:
         ({"quality": 0}, "--quality"),
         ({"quality": 101}, "--quality"),
         ({"num_proc": 0}, "--num-proc"),
+        ({"num_proc": 257}, "--num-proc"),
         ({"val_fraction": -0.1}, "--val-fraction"),
+        ({"k": 38}, "--k 38 .* from 2 to 37 with --s 0.75"),
+        ({"k": 16, "s": 0.5}, "--k 16 .* from 2 to 15 with --s 0.5"),
+        ({"k": 3000}, "--k 3000"),  # 0.75**2999 is 0.0: this divided by zero once a picture was too small
+        ({"k": 1001, "s": 0.999999}, "--k 1001 .* from 2 to 1000"),
+        ({"r": float("inf")}, "--r inf"),
+        ({"sets_per_image": 1001}, "--sets-per-image"),
     ],
 )
 def test_config_refuses_one_step_past_the_edges_naming_the_flag(kwargs: dict, flag: str) -> None:
