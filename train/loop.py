@@ -305,7 +305,7 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
 
     schedule = config.schedule
     count_iter, rank_iter = make_iterators(config, sources, stride, start, device.type == "cuda", notes)
-    upside_iter = upside_down_iterator(config, start, pin_memory=device.type == "cuda")
+    upside_iter = upside_down_iterator(config, start, device.type == "cuda", sources.unlabeled)
     if saved_rng is not None:  # only now: making a loader draws its seed from torch's RNG, which the uninterrupted
         restore_rng_states(saved_rng)  # run did before step 0, so a dropout model gets its masks after a resume too
 

@@ -15,6 +15,7 @@ from typing import Any
 from train.config import RunConfig
 from train.data import RowSource, carve_validation, open_dataset, ranked_set_size
 from train.errors import ConfigError, DataError
+from train.unlabeled import UnlabeledImage, list_unlabeled
 
 
 @dataclass
@@ -27,6 +28,7 @@ class RunSources:
     validation: list[RowSource] = field(default_factory=list)
     test: list[RowSource] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unlabeled: list[UnlabeledImage] = field(default_factory=list)  # the upside-down task's pictures, when it is on
 
     @property
     def labeled_rows(self) -> int:
@@ -53,7 +55,22 @@ def resolve_sources(config: RunConfig) -> RunSources:
         sources.notes.extend(check_depth_maps(config.data.depth_dir, sources.labeled))
     if sources.ranked:
         check_sets_fit(config.tasks.rank.sets_per_batch, sum(len(s.indices) for s in sources.ranked))
+    if config.tasks.upside_down is not None:
+        sources.unlabeled = list_unlabeled(config.data.unlabeled)
+        check_upside_down_fits(config.tasks.upside_down.batch, len(sources.unlabeled), config.data.unlabeled)
     return sources
+
+
+def check_upside_down_fits(batch: int, pictures: int, paths: list[str]) -> None:
+    """Refuse more upside-down crops per step than data.unlabeled has pictures, before any work (as
+    :func:`check_batch_fits` does for labeled crops): the sampler cycled the pictures, so a batch of 64 on 3 pictures
+    trained on 21 crops of each picture a step, silently, a self-supervised task that mostly memorises them."""
+    if batch > pictures:
+        raise ConfigError(
+            f"tasks.upside_down.batch = {batch} is larger than the {pictures} pictures of data.unlabeled = {paths!r}: "
+            f"each step would crop every picture {batch / pictures:.1f} times on average. "
+            f"Fix: --set tasks.upside_down.batch={pictures} or less, or add pictures to data.unlabeled"
+        )
 
 
 def check_sets_fit(sets_per_batch: int, sets: int) -> None:

@@ -86,3 +86,23 @@ def test_a_crop_depends_on_the_draw_not_on_the_picture_row(tmp_path: Path) -> No
     for draw in range(4):
         first, second = crops[(0, draw)], crops[(1, draw)]
         assert torch.equal(first[0], second[0]) and first[1] == second[1]
+
+
+def test_an_upside_down_batch_larger_than_the_unlabeled_pictures_is_refused_before_the_run_folder_is_made(
+    blob_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """tasks.upside_down.batch = 64 on 3 pictures trained silently on ~21 crops of each picture a step (the sampler
+    cycles them); it now fails as schedule.batch does, before anything is written, and a batch that fits trains."""
+    from train.errors import ConfigError
+    from train.loop import fit
+
+    table = masks_table(blob_data, write_pictures(tmp_path / "real", 3))
+    table["schedule"].update(steps=1, eval_every=1)
+    table["tasks"]["upside_down"]["batch"] = 4
+    with pytest.raises(ConfigError, match=r"tasks.upside_down.batch = 4 is larger than the 3 pictures of data.unlabel"
+                       r"ed = \['.*real'\].*Fix: --set tasks.upside_down.batch=3 or less"):  # fmt: skip
+        fit(config_from_dict(table), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()
+    table["tasks"]["upside_down"]["batch"] = 3
+    fit(config_from_dict(table), tmp_path / "run", show_progress=False)
+    assert (tmp_path / "run" / "best.pt").is_file()
