@@ -167,13 +167,20 @@ def read_attribution(sidecar: Path) -> tuple[dict[str, str | None], str | None]:
         return fields, f"sidecar {sidecar.name} ignored: {e}"
     if not isinstance(data, dict):
         return fields, f"sidecar {sidecar.name} ignored: expected a JSON object, got {type(data).__name__}"
+    wrong = [f"{key} is {type(data[key]).__name__}" for key in SIDECAR_FIELDS if not _text_or_null(data.get(key))]
+    if wrong:  # str() of them stored licence '5' or 'nan' and author "['a', 'b']"
+        expected = f"each of {', '.join(SIDECAR_FIELDS)} is a string or null"
+        return fields, f"sidecar {sidecar.name} ignored: {', '.join(wrong)}; {expected}"
     for key in SIDECAR_FIELDS:
-        value = data.get(key)
-        fields[key] = None if value is None else str(value)
+        fields[key] = data.get(key)
     for key in ("author", "title"):  # the pool keeps attribution as plain text, as the web sources store it
         fields[key] = strip_html(fields[key])
     fields["license"] = normalize_license(fields["license"], fields["license_url"])
     return fields, None
+
+
+def _text_or_null(value: object) -> bool:
+    return value is None or isinstance(value, str)
 
 
 def _ingest_file(pool: Pool, path: Path, config: LocalConfig, query: str) -> dict[str, Any]:

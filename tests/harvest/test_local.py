@@ -277,6 +277,21 @@ def test_sidecar_attribution_is_stored_as_plain_text(tmp_path: Path) -> None:
     assert (fields["author"], fields["title"], fields["license"], error) == ("Ann & Bob", "Square at noon", None, None)
 
 
+@pytest.mark.parametrize(
+    ("sidecar", "named"),
+    [('{"license": 5}', "license is int"), ('{"license": NaN, "title": "t"}', "license is float"),
+     ('{"author": ["Ann", "Bob"]}', "author is list"), ('{"title": {"en": "x"}, "source_url": true}', "title is dict")],
+)  # fmt: skip
+def test_a_sidecar_field_that_is_not_text_ignores_the_sidecar_and_names_the_field(
+    tmp_path: Path, sidecar: str, named: str
+) -> None:
+    """str() of them stored the licence '5' or 'nan' and the author "['Ann', 'Bob']" as if the sidecar said so."""
+    (tmp_path / "x.jpg.json").write_text(sidecar)
+    fields, error = read_sidecar(tmp_path / "x.jpg")
+    assert set(fields.values()) == {None}
+    assert error is not None and named in error and "is a string or null" in error
+
+
 def test_retry_failed_reads_failed_files_again_and_the_new_row_replaces_the_old(photos: Path, tmp_path: Path) -> None:
     pool_dir = tmp_path / "pool"
     first = ingest_local(config(photos, pool_dir, min_side=35))  # a --min-side typo: every picture is too_small
