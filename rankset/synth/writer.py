@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rankset.build import MAX_NUM_PROC
 from rankset.errors import ConfigError, InputError
 from rankset.synth.render import synthesize_scene
 
@@ -79,8 +80,8 @@ class SynthConfig:
             raise ConfigError(f"--max-count {self.max_count} must be in [1, 100000]")
         if not 0 <= self.min_count <= self.max_count:
             raise ConfigError(f"--min-count {self.min_count} must be in [0, --max-count {self.max_count}]")
-        if self.num_proc < 1:
-            raise ConfigError(f"--num-proc {self.num_proc} must be >= 1")
+        if not 1 <= self.num_proc <= MAX_NUM_PROC:
+            raise ConfigError(f"--num-proc {self.num_proc} must be in [1, {MAX_NUM_PROC}] (one process each)")
         names = [name for name, _ in self.splits]
         unknown = [name for name in names if name not in SPLIT_NAMES]
         if not self.splits or unknown or len(set(names)) != len(names):
@@ -179,7 +180,7 @@ def _rendered(indices: list[int], config: SynthConfig, label: str) -> Iterator[d
         if config.num_proc > 1 and len(jobs) > 1:
             import multiprocessing
 
-            with multiprocessing.get_context("spawn").Pool(config.num_proc) as pool:
+            with multiprocessing.get_context("spawn").Pool(min(config.num_proc, len(jobs))) as pool:  # none idle
                 for row in pool.imap(_render_args, jobs, chunksize=4):
                     progress.advance(task)
                     yield row

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -211,6 +212,7 @@ def test_scene_bytes_do_not_depend_on_run_length_or_worker_count(tmp_path) -> No
         ({"splits": (("train", 0.5), ("test", 0.4))}, "--splits"),
         ({"splits": (("training", 1.0),)}, "--splits"),
         ({"num_proc": 0}, "--num-proc"),
+        ({"num_proc": 257}, "--num-proc 257 must be in \\[1, 256\\]"),  # 100000 started 100000 processes and hung
         ({"max_count": 0}, "--max-count"),
         ({"unlabeled": True, "splits": (("train", 0.5), ("test", 0.5))}, "--unlabeled"),
     ],
@@ -219,6 +221,34 @@ def test_config_errors_name_the_flag(tmp_path, kwargs: dict, flag: str) -> None:
     values = {"n": 2, "out": tmp_path, **kwargs}
     with pytest.raises(ConfigError, match=flag):
         SynthConfig(**values)
+
+
+def test_no_more_worker_processes_are_started_than_there_are_scenes(tmp_path, monkeypatch) -> None:
+    import multiprocessing
+
+    started: list[int] = []
+
+    class InlinePool:
+        def __init__(self, processes: int) -> None:
+            started.append(processes)
+
+        def __enter__(self) -> InlinePool:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def imap(self, fn: Any, jobs: list, chunksize: int = 1) -> Any:
+            return map(fn, jobs)
+
+    class Context:
+        Pool = InlinePool
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
+    synth_unlabeled(
+        SynthConfig(n=2, out=tmp_path / "u", width=64, height=64, max_count=3, unlabeled=True, num_proc=200)
+    )
+    assert started == [2]
 
 
 def test_size_and_split_parsers_accept_the_documented_forms() -> None:
