@@ -54,7 +54,9 @@ def leak_mark_origins(df: pd.DataFrame, guard_ran: bool) -> dict[str, str | None
     """
     if "leak_of" not in df.columns:
         return {}
-    marked = df[df["leak_of"].map(lambda k: isinstance(k, str)) & df["id"].map(lambda i: isinstance(i, str))]
+    # astype(bool): on an empty frame map() keeps the column's string dtype, which `&` refuses (TypeError)
+    is_text = df["leak_of"].map(lambda k: isinstance(k, str)).astype(bool)
+    marked = df[is_text & df["id"].map(lambda i: isinstance(i, str)).astype(bool)]
     recorded = marked[LEAK_BY] if LEAK_BY in marked.columns else pd.Series(None, index=marked.index, dtype=object)
     modes = marked["mode"] if "mode" in marked.columns else pd.Series(None, index=marked.index, dtype=object)
     found: dict[str, set[str | None]] = {}

@@ -306,3 +306,11 @@ def test_cli_dedup_clear_all_leaks_is_wired_and_says_what_it_cleared(tmp_path: P
     assert result.exit_code == 0, result.output
     assert "--clear-all-leaks cleared 1 earlier leak_of mark(s) and kept 0" in result.output
     assert by_name(pool).loc["a", "kept"] and pool.meta["commands"][-1]["clear_all_leaks"] is True
+
+
+def test_dedup_of_a_pool_without_rows_reports_nothing_to_do(tmp_path: Path) -> None:
+    """`harvest local` of an empty folder makes such a pool; dedup ended in a TypeError traceback from pandas (`&` of
+    two empty string-typed masks in leak_mark_origins)."""
+    pool = Pool.create(tmp_path / "pool")
+    summary = dedup_pool(DedupConfig(pool=pool.root, workers=1))
+    assert pool.read_index().empty and summary.kept == 0
