@@ -132,8 +132,14 @@ class Pool:
                 f"{pool.meta_path} has format {meta.get('format')!r} version {meta.get('version')!r}; "
                 f"this crowdrank reads {POOL_FORMAT!r} version {POOL_FORMAT_VERSION}"
             )
-        pool.index_dir.mkdir(exist_ok=True)
-        pool.images_dir.mkdir(exist_ok=True)
+        for folder in (pool.index_dir, pool.images_dir):
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as e:  # a file of that name (FileExistsError), no permission, ...
+                raise PoolError(
+                    f"{folder} must be a folder of the pool and cannot be made one ({e}); move whatever is there "
+                    "out of the way and run the command again"
+                ) from e
         pool._recover()
         return pool
 

@@ -362,3 +362,13 @@ def test_a_run_killed_while_its_forked_workers_live_does_not_leave_the_pool_lock
     finally:
         os.kill(worker, signal.SIGKILL)
         holder.stdout.close()
+
+
+@pytest.mark.parametrize("folder", ["index", "images"])
+def test_a_file_where_a_pool_subfolder_belongs_is_a_pool_error_naming_it(tmp_path: Path, folder: str) -> None:
+    """Opening the pool made the folder with mkdir(exist_ok=True), whose FileExistsError ended in a traceback."""
+    pool = Pool.create(tmp_path / "pool")
+    shutil.rmtree(pool.root / folder)
+    (pool.root / folder).write_text("not a folder")
+    with pytest.raises(PoolError, match=f"{folder} must be a folder of the pool"):
+        Pool.open(pool.root)
