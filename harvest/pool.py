@@ -274,7 +274,11 @@ class Pool:
                 f"the index of {self.root} kept changing while it was read (another command rewriting it?); "
                 "run this command again when that one has finished"
             )
-        df = concat_parts(tables, parts).to_pandas() if parts else rows_to_table([]).to_pandas()
+        table = concat_parts(tables, parts) if parts else rows_to_table([])
+        for name, dtype in COLUMNS.items():  # a declared column that no part holds (parts from another tool)
+            if name not in table.column_names:
+                table = table.append_column(pa.field(name, dtype), pa.nulls(len(table), dtype))
+        df = table.to_pandas()
         if columns is not None:
             df = df[columns]
         return df

@@ -372,3 +372,17 @@ def test_a_file_where_a_pool_subfolder_belongs_is_a_pool_error_naming_it(tmp_pat
     (pool.root / folder).write_text("not a folder")
     with pytest.raises(PoolError, match=f"{folder} must be a folder of the pool"):
         Pool.open(pool.root)
+
+
+def test_a_declared_column_that_no_part_holds_is_read_as_nulls(tmp_path: Path) -> None:
+    """A pool whose only part lacks optional columns (written by another tool) ended in a KeyError traceback in
+    harvest dedup and filter, which read width, height, bytes, phash ... by name."""
+    pool = pool_of(tmp_path, [])
+    minimal = pa.table({"id": [None], "url": ["https://a.org/2.jpg"], "status": ["not_image"], "path": [None]})
+    pq.write_table(minimal, pool.index_dir / "part-zz-minimal.parquet")
+    df = pool.read_index()
+    assert {"width", "height", "bytes", "phash", "kept", "dup_of"} <= set(df.columns)
+    assert df["width"].isna().all() and len(df) == 1
+    from harvest.dedup_pool import DedupConfig, dedup_pool
+
+    dedup_pool(DedupConfig(pool=pool.root, workers=1))
