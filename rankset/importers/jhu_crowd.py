@@ -63,7 +63,7 @@ def parse_image_labels(text: str) -> dict[str, dict[str, Any]]:
         image_id = Path(fields[0]).stem
         try:
             count, weather, distractor = int(float(fields[1])), int(fields[3]), int(fields[4])
-        except ValueError:
+        except (ValueError, OverflowError):  # "nan" is a ValueError, "inf" an OverflowError: both malformed
             continue
         labels[image_id] = {
             "stated_count": count,

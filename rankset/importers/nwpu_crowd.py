@@ -16,6 +16,7 @@ does not give them). Split ``val`` becomes ``validation``.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ def parse_split_list(text: str) -> dict[str, dict[str, int]]:
             continue
         image_id = Path(fields[0]).stem
         image_id = image_id.zfill(4) if image_id.isdigit() else image_id
-        numbers = [int(f) if f.lstrip("-").isdigit() else -1 for f in fields[1:3]]
+        numbers = [int(f) if f.lstrip("-").isdigit() and abs(int(f)) < 2**31 else -1 for f in fields[1:3]]  # int32
         numbers += [-1] * (2 - len(numbers))
         entries[image_id] = {"illumination": numbers[0], "scene_level": numbers[1]}
     return entries
@@ -59,9 +60,17 @@ def parse_annotation_json(text: str, name: str) -> Annotation:
         boxes = np.asarray(value.get("boxes") or [], dtype=np.float64).reshape(-1, 4)
     except (ValueError, TypeError) as e:
         raise AnnotationError(f"{name}: {e}") from e
-    human_num = value.get("human_num")
-    stated = int(human_num) if isinstance(human_num, (int, float)) else None
+    stated = stated_count(value.get("human_num"))
     return Annotation(points=points, stated_count=stated, boxes=boxes if len(boxes) == len(points) else None)
+
+
+def stated_count(value: object) -> int | None:
+    """``human_num`` as a head count, or None when it is not one: JSON allows NaN, 1e400 (inf), -3, 2.5 and true."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        return None
+    return int(value)
 
 
 @register_importer("nwpu-crowd")
@@ -83,12 +92,21 @@ class NwpuCrowdImporter(Importer):
             extra_columns={"labeled": "bool", "illumination": "int32", "scene_level": "int32"},
             skipped=duplicates,
         )
-        listed: set[str] = set()
+        listed: dict[str, str] = {}  # image id -> the split list that put it in a split first
         for list_name, path in lists.items():
             split = SPLIT_LISTS[list_name]
             pairs = []
             for image_id, levels in parse_split_list(path.read_text(errors="replace")).items():
-                listed.add(image_id)
+                if image_id in listed:  # one picture in two splits would leak training images into the evaluation
+                    plan.skipped.append(
+                        Skipped(
+                            str(images.get(image_id, root / "images" / f"{image_id}.jpg")),
+                            f"listed in {list_name} and in {listed[image_id]}; kept in {listed[image_id]} only. "
+                            f"Remove it from one of the lists",
+                        )
+                    )
+                    continue
+                listed[image_id] = list_name
                 annotation = annotations.get(image_id)
                 if image_id not in images:
                     missing = root / "images" / f"{image_id}.jpg"
@@ -105,7 +123,7 @@ class NwpuCrowdImporter(Importer):
                     f"{split}: {unlabeled} images have no annotation (NWPU keeps them private): "
                     "imported with labeled = false, count = -1, no points"
                 )
-        for image_id in sorted(set(images) - listed):
+        for image_id in sorted(set(images) - set(listed)):
             plan.skipped.append(Skipped(str(images[image_id]), "not listed in train.txt, val.txt or test.txt"))
         for image_id in sorted(set(annotations) - set(images)):
             plan.skipped.append(Skipped(str(annotations[image_id]), f"no image for annotation of {image_id!r}"))

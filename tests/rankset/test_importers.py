@@ -316,6 +316,20 @@ def test_jhu_crowd_reads_boxes_and_image_labels_and_renames_val(tmp_path: Path) 
     assert "line 2" in summary.skipped[0].reason
 
 
+@pytest.mark.parametrize("count", ["inf", "-inf", "nan", "1e400"])
+def test_jhu_crowd_image_label_with_a_non_finite_count_is_ignored_not_a_crash(tmp_path: Path, count: str) -> None:
+    """`int(float("inf"))` raised OverflowError out of the plan: a traceback before any image was read."""
+    root = tmp_path / "jhu_crowd_v2.0"
+    write_jpeg(root / "train" / "images" / "0001.jpg")
+    (root / "train" / "gt").mkdir(parents=True)
+    (root / "train" / "gt" / "0001.txt").write_text("10 12 4 6 1 0\n")
+    (root / "train" / "image_labels.txt").write_text(f"0001,{count},stadium,2,0\n")
+    summary, dsd = run_import("jhu-crowd", root, tmp_path / "out")
+    row = dsd["train"][0]
+    assert (row["count"], row["scene_type"]) == (1, None)  # the malformed line is ignored whole, as documented
+    assert summary.warnings == []
+
+
 # --- NWPU-Crowd -------------------------------------------------------------------------------------------------
 
 
@@ -590,6 +604,44 @@ def test_nwpu_crowd_counts_the_points_warns_on_another_stated_count_and_pads_lis
     assert [(Path(w.path).name, w.reason) for w in summary.warnings] == [
         ("0007.json", "states 5 heads but lists 2 points; count = points")
     ]
+
+
+def make_nwpu(root: Path, annotation: str, lists: dict[str, str]) -> None:
+    write_jpeg(root / "images" / "0001.jpg")
+    (root / "jsons").mkdir()
+    (root / "jsons" / "0001.json").write_text(annotation)
+    for name, text in lists.items():
+        (root / name).write_text(text)
+
+
+@pytest.mark.parametrize("human_num", ["NaN", "Infinity", "1e400", "-3", "2.5", "true", '"7"'])
+def test_nwpu_crowd_human_num_that_is_not_a_count_is_ignored_not_a_crash(tmp_path: Path, human_num: str) -> None:
+    """int(NaN) and int(inf) raised out of the writer: the whole import died with a traceback."""
+    root = tmp_path / "NWPU-Crowd"
+    make_nwpu(root, f'{{"points": [[1.0, 2.0]], "human_num": {human_num}}}', {"train.txt": "0001 1 1\n"})
+    summary, dsd = run_import("nwpu-crowd", root, tmp_path / "out")
+    assert dsd["train"][0]["count"] == 1
+    assert summary.warnings == [] and summary.skipped == []
+
+
+def test_nwpu_crowd_split_list_levels_outside_int32_are_unknown_not_a_crash(tmp_path: Path) -> None:
+    """99999999999 does not fit the int32 column: Arrow raised and the import died with DatasetGenerationError."""
+    root = tmp_path / "NWPU-Crowd"
+    make_nwpu(root, '{"points": [[1.0, 2.0]], "human_num": 1}', {"train.txt": "0001 99999999999 -2147483649\n"})
+    _, dsd = run_import("nwpu-crowd", root, tmp_path / "out")
+    row = dsd["train"][0]
+    assert (row["illumination"], row["scene_level"]) == (-1, -1)
+
+
+def test_nwpu_crowd_image_in_two_split_lists_is_imported_once_and_the_second_listing_reported(tmp_path: Path) -> None:
+    """It was imported into both train and validation: a training image in the evaluation split, said nowhere."""
+    root = tmp_path / "NWPU-Crowd"
+    make_nwpu(root, '{"points": [[1.0, 2.0]], "human_num": 1}', {"train.txt": "0001 1 1\n", "val.txt": "1 1 1\n"})
+    summary, dsd = run_import("nwpu-crowd", root, tmp_path / "out")
+    assert list(dsd) == ["train"] and dsd["train"]["image_id"] == ["0001"]
+    [skipped] = summary.skipped
+    assert Path(skipped.path).name == "0001.jpg"
+    assert "listed in val.txt and in train.txt; kept in train.txt only" in skipped.reason
 
 
 @pytest.mark.parametrize("orientation", [0, 9])
