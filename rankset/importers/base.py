@@ -10,6 +10,7 @@ is one small module with ``@register_importer("name")``.
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -195,6 +196,21 @@ def pair_by_id(
             )
         )
     return pairs, skipped
+
+
+def stated_count(value: object) -> int | None:
+    """A head count a benchmark states beside its points (NWPU ``human_num``, Mall ``count``), or None when the value
+    is not one: JSON and MATLAB allow NaN, inf (``1e400``), -3, 2.5, text, booleans and nested cells."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        return None
+    if array.size != 1 or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        return None
+    number = float(array.reshape(-1)[0])
+    return int(number) if math.isfinite(number) and number >= 0 and number.is_integer() else None
 
 
 def natural_key(text: str) -> tuple[Any, ...]:

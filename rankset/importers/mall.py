@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rankset.errors import AnnotationError, InputError
-from rankset.importers.base import Annotation, Importer, Pair, Plan, Skipped, image_files, register_importer
+from rankset.importers.base import (
+    Annotation,
+    Importer,
+    Pair,
+    Plan,
+    Skipped,
+    image_files,
+    register_importer,
+    stated_count,
+)
 from rankset.importers.matfile import load_mat, mat_points, mat_variable, struct_field
 
 if TYPE_CHECKING:
@@ -94,5 +103,5 @@ class MallImporter(Importer):
         points = mat_points(loc, pair.annotation, f"{where}.loc")
         stated = None
         if self.counts is not None and index < len(self.counts):
-            stated = int(self.counts[index])
+            stated = stated_count(self.counts[index])  # NaN, text or a cell in `count`: not stated
         return Annotation(points=points, stated_count=stated)

@@ -16,14 +16,22 @@ does not give them). Split ``val`` becomes ``validation``.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rankset.errors import AnnotationError
-from rankset.importers.base import Annotation, Importer, Pair, Plan, Skipped, image_files, register_importer
+from rankset.importers.base import (
+    Annotation,
+    Importer,
+    Pair,
+    Plan,
+    Skipped,
+    image_files,
+    register_importer,
+    stated_count,
+)
 from rankset.importers.geometry import as_points
 
 if TYPE_CHECKING:
@@ -62,15 +70,6 @@ def parse_annotation_json(text: str, name: str) -> Annotation:
         raise AnnotationError(f"{name}: {e}") from e
     stated = stated_count(value.get("human_num"))
     return Annotation(points=points, stated_count=stated, boxes=boxes if len(boxes) == len(points) else None)
-
-
-def stated_count(value: object) -> int | None:
-    """``human_num`` as a head count, or None when it is not one: JSON allows NaN, 1e400 (inf), -3, 2.5 and true."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not math.isfinite(value) or value < 0 or value != int(value):
-        return None
-    return int(value)
 
 
 @register_importer("nwpu-crowd")

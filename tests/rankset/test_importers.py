@@ -387,6 +387,28 @@ def test_mall_splits_at_frame_800_and_stores_the_roi_mask(tmp_path: Path) -> Non
     assert summary.warnings == []
 
 
+@pytest.mark.parametrize(
+    "count",
+    [np.array([[np.nan]]), np.array([[np.inf]]), np.array(["abc"]), np.array([[np.array([1, 2])]], dtype=object)],
+    ids=["nan", "inf", "text", "cell"],
+)
+def test_mall_count_that_is_not_a_number_is_not_stated_and_the_frame_imported(
+    tmp_path: Path, count: np.ndarray
+) -> None:
+    """int(count[i]) raised ValueError/OverflowError/TypeError out of the writer: the import died with a traceback."""
+    root = tmp_path / "mall_dataset"
+    frame = np.zeros((1, 1), dtype=[("loc", "O")])
+    frame[0, 0]["loc"] = np.array([[1.0, 2.0]])
+    frames = np.empty((1, 1), dtype=object)
+    frames[0, 0] = frame
+    root.mkdir()
+    scipy.io.savemat(str(root / "mall_gt.mat"), {"frame": frames, "count": count})
+    write_jpeg(root / "frames" / "seq_000001.jpg", width=32, height=24)
+    summary, dsd = run_import("mall", root, tmp_path / "out")
+    assert dsd["train"]["count"] == [1]
+    assert summary.warnings == [] and summary.skipped == []
+
+
 # --- generic point lists ----------------------------------------------------------------------------------------
 
 
