@@ -66,6 +66,8 @@ def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "trai
 
     if n < 1:
         raise ConfigError(f"--n {n} is out of range: expected an integer >= 1")
+    if seed < 0:  # numpy's SeedSequence refuses it, with a traceback after the dataset is loaded
+        raise ConfigError(f"--seed {seed} is out of range: expected an integer >= 0")
     if Path(out).suffix.lower() != ".png":  # matplotlib would add .png to a bare name, or fail after the drawing
         raise ConfigError(f"--out {out} must end in .png (the preview is written as a PNG)")
     dsd = load_dataset_dict(dataset)

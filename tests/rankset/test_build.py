@@ -550,6 +550,18 @@ def test_preview_of_no_sets_is_refused_naming_the_flag(tmp_path: Path) -> None:
         render_preview(str(tmp_path / "ds"), tmp_path / "p.png", n=0)
 
 
+def test_preview_with_a_negative_seed_is_refused_naming_the_flag(folder: Path, tmp_path: Path) -> None:
+    """numpy raised ValueError: expected non-negative integer, as a traceback, once the dataset was loaded."""
+    from rankset.cli import app
+
+    build(folder, tmp_path / "ds")
+    result = CliRunner().invoke(
+        app, ["preview", str(tmp_path / "ds"), "--out", str(tmp_path / "p.png"), "--seed", "-1"]
+    )
+    assert result.exit_code == 2 and "--seed -1 is out of range" in result.output
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_a_build_removes_the_staging_folder_of_a_killed_build_and_notes_it(folder: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
