@@ -111,6 +111,11 @@ def describe_load_error(error: Exception, model: str) -> str:
 
     if isinstance(error, pickle.UnpicklingError):
         return "the file is not a PyTorch checkpoint (torch.load cannot read weights from it)"
+    if isinstance(error, EOFError):  # torch.load of an empty file: "EOFError: " said nothing
+        return "the file is empty or cut short (torch.load reached its end), not a whole checkpoint"
+    not_a_dict = isinstance(error, AttributeError) and "has no attribute 'items'" in str(error)  # a saved list
+    if isinstance(error, StopIteration) or not_a_dict:  # open_clip reading an empty or non-dict state dict
+        return "the file holds no state dict of weights (an empty one, or another kind of object)"
     text = str(error).strip()
     if "Error(s) in loading state_dict" in text:
         counts = {"missing": 0, "unexpected": 0, "of another shape": 0}

@@ -161,6 +161,26 @@ def test_a_file_that_is_no_checkpoint_is_refused_in_one_line_without_torchs_unsa
 
 
 @pytest.mark.parametrize(
+    ("content", "said"),
+    [(None, "is empty or cut short"), ({"state_dict": {}}, "holds no state dict"), ([1, 2], "holds no state dict")],
+)
+def test_an_empty_or_objectless_checkpoint_is_refused_saying_what_the_file_holds(
+    tmp_path: Path, content: object, said: str
+) -> None:
+    """They were refused as "EOFError: ." and "StopIteration: .", which named nothing."""
+    import torch
+
+    path = tmp_path / "weights.pt"
+    if content is None:
+        path.write_bytes(b"")  # a download that never started
+    else:
+        torch.save(content, path)
+    with pytest.raises(ModelUnavailableError, match="weights.pt") as info:
+        load_clip(TINY, None, path, device="cpu")
+    assert said in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("overrides", "flag"),
     [({"threshold": 1.5}, "--threshold"), ({"batch_size": 0}, "--batch-size"), ({"device": "gpu"}, "--device")],
 )
