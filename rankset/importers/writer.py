@@ -289,6 +289,12 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
         if not splits:
             reasons = "; ".join(f"{s.path}: {s.reason}" for s in summary.skipped[:5])
             raise InputError(f"nothing in {config.root} could be imported as {config.format}: {reasons}")
+
+        def import_json() -> bytes:  # called once every row is read, so the summary is complete
+            summary.skipped.sort(key=lambda s: natural_key(s.path))
+            value = {"config": _config_json(config), "summary": summary.to_json()}
+            return (json.dumps(value, indent=2) + "\n").encode()
+
         _RUNS[token] = run
         try:
             write_dataset_dict(
@@ -296,13 +302,14 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
                 {name: (_generate_split, {"run_token": token, "split": name}) for name in splits},
                 features,
                 description=description,
+                extra_files={
+                    "import.json": import_json
+                },  # in the staging folder: in place with the dataset or not at all
                 inputs=[config.root],
                 notes=summary.notes,
             )
         finally:
             del _RUNS[token]
-    summary.skipped.sort(key=lambda s: natural_key(s.path))
-    _write_json_atomic(config.out / "import.json", {"config": _config_json(config), "summary": summary.to_json()})
     return summary
 
 
@@ -317,9 +324,3 @@ def _features(plan: Plan) -> Any:
 
 def _config_json(config: ImportConfig) -> dict[str, Any]:
     return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()}
-
-
-def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
-    from rankset.io import write_file_atomic
-
-    write_file_atomic(path, (json.dumps(value, indent=2) + "\n").encode())

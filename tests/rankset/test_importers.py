@@ -409,6 +409,29 @@ def test_mall_count_that_is_not_a_number_is_not_stated_and_the_frame_imported(
     assert summary.warnings == [] and summary.skipped == []
 
 
+def test_import_json_is_in_place_as_soon_as_the_dataset_is(tmp_path: Path, monkeypatch) -> None:
+    """It was written after the dataset was renamed into place: a kill (or a full disk) between the two left a
+    finished-looking dataset without its list of skipped files, which the summary points to."""
+    import rankset.io
+
+    root = tmp_path / "pts"
+    write_jpeg(root / "a.jpg")
+    (root / "a.txt").write_text("1 2\n")
+    write_jpeg(root / "b.jpg")  # no point list: a skipped row that import.json must hold
+    written = rankset.io.write_dataset_dict
+
+    def killed_right_after(*args: object, **kwargs: object) -> None:
+        written(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rankset.io, "write_dataset_dict", killed_right_after)
+    with pytest.raises(KeyboardInterrupt):
+        import_benchmark(ImportConfig("points", root, tmp_path / "out"), progress=False)
+    summary = json.loads((tmp_path / "out" / "import.json").read_text())["summary"]
+    assert summary["splits"]["train"]["images"] == 1
+    assert [Path(s["path"]).name for s in summary["skipped"]] == ["b.jpg"]
+
+
 # --- generic point lists ----------------------------------------------------------------------------------------
 
 
