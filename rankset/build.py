@@ -342,6 +342,9 @@ def _no_sets_message(cfg: BuildConfig, summary: BuildSummary, split: str, pictur
     """Why a split came out empty, and what to change; ``--out`` is untouched."""
     why = f"; e.g. {summary.skipped[0][1]}" if summary.skipped else ""
     fix = "a smaller --k or larger --s, or larger pictures"
+    if SKIP_TOO_SMALL not in summary.skipped_by_reason:  # missing or unreadable files: --k and --s change nothing
+        counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped_by_reason.items()))
+        fix = f"the fix named for each skipped picture ({counts})"
     if pictures == 0:  # an empty validation split needs a larger fraction, an empty train split a smaller one
         fix = "an input with pictures"  # `why` stays: entries refused unread (a nested pool, say) say what to pass
         if cfg.val_fraction:

@@ -341,6 +341,20 @@ def test_a_picture_whose_smallest_patch_would_be_under_two_pixels_is_skipped_say
     assert ds["source_id"] == ["large"] and 2.0 <= ds[0]["boxes"][-1][2] - ds[0]["boxes"][-1][0] < 2.5
 
 
+def test_a_build_whose_pictures_are_all_unreadable_does_not_suggest_changing_k_or_s(tmp_path: Path) -> None:
+    """The message ended "Try a smaller --k or larger --s, or larger pictures" whatever the pictures' fault was."""
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    (pics / "empty.jpg").write_bytes(b"")
+    (pics / "text.png").write_bytes(b"not a picture")
+    with pytest.raises(EmptySplitError) as caught:
+        build(pics, tmp_path / "ds")
+    message = str(caught.value)
+    assert "--k" not in message and "--s" not in message
+    assert "Try the fix named for each skipped picture (unreadable picture: 2)" in message
+    assert "move it out of the folder" in message  # the example skip carries its own fix
+
+
 @pytest.mark.parametrize("kind", ["folder", "pool"])
 def test_split_given_for_a_folder_or_pool_is_refused_not_ignored(tmp_path: Path, kind: str) -> None:
     pics = tmp_path / "pics"
