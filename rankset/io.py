@@ -492,7 +492,14 @@ def load_dataset_dict(path_or_id: str | Path) -> Any:
             raise EmptySplitError(
                 f"{path} has an empty split ({', '.join(empty)}: 0 rows), which cannot be loaded", empty
             )
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except Exception as e:  # a damaged or partly deleted folder: datasets raises JSON, OS, Arrow or Unicode errors
+            raise InputError(
+                f"cannot read the dataset folder {path}: it is damaged or incomplete ({type(e).__name__}: {e}). "
+                "Write it again with the rankset command that made it (build, import or synth), or restore it from "
+                "a backup"
+            ) from e
         if isinstance(loaded, datasets.Dataset):
             loaded = datasets.DatasetDict({"train": loaded})
         return loaded

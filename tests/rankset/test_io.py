@@ -66,6 +66,32 @@ def test_a_saved_folder_with_an_empty_split_is_refused_naming_the_split(tmp_path
     assert err.value.splits == ["validation"]
 
 
+@pytest.mark.parametrize("damage", ["bad json index", "arrow deleted", "arrow truncated", "info not utf-8"])
+def test_a_damaged_dataset_folder_is_an_input_error_naming_it_and_the_fix(tmp_path: Path, damage: str) -> None:
+    """datasets' JSONDecodeError, FileNotFoundError, ArrowInvalid or UnicodeDecodeError reached the user as a
+    traceback from every command that reads a dataset (info, preview, build, push)."""
+    from typer.testing import CliRunner
+
+    from rankset.cli import app
+
+    folder = tmp_path / "ds"
+    write_dataset_dict(folder, {"train": rows(1, 2)}, FEATURES)
+    [arrow] = list((folder / "train").glob("*.arrow"))
+    if damage == "bad json index":
+        (folder / "dataset_dict.json").write_text("{bad")
+    elif damage == "arrow deleted":
+        arrow.unlink()
+    elif damage == "arrow truncated":
+        arrow.write_bytes(arrow.read_bytes()[:100])
+    else:
+        (folder / "train" / "dataset_info.json").write_bytes(b"\xff")
+    with pytest.raises(InputError, match=f"cannot read the dataset folder {folder}: it is damaged or incomplete"):
+        load_dataset_dict(folder)
+    result = CliRunner().invoke(app, ["info", str(folder), "--out", str(tmp_path / "info.png")])
+    assert result.exit_code == 1 and "Write it again with the rankset command that made it" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_user_slash_name_is_a_local_path_once_the_user_folder_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
