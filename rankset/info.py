@@ -30,6 +30,12 @@ class InfoConfig:
             raise ConfigError("DIR is empty; pass a dataset folder written by rankset or a Hub id user/name")
         if self.out is not None and Path(self.out).suffix.lower() != ".png":
             raise ConfigError(f"--out {self.out} must end in .png (the histogram is written as a PNG)")
+        if self.out is not None:
+            from rankset.io import out_folder_problem
+
+            problem = out_folder_problem(Path(self.out), "--out")  # a folder of it is a file: say so, not "File exists"
+            if problem is not None:
+                raise ConfigError(problem)
 
     @property
     def png(self) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from rankset.errors import ConfigError, InputError, RanksetError
-from rankset.io import write_figure
+from rankset.io import out_folder_problem, write_figure
 
 BOX_COLOURS = ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#4363d8", "#911eb4", "#42d4f4", "#f032e6")
 
@@ -70,6 +70,9 @@ def render_preview(dataset: str, out: str | Path, n: int = 4, split: str = "trai
         raise ConfigError(f"--seed {seed} is out of range: expected an integer >= 0")
     if Path(out).suffix.lower() != ".png":  # matplotlib would add .png to a bare name, or fail after the drawing
         raise ConfigError(f"--out {out} must end in .png (the preview is written as a PNG)")
+    problem = out_folder_problem(Path(out), "--out")  # a folder of it is a file: said before drawing, not "File exists"
+    if problem is not None:
+        raise ConfigError(problem)
     dsd = load_dataset_dict(dataset)
     if split not in dsd:
         raise InputError(f"{dataset} has no split {split!r}; its splits are {sorted(dsd)}")

@@ -115,6 +115,17 @@ def test_info_config_requires_a_png_output() -> None:
         InfoConfig("somewhere", out=Path("hist.jpg"))
 
 
+def test_info_and_preview_out_below_a_file_is_refused_naming_that_file(tmp_path: Path) -> None:
+    """Both said "cannot write F/h.png: File exists" (mkdir's errno), after loading and drawing the dataset."""
+    from rankset.preview import render_preview
+
+    (tmp_path / "F").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"--out .*F/h.png: .*F is a file, so no folder can be made there"):
+        InfoConfig("somewhere", out=tmp_path / "F" / "h.png")
+    with pytest.raises(ConfigError, match=r"--out .*F/h.png: .*F is a file, so no folder can be made there"):
+        render_preview(str(tmp_path / "no-dataset"), tmp_path / "F" / "h.png")
+
+
 def test_cli_info_prints_the_split_table_and_png_path(tmp_path: Path) -> None:
     folder = write_labeled(tmp_path / "ds", {"train": [5, 6]})
     result = CliRunner().invoke(app, ["info", str(folder), "--out", str(tmp_path / "h.png")])
