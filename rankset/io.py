@@ -542,5 +542,6 @@ def snapshot_data_files(path: Path) -> dict[str, list[str]]:
 def missing_path_message(path: Path) -> str:
     """Why ``path`` is neither a local dataset nor a Hub id, saying how it was read."""
     if path.parent != Path(".") and path.parent.is_dir():
-        return f"{path} does not exist (its folder {path.parent}/ does, so it is read as a local path, not a Hub id)"
+        folder = path.parent.as_posix().rstrip("/") + "/"  # "/", not "//", for a path at the root
+        return f"{path} does not exist (its folder {folder} does, so it is read as a local path, not a Hub id)"
     return f"{path} does not exist and is not a Hub id of the form user/name"

@@ -92,6 +92,14 @@ def test_a_damaged_dataset_folder_is_an_input_error_naming_it_and_the_fix(tmp_pa
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def test_a_missing_path_names_its_existing_folder_once_with_one_slash(tmp_path: Path) -> None:
+    """A path at the root read "its folder // does"."""
+    from rankset.io import missing_path_message
+
+    assert "(its folder / does," in missing_path_message(Path("/no-such-dataset-here"))
+    assert f"(its folder {tmp_path.as_posix()}/ does," in missing_path_message(tmp_path / "nope")
+
+
 def test_user_slash_name_is_a_local_path_once_the_user_folder_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
