@@ -69,7 +69,8 @@ def parse_annotation_json(text: str, name: str) -> Annotation:
     except (ValueError, TypeError) as e:
         raise AnnotationError(f"{name}: {e}") from e
     stated = stated_count(value.get("human_num"))
-    return Annotation(points=points, stated_count=stated, boxes=boxes if len(boxes) == len(points) else None)
+    usable = len(boxes) == len(points) and bool(np.isfinite(boxes).all())  # NaN would survive clamping into the row
+    return Annotation(points=points, stated_count=stated, boxes=boxes if usable else None)
 
 
 @register_importer("nwpu-crowd")

@@ -669,6 +669,16 @@ def test_nwpu_crowd_human_num_that_is_not_a_count_is_ignored_not_a_crash(tmp_pat
     assert summary.warnings == [] and summary.skipped == []
 
 
+def test_nwpu_crowd_boxes_with_a_non_finite_value_are_left_out_like_unpairable_ones(tmp_path: Path) -> None:
+    """NaN and inf boxes were stored as they came (clamping keeps NaN): a box of NaN size in the dataset."""
+    root = tmp_path / "NWPU-Crowd"
+    annotation = '{"points": [[1.0, 2.0], [3.0, 4.0]], "boxes": [[0, 1, 2, 3], [NaN, 1, Infinity, 3]]}'
+    make_nwpu(root, annotation, {"train.txt": "0001 1 1\n"})
+    _, dsd = run_import("nwpu-crowd", root, tmp_path / "out")
+    row = dsd["train"][0]
+    assert (row["count"], row["boxes"]) == (2, None)
+
+
 def test_nwpu_crowd_split_list_levels_outside_int32_are_unknown_not_a_crash(tmp_path: Path) -> None:
     """99999999999 does not fit the int32 column: Arrow raised and the import died with DatasetGenerationError."""
     root = tmp_path / "NWPU-Crowd"
