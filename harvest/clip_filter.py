@@ -9,6 +9,7 @@ without loading the model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -194,7 +195,9 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
     df = pool.read_index()
     summary = FilterSummary(threshold=config.threshold)
     df, revived = revive_intact(df, pool.holds_intact)
-    df, summary.lost_files = mark_lost_files(df, pool.stored_file_problem)  # a stat each: embeddings may be cached
+    checked_from, since = time.time(), pool.files_checked_from()
+    problem = functools.partial(pool.stored_file_problem, changed_since=since)
+    df, summary.lost_files = mark_lost_files(df, problem)  # a stat each: embeddings may be cached
     tag = model_tag(config.model, config.pretrained, config.checkpoint)
     summary.model = tag
     cache = EmbeddingCache(pool.root, tag)
@@ -247,7 +250,7 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
     df["clip_kept"] = np.where(df["clip_score"].notna(), df["clip_score"] >= config.threshold, None)
     df["kept"] = kept_mask(df)
     pool.rewrite(df)
-    pool.log_command(stage="filter", model=tag, threshold=config.threshold)
+    pool.log_command(stage="filter", model=tag, threshold=config.threshold, files_checked_from=checked_from)
     summary.above_threshold = int(sum(score >= config.threshold for score in score_of.values()))
     summary.kept = int(df["kept"].sum())
     return summary

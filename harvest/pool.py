@@ -20,7 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -44,6 +46,11 @@ POOL_FORMAT_VERSION = 1
 
 STAGING, COMPLETE_MARK = "_rewrite", "_COMPLETE"  # index/_rewrite/ holds a rewrite's new parts
 READ_ATTEMPTS = 40  # reads of the index that start over because a rewrite was swapping its parts meanwhile
+# A stored file written this many seconds before the last full check began is hashed again too: coarse mtimes
+# (FAT: 2 s) and a file written in the same second as the check started.
+MTIME_SLACK_S = 2.0
+FILES_CHECKED_FROM = "files_checked_from"  # the pool.json command-log key of files_checked_from
+SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 READ_RETRY_WAIT = 0.05  # seconds before a read starts over: a swap is renames only, done in milliseconds
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
@@ -227,10 +234,14 @@ class Pool:
         except OSError:
             return False
 
-    def stored_file_problem(self, rel: str, size: int | None = None) -> str | None:
-        """What is wrong with the stored file ``rel``, seen from one ``stat`` (nothing is read): gone, or not the
-        ``size`` bytes the index records; None when it looks intact. The cheap check a stage makes of every picture it
-        would otherwise take on trust from stored hashes or cached embeddings."""
+    def stored_file_problem(self, rel: str, size: int | None = None, changed_since: float | None = None) -> str | None:
+        """What is wrong with the stored file ``rel``, seen from one ``stat``: gone, or not the ``size`` bytes the
+        index records; None when it looks intact. The cheap check a stage makes of every picture it would otherwise
+        take on trust from stored hashes or cached embeddings.
+
+        With ``changed_since`` (:meth:`files_checked_from`), a file modified since then is read and its sha256
+        compared with its name: other bytes of the same size written over it are caught too. A file written over
+        with its old mtime put back (``cp -p``, ``touch -d``) still passes."""
         try:
             found = self.path_of(rel).stat()
         except FileNotFoundError:
@@ -239,7 +250,19 @@ class Pool:
             return f"{rel} cannot be read ({e})"
         if size is not None and found.st_size != size:
             return f"{rel} holds {found.st_size:,} bytes, not the {size:,} stored"
+        sha = Path(rel).stem
+        modified = changed_since is not None and found.st_mtime >= changed_since - MTIME_SLACK_S
+        if modified and SHA256_NAME.fullmatch(sha) and not self.holds_intact(sha, rel, size):
+            return f"{rel} was written over since the last check: its bytes no longer have the sha256 in its name"
         return None
+
+    def files_checked_from(self) -> float | None:
+        """When (epoch seconds) the latest dedup or filter run that checked every stored file began: a file not
+        modified since was checked by it or by one before. None before any such run."""
+        commands = self.meta.get("commands")
+        entries = commands if isinstance(commands, list) else []
+        times = [e.get(FILES_CHECKED_FROM) for e in entries if isinstance(e, dict)]
+        return max((float(t) for t in times if isinstance(t, (int, float)) and math.isfinite(t)), default=None)
 
     def path_of(self, rel: str) -> Path:
         return self.root / rel

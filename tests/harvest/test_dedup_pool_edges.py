@@ -314,3 +314,23 @@ def test_dedup_of_a_pool_without_rows_reports_nothing_to_do(tmp_path: Path) -> N
     pool = Pool.create(tmp_path / "pool")
     summary = dedup_pool(DedupConfig(pool=pool.root, workers=1))
     assert pool.read_index().empty and summary.kept == 0
+
+
+def test_a_stored_picture_written_over_by_other_bytes_of_the_same_size_is_caught_by_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """The size check alone took it on trust (its stored hashes and cached embeddings): a file modified since the
+    last dedup/filter run began is hashed again and compared with the sha256 in its name."""
+    pool = Pool.create(tmp_path / "pool")
+    ids = add_pictures(pool, {"a": scene(1), "b": scene(2)})
+    assert dedup_pool(DedupConfig(pool=pool.root, workers=1)).lost_files == 0
+    assert pool.files_checked_from() is not None
+    stored = pool.path_of(pool.image_relpath(ids["a"], "jpg"))
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed: the same size, other bytes
+    stored.write_bytes(bytes(data))
+    summary = dedup_pool(DedupConfig(pool=pool.root, workers=1))
+    df = pool.read_index().set_index("id")
+    assert summary.lost_files == 1
+    assert df.loc[ids["a"], "status"] == "decode_error" and "written over" in df.loc[ids["a"], "error"]
+    assert df.loc[ids["b"], "status"] == "ok"
