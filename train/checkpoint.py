@@ -130,7 +130,34 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} has format_version = {version!r}; this crowdrank reads checkpoint formats 1 to "
             f"{FORMAT_VERSION}. Fix: read it with the crowdrank that wrote it, or upgrade crowdrank"
         )
+    check_fields(state, path)
     return state
+
+
+def check_fields(state: dict[str, Any], path: str | Path) -> None:
+    """A ModelError naming the first field that :func:`save_checkpoint` always writes and ``state`` lacks or holds
+    in another type; eval, predict, export and push read them all (a missing ``density_scale`` was a KeyError)."""
+    import math
+
+    def positive_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+    expected = {
+        "model": (lambda v: isinstance(v, dict), "a dict of weight tensors"),
+        "config": (lambda v: isinstance(v, dict), "the resolved manifest as a dict"),
+        "config_toml": (lambda v: isinstance(v, str), "the resolved manifest as TOML text"),
+        "arch": (lambda v: isinstance(v, str), "the architecture name"),
+        "step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+        "output_stride": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+        "density_scale": (positive_number, "a number > 0"),
+    }
+    for key, (valid, what) in expected.items():
+        if key not in state or not valid(state[key]):
+            found = "missing" if key not in state else f"{type(state[key]).__name__} {state[key]!r}"[:80]
+            raise ModelError(
+                f"checkpoint {path} is damaged or was not written by crowdrank: its {key!r} is {found}, expected "
+                f"{what}. Fix: pass the unmodified RUN/best.pt or RUN/last.pt (or a `train push` folder), or retrain"
+            )
 
 
 def load_weights(
@@ -220,6 +247,7 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
         ) from e
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ModelError(f"{path} is not a crowdrank checkpoint (no 'model'/'config'); nothing to upgrade")
+    check_fields(state, path)
     before = int(state.get("format_version", 1))
     if before > FORMAT_VERSION:
         raise ModelError(f"{path} is checkpoint format {before}, newer than this crowdrank's {FORMAT_VERSION}")

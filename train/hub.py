@@ -280,6 +280,7 @@ def read_pushed_folder(folder: Path) -> dict[str, Any]:
     import tomllib
     from safetensors.torch import load_file
 
+    from train.checkpoint import check_fields
     from train.manifest import config_from_dict, config_to_dict
 
     missing = [name for name in (WEIGHTS, CONFIG, METADATA) if not (folder / name).is_file()]
@@ -294,24 +295,29 @@ def read_pushed_folder(folder: Path) -> dict[str, Any]:
         raise ModelError(f"{folder / CONFIG} is not a valid manifest for this crowdrank: {e}") from e
     except Exception as e:  # JSON, TOML and safetensors errors: "not a readable pushed model"
         raise ModelError(f"cannot read the pushed model in {folder}: {type(e).__name__}: {e}") from e
-    if metadata.get("format") != MODEL_FORMAT or int(metadata.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{folder / METADATA} holds a JSON {type(metadata).__name__}, not an object; {FIX_PUSHED}")
+    version = metadata.get("format_version", 0)
+    if metadata.get("format") != MODEL_FORMAT or not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
         raise ModelError(
             f"{folder / METADATA} is format {metadata.get('format')!r} version {metadata.get('format_version')}; "
             f"this crowdrank reads {MODEL_FORMAT!r} up to version {MODEL_FORMAT_VERSION} (upgrade crowdrank)"
         )
     if metadata.get("arch") != config.model.arch:
         raise ModelError(f"{folder}: {METADATA} says arch {metadata.get('arch')!r}, {CONFIG} {config.model.arch!r}")
-    return {
-        "format_version": metadata["format_version"],
+    state = {
+        "format_version": version,
         "exported": True,
         "model": weights,
-        "step": int(metadata["step"]),
         "config": config_to_dict(config),
         "config_toml": config_text,
-        "arch": metadata["arch"],
-        "output_stride": int(metadata["output_stride"]),
-        "density_scale": float(metadata["density_scale"]),
+        **{key: metadata.get(key) for key in ("step", "arch", "output_stride", "density_scale") if key in metadata},
     }
+    check_fields(state, folder / METADATA)
+    return state
+
+
+FIX_PUSHED = "Fix: write the folder again with `train push --dry-run`, or download the model again"
 
 
 def print_push_summary(summary: PushSummary, dry_run: bool) -> None:

@@ -199,3 +199,41 @@ def test_a_truncated_or_foreign_file_is_named_as_such_by_every_reader_and_by_upg
         load_checkpoint(path)
     with pytest.raises(ModelError, match=what + r".*nothing to upgrade; pass the RUN_DIR/last.pt or best.pt"):
         upgrade_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "found"),
+    [
+        ("density_scale", None, "missing"),
+        ("output_stride", None, "missing"),
+        ("step", None, "missing"),
+        ("arch", None, "missing"),
+        ("config_toml", None, "missing"),
+        ("config", "junk", "str 'junk'"),
+        ("model", "x", "str 'x'"),
+        ("step", "x", "str 'x'"),
+        ("output_stride", 0, "int 0"),
+        ("density_scale", 0.0, "float 0.0"),
+    ],
+)
+def test_a_checkpoint_missing_a_field_or_holding_one_of_another_type_is_named_by_every_reader_and_by_upgrade(
+    tmp_path: Path, field: str, value: object, found: str
+) -> None:
+    """A checkpoint without density_scale was a KeyError traceback in eval, predict and export; a str config an
+    AttributeError; output_stride 0 a ZeroDivisionError; density_scale 0 made every count NaN, silently."""
+    from train.export import ExportConfig, export_model
+
+    state = torch.load(tiny_checkpoint(tmp_path / "good.pt"), weights_only=True)
+    if value is None:
+        del state[field]
+    else:
+        state[field] = value
+    torch.save(state, tmp_path / "best.pt")
+    message = rf"best.pt is damaged or was not written by crowdrank: its '{field}' is {found}, expected .* Fix: pass"
+    with pytest.raises(ModelError, match=message):
+        model_from_checkpoint(tmp_path / "best.pt", torch.device("cpu"))
+    with pytest.raises(ModelError, match=message):
+        export_model(ExportConfig(tmp_path / "best.pt", tmp_path / "model.pt"))
+    with pytest.raises(ModelError, match=message):
+        upgrade_checkpoint(tmp_path / "best.pt", tmp_path / "upgraded.pt")
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "upgraded.pt").exists()

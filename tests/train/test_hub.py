@@ -386,6 +386,10 @@ def test_cli_push_dry_run_then_predict_the_folder_and_map_errors(
         ({"format": "someone-elses-model"}, r"format 'someone-elses-model' version 1; this crowdrank reads"),
         ({"format_version": 2}, r"version 2; this crowdrank reads 'crowdrank-density-model' up to version 1 \(upgrade"),
         ({"arch": "vgg16-density"}, r"crowdrank.json says arch 'vgg16-density', config.toml 'test-tiny'"),
+        ({"format_version": "1"}, r"version 1; this crowdrank reads"),  # a str: int() of "x" was a traceback
+        ({"step": "x"}, r"crowdrank.json is damaged or was not written by crowdrank: its 'step' is str 'x'"),
+        ({"density_scale": None}, r"its 'density_scale' is NoneType None, expected a number > 0"),
+        ({"output_stride": 0}, r"its 'output_stride' is int 0, expected an integer >= 1"),
     ],
 )
 def test_a_pushed_folder_of_another_format_or_arch_is_refused(
@@ -395,6 +399,21 @@ def test_a_pushed_folder_of_another_format_or_arch_is_refused(
     metadata = json.loads((tmp_path / "dry" / "crowdrank.json").read_text())
     (tmp_path / "dry" / "crowdrank.json").write_text(json.dumps({**metadata, **change}))
     with pytest.raises(ModelError, match=message):
+        read_inference_state(tmp_path / "dry")
+
+
+def test_a_pushed_folder_whose_metadata_is_not_an_object_or_lacks_a_field_is_a_model_error(
+    run: Path, tmp_path: Path
+) -> None:
+    """crowdrank.json holding a list was an AttributeError traceback, one without "step" a KeyError."""
+    push(run / "best.pt", dry_run=tmp_path / "dry")
+    metadata = json.loads((tmp_path / "dry" / "crowdrank.json").read_text())
+    (tmp_path / "dry" / "crowdrank.json").write_text("[]")
+    with pytest.raises(ModelError, match=r"crowdrank.json holds a JSON list, not an object; Fix: write the folder"):
+        read_inference_state(tmp_path / "dry")
+    del metadata["step"]
+    (tmp_path / "dry" / "crowdrank.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelError, match=r"crowdrank.json is damaged or was not written by crowdrank: its 'step' is"):
         read_inference_state(tmp_path / "dry")
 
 
