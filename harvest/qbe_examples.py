@@ -9,6 +9,7 @@ backend reads an example the same way: from a file.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -38,7 +39,13 @@ def public_url(prefix: str | None, file_name: str) -> str | None:
     """``prefix`` joined with a file name (each path segment URL-quoted); None without a prefix."""
     if not prefix:
         return None
-    return (prefix if prefix.endswith("/") else prefix + "/") + quote(file_name)
+    return (prefix if prefix.endswith("/") else prefix + "/") + quote(os.fsencode(file_name))  # its bytes, as served
+
+
+def _storable(name: str) -> str:
+    """A file name as text the pool can store (UTF-8): the bytes of a non-UTF-8 name that Python read as surrogates
+    (``surrogateescape``) are written ``\\xff``; they made the pool write fail with a UnicodeEncodeError traceback."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def folder_examples(folder: Path, prefix: str | None) -> list[Example]:
@@ -53,8 +60,9 @@ def folder_examples(folder: Path, prefix: str | None) -> list[Example]:
     examples = []
     for path in files:
         relative = path.relative_to(folder)
-        example_id = relative.with_suffix("").as_posix()
-        examples.append(Example(example_id, path, relative.as_posix(), public_url(prefix, relative.as_posix())))
+        example_id = _storable(relative.with_suffix("").as_posix())
+        name = relative.as_posix()
+        examples.append(Example(example_id, path, _storable(name), public_url(prefix, name)))
     return examples
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -654,3 +655,18 @@ def test_the_output_pool_is_refused_as_an_exclude_like_set(tmp_path: Path) -> No
             tmp_path / "pool", tmp_path / "examples", exclude_like=(str(tmp_path),),
             endpoints={"clip-knn": "http://127.0.0.1:9/"},
         )  # fmt: skip
+
+
+def test_a_folder_example_whose_name_is_not_utf8_gets_a_storable_id_and_its_bytes_in_the_public_url(
+    tmp_path: Path,
+) -> None:
+    """Its surrogate-escaped name went into the pool rows (query, found_by) and `harvest qbe` ended in a
+    UnicodeEncodeError traceback when it wrote them; public_url's quote() of it raised too."""
+    folder = tmp_path / "ex"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.jpg")).write_bytes(encode(scene(1, 32, 24)))  # a Latin-1 name
+    with open_examples(str(folder), "https://data.example.org/shb") as example_set:
+        [example] = example_set.examples
+    assert example.example_id == "caf\\xe9"
+    example.example_id.encode("utf-8")  # storable
+    assert example.public_url == "https://data.example.org/shb/caf%E9.jpg"
