@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from harvest.errors import ConfigError
 from harvest.images import sniff_format
-from harvest.leakage import IMAGE_SUFFIXES
+from harvest.leakage import IMAGE_SUFFIXES, storable_name
 from harvest.pool import EXTENSIONS
 from harvest.sources.by_example import Example
 
@@ -42,12 +42,6 @@ def public_url(prefix: str | None, file_name: str) -> str | None:
     return (prefix if prefix.endswith("/") else prefix + "/") + quote(os.fsencode(file_name))  # its bytes, as served
 
 
-def _storable(name: str) -> str:
-    """A file name as text the pool can store (UTF-8): the bytes of a non-UTF-8 name that Python read as surrogates
-    (``surrogateescape``) are written ``\\xff``; they made the pool write fail with a UnicodeEncodeError traceback."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def folder_examples(folder: Path, prefix: str | None) -> list[Example]:
     """Every picture under ``folder`` (hidden files and folders left out), in a stable order."""
     files = sorted(
@@ -60,9 +54,9 @@ def folder_examples(folder: Path, prefix: str | None) -> list[Example]:
     examples = []
     for path in files:
         relative = path.relative_to(folder)
-        example_id = _storable(relative.with_suffix("").as_posix())
+        example_id = storable_name(relative.with_suffix("").as_posix())
         name = relative.as_posix()
-        examples.append(Example(example_id, path, _storable(name), public_url(prefix, name)))
+        examples.append(Example(example_id, path, storable_name(name), public_url(prefix, name)))
     return examples
 
 

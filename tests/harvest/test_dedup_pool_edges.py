@@ -334,3 +334,17 @@ def test_a_stored_picture_written_over_by_other_bytes_of_the_same_size_is_caught
     assert summary.lost_files == 1
     assert df.loc[ids["a"], "status"] == "decode_error" and "written over" in df.loc[ids["a"], "error"]
     assert df.loc[ids["b"], "status"] == "ok"
+
+
+def test_an_evaluation_picture_whose_name_is_not_utf8_marks_its_copy_with_a_storable_key(tmp_path: Path) -> None:
+    """The surrogate-escaped name went into leak_of and dedup ended in a UnicodeEncodeError traceback from pyarrow
+    when it rewrote the index (which stayed as it was)."""
+    import os
+
+    pool = Pool.create(tmp_path / "pool")
+    ids = add_pictures(pool, {"a": scene(1)})
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.jpg")).write_bytes(encode(scene(1)))  # a Latin-1 name
+    dedup_pool(DedupConfig(pool=pool.root, exclude_like=(str(folder),), workers=1))
+    assert pool.read_index().set_index("id").loc[ids["a"], "leak_of"] == "eval/caf\\xe9"
