@@ -21,7 +21,7 @@ from train.data import RowSource, decode_image, raw_row, undecoded
 from train.device import autocast, no_autotune, normalize
 from train.errors import ConfigError, DataError
 from train.metrics import GAME_LEVELS, game, summarise
-from train.runlog import write_json, write_rows_csv
+from train.runlog import make_out_folder, write_json, write_rows_csv
 
 
 def tile_spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
@@ -214,6 +214,7 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
         raise DataError(f"--split {config.split!r} is not in {config.data} (splits: {', '.join(sorted(dsd))})")
     ds = dsd[config.split]
     ranked = open_dataset(config.ranked, "--ranked", "ranked") if config.ranked else None
+    out = make_out_folder(Path(config.out))  # before the evaluation: an unwritable --out lost all of it at the end
     model, state, run_config = model_from_checkpoint(config.checkpoint, device)
     source = RowSource(config.data, ds, list(range(len(ds))))
     with Progress(disable=not show_progress) as progress:
@@ -234,8 +235,6 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
 
         input_size = run_config.data.input_size
         summary["ranking"] = check_ranked(model, ranked, input_size, device, config.ranked_sets)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "eval.json", summary)
     write_rows_csv(out / "images.csv", rows)
     return summary

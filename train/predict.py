@@ -167,13 +167,13 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     from train.data import read_rgb
     from train.device import resolve_device
     from train.evaluate import failure_line, predict_density
-    from train.runlog import write_rows_csv
+    from train.runlog import make_out_folder, write_rows_csv
 
     device = resolve_device(config.device)
     model, state, run_config = model_from_checkpoint(config.checkpoint, device)
     stride, scale = int(state["output_stride"]), float(state["density_scale"])
     out = Path(config.out)
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    make_out_folder(out / "overlays")
     rows = [no_pictures_row(p) for p in map(Path, config.images) if p.is_dir() and not holds_pictures(p, out)]
     paths = expand_images(config.images, out)
     named = list(zip(paths, overlay_names(paths), strict=True))

@@ -17,6 +17,23 @@ from typing import Any
 from train.errors import DataError
 
 
+def make_out_folder(out: Path, flag: str = "--out") -> Path:
+    """``out`` made (with its parents), or a DataError naming ``flag``, the folder and the reason: a parent that is a
+    file, a read-only or missing mount. Called before any work, so no evaluation or prediction is computed and then
+    lost to a traceback."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(
+            f"{flag} {out} cannot be written to ({type(e).__name__}: {e.strerror or e}). Fix: pass a folder you can "
+            "write to, on a disk that is mounted and writable"
+        ) from e
+    return out
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temp name beside ``path`` and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -268,3 +268,24 @@ def test_the_predict_summary_warns_about_an_empty_folder(capsys: pytest.CaptureF
     captured = capsys.readouterr()
     assert "folders with no pictures" in captured.out
     assert "warning: folder" in captured.err and "empty holds no pictures" in captured.err
+
+
+def test_an_out_that_cannot_be_made_is_a_data_error_naming_it_for_predict_and_before_eval_evaluates(
+    checkpoint: Path, blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out under a file (or on a read-only mount) was a NotADirectoryError traceback; `train eval` raised it only
+    after evaluating every image, losing the whole evaluation."""
+    import train.evaluate
+    from train.errors import DataError
+    from train.evaluate import EvalConfig, evaluate_checkpoint
+
+    (tmp_path / "afile").write_text("")
+    image = picture(tmp_path / "a.png", 200)
+    with pytest.raises(DataError, match=r"--out .*afile/sub/overlays cannot be written to \(NotADirectoryError: .*Fix"):
+        predict_images(PredictConfig(checkpoint, (image,), tmp_path / "afile" / "sub"), show_progress=False)
+    evaluated = []
+    monkeypatch.setattr(train.evaluate, "evaluate_sources", lambda *a, **k: evaluated.append(1))
+    config = EvalConfig(checkpoint, str(blob_data["labeled"]), "test", tmp_path / "afile" / "sub")
+    with pytest.raises(DataError, match=r"--out .*afile/sub cannot be written to \(NotADirectoryError: "):
+        evaluate_checkpoint(config, show_progress=False)
+    assert evaluated == []
