@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from train.errors import ConfigError
+from train.errors import ConfigError, DataError
 
 METRICS = ("mae", "rmse", "nae", "game0", "game3")
 
@@ -51,8 +51,11 @@ def run_table(config: CompareConfig) -> list[dict[str, Any]]:
 
     rows = []
     for name, run in zip(config.names(), config.runs, strict=True):
-        metrics = json.loads((run / "eval.json").read_text())
-        manifest = tomllib.loads((run / "config.toml").read_text()) if (run / "config.toml").is_file() else {}
+        metrics = read_eval_json(run / "eval.json")
+        try:  # a missing or damaged config.toml leaves paradigm "?" and the default fraction
+            manifest = tomllib.loads((run / "config.toml").read_text())
+        except (OSError, ValueError):
+            manifest = {}
         rows.append(
             {
                 "run": name,
@@ -71,13 +74,12 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     from rankset.io import write_figure
 
     rows = run_table(config)
     names = config.names()
-    per_image = [pd.read_csv(run / "eval_images.csv") for run in config.runs]
+    per_image = [read_images_csv(run / "eval_images.csv") for run in config.runs]
     examples = _pick_examples(per_image[0], config.examples)
     pictures, densities = _predict_examples(config.runs, examples) if examples else ({}, [])
 
@@ -88,7 +90,7 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
     ax_curve = fig.add_subplot(grid[0, : slots // 2])
     ax_scatter = fig.add_subplot(grid[0, slots // 2 :])
     for name, run in zip(names, config.runs, strict=True):
-        val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "val_mae" in line]
+        val = validation_curve(run / "metrics.jsonl")
         if val:
             ax_curve.plot([v["step"] for v in val], [v["val_mae"] for v in val], marker="o", label=name)
     ax_curve.set(xlabel="step", ylabel="validation MAE", title="validation MAE while training")
@@ -119,6 +121,49 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
     return rows, write_figure(fig, config.out, dpi=90)
 
 
+def read_eval_json(path: Path) -> dict[str, Any]:
+    """A run's ``eval.json``, or a DataError naming it: a damaged one was a JSONDecodeError traceback."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}). {FIX_EVAL}") from e
+    if not isinstance(metrics, dict):
+        raise DataError(f"{path} holds a JSON {type(metrics).__name__}, not the metrics object. {FIX_EVAL}")
+    return metrics
+
+
+def read_images_csv(path: Path) -> Any:
+    """A run's ``eval_images.csv`` (one row per test image), or a DataError naming it."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as e:  # missing, empty or unparsable
+        raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}). {FIX_EVAL}") from e
+    missing = [c for c in ("image_id", "count", "predicted", "status") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path} has no column {', '.join(missing)}. {FIX_EVAL}")
+    return df
+
+
+def validation_curve(path: Path) -> list[dict[str, Any]]:
+    """The validation records of a run's ``metrics.jsonl``; a missing file or an unreadable line (a run killed while
+    writing it) gives fewer points on the curve, not a traceback."""
+    records = []
+    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("val_mae"), (int, float)) and "step" in record:
+            records.append(record)
+    return records
+
+
+FIX_EVAL = "Fix: leave this run out, or restore the file from the finished run (train fit writes it at its end)"
+
+
 def _pick_examples(df: Any, n: int) -> list[tuple[str, float]]:
     """``n`` test pictures spread over the count range (sparse to dense): (image id, annotated count)."""
     ok = df[df["status"] == "ok"].sort_values("count")
@@ -145,7 +190,14 @@ def _predict_examples(
     for run in runs:
         model, state, config = model_from_checkpoint(run / "best.pt", device)
         if not pictures:
-            test = undecoded(load_dataset_dict(config.data.eval)["test"])
+            try:
+                test = undecoded(load_dataset_dict(config.data.eval)["test"])
+            except Exception as e:  # moved, relative to another folder, or a Hub id offline: rankset's errors
+                raise DataError(
+                    f"{run}: its data.eval = {config.data.eval!r} cannot be opened from here, so its test pictures "
+                    f"cannot be drawn ({type(e).__name__}: {e}). Fix: run `train compare` from the folder the run "
+                    "was trained in, or pass --examples 0"
+                ) from e
             ids = test.data.column("image_id").to_pylist()
             for image_id, _ in examples:
                 pictures[image_id] = np.array(decode_image(test[ids.index(image_id)].to_pylist()[0]["image"]))

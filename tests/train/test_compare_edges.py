@@ -104,3 +104,28 @@ def test_the_printed_table_shows_a_label_with_brackets_as_written(
     result = CliRunner().invoke(app, ["compare", str(run), "--label", "[b] ranking", "--out", str(tmp_path / "c.png")])
     assert result.exit_code == 0, result.output
     assert "[b] ranking" in result.output
+
+
+def test_a_damaged_run_file_is_a_data_error_naming_it_and_a_damaged_log_or_manifest_only_shortens_the_report(
+    tmp_path: Path,
+) -> None:
+    """A corrupt eval.json was a JSONDecodeError traceback (a list: AttributeError), a missing eval_images.csv a
+    FileNotFoundError, a missing metrics.jsonl or a half-written last line (a killed run) one too, and so was a
+    damaged config.toml."""
+    from train.compare import read_images_csv, validation_curve
+    from train.errors import DataError
+
+    broken = finished_run(tmp_path / "broken", {}, "[schedule\n")
+    (broken / "eval.json").write_text("{bad")
+    with pytest.raises(DataError, match=r"broken/eval.json cannot be read \(JSONDecodeError: .*Fix: leave this run"):
+        run_table(CompareConfig((broken,), tmp_path / "cmp.png"))
+    (broken / "eval.json").write_text("[1]")
+    with pytest.raises(DataError, match=r"eval.json holds a JSON list, not the metrics object"):
+        run_table(CompareConfig((broken,), tmp_path / "cmp.png"))
+    (broken / "eval.json").write_text('{"mae": 1.0}')
+    assert run_table(CompareConfig((broken,), tmp_path / "cmp.png"))[0]["paradigm"] == "?"
+    with pytest.raises(DataError, match=r"broken/eval_images.csv cannot be read \(FileNotFoundError"):
+        read_images_csv(broken / "eval_images.csv")
+    assert validation_curve(broken / "metrics.jsonl") == []
+    (broken / "metrics.jsonl").write_text('{"step": 2, "val_mae": 4.5}\n{"step": 4, "loss": 1}\n{"step": 6, "val_m')
+    assert validation_curve(broken / "metrics.jsonl") == [{"step": 2, "val_mae": 4.5}]
