@@ -265,6 +265,14 @@ class Pool:
         return max((float(t) for t in times if isinstance(t, (int, float)) and math.isfinite(t)), default=None)
 
     def path_of(self, rel: str) -> Path:
+        """The stored file an index row's ``path`` names. harvest writes only ``images/ab/<sha256>.<ext>``; a path
+        that is absolute or climbs out with ``..`` (a hand-edited or foreign index) raises :class:`PoolError`, so no
+        stage ever reads, or puts into a dataset, a file outside the pool."""
+        if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise PoolError(
+                f"the index of {self.root} names a stored file outside the pool: {rel!r}; harvest writes only "
+                "paths under images/, so the index was edited by hand or by another tool: fix or remove that row"
+            )
         return self.root / rel
 
     # -- index -----------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ SKIP_NOT_A_FILE = "not a regular file"
 SKIP_BROKEN_LINK = "broken or looping link"
 SKIP_NESTED_POOL = "a harvest pool inside the folder"
 SKIP_UNREVIEWED = "not yet judged by dedup/filter"
+SKIP_OUTSIDE_POOL = "pool row names a file outside the pool"
 
 
 @dataclass(frozen=True)
@@ -197,23 +198,30 @@ UNREVIEWED = (
 def list_pool(root: Path) -> tuple[list[SourcePicture], list[tuple[str, str, str, str]]]:
     """The pool's stored pictures with status ok and, once dedup/filter have run, ``kept``; and those left out
     unread as ``(id, id, reason, message)`` (a pool row is named by its id, as scan_folder's entries by path):
-    pictures a later harvest added that no dedup/filter has judged yet."""
+    pictures a later harvest added that no dedup/filter has judged yet, and rows whose path leaves the pool."""
+    from harvest.errors import PoolError
     from harvest.pool import Pool, kept_and_unreviewed
 
     pool = Pool.open(root)
     kept, unreviewed = kept_and_unreviewed(pool)
     pictures = []
+    left_out = [(row["id"], row["id"], SKIP_UNREVIEWED, UNREVIEWED) for row in unreviewed]
     for row in sorted(kept, key=lambda r: r["id"]):
+        try:
+            path = pool.path_of(row["path"])
+        except PoolError as e:  # never read a file the index points at outside the pool
+            left_out.append((row["id"], row["id"], SKIP_OUTSIDE_POOL, str(e)))
+            continue
         pictures.append(
             SourcePicture(
                 source_id=row["id"],
-                path=str(pool.path_of(row["path"])),
+                path=str(path),
                 license=_text(row.get("license")),
                 author=_text(row.get("author")),
                 source_url=_text(row.get("page_url")) or _text(row.get("url")),
             )
         )
-    return pictures, sorted((row["id"], row["id"], SKIP_UNREVIEWED, UNREVIEWED) for row in unreviewed)
+    return pictures, sorted(left_out)
 
 
 def _text(value: object) -> str | None:

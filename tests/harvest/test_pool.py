@@ -297,3 +297,27 @@ def test_storing_bytes_again_mends_a_stored_file_that_was_damaged_or_deleted(tmp
     pool.path_of(rel).unlink()
     pool.store_image(b"\xff\xd8\xff original bytes", "jpg")
     assert pool.holds_intact(image_id, rel)
+
+
+@pytest.mark.parametrize("path", ["../outside.jpg", "images/../../outside.jpg", "/etc/hostname", ""])
+def test_a_row_path_leaving_the_pool_is_refused_and_dedup_marks_that_row_instead_of_reading_it(
+    tmp_path: Path, path: str
+) -> None:
+    pool = Pool.create(tmp_path / "pool")
+    with pytest.raises(PoolError, match="outside the pool"):
+        pool.path_of(path)
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "JPEG")
+    (tmp_path / "outside.jpg").write_bytes(buf.getvalue())  # readable: a stage that followed the path would use it
+    good_id, good_rel = pool.store_image(buf.getvalue(), "jpg")
+    bad_id = "e" * 64
+    pool.append_rows(
+        [
+            {"id": good_id, "url": "http://example.org/a.jpg", "status": "ok", "path": good_rel},
+            {"id": bad_id, "url": "http://example.org/b.jpg", "status": "ok", "path": path},
+        ]
+    )
+    dedup_pool(DedupConfig(pool=tmp_path / "pool"))
+    rows = Pool.open(tmp_path / "pool").read_index().set_index("id")
+    assert rows.loc[good_id, "kept"] == True  # noqa: E712 (a pandas boolean)
+    assert rows.loc[bad_id, "status"] == "decode_error" and "outside the pool" in rows.loc[bad_id, "error"]

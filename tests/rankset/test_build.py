@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from rankset.build import BuildConfig, build_ranked_sets
 from rankset.errors import ConfigError, InputError
-from rankset.inputs import SKIP_MISSING, SKIP_UNREADABLE, SKIP_UNREVIEWED, UNREVIEWED
+from rankset.inputs import SKIP_MISSING, SKIP_OUTSIDE_POOL, SKIP_UNREADABLE, SKIP_UNREVIEWED, UNREVIEWED
 from rankset.schema import RANKED_FIELDS, decode_build_info
 
 
@@ -147,6 +147,18 @@ def make_pool(root: Path, n: int) -> tuple[object, list[dict]]:
         rows.append({"id": sha, "url": f"http://example.org/{i}.jpg", "status": "ok", "path": rel})
     pool.append_rows(rows)
     return pool, rows
+
+
+def test_a_pool_row_whose_path_leaves_the_pool_is_skipped_and_never_read(tmp_path: Path) -> None:
+    outside = tmp_path / "private.jpg"  # a readable picture outside the pool: it must not end up in a dataset
+    gradient(140, 100).save(outside, "JPEG")
+    pool, rows = make_pool(tmp_path / "pool", 2)
+    pool.append_rows([{"id": "f" * 64, "url": "http://example.org/x.jpg", "status": "ok", "path": "../private.jpg"}])
+    summary, dsd = build(tmp_path / "pool", tmp_path / "ds")
+    assert summary.used == 2 and sorted(dsd["train"]["source_id"]) == sorted(r["id"] for r in rows)
+    [(source_id, message)] = summary.skipped
+    assert source_id == "f" * 64 and "'../private.jpg'" in message and "outside the pool" in message
+    assert summary.skipped_by_reason == {SKIP_OUTSIDE_POOL: 1}
 
 
 def test_a_pool_picture_deleted_after_harvest_is_skipped_naming_its_row_path_and_the_fix(tmp_path: Path) -> None:
