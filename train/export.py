@@ -38,6 +38,7 @@ def export_model(config: ExportConfig) -> dict[str, Any]:
     import torch
 
     from train.checkpoint import FORMAT_VERSION, model_from_checkpoint
+    from train.runlog import make_out_folder
 
     model, state, _ = model_from_checkpoint(config.checkpoint, torch.device("cpu"))  # heads already dropped
     weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
@@ -56,7 +57,7 @@ def export_model(config: ExportConfig) -> dict[str, Any]:
         "exported_from": str(config.checkpoint),
     }
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_out_folder(out.parent)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     torch.save(exported, tmp)
     os.replace(tmp, out)

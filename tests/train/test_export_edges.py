@@ -43,3 +43,14 @@ def test_an_out_that_is_a_folder_is_refused_and_leaves_no_temporary_file(tmp_pat
     with pytest.raises(ConfigError, match=r"--out .*models is a folder; pass a file path, e.g. .*models/model.pt"):
         ExportConfig(checkpoint, tmp_path / "models")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "models"]
+
+
+def test_an_out_under_a_file_is_a_data_error_naming_it_not_a_traceback(tmp_path: Path) -> None:
+    """`train export CKPT --out afile/model.pt` was a FileExistsError traceback."""
+    from tests.train.test_checkpoint import tiny_checkpoint
+    from train.errors import DataError
+    from train.export import ExportConfig, export_model
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(DataError, match=r"--out .*afile cannot be written to \(FileExistsError"):
+        export_model(ExportConfig(tiny_checkpoint(tmp_path / "best.pt"), tmp_path / "afile" / "model.pt"))
