@@ -25,6 +25,7 @@ import numpy as np
 from train.config import RunConfig
 from train.errors import ConfigError, ModelError
 from train.manifest import config_from_dict, config_to_dict, config_to_toml
+from train.runlog import make_out_folder
 
 FORMAT_VERSION = 2  # 2: RNG states as tensors and lists, so the file loads with weights_only=True
 
@@ -219,13 +220,13 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
         raise ModelError(f"checkpoint {path} does not exist; pass the RUN_DIR/last.pt or best.pt to upgrade")
     if out.is_dir():
         raise ModelError(f"--out {out} is a folder; pass a file path, e.g. {out / path.name}")
+    make_out_folder(out.parent)
     try:
         current = load_checkpoint(path)
     except ModelError:  # format 1, or not loadable the safe way: the unsafe read below decides
         current = None
     if current is not None and current.get("format_version") == FORMAT_VERSION:
         if out.resolve() != path.resolve():
-            out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
             shutil.copyfile(path, tmp)
             os.replace(tmp, out)
@@ -257,7 +258,6 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
     if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
         rng["numpy"] = plain_numpy_state(rng["numpy"])
     state["format_version"] = FORMAT_VERSION
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
     try:

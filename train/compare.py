@@ -76,7 +76,9 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
     import matplotlib.pyplot as plt
 
     from rankset.io import write_figure
+    from train.runlog import make_out_folder
 
+    make_out_folder(config.out.parent)  # before reading every run and drawing the figure
     rows = run_table(config)
     names = config.names()
     per_image = [read_images_csv(run / "eval_images.csv") for run in config.runs]
@@ -117,7 +119,6 @@ def compare_runs(config: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
             ax.set_title(f"{name}: {density.sum():.1f}", fontsize=9)
             ax.axis("off")
     fig.tight_layout()
-    config.out.parent.mkdir(parents=True, exist_ok=True)
     return rows, write_figure(fig, config.out, dpi=90)
 
 

@@ -18,7 +18,7 @@ from train.checkpoint import (
     save_checkpoint,
     upgrade_checkpoint,
 )
-from train.errors import ModelError
+from train.errors import DataError, ModelError
 from train.manifest import config_from_dict
 
 
@@ -237,3 +237,10 @@ def test_a_checkpoint_missing_a_field_or_holding_one_of_another_type_is_named_by
     with pytest.raises(ModelError, match=message):
         upgrade_checkpoint(tmp_path / "best.pt", tmp_path / "upgraded.pt")
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "upgraded.pt").exists()
+
+
+def test_upgrading_to_a_path_under_a_file_is_a_data_error_naming_it_before_anything_is_read(tmp_path: Path) -> None:
+    path = tiny_checkpoint(tmp_path / "best.pt")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(DataError, match=r"--out .*afile cannot be written to"):
+        upgrade_checkpoint(path, tmp_path / "afile" / "x.pt")

@@ -129,3 +129,14 @@ def test_a_damaged_run_file_is_a_data_error_naming_it_and_a_damaged_log_or_manif
     assert validation_curve(broken / "metrics.jsonl") == []
     (broken / "metrics.jsonl").write_text('{"step": 2, "val_mae": 4.5}\n{"step": 4, "loss": 1}\n{"step": 6, "val_m')
     assert validation_curve(broken / "metrics.jsonl") == [{"step": 2, "val_mae": 4.5}]
+
+
+def test_an_out_under_a_file_is_a_data_error_before_any_run_is_read(tmp_path: Path) -> None:
+    from train.compare import compare_runs
+    from train.errors import DataError
+
+    run = finished_run(tmp_path / "r", {"mae": 1.0}, None)
+    (run / "eval.json").write_text("[")  # reading it would fail differently: the folder is checked first
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(DataError, match=r"--out .*afile cannot be written to"):
+        compare_runs(CompareConfig((run,), tmp_path / "afile" / "report.png"))
