@@ -142,10 +142,16 @@ class FilterSummary:
             ("decode_error pictures whose file is back intact (status ok again)", self.revived),
             ("scored >= threshold", self.above_threshold),
             ("rows kept (also after dedup)", self.kept),
-            ("model weights loaded", "yes" if self.model_loaded else "no (cached embeddings)"),
+            ("model weights loaded", self.weights_line()),
         ):
             table.add_row(label, str(value))
         return table
+
+    def weights_line(self) -> str:
+        """Whether the CLIP weights were loaded, and why not: every picture came from the cache, or there was none."""
+        if self.model_loaded:
+            return "yes"
+        return "no (cached embeddings)" if self.from_cache else "no (no pictures to score)"
 
     def notes(self) -> list[str]:
         """What needs doing after the run, one line each (printed under the table)."""

@@ -334,3 +334,11 @@ def test_a_picture_deleted_after_filter_is_no_longer_kept_though_its_embedding_i
     assert (summary.lost_files, summary.embedded, summary.model_loaded) == (1, 0, False)
     assert lost["status"] == "decode_error" and lost["error"].startswith("stored file missing or damaged: ")
     assert not lost["kept"] and "--retry-failed" in summary.notes()[0]
+
+
+def test_the_summary_says_why_no_weights_were_loaded() -> None:
+    from harvest.clip_filter import FilterSummary
+
+    assert FilterSummary(model_loaded=True, embedded=3).weights_line() == "yes"
+    assert FilterSummary(from_cache=5).weights_line() == "no (cached embeddings)"
+    assert FilterSummary().weights_line() == "no (no pictures to score)"  # an empty pool: nothing was cached either
