@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The whole crowdrank pipeline on built-in synthetic data, offline, on a CPU (`make demo`; about 4 minutes on
-# 2 cores). Every step is a real command a user would type; each is printed before it runs.
+# The whole crowdrank pipeline on built-in synthetic data, offline, on a CPU (`make demo`; about 3 minutes on
+# 2 quiet cores). Every step is a real command a user would type; each is printed, quoted to paste, before it runs.
 #
-#   synthetic "web" photos -> harvest local -> harvest dedup (+ leakage guard) -> harvest report
-#   -> rankset build + preview -> labeled synthetic benchmark -> train: counting alone vs ranking + counting
-#   -> train compare (table + PNG report)
+#   synthetic "web" photos + a labeled synthetic benchmark (its test split guards dedup against leaks)
+#   -> harvest local -> harvest dedup (+ leakage guard) -> harvest report -> rankset build + preview
+#   -> train study: counting alone vs ranking + counting -> train compare (table + PNG report) -> train eval --ranked
 #
 # With internet, the first step is the real thing instead (see README):
 #   harvest keywords --terms crowded,demonstration,"train station",mall,studio,beach --out OUT/pool
@@ -17,7 +17,12 @@ OUT=$(cd "$OUT" && pwd)
 START=$(date +%s)
 
 step() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
-run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+run() {  # printed with shell quoting (%q), so a printed line pastes back as the same command
+    printf '\033[2m$'
+    printf ' %q' "$@"
+    printf '\033[0m\n'
+    "$@"
+}
 
 step "1/9 synthetic 'web' photos: 260 unlabeled crowd scenes (stand-ins for harvest keywords)"
 run rankset synth --n 260 --unlabeled --seed 1 --size 256x192 --max-count 300 --num-proc 2 --out "$OUT/web"
@@ -40,7 +45,7 @@ step "6/9 rankset build: nested ranked sets (Algorithm 1: k=5, s=0.75, r=8) from
 run rankset build "$OUT/pool" --k 5 --s 0.75 --r 8 --size 64 --sets-per-image 2 --num-proc 2 --out "$OUT/ranksets/web"
 run rankset preview "$OUT/ranksets/web" --out "$OUT/ranksets-preview.png" --n 3
 
-step "7/9 train: counting alone vs ranking + counting, with 10% of the labels (35 pictures), both at once, about two minutes"
+step "7/9 train: counting alone vs ranking + counting, with 10% of the labels (35 pictures), both at once, about two to three minutes"
 cat > "$OUT/demo-study.toml" <<EOF
 name = "demo"
 description = "make demo: one seed, so expect noise; manifests/studies/ has the three-seed studies."
