@@ -10,7 +10,7 @@ SHOWN_PER_LIST = 25
 
 
 def print_import_summary(summary: ImportSummary, console: Any = None) -> None:
-    """Print the per-split table, the skipped files (first 25, the rest in import.json), warnings and notes."""
+    """Print the per-split table, the skipped files (first 25; all in skipped.csv), warnings and notes."""
     from rich.console import Console
     from rich.table import Table
 
@@ -45,7 +45,8 @@ def print_import_summary(summary: ImportSummary, console: Any = None) -> None:
             listing.add_row(item.path, item.reason)
         console.print(listing)
         if len(items) > SHOWN_PER_LIST:
-            console.print(f"... and {len(items) - SHOWN_PER_LIST} more {title}: see {summary.out}/import.json")
+            where = "skipped.csv" if title == "skipped" else "import.json"
+            console.print(f"... and {len(items) - SHOWN_PER_LIST} more {title}: see {summary.out}/{where}")
     for note in summary.notes:
         console.print(f"note: {note}")
     if not summary.skipped:

@@ -9,6 +9,7 @@ stored as shipped (grayscale stays grayscale, nothing is re-encoded).
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -21,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from rankset.build import SKIPPED_CSV
 from rankset.errors import AnnotationError, ConfigError, ImageError, InputError
 from rankset.images import EXIF_ORIENTATION, exif_orientation
 from rankset.importers.base import Importer, Pair, Plan, Skipped, create_importer, list_importers
 from rankset.importers.geometry import clamp_boxes, clamp_points, orient_boxes, orient_points, oriented_size
+from rankset.inputs import printable_name
 from rankset.progress import progress_bar
 
 UCF_CC_50_FOLDS = 5
@@ -120,6 +123,18 @@ class ImportSummary:
             "warnings": [asdict(s) for s in self.warnings],
             "notes": self.notes,
         }
+
+    def skipped_csv(self) -> bytes:
+        """Every file not imported as a CSV row (``path``, ``reason`` with the fix), a header alone when none was:
+        the same per-item record ``rankset build`` keeps in its ``skipped.csv``. Call it once the run is complete."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(("path", "reason"))
+        from rankset.importers.base import natural_key
+
+        ordered = sorted(self.skipped, key=lambda s: natural_key(s.path))
+        writer.writerows((printable_name(s.path), s.reason) for s in ordered)
+        return buffer.getvalue().encode("utf-8")
 
 
 def probe_image(data: bytes) -> tuple[int, int, int]:
@@ -302,9 +317,8 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
                 {name: (_generate_split, {"run_token": token, "split": name}) for name in splits},
                 features,
                 description=description,
-                extra_files={
-                    "import.json": import_json
-                },  # in the staging folder: in place with the dataset or not at all
+                # in the staging folder: in place with the dataset or not at all
+                extra_files={"import.json": import_json, SKIPPED_CSV: summary.skipped_csv},
                 inputs=[config.root],
                 notes=summary.notes,
             )

@@ -432,6 +432,31 @@ def test_import_json_is_in_place_as_soon_as_the_dataset_is(tmp_path: Path, monke
     assert [Path(s["path"]).name for s in summary["skipped"]] == ["b.jpg"]
 
 
+def test_every_skipped_file_is_a_row_of_skipped_csv_beside_the_dataset_and_push_leaves_it(tmp_path: Path) -> None:
+    import csv
+
+    from rankset.publish import PublishConfig, publish_dataset
+
+    root = tmp_path / "pts"
+    write_jpeg(root / "a.jpg")
+    (root / "a.txt").write_text("1 2\n")
+    write_jpeg(root / "b10.jpg")  # no point lists: skipped, listed in natural order
+    write_jpeg(root / "b9.jpg")
+    summary = import_benchmark(ImportConfig("points", root, tmp_path / "out"), progress=False)
+    with open(tmp_path / "out" / "skipped.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(r["path"]).name for r in rows] == ["b9.jpg", "b10.jpg"] and len(summary.skipped) == 2
+    assert all(r["reason"] == s.reason for r, s in zip(rows, summary.skipped, strict=True))
+    dry_run = PublishConfig(str(tmp_path / "out"), "me/pts", dry_run=tmp_path / "dry", allow_unknown_license=True)
+    publish_dataset(dry_run, progress=False)
+    assert not (tmp_path / "dry" / "skipped.csv").exists()  # it names files on the importer's disk
+
+    (root / "b9.jpg").unlink()
+    (root / "b10.jpg").unlink()
+    import_benchmark(ImportConfig("points", root, tmp_path / "none"), progress=False)
+    assert (tmp_path / "none" / "skipped.csv").read_text() == "path,reason\n"  # a header alone: nothing skipped
+
+
 # --- generic point lists ----------------------------------------------------------------------------------------
 
 
