@@ -30,4 +30,5 @@ def test_a_known_picture_found_by_a_new_example_gains_its_tag_in_found_by(tmp_pa
     )
     df = Pool.open(tmp_path / "pool").read_index()
     assert list(df["title"]) == ["c0"] and (again.fetch.rows, again.fetch.known) == (0, 1)
+    assert (again.searches, again.matches) == (1, 1)  # the summary's "matches returned" counts local matches too
     assert list(df.loc[0, "found_by"]) == ["local:A", "local:B"] and df.loc[0, "query"] == "A"  # first finder stays

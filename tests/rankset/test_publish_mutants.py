@@ -39,3 +39,19 @@ def test_attribution_takes_the_ok_row_of_a_picture_and_never_a_local_file_url(tm
         "https://example.org/w",
         "Web",
     )
+
+
+def test_the_push_summary_counts_pictures_not_the_sets_cut_from_them(tmp_path: Path) -> None:
+    import json
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(3):
+        (pics / f"p{i}.jpg").write_bytes(jpeg(i))
+        (pics / f"p{i}.jpg.json").write_text(json.dumps({"author": f"A{i}", "license": "cc0-1.0"}))
+    cfg = BuildConfig(str(pics), str(tmp_path / "ranked"), k=3, size=16, sets_per_image=2)
+    build_ranked_sets(cfg, progress=False)
+    summary = push(tmp_path / "ranked", dry_run=tmp_path / "out")
+    attribution = read_attribution(tmp_path / "out")
+    assert [r["rows"] for r in attribution] == ["2", "2", "2"]  # two sets per picture
+    assert summary.pictures == 3  # "pictures in attribution.csv": its rows, not the 6 sets
