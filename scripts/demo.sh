@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole crowdrank pipeline on built-in synthetic data, offline, on a CPU (`make demo`; about 3 minutes on
-# 2 quiet cores). Every step is a real command a user would type; each is printed, quoted to paste, before it runs.
+# The whole crowdrank pipeline on built-in synthetic data, offline, on a CPU (`make demo`; 3-5 minutes on
+# 2 cores). Every step is a real command a user would type; each is printed, quoted to paste, before it runs.
 #
 #   synthetic "web" photos + a labeled synthetic benchmark (its test split guards dedup against leaks)
 #   -> harvest local -> harvest dedup (+ leakage guard) -> harvest report -> rankset build + preview
