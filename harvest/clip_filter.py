@@ -9,7 +9,6 @@ without loading the model.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -201,9 +200,8 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
     df = pool.read_index()
     summary = FilterSummary(threshold=config.threshold)
     df, revived = revive_intact(df, pool.holds_intact)
-    checked_from, since = time.time(), pool.files_checked_from()
-    problem = functools.partial(pool.stored_file_problem, changed_since=since)
-    df, summary.lost_files = mark_lost_files(df, problem)  # a stat each: embeddings may be cached
+    check, checked = pool.stored_file_check()
+    df, summary.lost_files = mark_lost_files(df, check)  # a stat each: embeddings may be cached
     tag = model_tag(config.model, config.pretrained, config.checkpoint)
     summary.model = tag
     cache = EmbeddingCache(pool.root, tag)
@@ -256,7 +254,7 @@ def _filter_locked(pool: Pool, config: FilterConfig) -> FilterSummary:
     df["clip_kept"] = np.where(df["clip_score"].notna(), df["clip_score"] >= config.threshold, None)
     df["kept"] = kept_mask(df)
     pool.rewrite(df)
-    pool.log_command(stage="filter", model=tag, threshold=config.threshold, files_checked_from=checked_from)
+    pool.log_command(stage="filter", model=tag, threshold=config.threshold, **checked)
     summary.above_threshold = int(sum(score >= config.threshold for score in score_of.values()))
     summary.kept = int(df["kept"].sum())
     return summary

@@ -9,8 +9,6 @@ columns are recomputed from scratch on every run, so re-running is idempotent.
 
 from __future__ import annotations
 
-import functools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -251,9 +249,8 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
         df["dhash"] = None
     summary = DedupSummary(exclusion_images=len(exclusions.keys), exclusion_failures=len(exclusions.failures))
     df, revived = revive_intact(df, pool.holds_intact)
-    checked_from, since = time.time(), pool.files_checked_from()
-    problem = functools.partial(pool.stored_file_problem, changed_since=since)
-    df, summary.lost_files = mark_lost_files(df, problem)  # a stat each: hashes may be stored
+    check, checked = pool.stored_file_check()
+    df, summary.lost_files = mark_lost_files(df, check)  # a stat each: hashes may be stored
 
     eligible = eligible_mask(df)
     summary.eligible_rows = int(eligible.sum())
@@ -314,7 +311,7 @@ def _dedup_locked(pool: Pool, config: DedupConfig, exclusions: ExclusionSet) -> 
     pool.rewrite(df)
     pool.log_command(
         stage="dedup",
-        files_checked_from=checked_from,
+        **checked,
         threshold=config.threshold,
         dhash_threshold=config.dhash_bits,
         clip_threshold=config.clip_threshold,

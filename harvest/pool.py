@@ -18,6 +18,7 @@ writes the pool's index.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,14 @@ class Pool:
         if SHA256_NAME.fullmatch(sha) and not self.holds_intact(sha, rel, size):
             return f"{rel} was written over since the last check: its bytes no longer have the sha256 in its name"
         return None
+
+    def stored_file_check(self) -> tuple[Callable[[str, int | None], str | None], dict[str, float]]:
+        """The check a dedup or filter run makes of every stored file it takes on trust (:meth:`stored_file_problem`,
+        re-hashing the files modified since the last such run), and the entry that run logs with
+        :meth:`log_command` once it has finished, recording when this check began."""
+        started = time.time()
+        since = self.files_checked_from()
+        return functools.partial(self.stored_file_problem, changed_since=since), {FILES_CHECKED_FROM: started}
 
     def files_checked_from(self) -> float | None:
         """When (epoch seconds) the latest dedup or filter run that checked every stored file began: a file not
