@@ -96,14 +96,9 @@ def _folder_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def storable_name(name: str) -> str:
-    """A file name as text the pool can store (UTF-8): the bytes of a non-UTF-8 name that Python read as surrogates
-    (``surrogateescape``) are written ``\\xff``; stored as they were, the pool write failed (UnicodeEncodeError)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def load_exclusion_set(spec: str | Path, workers: int = 0) -> ExclusionSet:
     """Hash the evaluation images named by ``spec``: a dataset folder or Hub id (its test split), or a folder."""
+    from rankset.inputs import printable_name  # a non-UTF-8 name as storable text: the pool write refused it
     from rankset.io import is_dataset_folder, looks_like_hub_id
 
     path = Path(spec)
@@ -112,7 +107,7 @@ def load_exclusion_set(spec: str | Path, workers: int = 0) -> ExclusionSet:
         if not files:
             raise ConfigError(f"--exclude-like {spec} holds no pictures ({', '.join(sorted(IMAGE_SUFFIXES))})")
         name = _set_name(path)
-        keys = [storable_name(f"{name}/{p.relative_to(path).with_suffix('').as_posix()}") for p in files]
+        keys = [printable_name(f"{name}/{p.relative_to(path).with_suffix('').as_posix()}") for p in files]
         results = hash_files(list(zip(keys, files, strict=True)), workers=workers)
     elif is_dataset_folder(path):
         name = _set_name(path)

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from harvest.errors import ConfigError
 from harvest.images import sniff_format
-from harvest.leakage import IMAGE_SUFFIXES, storable_name
+from harvest.leakage import IMAGE_SUFFIXES
 from harvest.pool import EXTENSIONS
 from harvest.sources.by_example import Example
 
@@ -43,7 +43,10 @@ def public_url(prefix: str | None, file_name: str) -> str | None:
 
 
 def folder_examples(folder: Path, prefix: str | None) -> list[Example]:
-    """Every picture under ``folder`` (hidden files and folders left out), in a stable order."""
+    """Every picture under ``folder`` (hidden files and folders left out), in a stable order; a name that is not
+    UTF-8 is stored with its odd bytes written ``\\xNN`` (:func:`rankset.inputs.printable_name`)."""
+    from rankset.inputs import printable_name  # harvest imports nothing of ours at module level
+
     files = sorted(
         p
         for p in folder.rglob("*")
@@ -54,9 +57,9 @@ def folder_examples(folder: Path, prefix: str | None) -> list[Example]:
     examples = []
     for path in files:
         relative = path.relative_to(folder)
-        example_id = storable_name(relative.with_suffix("").as_posix())
+        example_id = printable_name(relative.with_suffix("").as_posix())
         name = relative.as_posix()
-        examples.append(Example(example_id, path, storable_name(name), public_url(prefix, name)))
+        examples.append(Example(example_id, path, printable_name(name), public_url(prefix, name)))
     return examples
 
 
