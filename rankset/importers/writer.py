@@ -25,7 +25,7 @@ import numpy as np
 from rankset.build import SKIPPED_CSV
 from rankset.errors import AnnotationError, ConfigError, ImageError, InputError
 from rankset.images import EXIF_ORIENTATION, exif_orientation
-from rankset.importers.base import Importer, Pair, Plan, Skipped, create_importer, list_importers
+from rankset.importers.base import Importer, Pair, Plan, Skipped, create_importer, list_importers, natural_key
 from rankset.importers.geometry import clamp_boxes, clamp_points, orient_boxes, orient_points, oriented_size
 from rankset.inputs import printable_name
 from rankset.progress import progress_bar
@@ -124,16 +124,19 @@ class ImportSummary:
             "notes": self.notes,
         }
 
+    def sort_skipped(self) -> None:
+        """Put the skipped files in natural path order (``IMG_2`` before ``IMG_10``), the order of import.json and
+        skipped.csv; called once every row is read."""
+        self.skipped.sort(key=lambda s: natural_key(s.path))
+
     def skipped_csv(self) -> bytes:
         """Every file not imported as a CSV row (``path``, ``reason`` with the fix), a header alone when none was:
         the same per-item record ``rankset build`` keeps in its ``skipped.csv``. Call it once the run is complete."""
+        self.sort_skipped()
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(("path", "reason"))
-        from rankset.importers.base import natural_key
-
-        ordered = sorted(self.skipped, key=lambda s: natural_key(s.path))
-        writer.writerows((printable_name(s.path), s.reason) for s in ordered)
+        writer.writerows((printable_name(s.path), s.reason) for s in self.skipped)
         return buffer.getvalue().encode("utf-8")
 
 
@@ -275,7 +278,6 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
     Fails before any work (InputError) when ROOT matches no layout of ``config.format`` or holds nothing to
     import. Writes ``out/import.json`` (the config and this summary) beside the dataset.
     """
-    from rankset.importers.base import natural_key
     from rankset.io import check_replaceable, write_dataset_dict
     from rankset.schema import encode_build_info
 
@@ -306,7 +308,7 @@ def import_benchmark(config: ImportConfig, progress: bool = True) -> ImportSumma
             raise InputError(f"nothing in {config.root} could be imported as {config.format}: {reasons}")
 
         def import_json() -> bytes:  # called once every row is read, so the summary is complete
-            summary.skipped.sort(key=lambda s: natural_key(s.path))
+            summary.sort_skipped()
             value = {"config": _config_json(config), "summary": summary.to_json()}
             return (json.dumps(value, indent=2) + "\n").encode()
 
