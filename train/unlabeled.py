@@ -142,9 +142,9 @@ class UpsideDownCrops:
         return torch.from_numpy(np.array(patch, dtype=np.uint8)).permute(2, 0, 1), flipped  # (3, S, S)
 
 
-def upside_down_iterator(config: Any, start: int, pin_memory: bool, images: list[UnlabeledImage] | None = None) -> Any:
+def upside_down_iterator(config: Any, start: int, pin_memory: bool, images: list[UnlabeledImage]) -> Any:
     """Batches of the upside-down task for the active steps from ``start`` on (None when the task is off), over
-    ``images`` (the pictures :func:`train.sources.resolve_sources` listed; listed here when None)."""
+    ``images``: the pictures of ``data.unlabeled``, which :func:`train.sources.resolve_sources` lists once."""
     from train.data import DrawSampler, make_loader
 
     task = config.tasks.upside_down
@@ -154,11 +154,6 @@ def upside_down_iterator(config: Any, start: int, pin_memory: bool, images: list
     remaining = sum(task.active(s) for s in range(start, config.schedule.steps))
     if remaining == 0:
         return None
-    crops = UpsideDownCrops(
-        images if images is not None else list_unlabeled(config.data.unlabeled),
-        config.data.input_size,
-        tuple(config.data.crop),
-        config.seed,
-    )
+    crops = UpsideDownCrops(images, config.data.input_size, tuple(config.data.crop), config.seed)
     sampler = DrawSampler(len(crops), task.batch, config.seed, UNLABELED_STREAM, done * task.batch, remaining)
     return iter(make_loader(crops, sampler, config.data.num_workers, pin_memory))

@@ -51,12 +51,13 @@ def test_a_resumed_run_draws_the_upside_down_batches_the_uninterrupted_run_would
     table = masks_table(blob_data, write_pictures(tmp_path / "real", 5))
     table["tasks"]["upside_down"]["start"] = 1  # step 0 draws none: the draws resume at (active steps done) * batch
     config = config_from_dict(table)
-    whole = upside_down_iterator(config, 0, pin_memory=False)
+    images = list_unlabeled(config.data.unlabeled)  # as resolve_sources lists them for the run
+    whole = upside_down_iterator(config, 0, False, images)
     batches = [next(whole) for _ in range(3)]  # steps 1, 2, 3
-    resumed = upside_down_iterator(config, 3, pin_memory=False)  # killed after step 2: step 3 comes next
+    resumed = upside_down_iterator(config, 3, False, images)  # killed after step 2: step 3 comes next
     pixels, flipped, _ = next(resumed)
     assert torch.equal(pixels, batches[2][0]) and torch.equal(flipped, batches[2][1])
-    assert upside_down_iterator(config, 4, pin_memory=False) is None  # no step left
+    assert upside_down_iterator(config, 4, False, images) is None  # no step left
 
 
 def test_crops_are_mirrored_and_flipped_each_with_probability_one_half(tmp_path: Path) -> None:
