@@ -97,10 +97,10 @@ def check_depth_maps(depth_dir: str, labeled: list[RowSource]) -> list[str]:
         "Fix: name the folder of <image_id>.png depth maps (16-bit, metres * 256) of the data.labeled images, "
         'or set data.depth_dir = "" when the labeled rows carry a depth field'
     )
-    what = "holds no .png depth maps" if folder.is_dir() else "is not a folder"
-    if not folder.is_dir() or next(folder.glob("*.png"), None) is None:
+    found = {p.name for p in folder.glob("*.png")} if folder.is_dir() else set()  # the folder is listed once
+    if not found:
+        what = "holds no .png depth maps" if folder.is_dir() else "is not a folder"
         raise DataError(f"data.depth_dir = {depth_dir!r} {what}. {fix}")
-    found = {p.name for p in folder.glob("*.png")}
     total, with_map, missing = 0, 0, []
     for source in labeled:
         columns = ["image_id"] + (["depth"] if "depth" in source.dataset.column_names else [])
