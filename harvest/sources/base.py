@@ -61,6 +61,15 @@ class ResultPage:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
+def base_endpoint(endpoint: str, api_paths: tuple[str, ...]) -> str:
+    """``endpoint`` without a trailing API path of ``api_paths`` (a user's copy of the full request URL)."""
+    trimmed = endpoint.rstrip("/")
+    for path in api_paths:
+        if path.strip("/") and trimmed.endswith("/" + path.strip("/")):
+            return trimmed[: -len(path.strip("/")) - 1]
+    return endpoint
+
+
 class SearchSource:
     """Base class. Subclasses set ``name`` and implement :meth:`search`.
 
@@ -70,6 +79,9 @@ class SearchSource:
 
     name: str = ""
     default_endpoint: str = ""
+    # Paths this source asks for under its endpoint with :meth:`url`; an endpoint given with one of them on the end
+    # (``--endpoint openverse=https://api.openverse.org/v1/images/``) has it cut off, so it is not asked for twice.
+    api_paths: tuple[str, ...] = ()
     requires_env: tuple[str, ...] = ()
     key_help: str = ""  # where to get the key named in requires_env
     secret_params: tuple[str, ...] = ()  # query parameters whose values never appear in an error message
@@ -84,7 +96,7 @@ class SearchSource:
                 )
         if timeout <= 0:
             raise ConfigError(f"timeout for source {self.name!r} is {timeout}; expected a number of seconds > 0")
-        self.endpoint = endpoint or self.default_endpoint
+        self.endpoint = base_endpoint(endpoint or self.default_endpoint, self.api_paths)
         if session is None:  # standalone use: a plain session that still says who is asking
             import requests
 

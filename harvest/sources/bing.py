@@ -60,6 +60,7 @@ class BingSource(SearchSource):
     """Bing image results scraped from the public results page (opt-in; no licence, so ``license`` is None)."""
 
     default_endpoint = "https://www.bing.com"
+    api_paths = ("/images/search",)
 
     def search(self, query: str, limit: int) -> Iterator[Candidate]:
         def fetch(first: int) -> ResultPage:

@@ -53,6 +53,8 @@ def parse_knn_answer(body: Any, query: str, mode: str, source: str = "clip-knn")
 class ClipKnnSource(ExampleSearchSource):
     """A clip-retrieval back end: ``search_example`` sends the picture (or its embedding), ``search`` sends text."""
 
+    api_paths = (SERVICE_PATH,)
+
     def __init__(
         self,
         endpoint: str | None = None,

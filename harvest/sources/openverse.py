@@ -73,6 +73,7 @@ class OpenverseSource(SearchSource):
     """Openverse image search; an optional ``OPENVERSE_TOKEN`` raises the page size and rate limit."""
 
     default_endpoint = "https://api.openverse.org"
+    api_paths = ("/v1/images/", TOKEN_PATH)
 
     def __init__(self, endpoint: str | None = None, session: Any = None, timeout: float = 30.0):
         super().__init__(endpoint=endpoint, session=session, timeout=timeout)

@@ -335,6 +335,21 @@ def test_openverse_follows_pages_until_page_count(web) -> None:
     assert "Authorization" not in web.requests[0].headers
 
 
+@pytest.mark.parametrize("suffix", ["", "/", "/v1/images/", "/v1/images"])
+def test_openverse_endpoint_given_with_or_without_the_api_path_asks_for_it_once(web, suffix: str) -> None:
+    web.route("/v1/images/", body=saved("openverse", "images_page1.json"))
+    found = list(create_source("openverse", endpoint=web.base_url + suffix).search("crowd", limit=2))
+    assert len(found) == 2 and web.hits("/v1/images/") == 1
+
+
+def test_an_endpoint_ending_in_another_path_is_kept_whole() -> None:
+    source = create_source("openverse", endpoint="https://mirror.example/openverse/")
+    assert source.url("/v1/images/") == "https://mirror.example/openverse/v1/images/"
+    assert create_source("bing", endpoint="http://b.example/images/search").url("/images/search") == (
+        "http://b.example/images/search"
+    )
+
+
 def test_openverse_sends_token_and_stops_at_limit(web, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENVERSE_TOKEN", "tok-123")
     web.route("/v1/images/", body=saved("openverse", "images_page1.json"))
