@@ -74,10 +74,10 @@ def earlier_overlay(picture: Path, folder: Path) -> bool:
 
 def folder_pictures(folder: Path, out: Path | None = None) -> Iterator[Path]:
     """The image files of ``folder`` (by suffix, subfolders too), unsorted, leaving out earlier predict overlays and
-    anything under ``out``."""
+    anything under ``out``. A subfolder named like a picture (``shots.jpg/``) is searched, not read as one."""
     skip = Path(out).resolve() if out is not None else None
     for p in folder.rglob("*"):
-        wanted = p.suffix.lower() in IMAGE_SUFFIXES and not earlier_overlay(p, folder)
+        wanted = p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir() and not earlier_overlay(p, folder)
         if wanted and (skip is None or not p.resolve().is_relative_to(skip)):
             yield p
 

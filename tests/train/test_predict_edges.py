@@ -45,6 +45,15 @@ def test_a_folder_contributes_its_images_in_subfolders_whatever_the_suffix_case_
     ]
 
 
+def test_a_subfolder_named_like_a_picture_is_searched_not_read_as_one(tmp_path: Path) -> None:
+    picture(tmp_path / "in" / "shots.jpg" / "a.png", 0)
+    (tmp_path / "in" / "empty.png").mkdir()
+    assert [p.relative_to(tmp_path).as_posix() for p in expand_images((tmp_path / "in",))] == ["in/shots.jpg/a.png"]
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "x.jpg").mkdir()
+    assert expand_images((tmp_path / "only",)) == []
+
+
 def test_a_folder_contributes_every_picture_kind_rankset_build_reads(checkpoint: Path, tmp_path: Path) -> None:
     """A folder that rankset build turned into ranked sets (a .gif, a .jfif among them) is counted whole."""
     for name in ("a.gif", "b.jfif", "c.ppm"):
