@@ -318,14 +318,18 @@ def synth_unlabeled(config: SynthConfig) -> SynthSummary:
     """Render ``config.n`` scenes as ``out/synth_00000.jpg ...``: stand-ins for web photos.
 
     The true counts go to ``out/counts.csv`` for honest evaluation only; its first line says training must not
-    read it. Each file is written atomically, so a killed run leaves only whole pictures.
+    read it. Each file is written atomically, so a killed run leaves only whole pictures. ``counts.csv`` and
+    ``synth.json`` of an earlier run are deleted before the first picture is replaced and written again after the
+    last: a killed run leaves a folder without them (unfinished), never new pictures beside the old run's counts.
     """
     from rankset.io import remove_stale_staging, write_file_atomic
 
-    check_unlabeled_out(config.out, config.n)
+    check_unlabeled_out(config.out, config.n)  # any counts.csv or synth.json there is synth's own
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     cleaned = remove_stale_staging(config.out)
+    for name in ("synth.json", "counts.csv"):  # synth.json first: it is written last, so it marks a finished run
+        (config.out / name).unlink(missing_ok=True)
     counts: list[int] = []
     with io.StringIO() as table:
         table.write(COUNTS_HEADER)
