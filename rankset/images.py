@@ -10,7 +10,10 @@ from __future__ import annotations
 import io
 import math
 import struct
+import warnings
 from collections.abc import Callable, Sequence
+from os import PathLike
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,16 +34,38 @@ def exif_orientation(value: object) -> int:
         return 1
 
 
+def bomb_message(name: str, error: Image.DecompressionBombError) -> str:
+    """What to say about a picture Pillow refused as a decompression bomb, and what to do about it."""
+    return (
+        f"{name}: too many pixels to decode safely ({error}); a real photo this large is rare: cut it into parts "
+        "or downscale it first"
+    )
+
+
+def open_quietly(source: Any) -> Image.Image:
+    """``Image.open`` without Pillow's ``DecompressionBombWarning``, which it prints (once, raw) for a picture between
+    its limit and twice it: pictures here were chosen by the user or admitted by harvest's own ``--max-pixels``.
+    Over twice the limit Pillow still refuses, raised as :class:`ImageError` by :func:`bomb_message`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(source)
+        except Image.DecompressionBombError as e:
+            raise ImageError(bomb_message(str(source) if isinstance(source, str | PathLike) else "picture", e)) from e
+
+
 def open_image(data: bytes, name: str = "<bytes>") -> Image.Image:
     """Open (lazily) an encoded picture; an empty or unidentifiable file raises ImageError with the reason."""
     if not data:
         raise ImageError(f"{name}: empty file")
     try:
-        return Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # as open_quietly
+            return Image.open(io.BytesIO(data))
     except UnidentifiedImageError as e:
         raise ImageError(f"{name}: not an image Pillow can read") from e
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{name}: decompression bomb ({e})") from e
+        raise ImageError(bomb_message(name, e)) from e
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{name}: corrupt or truncated image ({e})") from e
 
@@ -111,7 +136,7 @@ def decode_oriented(
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{name}: decompression bomb ({e})") from e
+        raise ImageError(bomb_message(name, e)) from e
     except (OSError, ValueError, SyntaxError, struct.error) as e:
         raise ImageError(f"{name}: corrupt or truncated image ({e})") from e
 

@@ -100,12 +100,13 @@ def open_picture(source: Any, mode: str = "RGB") -> Any:
     picture train reads is turned the same way. RGB goes through :func:`rankset.images.to_rgb`, as rankset's
     patches do: alpha composited on white and 16-bit pictures scaled to 0..255 (Pillow's ``convert("RGB")``
     clips a 16-bit value to 255, so a 16-bit PNG came out nearly white). A broken EXIF block leaves the picture
-    as stored, as :func:`rankset.images.oriented_size` does."""
-    from PIL import Image, ImageOps
+    as stored, as :func:`rankset.images.oriented_size` does. A picture over twice Pillow's decompression-bomb
+    limit raises :class:`rankset.images.ImageError` saying so."""
+    from PIL import ImageOps
 
-    from rankset.images import to_rgb
+    from rankset.images import open_quietly, to_rgb
 
-    with Image.open(source) as image:
+    with open_quietly(source) as image:
         image.load()
         try:
             oriented = ImageOps.exif_transpose(image)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from rankset.errors import ImageError
 from rankset.images import decode_oriented, to_rgb
 
 
@@ -81,3 +83,27 @@ def test_a_16_bit_png_round_trips_through_decode() -> None:
     Image.fromarray(np.full((4, 4), 257 * 200, dtype=np.uint16)).save(buffer, "PNG")
     img, size = decode_oriented(buffer.getvalue(), "deep.png")
     assert size == (4, 4) and np.asarray(img).max() == 200
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 90, 90)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_picture_between_pillows_limit_and_twice_it_decodes_without_its_raw_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x30 = 1200 pixels: over the limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning would fail here
+        image, size = decode_oriented(png_bytes(40, 30), "wide.png")
+    assert size == (40, 30) and image.size == (40, 30)
+
+
+def test_a_picture_over_twice_pillows_limit_is_an_image_error_naming_it_and_the_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageError, match=r"huge.png: too many pixels to decode safely .*2500 pixels.*downscale"):
+        decode_oriented(png_bytes(50, 50), "huge.png")

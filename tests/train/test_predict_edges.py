@@ -4,6 +4,7 @@ the --tile and --no-overlays settings reaching the work, and arguments refused b
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,17 @@ def test_an_out_that_cannot_be_made_is_a_data_error_naming_it_for_predict_and_be
     with pytest.raises(DataError, match=r"--out .*afile/sub cannot be written to \(NotADirectoryError: "):
         evaluate_checkpoint(config, show_progress=False)
     assert evaluated == []
+
+
+def test_pictures_over_pillows_limit_are_counted_quietly_and_over_twice_it_are_a_row_saying_what_to_do(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x30 over the limit, 48x48 over twice it
+    wide, huge = picture(tmp_path / "wide.png", 0, (40, 30)), picture(tmp_path / "huge.png", 1, (48, 48))
+    config = PredictConfig(checkpoint=checkpoint, images=(wide, huge), out=tmp_path / "out", overlays=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        rows = {Path(r["path"]).name: r for r in predict_images(config, show_progress=False)}
+    assert rows["wide.png"]["status"] == "ok"
+    assert rows["huge.png"]["status"] == "unreadable_image"
+    assert "too many pixels to decode safely" in rows["huge.png"]["error"] and "downscale" in rows["huge.png"]["error"]
