@@ -415,8 +415,19 @@ def _shardable(gen_kwargs: dict[str, Any]) -> bool:
 
 
 def saved_kind(folder: Path) -> str:
-    """``ranked``, ``labeled`` or ``unknown``: the kind of a ``save_to_disk`` folder, from its saved feature names."""
+    """``ranked``, ``labeled`` or ``unknown``: the kind of a ``save_to_disk`` folder, from its saved feature names, or
+    of a Parquet snapshot (``rankset push --dry-run`` output, a Hub download), from the columns of its first shard."""
     from rankset.schema import dataset_kind
+
+    if not (folder / "dataset_dict.json").is_file() and not (folder / "dataset_info.json").is_file():
+        import pyarrow.parquet as pq
+
+        for shard in sorted((folder / "data").glob("*.parquet")):
+            try:
+                return dataset_kind(pq.read_schema(shard).names)
+            except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: try the next shard
+                continue
+        return "unknown"
 
     infos = [folder / "dataset_info.json"]
     try:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import rankset.synth.writer
+from rankset.schema import RANKED_FIELDS as RANKED
 from rankset.synth import SynthConfig, synth_unlabeled
 
 
@@ -42,3 +43,36 @@ def test_a_killed_unlabeled_rerun_never_leaves_new_pictures_beside_the_earlier_r
     assert again.counts == reference.counts
     for name in ("synth_00000.jpg", "synth_00001.jpg", "synth_00002.jpg", "counts.csv"):
         assert (out / name).read_bytes() == (fresh / name).read_bytes()
+
+
+def test_a_build_into_a_labeled_parquet_snapshot_is_refused_and_leaves_it_whole(tmp_path: Path) -> None:
+    """A ``push --dry-run`` folder or a downloaded Hub snapshot holds no dataset_info.json, only data/*.parquet: its
+    kind was read as unknown, so a ranked-set build replaced a labeled benchmark there without a word."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from rankset.build import BuildConfig, build_ranked_sets
+    from rankset.errors import InputError
+    from rankset.io import saved_kind
+    from rankset.schema import LABELED_FIELDS
+
+    snapshot = tmp_path / "shb-upload"
+    (snapshot / "data").mkdir(parents=True)
+    columns = {name: pa.array([None], pa.string()) for name in LABELED_FIELDS}
+    pq.write_table(pa.table(columns), snapshot / "data" / "train-00000-of-00001.parquet")
+    (snapshot / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n")
+    before = sorted((p.relative_to(snapshot), p.read_bytes()) for p in snapshot.rglob("*") if p.is_file())
+    assert saved_kind(snapshot) == "labeled"
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGB", (96, 80), (90, 120, 200)).save(pics / "a.jpg")
+    with pytest.raises(InputError, match="holds a labeled dataset"):
+        build_ranked_sets(BuildConfig(str(pics), str(snapshot), k=2, s=0.5, size=16), progress=False)
+    assert sorted((p.relative_to(snapshot), p.read_bytes()) for p in snapshot.rglob("*") if p.is_file()) == before
+    ranked = tmp_path / "ranked"  # a ranked-set snapshot is of the same kind: a build may still replace it
+    (ranked / "data").mkdir(parents=True)
+    pq.write_table(pa.table({name: pa.array([None], pa.string()) for name in RANKED}), ranked / "data" / "t.parquet")
+    assert saved_kind(ranked) == "ranked"
+    build_ranked_sets(BuildConfig(str(pics), str(ranked), k=2, s=0.5, size=16), progress=False)
+    assert saved_kind(ranked) == "ranked" and (ranked / "dataset_dict.json").is_file()
