@@ -271,12 +271,13 @@ def write_figure(fig: Any, path: Path, dpi: int) -> Path:
     """Render a matplotlib figure as PNG in memory, then write it with :func:`write_file_atomic`: a kill or a failed
     render leaves the previous file (or none) at ``path``, never a torn PNG under the final name. The figure is
     closed either way (every figure of crowdrank is written once); a caller that can fail before this call closes it
-    itself."""
+    itself. A staging file of ``path`` left by a killed writer is removed first, so kills never pile them up."""
     from io import BytesIO
 
     import matplotlib.pyplot as plt
 
     try:
+        remove_stale_staging(path.parent, path.name, arrow_caches=False)
         buffer = BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi)
         write_file_atomic(path, buffer.getvalue())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,41 @@ def test_a_build_into_a_labeled_parquet_snapshot_is_refused_and_leaves_it_whole(
     assert saved_kind(ranked) == "ranked"
     build_ranked_sets(BuildConfig(str(pics), str(ranked), k=2, s=0.5, size=16), progress=False)
     assert saved_kind(ranked) == "ranked" and (ranked / "dataset_dict.json").is_file()
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited and been reaped."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_figure_staging_file_of_a_killed_preview_or_info_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """A kill between writing a PNG's staging file and renaming it left ``.NAME.tmp-HOST-PID-…`` beside the figure;
+    preview and info never cleaned their folder, so every such kill added one more."""
+    from PIL import Image
+
+    from rankset.build import BuildConfig, build_ranked_sets
+    from rankset.info import InfoConfig, dataset_report
+    from rankset.io import HOST
+    from rankset.preview import render_preview
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    Image.new("RGB", (96, 80), (90, 120, 200)).save(pics / "a.jpg")
+    build_ranked_sets(BuildConfig(str(pics), str(tmp_path / "sets"), k=2, s=0.5, size=16), progress=False)
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    killed = {name: figures / f".{name}.tmp-{HOST}-{dead_pid()}-0123abcd" for name in ("preview.png", "info.png")}
+    live = figures / f".preview.png.tmp-{HOST}-{os.getpid()}-0123abcd"  # a writer still running: kept
+    other = figures / f".mine.png.tmp-{HOST}-{dead_pid()}-0123abcd"  # another target's: not this write's to judge
+    for staging in (*killed.values(), live, other):
+        staging.write_bytes(b"\x89PNG torn")
+    render_preview(str(tmp_path / "sets"), figures / "preview.png", n=1)
+    dataset_report(InfoConfig(str(tmp_path / "sets"), out=figures / "info.png"))
+    hidden = sorted(p.name for p in figures.iterdir() if p.name.startswith("."))
+    assert hidden == sorted([live.name, other.name])
+    assert (figures / "preview.png").read_bytes()[:4] == (figures / "info.png").read_bytes()[:4] == b"\x89PNG"
