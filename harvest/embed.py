@@ -219,8 +219,10 @@ class PictureFiles:
         from PIL import Image, ImageOps
         from torchvision.transforms.functional import pil_to_tensor
 
+        from rankset.images import open_quietly  # a stored picture was admitted under the collecting run's limit
+
         try:
-            with Image.open(self.paths[position]) as image:
+            with open_quietly(self.paths[position]) as image:
                 draft = self.image_size * DECODE_DRAFT_FACTOR
                 image.draft("RGB", (draft, draft))
                 picture = ImageOps.exif_transpose(image).convert("RGB")

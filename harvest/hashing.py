@@ -40,7 +40,9 @@ class HashResult:
 
 def load_for_hashing(path: str | Path | BinaryIO) -> Image.Image:
     """Open a picture upright (EXIF orientation applied) and in RGB, decoding JPEGs at reduced scale."""
-    image = Image.open(path)
+    from rankset.images import open_quietly  # a stored picture was admitted under the collecting run's --max-pixels
+
+    image = open_quietly(path)
     image.draft("RGB", DECODE_DRAFT_SIZE)
     image = ImageOps.exif_transpose(image)
     return image.convert("RGB")
@@ -55,8 +57,10 @@ def image_hashes(image: Image.Image) -> tuple[str, str]:
 
 def hash_file(key: str, path: str | Path | BinaryIO) -> HashResult:
     """Hash one file; a file that cannot be decoded gives a result with ``error`` set instead of raising."""
+    from rankset.images import open_quietly
+
     try:
-        with Image.open(path) as probe:
+        with open_quietly(path) as probe:
             probe.verify()  # catches truncated files that a reduced-scale decode would silently accept
         if hasattr(path, "seek"):
             path.seek(0)

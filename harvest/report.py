@@ -126,8 +126,10 @@ def _thumbnail(path: Path, size: int) -> np.ndarray:
     """An RGB thumbnail array; a grey square when the file cannot be read (the report never fails on one)."""
     from PIL import Image, ImageOps
 
+    from rankset.images import open_quietly  # a stored picture was admitted under the collecting run's limit
+
     try:
-        with Image.open(path) as image:
+        with open_quietly(path) as image:
             image.draft("RGB", (size * 2, size * 2))
             image = ImageOps.exif_transpose(image).convert("RGB")
             image.thumbnail((size, size))

@@ -80,7 +80,7 @@ def test_a_picture_over_pillows_pixel_limit_is_a_result_with_a_reason_not_a_cras
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # scene(1) has 192 x 144: over twice the limit
     result = hash_bytes("big", encode(scene(1)))
-    assert result.phash is None and result.error.startswith("DecompressionBombError")
+    assert result.phash is None and "too many pixels to decode safely" in result.error
 
 
 def _children_of(pid: int) -> list[int]:
