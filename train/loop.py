@@ -395,9 +395,10 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
         model.load_state_dict(best_state["model"])
         test, rows = evaluate(model, sources.test, config, device)
         test.update(split="test", checkpoint="best.pt", step=int(best_state["step"]))
-        write_json(out / "eval.json", test)
         write_rows_csv(out / "eval_images.csv", rows)
     plot_run(out, model, sources.validation or sources.test, config, device)
+    if test:  # last: eval.json marks a finished run (train study reads one back instead of resuming the run)
+        write_json(out / "eval.json", test)
     if skipped:
         notes.append(f"{skipped} unreadable training items were replaced by the next readable row")
     return FitResult(out, schedule.steps, start, best_val, test, last_terms, notes, time.perf_counter() - started)

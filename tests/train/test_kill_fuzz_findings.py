@@ -1,0 +1,54 @@
+"""What a kill-and-resume fuzz of ``train`` found, each kill point simulated deterministically.
+
+A kill is simulated by an exception (KeyboardInterrupt) raised at the point the fuzz killed the process with
+SIGKILL: what the run folder holds then is what a SIGKILL at that point leaves, less the temp file a real kill keeps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.train.conftest import blob_data_table
+from train.config import RunConfig
+from train.loop import fit
+from train.manifest import config_from_dict
+
+
+def tiny_config(blobs: dict[str, Path], **schedule: Any) -> RunConfig:
+    """Count-only test-tiny on the blob sets: 4 steps, validation and a checkpoint every 2."""
+    return config_from_dict(
+        {
+            "name": "fuzz",
+            "model": {"arch": "test-tiny", "pretrained": "none"},
+            "data": blob_data_table(blobs),
+            "schedule": {"paradigm": "count-only", "steps": 4, "batch": 4, "eval_every": 2, "log_every": 2, **schedule},
+            "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0},
+        }
+    )
+
+
+def test_a_run_killed_while_plotting_has_no_eval_json_and_its_resume_writes_it_with_the_plots(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval.json was written before eval_images.csv and the plots: a run killed between them looked finished, and
+    `train study`, which reads a run with eval.json back instead of resuming it, kept it without plots (and
+    without eval_images.csv, which its ordering metrics read)."""
+    import train.plots
+
+    real_plot_run = train.plots.plot_run
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt("killed while plotting")
+
+    monkeypatch.setattr(train.plots, "plot_run", killed)
+    config, run = tiny_config(blob_data), tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, run, show_progress=False)
+    assert not (run / "eval.json").exists()
+    monkeypatch.setattr(train.plots, "plot_run", real_plot_run)
+    fit(config, run, resume=True, show_progress=False)
+    assert (run / "eval.json").is_file() and (run / "eval_images.csv").is_file()
+    assert (run / "plots" / "loss.png").is_file() and (run / "plots" / "density_examples.png").is_file()
