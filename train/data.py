@@ -235,15 +235,16 @@ class LabeledCrops:
         return len(self._decoded), sum(v[0].nbytes for v in self._decoded.values())
 
     def _pixel_bytes(self) -> list[int | None]:
-        """Decoded RGB bytes per row from the image headers (None where the header cannot be read)."""
-        from PIL import Image
+        """Decoded RGB bytes per row from the image headers (None where the header cannot be read, or holds more
+        pixels than Pillow decodes)."""
+        from rankset.images import open_quietly
 
         sizes: list[int | None] = []
         for index in range(len(self.rows)):
             try:
                 value = self._record(index)["image"]
                 source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
-                with Image.open(source) as image:
+                with open_quietly(source) as image:
                     sizes.append(image.size[0] * image.size[1] * 3)
             except (OSError, ValueError, SyntaxError):
                 sizes.append(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +371,23 @@ def test_the_decoded_cache_fills_its_budget_exactly(tmp_path: Path) -> None:
     source = labeled_source(build_labeled(tmp_path / "d", {"train": 3}, size=(16, 8), max_heads=2))
     crops = LabeledCrops([source], 8, (8, 8), 2.0, output_stride=4, density_scale=1.0, seed=0)
     assert crops.fill_cache(2 * 16 * 8 * 3) == (2, 2 * 16 * 8 * 3)  # two whole pictures fit to the byte
+
+
+def test_the_decoded_cache_leaves_out_a_picture_over_twice_pillows_limit_without_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    source = labeled_source(build_labeled(tmp_path / "d", {"train": 2}, size=(16, 8), max_heads=2))
+    crops = LabeledCrops([source], 8, (8, 8), 2.0, output_stride=4, density_scale=1.0, seed=0)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60)  # 16x8 = 128 pixels: over twice the limit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        assert crops.fill_cache(1 << 20) == (0, 0)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # over the limit, under twice it: cached, quietly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        assert crops.fill_cache(1 << 20) == (2, 2 * 16 * 8 * 3)
 
 
 def test_a_partial_crop_s_target_is_its_own_heads_scaled_by_input_size_over_the_crop_side(
