@@ -16,11 +16,18 @@ app = typer.Typer(
 )
 
 
+INTERRUPTED = (
+    "interrupted: nothing half-written was put in place; --out holds what it held before (synth --unlabeled: the "
+    "pictures finished so far, without counts.csv and synth.json). Run the same command again to write it"
+)
+
+
 @contextmanager
-def command_errors(*also: type[Exception]) -> Iterator[None]:
+def command_errors(*also: type[Exception], interrupted: str = INTERRUPTED) -> Iterator[None]:
     """A bad flag (ConfigError) is a usage error (exit 2) naming the fix; any other RanksetError, a HarvestError
     from reading a pool (a damaged index part, say), or one of ``also`` prints ``error: ...`` and exits 1, no
-    traceback."""
+    traceback. Ctrl-C prints ``interrupted`` (what became of the work) and exits 130: without it the run ended
+    silently on a bare progress bar."""
     from harvest.errors import HarvestError
     from rankset.errors import ConfigError, RanksetError
 
@@ -31,6 +38,9 @@ def command_errors(*also: type[Exception]) -> Iterator[None]:
     except (RanksetError, HarvestError, *also) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
+    except KeyboardInterrupt as e:
+        typer.echo(f"\n{interrupted}", err=True)
+        raise typer.Exit(130) from e
 
 
 @app.callback()
@@ -73,7 +83,7 @@ def preview(
     """Draw a few ranked sets: each source with its nested boxes, beside its k patches."""
     from rankset.preview import render_preview
 
-    with command_errors():
+    with command_errors(interrupted="interrupted: --out holds the PNG it held before, if any; run it again"):
         path = render_preview(dataset, out, n=n, split=split, seed=seed)
     typer.echo(f"wrote {path}")
 
@@ -105,7 +115,7 @@ def info(
     sets per source picture and patch sizes (ranked sets)."""
     from rankset.info import InfoConfig, dataset_report, print_dataset_report
 
-    with command_errors():
+    with command_errors(interrupted="interrupted: the histogram PNG is as it was before, if any; run it again"):
         cfg = InfoConfig(dataset, out=out)
         report = dataset_report(cfg)
     print_dataset_report(report)
@@ -154,7 +164,8 @@ def push(
     from rankset.licenses import parse_license_list
     from rankset.publish import PublishConfig, print_publish_summary, publish_dataset
 
-    with command_errors():
+    pushed = "interrupted: the repo gets the whole commit or none, a --dry-run folder all files or none; run it again"
+    with command_errors(interrupted=pushed):
         families = parse_license_list(licenses) if licenses is not None else None
         out = Path(dry_run) if dry_run else None
         cfg = PublishConfig(

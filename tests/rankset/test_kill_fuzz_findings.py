@@ -115,3 +115,45 @@ def test_a_figure_staging_file_of_a_killed_preview_or_info_is_removed_by_the_nex
     hidden = sorted(p.name for p in figures.iterdir() if p.name.startswith("."))
     assert hidden == sorted([live.name, other.name])
     assert (figures / "preview.png").read_bytes()[:4] == (figures / "info.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("command", ["build", "import", "synth", "preview", "info", "push"])
+def test_ctrl_c_says_what_became_of_the_output_and_exits_130_without_a_traceback(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typer turned Ctrl-C into a bare exit 130: the run ended on a progress bar with no word on --out."""
+    from typer.testing import CliRunner
+
+    import rankset.build
+    import rankset.importers
+    import rankset.info
+    import rankset.preview
+    import rankset.publish
+    import rankset.synth
+    from rankset.cli import app
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    for module, name in (
+        (rankset.build, "build_ranked_sets"),
+        (rankset.importers, "import_benchmark"),
+        (rankset.synth, "synth_dataset"),
+        (rankset.preview, "render_preview"),
+        (rankset.info, "InfoConfig"),
+        (rankset.publish, "publish_dataset"),
+    ):
+        monkeypatch.setattr(module, name, ctrl_c)
+    out = str(tmp_path / "out")
+    args = {
+        "build": ["build", str(tmp_path), "--out", out],
+        "import": ["import", "points", str(tmp_path), "--out", out],
+        "synth": ["synth", "--n", "1", "--out", out],
+        "preview": ["preview", str(tmp_path), "--out", out],
+        "info": ["info", str(tmp_path), "--out", out],
+        "push": ["push", str(tmp_path), "--repo-id", "me/x", "--dry-run", out],
+    }[command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130 and isinstance(result.exception, SystemExit)
+    assert "interrupted:" in result.output and "again" in result.output.split("interrupted:")[1]
+    assert "Traceback" not in result.output
