@@ -235,6 +235,6 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
 
         input_size = run_config.data.input_size
         summary["ranking"] = check_ranked(model, ranked, input_size, device, config.ranked_sets)
-    write_json(out / "eval.json", summary)
     write_rows_csv(out / "images.csv", rows)
+    write_json(out / "eval.json", summary)  # last: a kill before it leaves no eval.json that looks complete
     return summary

@@ -52,3 +52,34 @@ def test_a_run_killed_while_plotting_has_no_eval_json_and_its_resume_writes_it_w
     fit(config, run, resume=True, show_progress=False)
     assert (run / "eval.json").is_file() and (run / "eval_images.csv").is_file()
     assert (run / "plots" / "loss.png").is_file() and (run / "plots" / "density_examples.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def best_pt(blob_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of a finished 2-step run."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    fit(tiny_config(blob_data, steps=2), run, show_progress=False)
+    return run / "best.pt"
+
+
+def test_train_eval_killed_before_its_per_image_rows_leaves_no_eval_json(
+    blob_data: dict[str, Path], best_pt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train eval` wrote eval.json and then images.csv: a kill between them left a summary that looked complete
+    beside no per-image rows (or an earlier evaluation's)."""
+    import train.evaluate
+    from train.evaluate import EvalConfig, evaluate_checkpoint
+
+    real_write_rows_csv = train.evaluate.write_rows_csv
+
+    def killed(path: Path, rows: list[dict[str, Any]]) -> None:
+        raise KeyboardInterrupt("killed while writing images.csv")
+
+    monkeypatch.setattr(train.evaluate, "write_rows_csv", killed)
+    config = EvalConfig(best_pt, str(blob_data["labeled"]), "test", tmp_path / "ev", "cpu")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_checkpoint(config, show_progress=False)
+    assert not (tmp_path / "ev" / "eval.json").exists()
+    monkeypatch.setattr(train.evaluate, "write_rows_csv", real_write_rows_csv)
+    evaluate_checkpoint(config, show_progress=False)
+    assert (tmp_path / "ev" / "eval.json").is_file() and (tmp_path / "ev" / "images.csv").is_file()
