@@ -32,7 +32,14 @@ from train.manifest import config_to_dict, config_to_toml
 from train.models.registry import density_of
 from train.paradigms import active_tasks, batches_before
 from train.runlock import run_folder_lock
-from train.runlog import MetricsLog, clear_partial_run, write_json, write_rows_csv, write_text_atomic
+from train.runlog import (
+    MetricsLog,
+    clear_partial_run,
+    remove_temp_files,
+    write_json,
+    write_rows_csv,
+    write_text_atomic,
+)
 from train.sources import RunSources, resolve_sources
 
 
@@ -279,13 +286,15 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
-    stale = [] if resume else clear_partial_run(out)
+    stale = remove_temp_files(out) if resume else clear_partial_run(out)
     write_text_atomic(out / "config.toml", config_to_toml(config))
     log = MetricsLog(out / "metrics.jsonl")
     start, best_val, best_step, saved_rng = 0, math.inf, -1, None
     notes = list(sources.notes)
-    if stale:
+    if stale and not resume:
         notes.append(f"started afresh in {out}: removed {', '.join(stale)} of a run stopped before any checkpoint")
+    elif stale:
+        notes.append(f"removed {', '.join(stale)}: temp files of writes the stopped run did not finish")
     if resume:
         state = load_checkpoint(out / "last.pt")
         fix = "resume with the manifest the run started with (its config.toml), or choose another --out"

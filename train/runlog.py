@@ -108,7 +108,16 @@ def clear_partial_run(out: Path) -> list[str]:
     (and its temp files) are removed, since ``--out`` may be a folder that holds other things.
     """
     removed = [name for name in PARTIAL_RUN_FILES if (out / name).is_file()]
-    removed += [str(p.relative_to(out)) for folder in (out, out / "plots") for p in folder.glob(".*.tmp-*")]
+    for name in removed:
+        (out / name).unlink(missing_ok=True)
+    return removed + remove_temp_files(out)
+
+
+def remove_temp_files(out: Path) -> list[str]:
+    """Delete the temp files (``.NAME.tmp-PID``) that writers killed mid-write left in ``out`` and ``out/plots``;
+    returns their names. Only for a run folder whose lock is held (train.runlock): no other writer's file is taken.
+    A kill while ``last.pt`` was written leaves one the size of a checkpoint, and a resume never renames it."""
+    removed = [str(p.relative_to(out)) for folder in (out, out / "plots") for p in folder.glob(".*.tmp-*")]
     for name in removed:
         (out / name).unlink(missing_ok=True)
     return removed

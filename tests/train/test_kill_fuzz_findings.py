@@ -83,3 +83,32 @@ def test_train_eval_killed_before_its_per_image_rows_leaves_no_eval_json(
     monkeypatch.setattr(train.evaluate, "write_rows_csv", real_write_rows_csv)
     evaluate_checkpoint(config, show_progress=False)
     assert (tmp_path / "ev" / "eval.json").is_file() and (tmp_path / "ev" / "images.csv").is_file()
+
+
+def test_a_resume_removes_the_half_checkpoint_a_kill_during_its_write_left(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILL inside torch.save leaves ``.last.pt.tmp-PID`` (checkpoint-sized for a real model) that nothing
+    renames; a resume kept it for good, one more per kill, since only a fresh start cleared temp files."""
+    import train.loop
+
+    real_train_step = train.loop.train_step
+    steps = iter(range(100))
+
+    def killed_at_step_3(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if next(steps) == 2:
+            raise KeyboardInterrupt("killed at step 3")
+        return real_train_step(*args, **kwargs)
+
+    monkeypatch.setattr(train.loop, "train_step", killed_at_step_3)
+    config, run = tiny_config(blob_data), tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, run, show_progress=False)
+    half = (run / "last.pt").read_bytes()[:1000]  # what the killed process had written of its step-4 checkpoint
+    (run / ".last.pt.tmp-999999").write_bytes(half)
+    (run / "plots" / ".loss.png.tmp-host-999999-0a1b2c3d").write_bytes(b"\x89PNG")
+    monkeypatch.setattr(train.loop, "train_step", real_train_step)
+    result = fit(config, run, resume=True, show_progress=False)
+    assert result.resumed_from == 2
+    assert sorted(p.name for p in run.rglob(".*.tmp-*")) == []
+    assert any(".last.pt.tmp-999999" in note for note in result.notes)
