@@ -112,3 +112,44 @@ def test_a_resume_removes_the_half_checkpoint_a_kill_during_its_write_left(
     assert result.resumed_from == 2
     assert sorted(p.name for p in run.rglob(".*.tmp-*")) == []
     assert any(".last.pt.tmp-999999" in note for note in result.notes)
+
+
+def test_train_predict_killed_while_writing_an_overlay_leaves_no_torn_png(
+    best_pt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overlays were saved straight under their final name: a kill mid-write left a torn ``overlays/NAME.png``
+    that looked like a finished one (and that a rerun into another --out skipped only beside a counts.csv)."""
+    import numpy as np
+    from PIL import Image
+
+    from train.predict import PredictConfig, predict_images
+
+    for name in ("a", "b"):
+        Image.fromarray(np.full((40, 48, 3), 30, dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    real_save = Image.Image.save
+
+    def killed_mid_write(self: Image.Image, fp: Any, format: str | None = None, **params: Any) -> None:
+        if isinstance(fp, (str, Path)) and "overlays" not in str(fp):
+            return real_save(self, fp, format, **params)
+        import io
+
+        buffer = io.BytesIO()
+        real_save(self, buffer, format or "PNG", **params)
+        data = buffer.getvalue()[:100]
+        if isinstance(fp, (str, Path)):
+            Path(fp).write_bytes(data)
+        else:
+            fp.write(data)
+        raise KeyboardInterrupt("killed while writing an overlay")
+
+    monkeypatch.setattr(Image.Image, "save", killed_mid_write)
+    config = PredictConfig(best_pt, (tmp_path / "a.png", tmp_path / "b.png"), tmp_path / "p", "cpu")
+    with pytest.raises(KeyboardInterrupt):
+        predict_images(config, show_progress=False)
+    assert list((tmp_path / "p" / "overlays").glob("*.png")) == [] and not (tmp_path / "p" / "counts.csv").exists()
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    rows = predict_images(config, show_progress=False)
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    for row in rows:
+        with Image.open(tmp_path / "p" / row["overlay"]) as overlay:
+            overlay.load()
