@@ -289,7 +289,7 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
     stale = remove_temp_files(out) if resume else clear_partial_run(out)
     write_text_atomic(out / "config.toml", config_to_toml(config))
     log = MetricsLog(out / "metrics.jsonl")
-    start, best_val, best_step, saved_rng = 0, math.inf, -1, None
+    start, best_val, best_step, saved_rng, window = 0, math.inf, -1, None, {}
     notes = list(sources.notes)
     if stale and not resume:
         notes.append(f"started afresh in {out}: removed {', '.join(stale)} of a run stopped before any checkpoint")
@@ -302,6 +302,7 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         saved_rng = state["rng"]  # restored once the loaders are made: making one draws from torch's RNG
+        window = state.get("log_window", {})  # absent from checkpoints written before it was recorded
         start, best_val = int(state["step"]), float(state.get("best_val_mae", math.inf))
         best_step = int(state.get("best_step", -1))  # -1: a checkpoint from before best_step was recorded
         if best_step == start and _checkpoint_step(out / "best.pt") != start:
@@ -326,15 +327,18 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
         return summary["mae"]
 
     def save(step: int, best: float, best_at: int) -> None:
-        extra = {"best_val_mae": best, "best_step": best_at}
+        # the log window still open (eval_every not a multiple of log_every) and the unreadable-item count: a
+        # resumed run logs what the uninterrupted one logs
+        open_window = {"sums": dict(sums), "images": images, "wait": wait, "compute": compute, "skipped": skipped}
+        extra = {"best_val_mae": best, "best_step": best_at, "log_window": open_window}
         save_checkpoint(out / "last.pt", model, optimizer, scheduler, step, config, extra)
 
     progress = _progress(show_progress)
-    sums: dict[str, float] = {}
-    images = 0
-    wait = compute = 0.0
+    sums: dict[str, float] = {k: float(v) for k, v in window.get("sums", {}).items()}
+    images = int(window.get("images", 0))
+    wait, compute = float(window.get("wait", 0.0)), float(window.get("compute", 0.0))
     last_terms: dict[str, float] = {}
-    skipped = 0
+    skipped = int(window.get("skipped", 0))
     model.train()
     with progress:
         task = progress.add_task(config.name, total=schedule.steps, completed=start)

@@ -153,3 +153,37 @@ def test_train_predict_killed_while_writing_an_overlay_leaves_no_torn_png(
     for row in rows:
         with Image.open(tmp_path / "p" / row["overlay"]) as overlay:
             overlay.load()
+
+
+def test_a_resume_between_two_log_lines_logs_the_same_loss_as_an_uninterrupted_run(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With eval_every 3 and log_every 2 the checkpoint at step 3 falls inside the log window of steps 3-4: the
+    resumed run averaged step 4 alone (its sums started empty), so metrics.jsonl differed from the uninterrupted
+    run's although the weights were the same."""
+    import json
+
+    import train.loop
+
+    config = tiny_config(blob_data, steps=6, eval_every=3, log_every=2)
+    fit(config, tmp_path / "whole", show_progress=False)
+    real_train_step = train.loop.train_step
+    steps = iter(range(100))
+
+    def killed_at_step_4(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if next(steps) == 3:
+            raise KeyboardInterrupt("killed at step 4")
+        return real_train_step(*args, **kwargs)
+
+    monkeypatch.setattr(train.loop, "train_step", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, tmp_path / "split", show_progress=False)
+    monkeypatch.setattr(train.loop, "train_step", real_train_step)
+    assert fit(config, tmp_path / "split", resume=True, show_progress=False).resumed_from == 3
+
+    def logged(run: str) -> list[tuple[int, float, float]]:
+        lines = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"], r["skipped_unreadable"]) for r in lines if "loss" in r]
+
+    assert [step for step, *_ in logged("split")] == [2, 4, 6]
+    assert logged("split") == logged("whole")
