@@ -7,6 +7,7 @@ renamed into place, so a killed run never leaves a half-written dataset at ``out
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -65,20 +66,46 @@ def write_dataset_dict(
             (staging / "README.md").write_text(card() if callable(card) else card)
         for fname, data in (extra_files or {}).items():
             (staging / fname).write_bytes(data() if callable(data) else data)
-        if out.exists():
-            trash = staging_path(out, "old")  # a kill between the two renames: the next write puts it back at out
-            os.replace(out, trash)
-            try:
-                os.replace(staging, out)
-            except BaseException:
-                os.replace(trash, out)
-                raise
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, out)
+        put_in_place(staging, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return datasets.load_from_disk(str(out))
+
+
+RENAME_RACES = 5  # a run writing the same --out at once can put its folder there between two of our steps this often
+
+
+def put_in_place(staging: Path, out: Path) -> None:
+    """Rename the finished ``staging`` folder to ``out``; an existing ``out`` is moved aside first and deleted once the
+    new one is in place (a kill between the two renames: the next write puts it back, :func:`remove_stale_staging`).
+
+    Another run writing the same ``out`` at the same moment can rename its own folder to ``out``, or move ``out``
+    aside, between two of these steps: the rename then fails (``out`` is there after all, or gone). Each such race
+    is taken again from the top, so the run that finishes last wins and ``out`` always holds one whole dataset."""
+    aside: list[Path] = []
+    try:
+        for attempt in range(RENAME_RACES):
+            if out.exists() or out.is_symlink():
+                trash = staging_path(out, "old")
+                try:
+                    os.replace(out, trash)
+                except FileNotFoundError:  # the other run moved it aside meanwhile
+                    continue
+                aside.append(trash)
+            try:
+                os.replace(staging, out)
+                return
+            except OSError as e:  # ENOTEMPTY/EEXIST: the other run renamed its folder to out meanwhile
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == RENAME_RACES - 1:
+                    raise
+        raise OSError(errno.EBUSY, f"other runs kept replacing {out} while this one tried to put its data there")
+    except BaseException:
+        if aside and not (out.exists() or out.is_symlink()):
+            os.replace(aside.pop(), out)  # the dataset that was there before, rather than none
+        raise
+    finally:
+        for trash in aside:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"

@@ -157,3 +157,39 @@ def test_ctrl_c_says_what_became_of_the_output_and_exits_130_without_a_traceback
     assert result.exit_code == 130 and isinstance(result.exception, SystemExit)
     assert "interrupted:" in result.output and "again" in result.output.split("interrupted:")[1]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("race", ["other run renames its folder to out", "other run moves out aside"])
+def test_two_writes_into_one_out_at_once_both_finish_and_out_is_the_last_ones_whole(
+    race: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds into the same --out: the other one's rename landed between this one's check that out exists and
+    its own rename, which then failed with ENOTEMPTY (or FileNotFoundError): a traceback, though both had finished."""
+    import datasets
+
+    from rankset.io import load_dataset_dict, write_dataset_dict
+
+    features = datasets.Features({"n": datasets.Value("int32")})
+    out = tmp_path / "ds"
+    if race == "other run moves out aside":
+        write_dataset_dict(out, {"train": [{"n": 1}]}, features)
+    other = tmp_path / "other-run"  # the other run's finished dataset, as it would be in its staging folder
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"n": [2]}, features=features)}).save_to_disk(other)
+    real_replace = os.replace
+    raced: list[str] = []
+
+    def racing_replace(src: Any, dst: Any) -> None:
+        if not raced and race == "other run renames its folder to out" and Path(dst) == out:
+            raced.append(race)
+            real_replace(other, out)  # it finished first and is in place now
+        if not raced and race == "other run moves out aside" and Path(src) == out:
+            raced.append(race)
+            real_replace(out, tmp_path / ".ds.old-elsewhere")  # it is between its two renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", racing_replace)
+    write_dataset_dict(out, {"train": [{"n": 3}, {"n": 3}]}, features)
+    assert raced == [race]
+    assert load_dataset_dict(out)["train"]["n"] == [3, 3]  # this run finished last: its whole dataset
+    ours = [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.") and "elsewhere" not in p.name]
+    assert ours == []  # neither this run's staging nor what it moved aside stays behind
