@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
+from harvest.errors import ConfigError, HarvestError  # a small module: taken before any Ctrl-C can be caught
+
 if TYPE_CHECKING:
     from harvest.clip_filter import FilterSummary
     from harvest.dedup_pool import DedupSummary
@@ -20,18 +22,18 @@ def command_errors(command: str) -> Iterator[None]:
     """A bad flag (ConfigError) is a usage error (exit 2) naming the fix; any other HarvestError stops the command
     with ``harvest COMMAND failed: ...`` on stderr and exit 1, no traceback. Ctrl-C says what became of the work
     (exit 130): without it the run ended on a bare progress bar."""
-    from rich.console import Console
-
-    from harvest.errors import ConfigError, HarvestError
-
     try:
         yield
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from e
     except HarvestError as e:
+        from rich.console import Console
+
         Console(stderr=True).print(f"[red]harvest {command} failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt as e:  # also one during the command's library imports (a second of pandas, pyarrow)
+        from rich.console import Console
+
         Console(stderr=True).print(
             f"[yellow]harvest {command} interrupted:[/yellow] what it had written is kept in the pool and nothing "
             "half-written is used; run the same command again to go on from there"
@@ -86,10 +88,10 @@ def keywords(
 ) -> None:
     """Search each term in each source and download the images into the pool."""
 
-    from harvest.collect import KeywordsConfig, harvest_keywords
-    from harvest.fetch import FetchConfig
-
     with command_errors("keywords"):
+        from harvest.collect import KeywordsConfig, harvest_keywords
+        from harvest.fetch import FetchConfig
+
         endpoints = dict(_split_pair(item, "--endpoint") for item in endpoint)
         fetch = FetchConfig(
             workers=workers, host_rate=host_rate, timeout=timeout, retries=retries, max_retry_wait=max_retry_wait,
@@ -116,9 +118,9 @@ def local(
 ) -> None:
     """Ingest a folder of pictures into the pool (sidecar <file>.json gives license/author/title/source_url)."""
 
-    from harvest.local import LocalConfig, ingest_local
-
     with command_errors("local"):
+        from harvest.local import LocalConfig, ingest_local
+
         config = LocalConfig(root=folder, out=out, workers=workers, min_side=min_side, max_pixels=max_pixels,
                              max_bytes=max_bytes, retry_failed=retry_failed)  # fmt: skip
         summary = ingest_local(config)
@@ -130,8 +132,6 @@ def _split_list(text: str) -> tuple[str, ...]:
 
 
 def _split_pair(text: str, flag: str) -> tuple[str, str]:
-    from harvest.errors import ConfigError
-
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
         raise ConfigError(f"{flag} expects SOURCE=URL, got {text!r}")
@@ -176,9 +176,9 @@ def dedup(
     workers: int = typer.Option(0, "--workers", help="Hashing processes and grouping threads (0: one per core)."),
 ) -> None:
     """Mark exact and near-duplicate pictures (dup_of) and near-copies of evaluation images (leak_of)."""
-    from harvest.dedup_pool import DedupConfig, dedup_pool
-
     with command_errors("dedup"):
+        from harvest.dedup_pool import DedupConfig, dedup_pool
+
         config = DedupConfig(pool=pool, threshold=threshold, dhash_threshold=dhash_threshold,
                              exclude_like=tuple(exclude_like), clear_leaks=clear_leaks, clear_all_leaks=clear_all_leaks,
                              clip_threshold=clip_threshold, clip_model=clip_model, workers=workers)  # fmt: skip
@@ -198,9 +198,9 @@ def filter_(
     workers: int = typer.Option(2, "--workers", help="DataLoader decoding processes."),
 ) -> None:
     """Score every picture as a crowd scene with CLIP zero-shot prompts; keep those >= --threshold."""
-    from harvest.clip_filter import FilterConfig, filter_pool
-
     with command_errors("filter"):
+        from harvest.clip_filter import FilterConfig, filter_pool
+
         config = FilterConfig(pool=pool, model=model, pretrained=pretrained, checkpoint=checkpoint,
                               threshold=threshold, batch_size=batch_size, device=device, workers=workers)  # fmt: skip
         summary = filter_pool(config)
@@ -216,9 +216,9 @@ def report(
     """Count tables (by source, status, licence, kept) and PNG contact sheets, histogram, duplicates, leaks."""
     from rich.console import Console
 
-    from harvest.report import ReportConfig, build_report
-
     with command_errors("report"):
+        from harvest.report import ReportConfig, build_report
+
         summary = build_report(ReportConfig(pool=pool, out=out, examples=examples))
     console = Console()
     for table in summary.tables():
@@ -259,10 +259,10 @@ def qbe(
     """Query by example: each example's nearest pictures from k-NN, Google Lens or another pool, into the pool."""
     from rich.console import Console
 
-    from harvest.fetch import FetchConfig
-    from harvest.qbe import QbeConfig, harvest_qbe
-
     with command_errors("qbe"):
+        from harvest.fetch import FetchConfig
+        from harvest.qbe import QbeConfig, harvest_qbe
+
         fetch = FetchConfig(workers=workers, host_rate=host_rate, timeout=timeout, retries=retries,
                             max_retry_wait=max_retry_wait, max_bytes=max_bytes, min_side=min_side,
                             max_pixels=max_pixels, ignore_robots=ignore_robots,
