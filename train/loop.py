@@ -311,6 +311,8 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
         if changed:
             notes.append(f"resumed with changed manifest sections: {', '.join(changed)}")
         log.truncate_after(start)
+        if start < config.schedule.steps:  # a finished run given more steps: unfinished again until its new end
+            (out / "eval.json").unlink(missing_ok=True)
     train_model = torch.compile(model) if config.schedule.compile else model
 
     schedule = config.schedule

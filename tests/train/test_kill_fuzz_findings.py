@@ -187,3 +187,24 @@ def test_a_resume_between_two_log_lines_logs_the_same_loss_as_an_uninterrupted_r
 
     assert [step for step, *_ in logged("split")] == [2, 4, 6]
     assert logged("split") == logged("whole")
+
+
+def test_a_finished_run_resumed_with_more_steps_and_killed_keeps_no_eval_json_of_its_shorter_schedule(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train fit ... --set schedule.steps=N --resume` (README) continues a finished run; killed before its new end,
+    it kept the old eval.json, which called the run finished and named a best.pt step that a later best.pt may
+    already have replaced."""
+    import train.loop
+
+    run = tmp_path / "run"
+    fit(tiny_config(blob_data, steps=2), run, show_progress=False)
+    assert (run / "eval.json").is_file()
+
+    def killed(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt("killed at step 3")
+
+    monkeypatch.setattr(train.loop, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(blob_data, steps=4), run, resume=True, show_progress=False)
+    assert not (run / "eval.json").exists()
