@@ -63,10 +63,10 @@ def build(
     split: str = typer.Option("train", "--split", help="Split to read when INPUT is a dataset."),
 ) -> None:
     """Cut nested ranked patch sets (Algorithm 1) out of pictures into a Hugging Face dataset."""
-    from rankset.build import BuildConfig, build_ranked_sets
-    from rankset.report import print_build_summary
+    with command_errors():  # the imports too: Ctrl-C while datasets loads gets the same message
+        from rankset.build import BuildConfig, build_ranked_sets
+        from rankset.report import print_build_summary
 
-    with command_errors():
         cfg = BuildConfig(input, out, k, s, r, size, sets_per_image, seed, val_fraction, num_proc, split)
         summary = build_ranked_sets(cfg)
     print_build_summary(summary, out)
@@ -81,9 +81,9 @@ def preview(
     seed: int = typer.Option(0, "--seed", help="Which sets are drawn."),
 ) -> None:
     """Draw a few ranked sets: each source with its nested boxes, beside its k patches."""
-    from rankset.preview import render_preview
-
     with command_errors(interrupted="interrupted: --out holds the PNG it held before, if any; run it again"):
+        from rankset.preview import render_preview
+
         path = render_preview(dataset, out, n=n, split=split, seed=seed)
     typer.echo(f"wrote {path}")
 
@@ -97,10 +97,10 @@ def import_benchmark_command(
     fold: int = typer.Option(None, "--fold", help="ucf-cc-50 only: standard fold F (1..5) becomes split `test`."),
 ) -> None:
     """Import a crowd-counting benchmark as a labeled dataset: original image bytes, head points, counts."""
-    from rankset.importers import ImportConfig, import_benchmark
-    from rankset.importers.summary import print_import_summary
-
     with command_errors():
+        from rankset.importers import ImportConfig, import_benchmark
+        from rankset.importers.summary import print_import_summary
+
         cfg = ImportConfig(format, root, out, name=name, fold=fold)
         summary = import_benchmark(cfg)
     print_import_summary(summary)
@@ -113,9 +113,9 @@ def info(
 ) -> None:
     """Per-split counts of a labeled or ranked-set dataset, and histograms as a PNG: people per image (labeled);
     sets per source picture and patch sizes (ranked sets)."""
-    from rankset.info import InfoConfig, dataset_report, print_dataset_report
-
     with command_errors(interrupted="interrupted: the histogram PNG is as it was before, if any; run it again"):
+        from rankset.info import InfoConfig, dataset_report, print_dataset_report
+
         cfg = InfoConfig(dataset, out=out)
         report = dataset_report(cfg)
     print_dataset_report(report)
@@ -136,10 +136,10 @@ def synth(
     num_proc: int = typer.Option(1, "--num-proc", help="Worker processes rendering scenes."),
 ) -> None:
     """Render synthetic crowd scenes with exact head points and depth (labeled schema, dataset "synth")."""
-    from rankset.synth import SynthConfig, parse_size, parse_splits, synth_dataset, synth_unlabeled
-    from rankset.synth.report import print_synth_summary
-
     with command_errors(OSError):
+        from rankset.synth import SynthConfig, parse_size, parse_splits, synth_dataset, synth_unlabeled
+        from rankset.synth.report import print_synth_summary
+
         width, height = parse_size(size)
         cfg = SynthConfig(n, out, seed, width, height, unlabeled, parse_splits(splits), max_count, num_proc, min_count)
         summary = synth_unlabeled(cfg) if unlabeled else synth_dataset(cfg)
@@ -161,11 +161,11 @@ def push(
     """Upload a dataset as Parquet shards + dataset card + attribution.csv to the Hub (token: HF_TOKEN)."""
     from pathlib import Path
 
-    from rankset.licenses import parse_license_list
-    from rankset.publish import PublishConfig, print_publish_summary, publish_dataset
-
     pushed = "interrupted: the repo gets the whole commit or none, a --dry-run folder all files or none; run it again"
     with command_errors(interrupted=pushed):
+        from rankset.licenses import parse_license_list
+        from rankset.publish import PublishConfig, print_publish_summary, publish_dataset
+
         families = parse_license_list(licenses) if licenses is not None else None
         out = Path(dry_run) if dry_run else None
         cfg = PublishConfig(

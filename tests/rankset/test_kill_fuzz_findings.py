@@ -193,3 +193,35 @@ def test_two_writes_into_one_out_at_once_both_finish_and_out_is_the_last_ones_wh
     assert load_dataset_dict(out)["train"]["n"] == [3, 3]  # this run finished last: its whole dataset
     ours = [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.") and "elsewhere" not in p.name]
     assert ours == []  # neither this run's staging nor what it moved aside stays behind
+
+
+class CtrlCOnImport:
+    """A meta path finder that raises KeyboardInterrupt when ``name`` is imported: Ctrl-C while it loads."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname == self.name:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(("command", "module"), [("build", "rankset.build"), ("synth", "rankset.synth")])
+def test_ctrl_c_while_a_command_loads_its_modules_gets_the_same_message(
+    command: str, module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each command imported rankset.build (and with it datasets: a second or two) before entering command_errors,
+    so a Ctrl-C in that window still ended with typer's bare exit 130."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from rankset.cli import app
+
+    for name in [m for m in sys.modules if m == module or m.startswith(f"{module}.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [CtrlCOnImport(module), *sys.meta_path])
+    out = str(tmp_path / "out")
+    args = {"build": ["build", str(tmp_path), "--out", out], "synth": ["synth", "--n", "1", "--out", out]}[command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130 and "interrupted:" in result.output and "Traceback" not in result.output
