@@ -40,6 +40,16 @@ def run_errors() -> Iterator[None]:
         raise typer.Exit(1) from e
 
 
+@contextmanager
+def interrupted_before(output: object, left: str = "") -> Iterator[None]:
+    """Ctrl-C ends the command with exit 130 and a line naming the output it did not write, not in silence."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted before {output} was written{left}: rerun the same command", err=True)
+        raise typer.Exit(130) from None
+
+
 @app.callback()
 def main() -> None:
     """Train, evaluate and predict with crowd-counting density networks (manifests/*.toml)."""
@@ -114,7 +124,7 @@ def eval_command(
 
     with usage_errors():
         config = EvalConfig(Path(checkpoint), data, split, Path(out), device, tile, ranked, ranked_sets)
-    with run_errors():
+    with run_errors(), interrupted_before(Path(out) / "eval.json"):
         summary = evaluate_checkpoint(config)
     print_eval_summary(summary, out)
 
@@ -135,7 +145,7 @@ def predict(
 
     with usage_errors():
         config = PredictConfig(Path(checkpoint), tuple(Path(p) for p in images), Path(out), device, tile)
-    with run_errors():
+    with run_errors(), interrupted_before(Path(out) / "counts.csv", " (overlays/ may hold some of its overlays)"):
         rows = predict_images(config)
     print_predict_summary(rows, out)
 
@@ -154,7 +164,7 @@ def export(
 
     with usage_errors():
         config = ExportConfig(Path(checkpoint), Path(out))
-    with run_errors():
+    with run_errors(), interrupted_before(out):
         summary = export_model(config)
     kept, dropped = summary["kept_values"], summary["dropped_values"]
     out = escape(str(summary["out"]))

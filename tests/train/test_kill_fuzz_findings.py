@@ -208,3 +208,36 @@ def test_a_finished_run_resumed_with_more_steps_and_killed_keeps_no_eval_json_of
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_config(blob_data, steps=4), run, resume=True, show_progress=False)
     assert not (run / "eval.json").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "export"])
+def test_ctrl_c_in_eval_predict_and_export_says_what_was_not_written(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C ended `train eval`, `predict` and `export` with exit 130 and nothing said; `train fit` says how to go
+    on. Each now names the output it did not write, without a traceback."""
+    from typer.testing import CliRunner
+
+    import train.evaluate
+    import train.export
+    import train.predict
+    from train.cli import app
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.evaluate, "evaluate_checkpoint", interrupted)
+    monkeypatch.setattr(train.predict, "predict_images", interrupted)
+    monkeypatch.setattr(train.export, "export_model", interrupted)
+    (tmp_path / "best.pt").write_bytes(b"")
+    (tmp_path / "a.png").write_bytes(b"")
+    out = tmp_path / "out"
+    args = {
+        "eval": ["eval", str(tmp_path / "best.pt"), "--data", str(tmp_path), "--out", str(out)],
+        "predict": ["predict", str(tmp_path / "best.pt"), str(tmp_path / "a.png"), "--out", str(out)],
+        "export": ["export", str(tmp_path / "best.pt"), "--out", str(out / "model.pt")],
+    }[command]
+    result = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"}).invoke(app, args)
+    written = {"eval": out / "eval.json", "predict": out / "counts.csv", "export": out / "model.pt"}[command]
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert f"interrupted before {written} was written" in result.output and "rerun the same command" in result.output
