@@ -189,7 +189,7 @@ def filter_pool(config: FilterConfig) -> FilterSummary:
     from harvest.pool import Pool
 
     pool = Pool.open(config.pool)
-    with pool.lock("filter"):  # from reading the index to rewriting it: no other command may add rows between
+    with pool.lock("filter"), pool.logged_if_failed(stage="filter"):  # no rows may be added from read to rewrite
         return _filter_locked(pool, config)
 
 

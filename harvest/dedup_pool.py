@@ -225,7 +225,7 @@ def _earlier_leak_marks(
 
 def _a_qbe_run_guarded(pool: Pool) -> bool:
     """Whether a ``harvest qbe`` run on the pool had evaluation images to guard against (so it may have marked)."""
-    return any(entry.get("command") == "qbe" and entry.get("leakage_guard") for entry in pool.meta.get("commands", []))
+    return any(entry.get("command") == "qbe" and entry.get("leakage_guard") for entry in pool.finished_commands())
 
 
 def dedup_pool(config: DedupConfig) -> DedupSummary:
@@ -237,7 +237,7 @@ def dedup_pool(config: DedupConfig) -> DedupSummary:
     for spec in config.exclude_like:  # before any pool work: a bad --exclude-like fails at once
         exclusions.extend(load_exclusion_set(spec, workers=config.workers))
     pool = Pool.open(config.pool)
-    with pool.lock("dedup"):  # from reading the index to rewriting it: no other command may add rows between
+    with pool.lock("dedup"), pool.logged_if_failed(stage="dedup"):  # no rows may be added from read to rewrite
         return _dedup_locked(pool, config, exclusions)
 
 

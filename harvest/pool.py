@@ -17,6 +17,7 @@ writes the pool's index.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -191,6 +192,24 @@ class Pool:
             _atomic_write_bytes(self.meta_path, json.dumps(meta, indent=2).encode())
 
     @contextmanager
+    def logged_if_failed(self, **details: Any) -> Iterator[None]:
+        """Log a run that ends in an error or Ctrl-C as well, as ``details`` plus ``failed`` (the error): pool.json
+        then holds every command run on the pool. A successful run logs itself (with what it checked); readers of
+        the log take :meth:`finished_commands`. A failure to log never hides the run's own error."""
+        try:
+            yield
+        except (Exception, KeyboardInterrupt) as e:
+            with contextlib.suppress(Exception):  # a damaged pool.json, a full disk: the run's own error matters
+                self.log_command(**details, failed=f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+            raise
+
+    def finished_commands(self) -> list[dict[str, Any]]:
+        """The entries of pool.json's command log, leaving out runs that failed (:meth:`logged_if_failed`)."""
+        commands = self.meta.get("commands")
+        entries = commands if isinstance(commands, list) else []
+        return [e for e in entries if isinstance(e, dict) and "failed" not in e]
+
+    @contextmanager
     def lock(self, command: str | None = None) -> Iterator[None]:
         """The pool's writer lock (see :mod:`harvest.pool_lock`): one writing command at a time, re-entrant in the
         thread that holds it; raises :class:`PoolError` naming the command that holds it elsewhere. Every command
@@ -269,9 +288,7 @@ class Pool:
     def files_checked_from(self) -> float | None:
         """When (epoch seconds) the latest dedup or filter run that checked every stored file began: a file not
         modified since was checked by it or by one before. None before any such run."""
-        commands = self.meta.get("commands")
-        entries = commands if isinstance(commands, list) else []
-        times = [e.get(FILES_CHECKED_FROM) for e in entries if isinstance(e, dict)]
+        times = [e.get(FILES_CHECKED_FROM) for e in self.finished_commands()]
         return max((float(t) for t in times if isinstance(t, (int, float)) and math.isfinite(t)), default=None)
 
     def path_of(self, rel: str) -> Path:
@@ -498,4 +515,4 @@ def kept_and_unreviewed(pool: Pool) -> tuple[list[dict[str, Any]], list[dict[str
 
 def _judged_by_a_stage(pool: Pool) -> bool:
     """Whether dedup or filter has run on the pool (they set ``kept`` on every picture there was then)."""
-    return any(entry.get("stage") in ("dedup", "filter") for entry in pool.meta.get("commands", []))
+    return any(entry.get("stage") in ("dedup", "filter") for entry in pool.finished_commands())

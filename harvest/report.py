@@ -115,9 +115,9 @@ def totals(df: pd.DataFrame) -> dict[str, int]:
 
 
 def latest_filter_threshold(meta: dict[str, Any]) -> float | None:
-    """The threshold of the last `harvest filter` run recorded in pool.json, if any."""
+    """The threshold of the last `harvest filter` run that finished, as recorded in pool.json, if any."""
     for entry in reversed(meta.get("commands", [])):
-        if entry.get("stage") == "filter" and entry.get("threshold") is not None:
+        if entry.get("stage") == "filter" and entry.get("threshold") is not None and "failed" not in entry:
             return float(entry["threshold"])
     return None
 

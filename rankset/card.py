@@ -178,14 +178,15 @@ def license_fields(licenses: dict[str, int]) -> dict[str, Any]:
 
 
 def pool_commands(path: str | Path) -> list[dict[str, Any]]:
-    """The commands pool.json records for the pool at ``path`` (how its pictures were collected); [] otherwise."""
+    """The commands pool.json records for the pool at ``path`` (how its pictures were collected), leaving out runs
+    that failed; [] otherwise."""
     from harvest.errors import PoolError
     from harvest.pool import Pool
 
     if not Pool.is_pool(path):
         return []
     try:
-        return list(Pool(Path(path)).meta.get("commands", []))
+        return Pool(Path(path)).finished_commands()
     except PoolError:
         return []
 
