@@ -59,6 +59,10 @@ def export_model(config: ExportConfig) -> dict[str, Any]:
     out = Path(config.out)
     make_out_folder(out.parent)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    torch.save(exported, tmp)
-    os.replace(tmp, out)
+    try:
+        torch.save(exported, tmp)
+        os.replace(tmp, out)
+    except BaseException:  # Ctrl-C or a full disk: no model-sized temp file is left beside --out
+        tmp.unlink(missing_ok=True)
+        raise
     return {"out": str(out), "kept_values": kept, "dropped_values": before - kept, "step": int(state["step"])}

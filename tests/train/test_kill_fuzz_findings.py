@@ -241,3 +241,28 @@ def test_ctrl_c_in_eval_predict_and_export_says_what_was_not_written(
     written = {"eval": out / "eval.json", "predict": out / "counts.csv", "export": out / "model.pt"}[command]
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert f"interrupted before {written} was written" in result.output and "rerun the same command" in result.output
+
+
+def test_export_interrupted_while_writing_leaves_neither_its_output_nor_a_temp_file(
+    best_pt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during `train export`'s write left ``.model.pt.tmp-PID``, as large as the model, that no later export
+    (another pid) replaces or removes."""
+    import torch
+
+    from train.export import ExportConfig, export_model
+
+    real_save = torch.save
+
+    def interrupted_mid_write(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        real_save(obj, f, *args, **kwargs)
+        Path(f).write_bytes(Path(f).read_bytes()[:1000])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_mid_write)
+    config = ExportConfig(best_pt, tmp_path / "out" / "model.pt")
+    with pytest.raises(KeyboardInterrupt):
+        export_model(config)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(torch, "save", real_save)
+    assert export_model(config)["step"] == 2 and (tmp_path / "out" / "model.pt").is_file()
