@@ -282,29 +282,38 @@ def _size(path: Path) -> int:
         return 0
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` under a staging name, then rename it into place: a kill leaves the old file or the
-    new one, and a staging file that the next run's :func:`remove_stale_staging` recognises."""
+@contextmanager
+def staged_file(path: Path) -> Iterator[Path]:
+    """A staging name beside ``path`` to write the whole file under; renamed onto ``path`` when the block ends, and
+    deleted when it fails (Ctrl-C, a full disk, a check that refuses what was written). A kill leaves the old file or
+    the new one, never a torn one under its name; the staging files such kills leave of ``path`` (their writers no
+    longer run) are removed first, so kills never pile them up (:func:`remove_stale_staging`)."""
+    remove_stale_staging(path.parent, path.name, arrow_caches=False)
     staging = staging_path(path)
     try:
-        staging.write_bytes(data)
+        yield staging
         os.replace(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
 
 
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`staged_file`."""
+    with staged_file(path) as staging:
+        staging.write_bytes(data)
+
+
 def write_figure(fig: Any, path: Path, dpi: int) -> Path:
     """Render a matplotlib figure as PNG in memory, then write it with :func:`write_file_atomic`: a kill or a failed
     render leaves the previous file (or none) at ``path``, never a torn PNG under the final name. The figure is
     closed either way (every figure of crowdrank is written once); a caller that can fail before this call closes it
-    itself. A staging file of ``path`` left by a killed writer is removed first, so kills never pile them up."""
+    itself. Staging files of ``path`` left by killed writers are removed first (:func:`staged_file`)."""
     from io import BytesIO
 
     import matplotlib.pyplot as plt
 
     try:
-        remove_stale_staging(path.parent, path.name, arrow_caches=False)
         buffer = BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi)
         write_file_atomic(path, buffer.getvalue())

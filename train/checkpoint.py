@@ -13,7 +13,6 @@ one you trust.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from rankset.io import staged_file
 from train.config import RunConfig
 from train.errors import ConfigError, ModelError
 from train.manifest import config_from_dict, config_to_dict, config_to_toml
@@ -107,9 +107,8 @@ def save_checkpoint(
         "density_scale": float(config.data.density_scale),
         **(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with staged_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -227,9 +226,8 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
         current = None
     if current is not None and current.get("format_version") == FORMAT_VERSION:
         if out.resolve() != path.resolve():
-            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, out)
+            with staged_file(out) as tmp:
+                shutil.copyfile(path, tmp)
         step = int(current["step"])
         return {
             "out": str(out),
@@ -258,14 +256,12 @@ def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> dict[
     if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
         rng["numpy"] = plain_numpy_state(rng["numpy"])
     state["format_version"] = FORMAT_VERSION
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    try:
-        load_checkpoint(tmp)
-    except ModelError as e:
-        tmp.unlink()
-        raise ModelError(f"{path} still holds objects a safe load refuses after the upgrade: {e}") from e
-    os.replace(tmp, out)
+    with staged_file(out) as tmp:
+        torch.save(state, tmp)
+        try:
+            load_checkpoint(tmp)
+        except ModelError as e:
+            raise ModelError(f"{path} still holds objects a safe load refuses after the upgrade: {e}") from e
     step = int(state["step"])
     return {"out": str(out), "from_version": before, "to_version": FORMAT_VERSION, "step": step, "upgraded": True}
 

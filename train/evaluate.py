@@ -215,6 +215,7 @@ def evaluate_checkpoint(config: EvalConfig, show_progress: bool = True) -> dict[
     ds = dsd[config.split]
     ranked = open_dataset(config.ranked, "--ranked", "ranked") if config.ranked else None
     out = make_out_folder(Path(config.out))  # before the evaluation: an unwritable --out lost all of it at the end
+    (out / "eval.json").unlink(missing_ok=True)  # an earlier one must not sit beside this run's images.csv if killed
     model, state, run_config = model_from_checkpoint(config.checkpoint, device)
     source = RowSource(config.data, ds, list(range(len(ds))))
     with Progress(disable=not show_progress) as progress:

@@ -9,11 +9,11 @@ the density network, and the Masksembles masks of a model that has them (its pre
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rankset.io import staged_file
 from train.errors import ConfigError
 
 
@@ -58,11 +58,6 @@ def export_model(config: ExportConfig) -> dict[str, Any]:
     }
     out = Path(config.out)
     make_out_folder(out.parent)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with staged_file(out) as tmp:  # Ctrl-C, a full disk or a kill: no model-sized temp file piles up beside --out
         torch.save(exported, tmp)
-        os.replace(tmp, out)
-    except BaseException:  # Ctrl-C or a full disk: no model-sized temp file is left beside --out
-        tmp.unlink(missing_ok=True)
-        raise
     return {"out": str(out), "kept_values": kept, "dropped_values": before - kept, "step": int(state["step"])}

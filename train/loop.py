@@ -9,7 +9,6 @@ data order is a function of the draw number (train.data), so a resumed run sees 
 from __future__ import annotations
 
 import math
-import os
 import random
 import shutil
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rankset.io import staged_file
 from train.checkpoint import load_checkpoint, load_weights, restore_rng_states, save_checkpoint
 from train.config import RunConfig
 from train.data import LABELED_STREAM, RANKED_STREAM, DrawSampler, LabeledCrops, RankedSets, make_loader
@@ -421,9 +421,8 @@ def _fit(config: RunConfig, out: Path, resume: bool, show_progress: bool) -> Fit
 
 def promote_best(out: Path) -> None:
     """Copy ``last.pt`` to ``best.pt`` through a temp name, so a kill never leaves half a best.pt."""
-    tmp = out / f".best.pt.tmp-{os.getpid()}"
-    shutil.copyfile(out / "last.pt", tmp)
-    os.replace(tmp, out / "best.pt")
+    with staged_file(out / "best.pt") as tmp:
+        shutil.copyfile(out / "last.pt", tmp)
 
 
 def _checkpoint_step(path: Path) -> int | None:

@@ -180,6 +180,9 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     stride, scale = int(state["output_stride"]), float(state["density_scale"])
     out = Path(config.out)
     make_out_folder(out / "overlays")
+    # an earlier run's counts.csv goes first: a kill while this run replaces overlays leaves no counts.csv that looks
+    # like the result of this run's pictures, only overlays without one (an unfinished --out)
+    (out / "counts.csv").unlink(missing_ok=True)
     rows = [no_pictures_row(p) for p in map(Path, config.images) if p.is_dir() and not holds_pictures(p, out)]
     paths = expand_images(config.images, out)
     named = list(zip(paths, overlay_names(paths), strict=True))

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rankset.io import staged_file
 from train.errors import DataError
 
 
@@ -35,10 +36,9 @@ def make_out_folder(out: Path, flag: str = "--out") -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp name beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to a temp name beside ``path`` and rename it into place (:func:`rankset.io.staged_file`)."""
+    with staged_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def _clean(value: Any) -> Any:
@@ -114,9 +114,10 @@ def clear_partial_run(out: Path) -> list[str]:
 
 
 def remove_temp_files(out: Path) -> list[str]:
-    """Delete the temp files (``.NAME.tmp-PID``) that writers killed mid-write left in ``out`` and ``out/plots``;
-    returns their names. Only for a run folder whose lock is held (train.runlock): no other writer's file is taken.
-    A kill while ``last.pt`` was written leaves one the size of a checkpoint, and a resume never renames it."""
+    """Delete the temp files (``.NAME.tmp-…``, :func:`rankset.io.staged_file`) that writers killed mid-write left in
+    ``out`` and ``out/plots``; returns their names. Only for a run folder whose lock is held (train.runlock): no
+    other writer's file is taken. A kill while ``last.pt`` was written leaves one the size of a checkpoint, and a
+    resume never renames it."""
     removed = [str(p.relative_to(out)) for folder in (out, out / "plots") for p in folder.glob(".*.tmp-*")]
     for name in removed:
         (out / name).unlink(missing_ok=True)
@@ -128,9 +129,7 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:  # never lose rows on a name
-        writer = csv.DictWriter(f, fieldnames=columns)
+    with staged_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)  # backslashreplace: never lose a row over its name
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
