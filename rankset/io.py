@@ -283,12 +283,14 @@ def _size(path: Path) -> int:
 
 
 @contextmanager
-def staged_file(path: Path) -> Iterator[Path]:
+def staged_file(path: Path, clean: bool = True) -> Iterator[Path]:
     """A staging name beside ``path`` to write the whole file under; renamed onto ``path`` when the block ends, and
     deleted when it fails (Ctrl-C, a full disk, a check that refuses what was written). A kill leaves the old file or
     the new one, never a torn one under its name; the staging files such kills leave of ``path`` (their writers no
-    longer run) are removed first, so kills never pile them up (:func:`remove_stale_staging`)."""
-    remove_stale_staging(path.parent, path.name, arrow_caches=False)
+    longer run) are removed first, so kills never pile them up (:func:`remove_stale_staging`). That lists the
+    folder: a caller writing many files into one folder passes ``clean=False`` and cleans the folder once itself."""
+    if clean:
+        remove_stale_staging(path.parent, path.name, arrow_caches=False)
     staging = staging_path(path)
     try:
         yield staging
@@ -298,9 +300,9 @@ def staged_file(path: Path) -> Iterator[Path]:
         raise
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
+def write_file_atomic(path: Path, data: bytes, clean: bool = True) -> None:
     """Write ``data`` to ``path`` through :func:`staged_file`."""
-    with staged_file(path) as staging:
+    with staged_file(path, clean) as staging:
         staging.write_bytes(data)
 
 

@@ -160,7 +160,7 @@ def save_overlay(image: np.ndarray, density: np.ndarray, cell: int, count: float
     ImageDraw.Draw(canvas).text((6, 6), f"{path.stem}: {count:.1f} people", fill="black")
     buffer = io.BytesIO()  # encoded first, then renamed into place: a kill never leaves a torn PNG under its name
     canvas.save(buffer, format="PNG")
-    write_file_atomic(path, buffer.getvalue())
+    write_file_atomic(path, buffer.getvalue(), clean=False)  # predict_images cleans overlays/ once, not per picture
 
 
 def predict_images(config: PredictConfig, show_progress: bool = True) -> list[dict[str, Any]]:
@@ -169,6 +169,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     every argument is such a folder is refused before this)."""
     from rich.progress import track
 
+    from rankset.io import remove_stale_staging
     from train.checkpoint import model_from_checkpoint
     from train.data import read_rgb
     from train.device import resolve_device
@@ -183,6 +184,7 @@ def predict_images(config: PredictConfig, show_progress: bool = True) -> list[di
     # an earlier run's counts.csv goes first: a kill while this run replaces overlays leaves no counts.csv that looks
     # like the result of this run's pictures, only overlays without one (an unfinished --out)
     (out / "counts.csv").unlink(missing_ok=True)
+    remove_stale_staging(out / "overlays", arrow_caches=False)  # the overlays killed runs were writing
     rows = [no_pictures_row(p) for p in map(Path, config.images) if p.is_dir() and not holds_pictures(p, out)]
     paths = expand_images(config.images, out)
     named = list(zip(paths, overlay_names(paths), strict=True))

@@ -110,3 +110,29 @@ def test_an_eval_rerun_killed_before_its_summary_leaves_no_eval_json_of_the_earl
     with pytest.raises(KeyboardInterrupt):
         evaluate_checkpoint(config, show_progress=False)
     assert (tmp_path / "ev" / "images.csv").is_file() and not (tmp_path / "ev" / "eval.json").exists()
+
+
+def test_predict_lists_overlays_once_whatever_the_number_of_pictures_and_clears_killed_overlay_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rankset.io
+    from train.predict import PredictConfig, predict_images
+
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt.pt", masksembles=False)
+    rng = np.random.default_rng(1)
+    for k in range(4):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "in" / f"p{k}.png")
+    torn = tmp_path / "out" / "overlays" / f".p0.png.tmp-{HOST}-{dead_pid()}-0123abcd"
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b"half a png")
+    real, listings = rankset.io.remove_stale_staging, []
+
+    def counted(folder: Path, *args: object, **kwargs: object) -> list[str]:
+        listings.append(Path(folder).name)
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(rankset.io, "remove_stale_staging", counted)
+    predict_images(PredictConfig(checkpoint, (tmp_path / "in",), tmp_path / "out"), show_progress=False)
+    assert sorted(listings) == ["out", "overlays"]  # once for overlays/, once for counts.csv: not once a picture
+    assert sorted(p.name for p in torn.parent.iterdir()) == [f"p{k}.png" for k in range(4)]
