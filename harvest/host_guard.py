@@ -29,10 +29,15 @@ class BlockedHostError(HarvestError):
 def is_blocked_address(address: str) -> bool:
     """Whether an IP address is one a crawler must not reach: any that is not globally reachable (private, loopback,
     link-local, reserved, and the shared 100.64.0.0/10, which ``is_private`` leaves out and where some clouds put
-    their metadata service), or multicast."""
+    their metadata service), IPv6 site-local, or multicast. An IPv6 address that carries an IPv4 one (IPv4-mapped,
+    6to4) is judged as that IPv4 address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:  # fec0::/10, the deprecated IPv6 private range, which is_private leaves out
+            return True
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            ip = embedded
     return (
         not ip.is_global
         or ip.is_private
@@ -42,6 +47,14 @@ def is_blocked_address(address: str) -> bool:
         or ip.is_reserved
         or ip.is_unspecified
     )
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, judged in its place: IPv4-mapped (``::ffff:a.b.c.d``) and 6to4
+    (``2002:AABB:CCDD::``, routed to the IPv4 host it names)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip.sixtofour
 
 
 class _GuardMixin:

@@ -65,3 +65,19 @@ def test_a_private_peer_is_refused_whatever_this_machines_own_address_is(monkeyp
 def test_multicast_addresses_are_refused(address: str) -> None:
     # Python counts some multicast blocks as globally reachable: is_global alone would let them through.
     assert is_blocked_address(address) is True
+
+
+@pytest.mark.parametrize(
+    ("address", "blocked"),
+    [
+        ("::7f00:1", True),  # IPv4-compatible loopback (deprecated): reserved, though Python calls it global
+        ("fec0::1", True),  # IPv6 site-local (deprecated): a private range that is_private leaves out
+        ("fec0:0:0:1::5", True),
+        ("2002:a9fe:a9fe::1", True),  # 6to4 for 169.254.169.254: routed to the metadata service it names
+        ("2002:7f00:1::1", True),  # 6to4 for 127.0.0.1
+        ("2002:0a00:0001::1", True),  # 6to4 for 10.0.0.1
+        ("2002:5db8:d822::1", False),  # 6to4 for a public IPv4 address
+    ],
+)
+def test_ipv6_addresses_that_stand_for_a_private_one_are_refused(address: str, blocked: bool) -> None:
+    assert is_blocked_address(address) is blocked
