@@ -11,6 +11,7 @@ import pytest
 import requests
 
 import harvest.fetch as fetch_module
+from harvest.errors import ConfigError
 from harvest.fetch import _Failure, _parse_url, fetch_one
 from harvest.net import HostRateLimiter, RobotsCache, make_session
 from tests.harvest.conftest import Reply
@@ -106,3 +107,9 @@ def test_a_host_name_longer_than_dns_allows_is_bad_url_and_one_at_the_limit_is_n
     with pytest.raises(_Failure) as failure:
         _parse_url(f"http://{at_limit}a/x.jpg")
     assert failure.value.status == "bad_url"
+
+
+def test_retries_are_bounded_at_ten_per_url() -> None:
+    assert test_config(retries=10).retries == 10
+    with pytest.raises(ConfigError, match="--retries must be between 0 and 10, got 11"):
+        test_config(retries=11)

@@ -36,3 +36,10 @@ def test_every_spelling_of_the_user_agent_key_opens_a_group(key: str) -> None:
     rules = parse_robots(f"{key}: crowdrank\nDisallow: /private/\n", "crowdrank")
     assert rules.allowed("http://a.example/private/a.jpg") is False
     assert rules.allowed("http://a.example/public/a.jpg") is True
+
+
+@pytest.mark.parametrize("url", ["http://a.example", "http://a.example?id=5", "http://a.example#top"])
+def test_a_url_without_a_path_is_judged_as_the_root_path(url: str) -> None:
+    # An image URL with only a query (http://img.example?id=5) asks for "/": "Disallow: /" must refuse it.
+    assert parse_robots("User-agent: *\nDisallow: /\n", "crowdrank").allowed(url) is False
+    assert parse_robots("User-agent: *\nDisallow: /?\n", "crowdrank").allowed("http://a.example?id=5") is False
