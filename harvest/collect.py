@@ -29,7 +29,7 @@ from harvest.writer import (
     PoolWriter,
     Summary,
     compact_pool,
-    known_found_by,
+    known_urls,
     lost_pictures,
     run_progress,
     transient_failures,
@@ -125,7 +125,7 @@ def collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, co
 def _collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, command: str) -> Summary:
     summary = Summary(command)
     started = time.monotonic()
-    known = known_found_by(pool)
+    known, doubled = known_urls(pool)  # doubled: rows a killed run left for the compaction it never reached
     lost = lost_pictures(pool) if config.retry_failed else set()
     again = transient_failures(pool) | lost if config.retry_failed else set()
     for url in again:
@@ -177,7 +177,7 @@ def _collect(pool: Pool, candidates: Iterable[Candidate], config: FetchConfig, c
                 progress.advance()
     finally:
         downloader.close()
-    compact_pool(pool, late_tags, repeated=summary.retried > 0)
+    compact_pool(pool, late_tags, repeated=summary.retried > 0 or doubled)
     summary.elapsed_s = time.monotonic() - started
     return summary
 

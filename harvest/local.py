@@ -30,7 +30,7 @@ from harvest.images import DEFAULT_MAX_PIXELS, check_image, pixel_limit
 from harvest.pool import Pool, utc_now
 from harvest.schedule import run_unordered
 from harvest.sources.text import normalize_license, strip_html
-from harvest.writer import PoolWriter, Summary, compact_pool, failed_urls, known_found_by, run_progress
+from harvest.writer import PoolWriter, Summary, compact_pool, failed_urls, known_urls, run_progress
 
 SIDECAR_FIELDS = ("license", "author", "title", "source_url", "license_url")
 
@@ -245,7 +245,7 @@ def ingest_local(config: LocalConfig) -> Summary:
 def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
     """One row per picture file whose URI the pool has not seen yet, or (``retry_failed``) whose rows all failed."""
     summary = Summary("local")
-    known = known_found_by(pool)
+    known, doubled = known_urls(pool)  # doubled: rows a killed run left for the compaction it never reached
     again = failed_urls(pool) if config.retry_failed else set()
     ignored_sidecars: list[str] = []
     for url in again:
@@ -277,7 +277,7 @@ def _ingest_new_files(pool: Pool, config: LocalConfig) -> Summary:
             if row["status"] == "ok" and row.get("error"):  # stored, but its sidecar could not be read
                 ignored_sidecars.append(row["error"])
             progress.advance()
-    compact_pool(pool, {}, repeated=summary.retried > 0)
+    compact_pool(pool, {}, repeated=summary.retried > 0 or doubled)
     if ignored_sidecars:  # the picture is in, without the licence and author its sidecar was meant to give
         summary.notes.append(
             f"{len(ignored_sidecars)} sidecar .json files ignored, so their pictures have no attribution (the "

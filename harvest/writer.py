@@ -79,8 +79,16 @@ FIRST_FOUND_COLUMNS = ("source", "mode", "query", "rank", "similarity")
 
 def known_found_by(pool: Pool) -> dict[str, list[str]]:
     """``url -> found_by`` for every row already in the pool: these URLs are never fetched again."""
+    return known_urls(pool)[0]
+
+
+def known_urls(pool: Pool) -> tuple[dict[str, list[str]], bool]:
+    """:func:`known_found_by`, and whether some URL has more than one row: a run killed after it flushed a new row
+    for a URL (``--retry-failed``) but before its compaction folded the old one in. A run that finds such rows
+    passes ``repeated`` to :func:`compact_pool`, so that the pool is one row per URL again when it ends."""
     df = pool.read_index(columns=["url", "found_by"])
-    return {url: _tags(tags) for url, tags in zip(df["url"], df["found_by"], strict=True) if isinstance(url, str)}
+    known = {url: _tags(tags) for url, tags in zip(df["url"], df["found_by"], strict=True) if isinstance(url, str)}
+    return known, bool(df["url"].dropna().duplicated().any())
 
 
 def transient_failures(pool: Pool) -> set[str]:
