@@ -30,7 +30,7 @@ def is_blocked_address(address: str) -> bool:
     """Whether an IP address is one a crawler must not reach: any that is not globally reachable (private, loopback,
     link-local, reserved, and the shared 100.64.0.0/10, which ``is_private`` leaves out and where some clouds put
     their metadata service), IPv6 site-local, or multicast. An IPv6 address that carries an IPv4 one (IPv4-mapped,
-    6to4) is judged as that IPv4 address."""
+    6to4, NAT64) is judged as that IPv4 address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.is_site_local:  # fec0::/10, the deprecated IPv6 private range, which is_private leaves out
@@ -49,11 +49,17 @@ def is_blocked_address(address: str) -> bool:
     )
 
 
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: the IPv4 host in the last 32 bits
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for, judged in its place: IPv4-mapped (``::ffff:a.b.c.d``) and 6to4
-    (``2002:AABB:CCDD::``, routed to the IPv4 host it names)."""
+    """The IPv4 address an IPv6 address stands for, judged in its place: IPv4-mapped (``::ffff:a.b.c.d``), 6to4
+    (``2002:AABB:CCDD::``, routed to the IPv4 host it names) and NAT64 (``64:ff9b::a.b.c.d``, how an IPv6-only
+    network reaches every IPv4 site: refused as a whole, such a network could harvest nothing)."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
+    if ip in NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour
 
 

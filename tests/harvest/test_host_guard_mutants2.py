@@ -77,6 +77,11 @@ def test_multicast_addresses_are_refused(address: str) -> None:
         ("2002:7f00:1::1", True),  # 6to4 for 127.0.0.1
         ("2002:0a00:0001::1", True),  # 6to4 for 10.0.0.1
         ("2002:5db8:d822::1", False),  # 6to4 for a public IPv4 address
+        ("64:ff9b::5db8:d822", False),  # NAT64 for a public IPv4 address: how an IPv6-only network reaches it
+        ("64:ff9b::a9fe:a9fe", True),  # NAT64 for 169.254.169.254
+        ("64:ff9b::7f00:1", True),  # NAT64 for 127.0.0.1
+        ("64:ff9b::c0a8:101", True),  # NAT64 for 192.168.1.1
+        ("64:ff9b:1::5db8:d822", True),  # the local-use NAT64 prefix (RFC 8215) is not the well-known one
     ],
 )
 def test_ipv6_addresses_that_stand_for_a_private_one_are_refused(address: str, blocked: bool) -> None:
