@@ -212,13 +212,20 @@ def too_small_fix(cfg: BuildConfig) -> str:
 
     Patch 0 is at least (r - 1) / r of the short side (the anchor is in the centred 1/r region) and patch k-1 is
     s**(k-1) of patch 0, so a short side of ``MIN_PATCH_SIDE * r / ((r - 1) * s**(k-1))`` always gives patches of
-    at least ``MIN_PATCH_SIDE`` pixels.
+    at least ``MIN_PATCH_SIDE`` pixels. With r = 1 the anchor may fall on the border, where every patch is empty:
+    no short side always fits, and a larger --r is the fix that works for any picture.
     """
-    share = (cfg.r - 1.0) / cfg.r if cfg.r > 1 else 1.0
+    why = f"is too small for k={cfg.k}, s={cfg.s}: its smallest patch would be under {MIN_PATCH_SIDE:g} px"
+    if cfg.r <= 1:
+        return (
+            f"{why} (with --r 1 the anchor may fall on the picture's border, where every patch is empty, so no "
+            "picture always fits). Use --r 2 or more (patch 0 is then at least half the short side), a smaller --k "
+            "or a larger --s"
+        )
+    share = (cfg.r - 1.0) / cfg.r
     needed = math.ceil(MIN_PATCH_SIDE / (share * cfg.s ** (cfg.k - 1)))
     return (
-        f"is too small for k={cfg.k}, s={cfg.s}: its smallest patch would be under {MIN_PATCH_SIDE:g} px "
-        f"(pictures with a short side of {needed} px or more always fit). Use a smaller --k or a larger --s, "
+        f"{why} (pictures with a short side of {needed} px or more always fit). Use a smaller --k or a larger --s, "
         "or leave the picture out"
     )
 

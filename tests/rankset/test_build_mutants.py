@@ -34,3 +34,29 @@ def test_the_draft_factor_of_a_picture_with_many_sets_keeps_every_sets_smallest_
     assert {draft_factor(side, cfg.size) for side in smallest} == {2, 4}  # the sets disagree: the test means something
     assert factor == draft_factor(min(smallest), cfg.size) == 2
     assert all(side / factor >= cfg.size for side in smallest)
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_with_r_1_a_skipped_picture_is_told_to_use_a_larger_r_not_that_its_size_always_fits() -> None:
+    """With --r 1 an anchor on the border gives empty patches: a 100x100 picture was skipped with "pictures with a
+    short side of 3 px or more always fit", which its own size contradicts."""
+    cfg = BuildConfig("in", "out", k=2, s=0.9, r=1.0, size=16, sets_per_image=100)
+    rows, skip, _ = cut_sets(SourcePicture("p", data=png(100, 100)), cfg)
+    assert rows == [] and skip is not None
+    reason, message = skip
+    assert reason == "too small for k and s"
+    assert "always fit)" not in message and "no picture always fits" in message and "--r 2 or more" in message
+
+
+def test_with_r_above_1_the_short_side_that_always_fits_does_fit() -> None:
+    """The size the message promises holds: r=2, k=3, s=0.5 names 16 px, and a 16x16 picture always gives sets."""
+    cfg = BuildConfig("in", "out", k=3, s=0.5, r=2.0, size=16, sets_per_image=200)
+    _, skip, _ = cut_sets(SourcePicture("small", data=png(15, 15)), cfg)
+    assert skip is not None and "short side of 16 px or more always fit" in skip[1]
+    rows, skip, _ = cut_sets(SourcePicture("fits", data=png(16, 16)), cfg)
+    assert skip is None and len(rows) == 200
