@@ -53,3 +53,14 @@ def test_every_exif_orientation_gives_the_displayed_size_and_the_displayed_pixel
             mean = np.asarray(Image.open(io.BytesIO(image["bytes"])).convert("RGB"), dtype=np.float64).mean(axis=(0, 1))
             assert mean[0] == pytest.approx(255 * ((x0 + x1) / 2 - 0.5) / 119, abs=6)
             assert mean[1] == pytest.approx(255 * ((y0 + y1) / 2 - 0.5) / 199, abs=6)
+
+
+def test_a_palette_picture_with_a_transparent_colour_is_composited_on_white() -> None:
+    from rankset.images import to_rgb
+
+    img = Image.new("P", (2, 1))
+    img.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+    img.putpixel((0, 0), 0)
+    img.putpixel((1, 0), 1)
+    img.info["transparency"] = 0  # palette entry 0 (black) is transparent
+    assert np.asarray(to_rgb(img)).tolist() == [[[255, 255, 255], [200, 0, 0]]]
