@@ -349,6 +349,8 @@ def _no_sets_message(cfg: BuildConfig, summary: BuildSummary, split: str, pictur
     """Why a split came out empty, and what to change; ``--out`` is untouched."""
     why = f"; e.g. {summary.skipped[0][1]}" if summary.skipped else ""
     fix = "a smaller --k or larger --s, or larger pictures"
+    if cfg.r <= 1:  # the anchor may land on the border: no picture is large enough, while --r 2 fits most
+        fix = "--r 2 or more (with --r 1 the anchor may fall on the border), a smaller --k or a larger --s"
     if SKIP_TOO_SMALL not in summary.skipped_by_reason:  # missing or unreadable files: --k and --s change nothing
         counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped_by_reason.items()))
         fix = f"the fix named for each skipped picture ({counts})"

@@ -60,3 +60,14 @@ def test_with_r_above_1_the_short_side_that_always_fits_does_fit() -> None:
     assert skip is not None and "short side of 16 px or more always fit" in skip[1]
     rows, skip, _ = cut_sets(SourcePicture("fits", data=png(16, 16)), cfg)
     assert skip is None and len(rows) == 200
+
+
+def test_with_r_1_an_empty_split_suggests_a_larger_r_and_otherwise_k_s_or_larger_pictures() -> None:
+    from rankset.build import SKIP_TOO_SMALL, BuildSummary, _no_sets_message
+
+    summary = BuildSummary("folder", sources=1)
+    summary.skip("p.jpg", SKIP_TOO_SMALL, "too small")
+    assert "Try --r 2 or more" in _no_sets_message(BuildConfig("in", "out", r=1.0), summary, "train", 1)
+    assert "Try a smaller --k or larger --s, or larger pictures" in _no_sets_message(
+        BuildConfig("in", "out", r=8.0), summary, "train", 1
+    )
