@@ -30,8 +30,8 @@ def test_ucf_cc_50_numbers_outside_1_to_50_are_skipped_not_given_a_fold(tmp_path
     assert all("1..50" in s.reason for s in plan.skipped)
 
 
-def test_mall_frames_past_the_last_annotated_one_are_skipped_saying_so(tmp_path: Path) -> None:
-    """mall_gt.mat holding 2 frames: seq_000003 has no annotation and is skipped, never read past the cell array."""
+def two_frame_mall(tmp_path: Path, **extra: object) -> Path:
+    """A Mall folder whose mall_gt.mat annotates 2 frames with one head each (``extra``: more .mat variables)."""
     import numpy as np
     import scipy.io
 
@@ -42,7 +42,13 @@ def test_mall_frames_past_the_last_annotated_one_are_skipped_saying_so(tmp_path:
         struct[0, 0]["loc"] = np.array([[1.0, 2.0]])
         frames[0, index] = struct
     root.mkdir()
-    scipy.io.savemat(str(root / "mall_gt.mat"), {"frame": frames})
+    scipy.io.savemat(str(root / "mall_gt.mat"), {"frame": frames, **extra})
+    return root
+
+
+def test_mall_frames_past_the_last_annotated_one_are_skipped_saying_so(tmp_path: Path) -> None:
+    """mall_gt.mat holding 2 frames: seq_000003 has no annotation and is skipped, never read past the cell array."""
+    root = two_frame_mall(tmp_path)
     touch(root, "frames/seq_000001.jpg", "frames/seq_000002.jpg", "frames/seq_000003.jpg")
     plan = plan_of("mall", root, tmp_path)
     assert [p.image_id for p in plan.splits["train"]] == ["seq_000001", "seq_000002"]
@@ -185,16 +191,8 @@ def test_the_mall_roi_mask_is_inside_wherever_it_is_nonzero() -> None:
 def test_the_last_mall_frame_has_its_stated_count(tmp_path: Path) -> None:
     """``count`` is checked against the points for every frame, the last one included."""
     import numpy as np
-    import scipy.io
 
-    root = tmp_path / "mall_dataset"
-    frames = np.empty((1, 2), dtype=object)
-    for index in range(2):
-        struct = np.zeros((1, 1), dtype=[("loc", "O")])
-        struct[0, 0]["loc"] = np.array([[1.0, 2.0]])
-        frames[0, index] = struct
-    root.mkdir()
-    scipy.io.savemat(str(root / "mall_gt.mat"), {"frame": frames, "count": np.array([[1.0], [7.0]])})
+    root = two_frame_mall(tmp_path, count=np.array([[1.0], [7.0]]))
     touch(root, "frames/seq_000001.jpg", "frames/seq_000002.jpg")
     importer = create_importer("mall")
     plan = importer.plan(ImportConfig("mall", root, tmp_path / "out"))
