@@ -25,6 +25,14 @@ from harvest.leakage import IMAGE_SUFFIXES
 from harvest.pool import EXTENSIONS
 from harvest.sources.by_example import Example
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a killed run's folder stays, as before
+    fcntl = None  # type: ignore[assignment]
+
+WORKDIR_PREFIX = "crowdrank-qbe-"
+WORKDIR_OWNER = ".owner"  # flock'ed by the run using the folder: the kernel drops it when that run dies
+
 
 @dataclass
 class ExampleSet:
@@ -157,8 +165,46 @@ def open_examples(spec: str, prefix: str | None = None) -> Iterator[ExampleSet]:
         return
     if not (is_dataset_folder(path) or looks_like_hub_id(str(spec))):
         raise ConfigError(f"--examples {spec} is neither a folder of pictures, a dataset folder nor a Hub id user/name")
-    with tempfile.TemporaryDirectory(prefix="crowdrank-qbe-") as workdir:
-        example_set = dataset_examples(str(spec), prefix, Path(workdir))
+    with _example_workdir() as workdir:
+        example_set = dataset_examples(str(spec), prefix, workdir)
         if not example_set.examples:
             raise ConfigError(f"--examples {spec}: its train split holds no readable pictures")
         yield example_set
+
+
+@contextmanager
+def _example_workdir() -> Iterator[Path]:
+    """A temporary folder for a dataset's example pictures, removed when the block ends.
+
+    A run killed with SIGKILL cannot remove its folder (a copy of the whole train split), so each folder holds an
+    ``.owner`` file locked while its run lives, and every run first removes the folders whose owner is gone.
+    """
+    _remove_orphaned_workdirs(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX) as name:
+        workdir = Path(name)
+        owner = None
+        if fcntl is not None:
+            # locked under a temporary name, then renamed: a sweeper never sees an ``.owner`` that is not locked yet
+            owner = open(workdir / f"{WORKDIR_OWNER}.new", "w")  # noqa: SIM115 - held open for the whole block
+            fcntl.flock(owner.fileno(), fcntl.LOCK_EX)
+            os.replace(workdir / f"{WORKDIR_OWNER}.new", workdir / WORKDIR_OWNER)
+        try:
+            yield workdir
+        finally:
+            if owner is not None:
+                owner.close()
+
+
+def _remove_orphaned_workdirs(tmp: Path) -> None:
+    """Remove the example folders of killed runs: those whose ``.owner`` lock nobody holds any more."""
+    import shutil
+
+    if fcntl is None:
+        return
+    for folder in tmp.glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            with open(folder / WORKDIR_OWNER) as owner:
+                fcntl.flock(owner.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live run's folder, left alone
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # no owner file (not ours, or an older crowdrank's), or its run is alive
+            continue
