@@ -43,6 +43,7 @@ import tomllib
 
 from train.config import SEED_LIMIT, SEED_RANGE
 from train.errors import ConfigError, DataError, TrainError
+from train.runlog import write_text_atomic
 from train.study_results import ordering_metrics, write_results
 
 STUDY_KEYS = {"name", "manifest", "seeds", "metric", "grid", "set", "description", "folds"}
@@ -229,7 +230,7 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
             command.append("--resume")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         folder.mkdir(parents=True, exist_ok=True)
-        recorded.write_text(wanted)
+        write_text_atomic(recorded, wanted)  # a kill mid-write left it empty: "other overrides ()" on every rerun
         with open(folder / "study.log", "a") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         if code != 0 or not eval_path.is_file():
@@ -288,7 +289,7 @@ def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "study.json").is_file():  # the first study in a folder owns results.*
         record = {"name": study.name, "manifest": str(study.manifest), "runs": [r["name"] for r in runs]}
-        (out / "study.json").write_text(json.dumps(record, indent=2))
+        write_text_atomic(out / "study.json", json.dumps(record, indent=2))  # torn, every rerun failed reading it
     threads = max(1, (os.cpu_count() or 1) // jobs)
     rows: list[dict[str, Any]] = []
     with _progress(progress, len(runs)) as advance, ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -1,0 +1,90 @@
+"""Kill-and-resume findings of ``train study``: each test stops the study at one chosen point, then reruns it.
+
+A kill is stood in for by :class:`Killed`, raised where a write has opened (and so truncated) its file but not yet
+written it: what SIGKILL leaves when it lands inside a plain ``write_text``. Nothing is timed.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from train.study import load_study, run_study
+
+MANIFEST = """
+name = "tiny"
+seed = 0
+[model]
+arch = "test-tiny"
+pretrained = "none"
+[data]
+labeled = ["{labeled}"]
+eval = "{labeled}"
+crop = [24, 48]
+input_size = 32
+sigma = 3.0
+workers = 0
+val_fraction = 0.125
+[schedule]
+paradigm = "count-only"
+steps = 2
+batch = 2
+eval_every = 2
+log_every = 2
+[optim]
+name = "adam"
+lr = 0.01
+weight_decay = 0.0
+"""
+
+STUDY = """
+name = "grid"
+manifest = "base.toml"
+seeds = [0]
+[grid]
+"schedule.paradigm" = ["count-only"]
+"""
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: not an Exception, so no ``except Exception`` handler swallows it."""
+
+
+@pytest.fixture
+def study_file(blob_data: dict[str, Path], tmp_path: Path) -> Path:
+    (tmp_path / "base.toml").write_text(MANIFEST.format(labeled=blob_data["labeled"]))
+    path = tmp_path / "grid.toml"
+    path.write_text(STUDY)
+    return path
+
+
+def kill_inside_write_text(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The next ``Path.write_text`` of a file whose name holds ``name`` (or its staging name) truncates it and dies."""
+    real = pathlib.Path.write_text
+
+    def write_text(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if name in self.name:
+            self.open("w").close()
+            monkeypatch.setattr(pathlib.Path, "write_text", real)  # only the first such write is killed
+            raise Killed(str(self))
+        return real(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+
+
+@pytest.mark.parametrize("name", ["study_overrides.json", "study.json"])
+def test_a_study_killed_while_writing_its_bookkeeping_resumes(
+    study_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A kill inside the write of a run's study_overrides.json (or the folder's study.json) left it empty, and every
+    rerun then failed: "trained with other overrides ()", or a JSONDecodeError from the empty study.json."""
+    study, out = load_study(study_file), tmp_path / "out"
+    kill_inside_write_text(monkeypatch, name)
+    with pytest.raises(Killed):
+        run_study(study, out, progress=False)
+    rows = run_study(study, out, progress=False)
+    assert [r["status"] for r in rows] == ["ok"]
+    assert not [p.name for p in out.rglob("*") if ".tmp-" in p.name]
