@@ -37,14 +37,17 @@ def ordering_metrics(per_image_csv: Path) -> dict[str, float]:
 
 
 def write_results(study: StudyConfig, rows: list[dict[str, Any]], out: Path) -> None:
-    """results.csv, the mean/std Markdown table and the plot."""
+    """results.csv, the mean/std Markdown table and the plot, each written atomically: a kill while a rerun rewrites
+    them leaves the previous files whole, not empty ones."""
     import pandas as pd
+
+    from train.runlog import write_text_atomic
 
     stem = results_stem(study, out)
     df = pd.DataFrame(rows)
-    df.to_csv(out / f"{stem}.csv", index=False)
+    write_text_atomic(out / f"{stem}.csv", df.to_csv(index=False))
     ok = df[df["status"] == "ok"]
-    (out / f"{stem}.md").write_text(summary_markdown(study, ok))
+    write_text_atomic(out / f"{stem}.md", summary_markdown(study, ok))
     if len(ok):
         plot_results(study, ok, out / f"{stem}.png")
 

@@ -88,3 +88,28 @@ def test_a_study_killed_while_writing_its_bookkeeping_resumes(
     rows = run_study(study, out, progress=False)
     assert [r["status"] for r in rows] == ["ok"]
     assert not [p.name for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("name", ["results.csv", "results.md"])
+def test_a_rerun_killed_while_writing_the_results_keeps_the_previous_ones_whole(
+    study_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """results.csv and results.md were written in place, so a kill while a rerun rewrote them left them empty."""
+    import pandas as pd
+
+    study, out = load_study(study_file), tmp_path / "out"
+    run_study(study, out, progress=False)
+    before = (out / name).read_bytes()
+    real_to_csv = pd.DataFrame.to_csv
+
+    def to_csv(self: pd.DataFrame, path_or_buf: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if path_or_buf is not None and name in Path(path_or_buf).name:
+            Path(path_or_buf).open("w").close()
+            raise Killed(str(path_or_buf))
+        return real_to_csv(self, path_or_buf, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+    kill_inside_write_text(monkeypatch, name)
+    with pytest.raises(Killed):
+        run_study(study, out, progress=False)
+    assert (out / name).read_bytes() == before
