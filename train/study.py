@@ -226,7 +226,7 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
         ]
         for item in run_sets(run):
             command += ["--set", item]
-        if (folder / "last.pt").is_file() or (folder / "round-0").is_dir():  # a single run, or a [rounds] chain
+        if (folder / "last.pt").is_file() or chain_started(folder):  # a single run, or a [rounds] chain
             command.append("--resume")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         folder.mkdir(parents=True, exist_ok=True)
@@ -241,6 +241,18 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
     row["best_step"] = metrics.get("step")
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
+
+
+def chain_started(folder: Path) -> bool:
+    """Whether ``folder`` holds a started [rounds] chain, which ``train fit`` continues only with ``--resume``: its
+    ``round-0/``, or the chain's ``config.toml`` (with its ``[rounds]`` table), written before ``round-0/`` exists.
+    Looking for ``round-0/`` alone, a run killed between the two was rerun without ``--resume`` and refused."""
+    if (folder / "round-0").is_dir():
+        return True
+    try:
+        return "rounds" in tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # none yet: a fresh run, or a single run's
+        return False
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -113,3 +113,41 @@ def test_a_rerun_killed_while_writing_the_results_keeps_the_previous_ones_whole(
     with pytest.raises(Killed):
         run_study(study, out, progress=False)
     assert (out / name).read_bytes() == before
+
+
+def test_a_rounds_run_killed_before_its_first_round_folder_resumes_in_the_study(
+    blob_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A [rounds] run killed after its chain's config.toml but before round-0/ was rerun without --resume (the
+    study looked for last.pt or round-0/ only), and fit refused the folder: the run failed on every rerun."""
+    import subprocess
+
+    import train.rounds
+    import train.study
+    from tests.train.test_rounds import chain_table, real_pictures
+    from train.manifest import config_from_dict, config_to_toml, load_manifest
+    from train.study import run_sets
+
+    config = config_from_dict(chain_table(blob_data, real_pictures(tmp_path / "real", 4)))
+    (tmp_path / "base.toml").write_text(config_to_toml(config))
+    (tmp_path / "chain.toml").write_text('name = "chain"\nmanifest = "base.toml"\nseeds = [0]\n')
+    study, out = load_study(tmp_path / "chain.toml"), tmp_path / "out"
+    [run] = study.runs()
+
+    def killed_child(command: list[str], **kwargs: Any) -> int:
+        """The run's child: fit_rounds dies as the first round's fit starts, as SIGKILL there would leave it."""
+        with monkeypatch.context() as patch:
+            patch.setattr(train.rounds, "train_round", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+            with pytest.raises(Killed):
+                train.rounds.fit_rounds(load_manifest(study.manifest, run_sets(run)), out / "runs" / run["name"])
+        return -9
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train.study.subprocess, "call", killed_child)
+        with pytest.raises(train.study.TrainError):
+            run_study(study, out, progress=False)
+    assert (out / "runs" / run["name"] / "config.toml").is_file()
+    assert not (out / "runs" / run["name"] / "round-0").exists()
+    assert train.study.subprocess.call is subprocess.call
+    rows = run_study(study, out, progress=False)
+    assert [r["status"] for r in rows] == ["ok"]
