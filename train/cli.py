@@ -235,8 +235,9 @@ def study(
 
     with usage_errors():
         config = load_study(study_file, overrides)
-    try:
-        with run_errors():
+    left = " (finished runs are kept, interrupted ones continue from their last.pt)"
+    try:  # Ctrl-C ended the study with exit 130 and nothing said
+        with interrupted_before(Path(out) / f"{results_stem(config, Path(out))}.csv", left), run_errors():
             run_study(config, out, jobs=jobs)
     finally:
         results = Path(out) / f"{results_stem(config, Path(out))}.md"

@@ -151,3 +151,22 @@ def test_a_rounds_run_killed_before_its_first_round_folder_resumes_in_the_study(
     assert train.study.subprocess.call is subprocess.call
     rows = run_study(study, out, progress=False)
     assert [r["status"] for r in rows] == ["ok"]
+
+
+def test_ctrl_c_in_a_study_says_how_to_go_on(study_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C ended `train study` with exit 130 and nothing said (or "Aborted!"); `train fit` says how to go on."""
+    from typer.testing import CliRunner
+
+    import train.study
+    from train.cli import app
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.study, "run_study", interrupted)
+    out = tmp_path / "out"
+    runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+    result = runner.invoke(app, ["study", str(study_file), "--out", str(out)])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert f"interrupted before {out / 'results.csv'} was written" in result.output
+    assert "rerun the same command" in result.output
