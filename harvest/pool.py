@@ -260,8 +260,9 @@ class Pool:
         take on trust from stored hashes or cached embeddings.
 
         With ``changed_since`` (:meth:`files_checked_from`), a file modified since then is read and its sha256
-        compared with its name: other bytes of the same size written over it are caught too. A file written over
-        with its old mtime put back (``cp -p``, ``touch -d``) still passes."""
+        compared with its name: other bytes of the same size written over it are caught too. "Modified" is judged by
+        the later of mtime and ctime: ``cp -p`` and ``touch -d`` put an old mtime back, but no user call sets ctime,
+        so such an overwrite is caught as well (a ``chmod`` or a copy of the pool costs one re-hash of the files)."""
         try:
             found = self.path_of(rel).stat()
         except FileNotFoundError:
@@ -270,7 +271,7 @@ class Pool:
             return f"{rel} cannot be read ({e})"
         if size is not None and found.st_size != size:
             return f"{rel} holds {found.st_size:,} bytes, not the {size:,} stored"
-        if changed_since is None or found.st_mtime < changed_since - MTIME_SLACK_S:
+        if changed_since is None or max(found.st_mtime, found.st_ctime) < changed_since - MTIME_SLACK_S:
             return None  # not modified since the last full check: the common case, decided from the stat alone
         sha = Path(rel).stem
         if SHA256_NAME.fullmatch(sha) and not self.holds_intact(sha, rel, size):

@@ -336,6 +336,30 @@ def test_a_stored_picture_written_over_by_other_bytes_of_the_same_size_is_caught
     assert df.loc[ids["b"], "status"] == "ok"
 
 
+def test_an_overwrite_that_puts_the_old_mtime_back_is_caught_by_its_ctime(tmp_path: Path) -> None:
+    """``cp -p`` or ``touch -d`` after an overwrite restores the old mtime, so a check of mtime alone took the new
+    bytes on trust; no user call sets ctime, which the check now reads too."""
+    import os
+    import time
+
+    pool = Pool.create(tmp_path / "pool")
+    ids = add_pictures(pool, {"a": scene(1), "b": scene(2)})
+    stored = pool.path_of(pool.image_relpath(ids["a"], "jpg"))
+    old = time.time() - 3600  # an hour before the first check, far outside its slack
+    for path in (stored, pool.path_of(pool.image_relpath(ids["b"], "jpg"))):
+        os.utime(path, (old, old))
+    assert dedup_pool(DedupConfig(pool=pool.root, workers=1)).lost_files == 0
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    os.utime(stored, (old, old))  # what cp -p does after writing
+    assert stored.stat().st_mtime < pool.files_checked_from() - 60
+    summary = dedup_pool(DedupConfig(pool=pool.root, workers=1))
+    df = pool.read_index().set_index("id")
+    assert summary.lost_files == 1 and df.loc[ids["a"], "status"] == "decode_error"
+    assert df.loc[ids["b"], "status"] == "ok"
+
+
 def test_an_evaluation_picture_whose_name_is_not_utf8_marks_its_copy_with_a_storable_key(tmp_path: Path) -> None:
     """The surrogate-escaped name went into leak_of and dedup ended in a UnicodeEncodeError traceback from pyarrow
     when it rewrote the index (which stayed as it was)."""
