@@ -306,10 +306,14 @@ def _without_local_paths(value: Any) -> Any:
         return [_without_local_paths(item) for item in value]
     if isinstance(value, str) and (is_local_url(value) or LOCAL_PATH.match(value)):
         return _last_name(value)
+    if isinstance(value, str) and (option := OPTION_WITH_VALUE.match(value)):
+        flag, given = option.groups()  # `--out=/home/me/pool` in argv: the path is the option's value
+        return f"{flag}={_without_local_paths(given)}"
     return value
 
 
 LOCAL_PATH = re.compile(r"^(?:/|~|[A-Za-z]:[\\/]|\\\\)")  # POSIX, home, Windows drive or UNC
+OPTION_WITH_VALUE = re.compile(r"^(--?[A-Za-z0-9][\w-]*)=(.+)$", re.DOTALL)  # `--flag=value`, one argv item
 
 
 def _last_name(path: str) -> str:

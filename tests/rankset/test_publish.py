@@ -544,6 +544,24 @@ def test_local_paths_in_the_pool_commands_and_the_import_root_never_reach_the_ca
     assert str(private) not in card and 'root: "points"' in card
 
 
+def test_a_local_path_given_as_flag_equals_value_in_the_pool_commands_never_reaches_the_card(tmp_path: Path) -> None:
+    """`harvest local DIR --out=/abs/pool` keeps the path inside one argv item: it is cut to its last name too."""
+    from harvest.pool import Pool
+
+    private = tmp_path / "private-folder"
+    pool = Pool.create(private / "pool")
+    sha, rel = pool.store_image(jpeg(32), "jpg")
+    pool.append_rows([{"id": sha, "url": "https://img.example.org/0.jpg", "license": "cc0-1.0", "status": "ok",
+                       "path": rel, "kept": True}])  # fmt: skip
+    argv = ["harvest", "dedup", f"--exclude-like={private / 'shb'}", f"-o={private / 'pool'}", "--threshold=12"]
+    pool.log_command(argv, stage="dedup", exclude_like=[str(private / "shb")])
+    build_ranked_sets(BuildConfig(str(private / "pool"), str(tmp_path / "ranked"), k=3, size=16), progress=False)
+    push(tmp_path / "ranked", dry_run=tmp_path / "dry")
+    card = (tmp_path / "dry" / "README.md").read_text()
+    assert str(private) not in card
+    assert '"--exclude-like=shb"' in card and '"-o=pool"' in card and '"--threshold=12"' in card
+
+
 # -- sizes and licences the Hub reads from the card ---------------------------------------------------------------
 
 
