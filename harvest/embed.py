@@ -12,6 +12,7 @@ normalisation of open_clip's preprocess run on the model's device (:func:`split_
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
@@ -409,13 +410,20 @@ class EmbeddingCache:
         """Fold every shard into the main files (array first, ids second, each replaced atomically).
 
         Everything is first saved as one shard, so a kill between the two renames (main files that disagree, so
-        ignored) or before the old shards are gone loses nothing; the next run consolidates again.
+        ignored) or before the old shards are gone loses nothing; the next run consolidates again, and removes the
+        temporaries such a kill left. Call it holding the pool's writer lock: two folds at once unlink each other's
+        shards and temporaries.
         """
         import pandas as pd
 
         shards = self._shards()
         if not shards:
             return
+        # a fold killed between writing its temporaries and renaming them (each as large as the cache) left them here;
+        # callers hold the pool's writer lock, so no other fold is writing them now
+        stem = glob.escape(f".{self.tag}.")
+        for tmp in [*self.dir.glob(f"{stem}*.npy"), *self.dir.glob(f"{stem}*.ids.parquet")]:
+            tmp.unlink(missing_ok=True)
         ids, array = self.load()
         merged = self.add_shard(ids, array)
         for shard in shards:

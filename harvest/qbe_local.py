@@ -1,13 +1,13 @@
 """The ``local`` backend of ``harvest qbe``: rank the pictures of an existing pool by CLIP similarity to the examples.
 
 Design. The candidate pool (``--from-pool``, for example one filled by ``harvest keywords``) is an input: it is
-read, never rewritten; only its embedding cache (``POOL/embeddings/``) grows, so a second run embeds nothing
-again. The nearest pictures are *copied* into the target pool (``--out``, which must be another pool): bytes
-stored under the same sha256 id, the row's url, attribution, size and hashes carried over, and ``mode`` ``qbe``,
-``source`` ``local``, ``query`` (the first example that found it), ``found_by`` (``local:IMG_12``, ...),
-``similarity`` (cosine to ``query``) and ``rank`` added; ``from_pool`` and ``from_source`` say where it came from.
-The other pool's decisions (``dup_of``, ``leak_of``, ``kept``, ``clip_kept``) are not carried: they were judged
-within that pool, and ``harvest dedup`` / ``filter`` judge the new one. Copying rather than marking rows in
+read, never rewritten; only its embedding cache (``POOL/embeddings/``) grows, under that pool's writer lock, so a
+second run embeds nothing again. The nearest pictures are *copied* into the target pool (``--out``, which must be
+another pool): bytes stored under the same sha256 id, the row's url, attribution, size and hashes carried over, and
+``mode`` ``qbe``, ``source`` ``local``, ``query`` (the first example that found it), ``found_by`` (``local:IMG_12``,
+...), ``similarity`` (cosine to ``query``) and ``rank`` added; ``from_pool`` and ``from_source`` say where it came
+from. The other pool's decisions (``dup_of``, ``leak_of``, ``kept``, ``clip_kept``) are not carried: they were
+judged within that pool, and ``harvest dedup`` / ``filter`` judge the new one. Copying rather than marking rows in
 place keeps the keyword pool's provenance intact and makes a qbe selection one folder that later stages read.
 
 Search is exact, without faiss: the pool's embeddings are scanned in chunks; each chunk gives a matrix product
@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harvest.pool import Pool, kept_and_unreviewed, utc_now
+from harvest.pool_lock import exclusive
 
 KNN_CHUNK = 65_536  # pool pictures per matrix product: 65536 x 512 float32 is 128 MB
 CARRIED_COLUMNS = (
@@ -123,6 +124,8 @@ def pool_vectors(from_pool: Pool, embedder: Embedder, progress: Any = None) -> P
     position = {image_id: k for k, image_id in enumerate(cached_ids)}
     missing = [row for row in rows if row["id"] not in position]
     result = PoolVectors([], np.zeros((0, 0), dtype=np.float32), unreviewed=len(unreviewed))
+    new_ids: list[str] = []
+    new_vectors = np.zeros((0, 0), dtype=np.float32)
     if missing:
         if progress is not None:
             progress.add_total(len(missing))
@@ -136,15 +139,28 @@ def pool_vectors(from_pool: Pool, embedder: Embedder, progress: Any = None) -> P
         result.failures = {missing[k]["id"]: error for k, error in enumerate(errors) if error}
         result.embedded_now = len(good)
         if good:
-            with contextlib.suppress(OSError):  # the cache only saves work; a read-only --from-pool is fine
-                cache.append([missing[k]["id"] for k in good], vectors[good])
+            new_ids, new_vectors = [missing[k]["id"] for k in good], np.asarray(vectors[good])
             start = len(cached_ids)
-            position.update({missing[k]["id"]: start + n for n, k in enumerate(good)})
-            cached = np.concatenate([cached, vectors[good]]) if len(cached) else np.asarray(vectors[good])
+            position.update({image_id: start + n for n, image_id in enumerate(new_ids)})
+            cached = np.concatenate([cached, new_vectors]) if len(cached) else new_vectors
+    _save_to_cache(from_pool, cache, new_ids, new_vectors)
     result.rows = [row for row in rows if row["id"] in position]
     if result.rows:
         result.vectors = np.asarray(cached[[position[row["id"]] for row in result.rows]], dtype=np.float32)
     return result
+
+
+def _save_to_cache(from_pool: Pool, cache: Any, ids: list[str], vectors: np.ndarray) -> None:
+    """Add ``ids`` to ``--from-pool``'s embedding cache and fold it, with what a killed run left there (its shards
+    and temporaries), under that pool's writer lock. qbe only reads that pool: while another command writes it (a
+    ``harvest filter`` folding the same cache) the cache is left alone and this run's vectors serve this run only.
+    The cache only saves work: a read-only ``--from-pool`` is fine."""
+    with contextlib.suppress(OSError), exclusive(from_pool.root, "qbe (embedding cache of --from-pool)", False) as free:
+        if not free:
+            return
+        if ids:
+            cache.add_shard(ids, vectors)
+        cache.consolidate()
 
 
 def copied_row(

@@ -1,0 +1,114 @@
+"""What a kill-and-resume fuzz of `harvest qbe --from-pool` (real SIGKILL/SIGINT, at random moments and at hooked
+calls) and runs of it beside other writers of the pools found, pinned down deterministically."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harvest.embed import EmbeddingCache
+from harvest.pool import Pool
+from harvest.pool_lock import exclusive
+from harvest.qbe import harvest_qbe
+from tests.harvest.imagegen import add_pictures, encode, scene, write_folder
+from tests.harvest.test_qbe import LookupEmbedder, qbe_config
+
+
+def _candidates_and_examples(tmp_path: Path) -> tuple[Pool, Path, LookupEmbedder]:
+    candidates = Pool.create(tmp_path / "keyword-pool")
+    pictures = {f"c{seed}": scene(seed, 48, 40) for seed in range(3)}
+    add_pictures(candidates, pictures)
+    folder = write_folder(tmp_path / "ex", {"A": scene(10, 48, 40)})
+    embedder = LookupEmbedder({
+        (folder / "A.jpg").read_bytes(): [1, 0, 0], encode(pictures["c0"]): [0.9, 0.1, 0],
+        encode(pictures["c1"]): [0.5, 0.5, 0], encode(pictures["c2"]): [0, 0, 1],
+    })  # fmt: skip
+    return candidates, folder, embedder
+
+
+def _cache_files(pool: Pool) -> list[str]:
+    folder = pool.root / "embeddings"
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+class _Killed(BaseException):
+    """Stands for the SIGKILL: nothing after it runs, no ``except Exception`` catches it."""
+
+
+@contextmanager
+def _killed_at_first_replace_of(suffix: str) -> Iterator[None]:
+    """Every ``os.replace`` onto a path ending in ``suffix`` dies there, as the fuzz's hooked SIGKILL did."""
+    real = os.replace
+
+    def dying(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
+        if str(dst).endswith(suffix):
+            raise _Killed
+        real(src, dst)
+
+    os.replace = dying  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os.replace = real
+
+
+def test_a_qbe_killed_while_folding_the_from_pools_embedding_cache_leaves_nothing_behind_after_the_rerun(
+    tmp_path: Path,
+) -> None:
+    """The fuzz: SIGKILL right after qbe wrote the temporary array of the from-pool's embedding cache left that file
+    (``embeddings/.TAG.xxxx.npy``, as large as the whole cache: 2 GB for a million ViT-B-32 vectors) and the shard
+    folder in the from-pool for good: a rerun found every picture cached, so it never folded the cache again, and
+    nothing ever removed the temporary. The rerun now folds the shards and removes a killed run's temporaries."""
+    candidates, folder, embedder = _candidates_and_examples(tmp_path)
+    config = qbe_config(tmp_path / "pool", folder, sources=("local",), from_pool=candidates.root, per_query=2)
+    with _killed_at_first_replace_of(".npy"), pytest.raises(_Killed):
+        harvest_qbe(config, embedder=embedder)
+    tag = embedder.tag
+    assert any(name.startswith(f".{tag}.") for name in _cache_files(candidates))  # what the kill leaves
+    assert (candidates.root / "embeddings" / f"{tag}.shards").is_dir()
+
+    harvest_qbe(config, embedder=embedder)
+    assert _cache_files(candidates) == [f"{tag}.ids.parquet", f"{tag}.npy"]
+    ids, vectors = EmbeddingCache(candidates.root, tag).load()
+    assert len(ids) == 3 and vectors.shape == (3, 3)
+    assert sorted(Pool.open(tmp_path / "pool").read_index()["title"]) == ["c0", "c1"]
+
+
+def test_qbe_leaves_the_from_pools_embedding_cache_alone_while_another_command_writes_that_pool(
+    tmp_path: Path,
+) -> None:
+    """qbe only reads its --from-pool, but wrote that pool's embedding cache without its writer lock: beside a
+    `harvest filter` of the same pool (which folds the same cache under the lock) either could unlink the other's
+    shards between its listing and its reading them, and a filter's fold failed on the folder qbe had just added a
+    shard to. While another command holds the from-pool's lock, qbe now embeds without saving, and still answers."""
+    candidates, folder, embedder = _candidates_and_examples(tmp_path)
+    config = qbe_config(tmp_path / "pool", folder, sources=("local",), from_pool=candidates.root, per_query=2)
+    taken, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with exclusive(candidates.root, "filter"):
+            taken.set()
+            release.wait()
+        done.set()
+
+    holder = threading.Thread(target=other_writer)
+    holder.start()
+    try:
+        taken.wait()
+        harvest_qbe(config, embedder=embedder)
+        assert _cache_files(candidates) == []
+    finally:
+        release.set()
+        holder.join()
+    assert done.is_set()
+    assert sorted(Pool.open(tmp_path / "pool").read_index()["title"]) == ["c0", "c1"]
+
+    harvest_qbe(config, embedder=embedder)  # the pool is free again: the cache is written as before
+    assert _cache_files(candidates) == [f"{embedder.tag}.ids.parquet", f"{embedder.tag}.npy"]
+    assert np.asarray(EmbeddingCache(candidates.root, embedder.tag).load()[1]).shape == (3, 3)
