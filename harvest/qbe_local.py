@@ -28,6 +28,7 @@ from harvest.pool import Pool, kept_and_unreviewed, utc_now
 from harvest.pool_lock import exclusive
 
 KNN_CHUNK = 65_536  # pool pictures per matrix product: 65536 x 512 float32 is 128 MB
+EMBED_CHUNK = 1024  # pool pictures per embedder call, each saved to the cache: a killed run embeds them again at most
 CARRIED_COLUMNS = (
     "url", "final_url", "page_url", "title", "author", "license", "license_url", "width", "height", "bytes", "format",
     "phash", "dhash", "clip_score", "clip_model",
@@ -124,8 +125,7 @@ def pool_vectors(from_pool: Pool, embedder: Embedder, progress: Any = None) -> P
     position = {image_id: k for k, image_id in enumerate(cached_ids)}
     missing = [row for row in rows if row["id"] not in position]
     result = PoolVectors([], np.zeros((0, 0), dtype=np.float32), unreviewed=len(unreviewed))
-    new_ids: list[str] = []
-    new_vectors = np.zeros((0, 0), dtype=np.float32)
+    parts = [cached] if len(cached_ids) else []
     if missing:
         if progress is not None:
             progress.add_total(len(missing))
@@ -134,33 +134,39 @@ def pool_vectors(from_pool: Pool, embedder: Embedder, progress: Any = None) -> P
             for _ in range(n if progress is not None else 0):
                 progress.advance()
 
-        vectors, errors = embedder([from_pool.path_of(row["path"]) for row in missing], advance)
-        good = [k for k, error in enumerate(errors) if not error]
-        result.failures = {missing[k]["id"]: error for k, error in enumerate(errors) if error}
-        result.embedded_now = len(good)
-        if good:
-            new_ids, new_vectors = [missing[k]["id"] for k in good], np.asarray(vectors[good])
-            start = len(cached_ids)
+        for first in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing[first : first + EMBED_CHUNK]
+            vectors, errors = embedder([from_pool.path_of(row["path"]) for row in chunk], advance)
+            good = [k for k, error in enumerate(errors) if not error]
+            result.failures.update({chunk[k]["id"]: error for k, error in enumerate(errors) if error})
+            if not good:
+                continue
+            new_ids, new_vectors = [chunk[k]["id"] for k in good], np.asarray(vectors[good], dtype=np.float32)
+            _save_to_cache(from_pool, cache, new_ids, new_vectors, fold=False)  # a kill loses one chunk at most
+            start = len(cached_ids) + result.embedded_now
             position.update({image_id: start + n for n, image_id in enumerate(new_ids)})
-            cached = np.concatenate([cached, new_vectors]) if len(cached) else new_vectors
-    _save_to_cache(from_pool, cache, new_ids, new_vectors)
+            parts.append(new_vectors)
+            result.embedded_now += len(good)
+    _save_to_cache(from_pool, cache, [], np.zeros((0, 0), dtype=np.float32), fold=True)
+    cached = np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else cached)
     result.rows = [row for row in rows if row["id"] in position]
     if result.rows:
         result.vectors = np.asarray(cached[[position[row["id"]] for row in result.rows]], dtype=np.float32)
     return result
 
 
-def _save_to_cache(from_pool: Pool, cache: Any, ids: list[str], vectors: np.ndarray) -> None:
-    """Add ``ids`` to ``--from-pool``'s embedding cache and fold it, with what a killed run left there (its shards
-    and temporaries), under that pool's writer lock. qbe only reads that pool: while another command writes it (a
-    ``harvest filter`` folding the same cache) the cache is left alone and this run's vectors serve this run only.
-    The cache only saves work: a read-only ``--from-pool`` is fine."""
+def _save_to_cache(from_pool: Pool, cache: Any, ids: list[str], vectors: np.ndarray, fold: bool) -> None:
+    """Add ``ids`` to ``--from-pool``'s embedding cache as one shard and, with ``fold``, fold the shards into the
+    main files (with what a killed run left there: its shards and temporaries), under that pool's writer lock. qbe
+    only reads that pool: while another command writes it (a ``harvest filter`` folding the same cache) the cache is
+    left alone and this run's vectors serve this run only. The cache only saves work: a read-only pool is fine."""
     with contextlib.suppress(OSError), exclusive(from_pool.root, "qbe (embedding cache of --from-pool)", False) as free:
         if not free:
             return
         if ids:
             cache.add_shard(ids, vectors)
-        cache.consolidate()
+        if fold:
+            cache.consolidate()
 
 
 def copied_row(

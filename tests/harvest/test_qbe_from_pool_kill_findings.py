@@ -8,10 +8,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from harvest import qbe_local
 from harvest.embed import EmbeddingCache
 from harvest.pool import Pool
 from harvest.pool_lock import exclusive
@@ -112,3 +114,34 @@ def test_qbe_leaves_the_from_pools_embedding_cache_alone_while_another_command_w
     harvest_qbe(config, embedder=embedder)  # the pool is free again: the cache is written as before
     assert _cache_files(candidates) == [f"{embedder.tag}.ids.parquet", f"{embedder.tag}.npy"]
     assert np.asarray(EmbeddingCache(candidates.root, embedder.tag).load()[1]).shape == (3, 3)
+
+
+def test_a_qbe_interrupted_while_embedding_the_from_pool_keeps_what_it_had_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qbe embedded every picture of --from-pool in one call and saved them to the cache only once all were done, so
+    a kill or Ctrl-C during that (hours, for a keyword pool of a million pictures on a CPU) lost it all and the rerun
+    began again from the first picture; `harvest filter` saves every 1024. qbe now embeds and saves chunk by chunk."""
+    monkeypatch.setattr(qbe_local, "EMBED_CHUNK", 2, raising=False)
+    candidates, folder, embedder = _candidates_and_examples(tmp_path)
+    config = qbe_config(tmp_path / "pool", folder, sources=("local",), from_pool=candidates.root, per_query=2)
+    real_call = LookupEmbedder.__call__
+    calls: list[int] = []
+
+    def interrupted_at_the_third_call(self: LookupEmbedder, paths: Any, on_progress: Any = None) -> Any:
+        calls.append(len(paths))
+        if len(calls) == 3:  # the example, the first chunk of the pool, then Ctrl-C during the second chunk
+            raise KeyboardInterrupt
+        return real_call(self, paths, on_progress)
+
+    monkeypatch.setattr(LookupEmbedder, "__call__", interrupted_at_the_third_call)
+    with pytest.raises(KeyboardInterrupt):
+        harvest_qbe(config, embedder=embedder)
+    assert calls == [1, 2, 1]
+    monkeypatch.setattr(LookupEmbedder, "__call__", real_call)
+
+    asked = embedder.asked
+    harvest_qbe(config, embedder=embedder)
+    assert embedder.asked - asked == 1 + 1  # the example and the one picture not embedded before the Ctrl-C
+    assert sorted(Pool.open(tmp_path / "pool").read_index()["title"]) == ["c0", "c1"]
+    assert len(EmbeddingCache(candidates.root, embedder.tag).load()[0]) == 3
