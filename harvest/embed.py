@@ -323,6 +323,9 @@ def _read_shard(path: Path) -> tuple[list[str], np.ndarray]:
         return data["ids"].tolist(), np.asarray(data["embeddings"], dtype=np.float32)
 
 
+LOAD_ATTEMPTS = 20  # reads of a cache that start over because a fold removed a shard meanwhile
+
+
 class EmbeddingCache:
     """``POOL/embeddings/<tag>.npy`` + ``<tag>.ids.parquet``, plus the shards of a run in progress.
 
@@ -355,8 +358,18 @@ class EmbeddingCache:
         """(ids, embeddings) of the main files and every shard, each id once; empty when there are none.
 
         Main files that disagree (a run killed between their two renames) are ignored: :meth:`consolidate` keeps
-        their content in a shard until both are in place.
+        their content in a shard until both are in place. A reader without the pool's lock (qbe reading its
+        ``--from-pool``) may see a fold remove a shard between listing and reading it; the read then starts over and
+        finds those vectors in the main files.
         """
+        for _ in range(LOAD_ATTEMPTS - 1):
+            try:
+                return self._load_once()
+            except FileNotFoundError:
+                continue
+        return self._load_once()
+
+    def _load_once(self) -> tuple[list[str], np.ndarray]:
         ids, array = self._load_main()
         shards = self._shards()
         if not shards:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harvest import qbe_local
+from harvest import embed, qbe_local
 from harvest.embed import EmbeddingCache
 from harvest.pool import Pool
 from harvest.pool_lock import exclusive
@@ -145,3 +145,28 @@ def test_a_qbe_interrupted_while_embedding_the_from_pool_keeps_what_it_had_embed
     assert embedder.asked - asked == 1 + 1  # the example and the one picture not embedded before the Ctrl-C
     assert sorted(Pool.open(tmp_path / "pool").read_index()["title"]) == ["c0", "c1"]
     assert len(EmbeddingCache(candidates.root, embedder.tag).load()[0]) == 3
+
+
+def test_reading_the_embedding_cache_while_another_command_folds_it_starts_over_instead_of_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qbe reads its --from-pool's embedding cache without that pool's lock; a `harvest filter` of the pool folding
+    the cache between qbe's listing of the shards and its reading them made qbe fail with FileNotFoundError and a
+    traceback. The read now starts over, and finds the folded vectors in the main files."""
+    cache = EmbeddingCache(tmp_path, "tag")
+    cache.add_shard(["a"], np.ones((1, 3), dtype=np.float32))
+    cache.consolidate()
+    cache.add_shard(["b"], np.full((1, 3), 2, dtype=np.float32))
+    cache.add_shard(["c"], np.full((1, 3), 3, dtype=np.float32))
+    real_read = embed._read_shard
+    folded: list[bool] = []
+
+    def fold_before_the_first_read(path: Path) -> tuple[list[str], np.ndarray]:
+        if not folded:
+            folded.append(True)
+            EmbeddingCache(tmp_path, "tag").consolidate()  # the other command, in the middle of this read
+        return real_read(path)
+
+    monkeypatch.setattr(embed, "_read_shard", fold_before_the_first_read)
+    ids, vectors = cache.load()
+    assert folded and ids == ["a", "b", "c"] and vectors[:, 0].tolist() == [1, 2, 3]
