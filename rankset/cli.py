@@ -57,7 +57,7 @@ def build(
     r: float = typer.Option(8.0, "--r", help="Anchor region is 1/r of the picture (paper: 8)."),
     size: int = typer.Option(224, "--size", help="Patch side in pixels after resizing (paper: 224)."),
     sets_per_image: int = typer.Option(1, "--sets-per-image", help="Sets cut from each picture."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Anchors and split are drawn from it: same input, same bytes."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", help="Pictures put in a `validation` split."),
     num_proc: int = typer.Option(1, "--num-proc", help="Worker processes decoding and cutting."),
     split: str = typer.Option("train", "--split", help="Split to read when INPUT is a dataset."),
@@ -77,7 +77,7 @@ def preview(
     dataset: str = typer.Argument(..., help="A ranked-set dataset folder or Hub id."),
     out: str = typer.Option(..., "--out", help="PNG to write."),
     n: int = typer.Option(4, "--n", help="Sets to draw."),
-    split: str = typer.Option("train", "--split"),
+    split: str = typer.Option("train", "--split", help="Split whose sets are drawn."),
     seed: int = typer.Option(0, "--seed", help="Which sets are drawn."),
 ) -> None:
     """Draw a few ranked sets: each source with its nested boxes, beside its k patches."""
@@ -90,7 +90,9 @@ def preview(
 
 @app.command("import")
 def import_benchmark_command(
-    format: str = typer.Argument(..., help="shanghaitech|ucf-cc-50|ucf-qnrf|jhu-crowd|nwpu-crowd|mall|points"),
+    format: str = typer.Argument(
+        ..., help="One of: shanghaitech, ucf-cc-50, ucf-qnrf, jhu-crowd, nwpu-crowd, mall, points."
+    ),
     root: str = typer.Argument(..., help="The folder the benchmark was unpacked into."),
     out: str = typer.Option(..., "--out", help="Dataset folder to write (replaced atomically)."),
     name: str = typer.Option(None, "--name", help="Dataset name stored in each row (default: from the format/folder)."),
