@@ -122,6 +122,7 @@ def train_step(
         config.tasks.count.weight,
         config.tasks.rank.weight,
         config.tasks.rank.margin,
+        config.data.density_scale,
     )
     if isinstance(out, dict):
         on_device = tuple(to_device(t, device) for t in count_batch) if count_batch is not None else None

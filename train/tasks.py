@@ -9,7 +9,10 @@
 - upside-down (Liu, Durasov & Fua 2022): binary cross-entropy on whether a real picture was flipped vertically.
 
 :func:`auxiliary_terms` returns each term already weighted, keyed by task name, for the loop to add to
-``"loss"`` and log (STYLE.md: a multi-task loss is a dict of weighted terms).
+``"loss"`` and log (STYLE.md: a multi-task loss is a dict of weighted terms). Every one of these terms is of degree
+0 in the densities (a cross-entropy, or an L2 on true counts or depths), so its weight is multiplied by
+``density_scale ** 2`` (:func:`train.losses.scale_compensation`): the papers' weights keep their meaning relative to
+the count term, which is computed on scaled targets.
 """
 
 from __future__ import annotations
@@ -88,25 +91,34 @@ def auxiliary_terms(
     """
     from torch.nn import functional as F
 
+    from train.losses import scale_compensation
+
     tasks, terms = config.tasks, {}
+    boost = scale_compensation(config.data.density_scale, degree=0)
     if count_batch is not None:
         target, counts = count_batch[1], count_batch[2]  # (B, 1, h, w) scaled, (B,)
         if tasks.count_class is not None and "count_class" in out:
             net = model.base if hasattr(model, "base") else model
             labels = count_groups_of(counts, net.group_edges)
             logits = out["count_class"][:count_n].float()  # (B, groups)
-            terms["count_class"] = tasks.count_class.weight * F.cross_entropy(logits, labels, weight=net.class_weights)
+            terms["count_class"] = (
+                boost * tasks.count_class.weight * F.cross_entropy(logits, labels, weight=net.class_weights)
+            )
         segment = segment_target(target, config.data.density_scale, tasks.segment.threshold if tasks.segment else 0.0)
         if tasks.segment is not None and tasks.segment.active(step):
             logits = out["segment"][:count_n].float()
-            terms["segment"] = tasks.segment.weight * F.binary_cross_entropy_with_logits(logits, segment)
+            terms["segment"] = boost * tasks.segment.weight * F.binary_cross_entropy_with_logits(logits, segment)
         if tasks.depth is not None and tasks.depth.active(step):
-            terms["depth"] = tasks.depth.weight * depth_loss(out["depth"][:count_n], segment, count_batch[4])
+            terms["depth"] = boost * tasks.depth.weight * depth_loss(out["depth"][:count_n], segment, count_batch[4])
         if tasks.count_reg is not None and tasks.count_reg.active(step):
-            terms["count_reg"] = tasks.count_reg.weight * F.mse_loss(out["count_reg"][:count_n].float(), counts.float())
+            terms["count_reg"] = (
+                boost * tasks.count_reg.weight * F.mse_loss(out["count_reg"][:count_n].float(), counts.float())
+            )
     if flipped is not None:
         logits = out["upside_down"][-flipped.shape[0] :].float()  # (U,)
-        terms["upside_down"] = tasks.upside_down.weight * F.binary_cross_entropy_with_logits(logits, flipped.float())
+        terms["upside_down"] = (
+            boost * tasks.upside_down.weight * F.binary_cross_entropy_with_logits(logits, flipped.float())
+        )
     return terms
 
 

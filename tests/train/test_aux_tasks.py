@@ -173,12 +173,14 @@ def test_auxiliary_terms_weight_each_task_and_read_the_upside_down_logits_of_the
     terms = auxiliary_terms(out, 2, batch, flipped, config, None, step=0)
     segment = (target / 100 > 0).float()
     assert set(terms) == {"segment", "depth", "count_reg", "upside_down"}
+    boost = 100.0**2  # every term is of degree 0 in the densities; the count term on scaled targets is s^2 times
     bce = F.binary_cross_entropy_with_logits(out["segment"], segment)
-    assert float(terms["segment"]) == pytest.approx(0.3 * float(bce))
-    assert float(terms["depth"]) == pytest.approx(0.2 * float(((out["depth"] - segment * depth) ** 2).mean()))
-    assert float(terms["count_reg"]) == pytest.approx(0.7 * (1.0 + 4.0) / 2)
+    assert float(terms["segment"]) == pytest.approx(boost * 0.3 * float(bce))
+    depth_l2 = float(((out["depth"] - segment * depth) ** 2).mean())
+    assert float(terms["depth"]) == pytest.approx(boost * 0.2 * depth_l2)
+    assert float(terms["count_reg"]) == pytest.approx(boost * 0.7 * (1.0 + 4.0) / 2)
     expected = F.binary_cross_entropy_with_logits(torch.tensor([5.0, -5.0, 2.0]), flipped)
-    assert float(terms["upside_down"]) == pytest.approx(0.4 * float(expected))
+    assert float(terms["upside_down"]) == pytest.approx(boost * 0.4 * float(expected))
 
 
 def test_auxiliary_terms_read_the_labeled_crops_first_and_share_the_segment_threshold_with_depth() -> None:
@@ -200,10 +202,11 @@ def test_auxiliary_terms_read_the_labeled_crops_first_and_share_the_segment_thre
     }
     terms = auxiliary_terms(out, 2, (None, target, torch.tensor([3.0, 9.0]), torch.zeros(2), depth), None,
                             config, None, step=0)  # fmt: skip
+    boost = 100.0**2  # density_scale 100: the count term is s^2 times its value on true densities, so these are too
     bce = F.binary_cross_entropy_with_logits(out["segment"][:2], segment)
-    assert float(terms["segment"]) == pytest.approx(float(bce))
-    assert float(terms["depth"]) == pytest.approx(float(((out["depth"][:2] - 3.0 * segment) ** 2).mean()))
-    assert float(terms["count_reg"]) == pytest.approx((1.0 + 4.0) / 2)
+    assert float(terms["segment"]) == pytest.approx(boost * float(bce))
+    assert float(terms["depth"]) == pytest.approx(boost * float(((out["depth"][:2] - 3.0 * segment) ** 2).mean()))
+    assert float(terms["count_reg"]) == pytest.approx(boost * (1.0 + 4.0) / 2)
 
 
 def test_each_auxiliary_task_contributes_only_inside_its_step_window() -> None:

@@ -22,4 +22,4 @@ def test_depth_alone_distils_the_depth_of_every_cell_holding_people() -> None:
     terms = auxiliary_terms({"depth": predicted}, 1, (None, target, torch.tensor([3.0]), torch.zeros(1), depth), None,
                             config, None, step=0)  # fmt: skip
     # known cells: 0 people (target 0), 0.1 people (target 4 m), 0.6 people (target 3 m)
-    assert float(terms["depth"]) == pytest.approx((0.0 + 16.0 + 9.0) / 3)
+    assert float(terms["depth"]) == pytest.approx(100.0**2 * (0.0 + 16.0 + 9.0) / 3)  # times s^2, as the count term

@@ -54,8 +54,8 @@ def test_class_weights_are_inverse_frequencies_normalised_with_empty_groups_coun
 
 def test_count_class_loss_is_class_weighted_cross_entropy_on_the_crop_count_group() -> None:
     config = config_from_dict(
-        {"model": {"arch": "cascaded-mtl"}, "data": {"labeled": ["x"]}, "schedule": {"paradigm": "count-only"},
-         "tasks": {"count_class": {"weight": 0.5, "groups": 2}}}
+        {"model": {"arch": "cascaded-mtl"}, "data": {"labeled": ["x"], "density_scale": 1.0},
+         "schedule": {"paradigm": "count-only"}, "tasks": {"count_class": {"weight": 0.5, "groups": 2}}}
     )  # fmt: skip
     model = create_model("cascaded-mtl")
     model.set_count_groups([0.0, 10.0, 20.0], [0.25, 0.75])
@@ -64,7 +64,7 @@ def test_count_class_loss_is_class_weighted_cross_entropy_on_the_crop_count_grou
     batch = (None, torch.zeros(2, 1, 4, 4), counts, torch.zeros(2))
     terms = auxiliary_terms({"count_class": logits}, 2, batch, None, config, model, step=0)
     log_p = torch.log_softmax(logits, dim=1)
-    expected = 0.5 * -(0.25 * log_p[0, 0] + 0.75 * log_p[1, 1]) / (0.25 + 0.75)
+    expected = 0.5 * -(0.25 * log_p[0, 0] + 0.75 * log_p[1, 1]) / (0.25 + 0.75)  # density_scale 1: no s^2
     assert float(terms["count_class"]) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -163,8 +163,8 @@ def test_the_density_stage_is_fed_by_the_prior_stage_features() -> None:
 
 def test_count_class_loss_reads_the_labeled_crops_first_in_the_batch() -> None:
     config = config_from_dict(
-        {"model": {"arch": "cascaded-mtl"}, "data": {"labeled": ["x"]}, "schedule": {"paradigm": "count-only"},
-         "tasks": {"count_class": {"weight": 1.0, "groups": 2}}}
+        {"model": {"arch": "cascaded-mtl"}, "data": {"labeled": ["x"], "density_scale": 1.0},
+         "schedule": {"paradigm": "count-only"}, "tasks": {"count_class": {"weight": 1.0, "groups": 2}}}
     )  # fmt: skip
     model = create_model("cascaded-mtl")
     model.set_count_groups([0.0, 10.0, 20.0], [0.5, 0.5])

@@ -344,7 +344,9 @@ def test_a_training_step_weights_count_and_rank_and_passes_the_manifest_margin()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     terms = train_step(model, optimizer, (images, targets), ranked, config, torch.device("cpu"))
     assert float(terms["count"].detach()) == pytest.approx(0.5 * float(density_mse(count_pred, targets)), rel=1e-5)
-    assert float(terms["rank"].detach()) == pytest.approx(3.0 * float(ranking_hinge(rank_pred, margin=2.0)), rel=1e-5)
+    # density_scale 100: the hinge on scaled densities with the margin (people per cell) scaled too, times s
+    hinge = float(ranking_hinge(rank_pred, margin=2.0 * 100.0))
+    assert float(terms["rank"].detach()) == pytest.approx(3.0 * 100.0 * hinge, rel=1e-5)
     assert float(terms["rank"].detach()) > 0  # the margin of 2 makes every pair of these untrained patches pay
 
 

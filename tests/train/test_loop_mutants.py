@@ -44,7 +44,7 @@ def _shade(value: int, n: int) -> torch.Tensor:
 def test_the_rank_term_is_computed_on_the_ranked_patches_when_unlabeled_pictures_join_the_pass() -> None:
     config = config_from_dict(
         {
-            "data": {"labeled": ["x"], "ranked": ["y"]},
+            "data": {"labeled": ["x"], "ranked": ["y"], "density_scale": 1.0},  # the hinge as computed below
             "schedule": {"amp": False, "device": "cpu"},
             "tasks": {"rank": {"margin": 0.5}},
         }
