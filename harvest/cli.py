@@ -214,9 +214,9 @@ def report(
     examples: int = typer.Option(24, "--examples", help="Pictures per contact sheet."),
 ) -> None:
     """Count tables (by source, status, licence, kept) and PNG contact sheets, histogram, duplicates, leaks."""
-    from rich.console import Console
+    with command_errors("report"):  # first: a Ctrl-C during any import below is reported too
+        from rich.console import Console
 
-    with command_errors("report"):
         from harvest.report import ReportConfig, build_report
 
         summary = build_report(ReportConfig(pool=pool, out=out, examples=examples))
@@ -257,9 +257,9 @@ def qbe(
     retry_failed: bool = typer.Option(False, "--retry-failed", help=RETRY_FAILED_HELP),
 ) -> None:
     """Query by example: each example's nearest pictures from k-NN, Google Lens or another pool, into the pool."""
-    from rich.console import Console
+    with command_errors("qbe"):  # first: a Ctrl-C during any import below is reported too
+        from rich.console import Console
 
-    with command_errors("qbe"):
         from harvest.fetch import FetchConfig
         from harvest.qbe import QbeConfig, harvest_qbe
 

@@ -3,6 +3,7 @@ calls) and runs of it beside other writers of the pools found, pinned down deter
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from harvest import embed, qbe_local
+from harvest.cli import app
 from harvest.embed import EmbeddingCache
 from harvest.pool import Pool
 from harvest.pool_lock import exclusive
@@ -170,3 +173,25 @@ def test_reading_the_embedding_cache_while_another_command_folds_it_starts_over_
     monkeypatch.setattr(embed, "_read_shard", fold_before_the_first_read)
     ids, vectors = cache.load()
     assert folded and ids == ["a", "b", "c"] and vectors[:, 0].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("command", [["qbe", "--examples", "ex", "--out", "pool"], ["report", "pool"]])
+def test_ctrl_c_while_qbe_or_report_imports_rich_says_so_instead_of_exiting_130_in_silence(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fuzz: SIGINT 2.85 s into `harvest qbe` ended it with exit 130 and nothing on stdout or stderr. qbe (and
+    report) imported rich before entering the block that reports a Ctrl-C, so typer turned the KeyboardInterrupt
+    into a bare exit 130. Every import of the command is inside that block now."""
+    real_import = builtins.__import__
+    interrupted: list[str] = []
+
+    def ctrl_c_at_the_first_rich_console_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "rich.console" and not interrupted:
+            interrupted.append(name)
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", ctrl_c_at_the_first_rich_console_import)
+    result = CliRunner().invoke(app, command)
+    assert interrupted and result.exit_code == 130
+    assert f"harvest {command[0]} interrupted" in result.output and "run the same command again" in result.output
