@@ -32,13 +32,32 @@ def command_errors(command: str) -> Iterator[None]:
         Console(stderr=True).print(f"[red]harvest {command} failed:[/red] {escape(str(e))}")
         raise typer.Exit(1) from e
     except KeyboardInterrupt as e:  # also one during the command's library imports (a second of pandas, pyarrow)
-        from rich.console import Console
-
-        Console(stderr=True).print(
-            f"[yellow]harvest {command} interrupted:[/yellow] what it had written is kept in the pool and nothing "
-            "half-written is used; run the same command again to go on from there"
-        )
+        _say_interrupted(command)
         raise typer.Exit(130) from e
+    except RuntimeError as e:  # Python 3.11 wraps a Ctrl-C in a class body's __set_name__ (importing torch) in one
+        if not _caused_by_ctrl_c(e):
+            raise
+        _say_interrupted(command)
+        raise typer.Exit(130) from e
+
+
+def _say_interrupted(command: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(
+        f"[yellow]harvest {command} interrupted:[/yellow] what it had written is kept in the pool and nothing "
+        "half-written is used; run the same command again to go on from there"
+    )
+
+
+def _caused_by_ctrl_c(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions ``error`` was raised from."""
+    cause = error.__cause__
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 RETRY_FAILED_HELP = (  # the statuses of harvest.writer.TRANSIENT_STATUSES, not imported here to keep --help instant

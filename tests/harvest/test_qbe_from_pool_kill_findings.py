@@ -195,3 +195,35 @@ def test_ctrl_c_while_qbe_or_report_imports_rich_says_so_instead_of_exiting_130_
     result = CliRunner().invoke(app, command)
     assert interrupted and result.exit_code == 130
     assert f"harvest {command[0]} interrupted" in result.output and "run the same command again" in result.output
+
+
+class _CtrlCWhenNamed:
+    def __set_name__(self, owner: type, name: str) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_a_class_body_runs_during_an_import_is_reported_as_an_interruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fuzz: SIGINT 14 s into `harvest qbe --from-pool` (importing open_clip, which imports torch._dynamo) printed
+    a traceback ending in `RuntimeError: Error calling __set_name__ on 'Field' instance '_hash' in 'DistState'` and
+    exited 1: Python 3.11 wraps a KeyboardInterrupt raised in ``__set_name__`` in a RuntimeError. Such a RuntimeError
+    is now reported as the Ctrl-C it is; any other RuntimeError still propagates."""
+    import harvest.qbe
+
+    def importing_when_interrupted(config: Any) -> Any:
+        type("DistState", (), {"_hash": _CtrlCWhenNamed()})  # what a class statement in an imported module does
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(harvest.qbe, "harvest_qbe", importing_when_interrupted)
+    args = ["qbe", "--examples", str(tmp_path), "--out", str(tmp_path / "pool"), "--endpoint", "clip-knn=http://x"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert "harvest qbe interrupted" in result.output and "Traceback" not in result.output
+
+    def failing(config: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(harvest.qbe, "harvest_qbe", failing)
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, RuntimeError) and "interrupted" not in result.output
