@@ -40,19 +40,46 @@ def run_errors() -> Iterator[None]:
         raise typer.Exit(1) from e
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``; SLURM, Kubernetes and systemd stopping a job), raised where Ctrl-C raises
+    KeyboardInterrupt, so that every command stops the same way: a line saying what was kept and how to go on."""
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    """The shell's code for a process stopped by a signal: 128 + SIGTERM's 15, or + SIGINT's 2 for Ctrl-C."""
+    return 143 if isinstance(interrupt, Terminated) else 130
+
+
+def stop_on_sigterm(ctx: typer.Context) -> None:
+    """Until the command ends, SIGTERM raises :class:`Terminated`. It used to end every command at once, in silence
+    (exit 143, no word of what was kept), and ``train study`` without stopping its running fits in order."""
+    import signal
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        before = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # called outside the main thread, where Python takes no signals: SIGTERM stays as it is
+        return
+    if before is not None:  # None: a handler set outside Python, which cannot be put back
+        ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, before))
+
+
 @contextmanager
 def interrupted_before(output: object, left: str = "") -> Iterator[None]:
-    """Ctrl-C ends the command with exit 130 and a line naming the output it did not write, not in silence."""
+    """Ctrl-C (or SIGTERM) ends the command with exit 130 (143) and a line naming the output it did not write."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         typer.echo(f"interrupted before {output} was written{left}: rerun the same command", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(e)) from None
 
 
 @app.callback()
-def main() -> None:
+def main(ctx: typer.Context) -> None:
     """Train, evaluate and predict with crowd-counting density networks (manifests/*.toml)."""
+    stop_on_sigterm(ctx)
 
 
 @app.command()
@@ -84,9 +111,9 @@ def fit(
                 print_rounds_summary(fit_rounds(config, run, resume=resume))
                 return
             result = run_fit(config, run, resume=resume)
-    except KeyboardInterrupt:  # Ctrl-C: say how to go on instead of ending silently (or in a traceback)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: say how to go on instead of ending silently (or in a traceback)
         typer.echo(interrupted_message(run, config.schedule.eval_every, config.rounds is not None), err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(e)) from None
     print_fit_summary(result)
 
 
