@@ -31,8 +31,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -202,8 +204,10 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) -> dict[str, Any]:
-    """One ``train fit`` in a child process (resumed when interrupted); returns its results row."""
+def run_one(
+    study: StudyConfig, run: dict[str, Any], out: Path, threads: int, children: RunningFits | None = None
+) -> dict[str, Any]:
+    """One ``train fit`` in a child process (resumed when interrupted), one of ``children``; returns its row."""
     folder = out / "runs" / run["name"]
     eval_path = folder / "eval.json"
     recorded = folder / "study_overrides.json"
@@ -232,7 +236,7 @@ def run_one(study: StudyConfig, run: dict[str, Any], out: Path, threads: int) ->
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(recorded, wanted)  # a kill mid-write left it empty: "other overrides ()" on every rerun
         with open(folder / "study.log", "a") as log:
-            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            code = call_fit(command, stdout=log, stderr=subprocess.STDOUT, env=env, children=children)
         if code != 0 or not eval_path.is_file():
             return {**_row_keys(run), "status": f"failed (exit {code})"}
     metrics = {**json.loads(eval_path.read_text()), **ordering_metrics(folder / "eval_images.csv")}
@@ -253,6 +257,41 @@ def chain_started(folder: Path) -> bool:
         return "rounds" in tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # none yet: a fresh run, or a single run's
         return False
+
+
+class RunningFits:
+    """The study's running ``train fit`` children, so that a stopped study stops them and starts no more.
+
+    A SIGINT or SIGTERM sent to the study alone (``kill PID``, a scheduler ending the job) used to leave them
+    training: the study waited for each to finish, minutes to hours, before it said anything or exited."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen[bytes]] = set()
+        self.stopped = False
+
+    def stop(self) -> None:
+        """SIGINT (Ctrl-C) each running fit: it exits at once, keeping its last.pt for the rerun to resume."""
+        with self.lock:
+            self.stopped = True
+            for child in self.running:
+                child.send_signal(signal.SIGINT)  # a no-op for one that has just exited
+
+
+def call_fit(command: list[str], children: RunningFits | None = None, **kwargs: Any) -> int:
+    """``subprocess.call(command, **kwargs)``, the child known to ``children`` while it runs; once they are
+    stopped, no child starts (exit 130, as a fit stopped by Ctrl-C)."""
+    children = children or RunningFits()
+    with children.lock:
+        if children.stopped:
+            return 130
+        child = subprocess.Popen(command, **kwargs)
+        children.running.add(child)
+    try:
+        return child.wait()
+    finally:
+        with children.lock:
+            children.running.discard(child)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -304,10 +343,15 @@ def run_study(study: StudyConfig, out: str | Path, jobs: int = 1, progress: bool
         write_text_atomic(out / "study.json", json.dumps(record, indent=2))  # torn, every rerun failed reading it
     threads = max(1, (os.cpu_count() or 1) // jobs)
     rows: list[dict[str, Any]] = []
+    children = RunningFits()
     with _progress(progress, len(runs)) as advance, ThreadPoolExecutor(max_workers=jobs) as pool:
-        for row in pool.map(lambda r: run_one(study, r, out, threads), runs):
-            rows.append(row)
-            advance(row)
+        try:
+            for row in pool.map(lambda r: run_one(study, r, out, threads, children), runs):
+                rows.append(row)
+                advance(row)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (train.cli): stop the running fits before waiting for them
+            children.stop()
+            raise
     write_results(study, rows, out)
     failed = [r["run"] for r in rows if r["status"] != "ok"]
     if failed:

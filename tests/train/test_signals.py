@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,49 @@ def test_sigterm_in_predict_names_what_it_did_not_write(
     assert result.exit_code == 143, result.output
     assert f"interrupted before {out / 'counts.csv'} was written" in result.output
     assert signal.getsignal(signal.SIGTERM) is guarded_sigterm
+
+
+# Each run's `train fit` child: mark that it started, sleep, and on Ctrl-C (SIGINT) mark that it stopped in order.
+SLEEPING_FIT = (
+    "import pathlib, sys, time; out = pathlib.Path(sys.argv[sys.argv.index('--out') + 1]); "
+    "(out / 'started').write_text(''); "
+    'exec(\'try:\\n time.sleep(60)\\nexcept KeyboardInterrupt:\\n (out / "stopped").write_text(""); sys.exit(130)\')'
+)
+
+# The study process: every dataset check left out (the base manifest names none), each fit a SLEEPING_FIT tied to
+# the study by train.study.child_code (so that a study killed outright still takes its children with it).
+STUDY = (
+    "import sys, train.study; real = train.study.child_code; train.study.preflight = lambda study, runs: None; "
+    f"train.study.child_code = lambda code: real({SLEEPING_FIT!r}); "
+    "from train.cli import app; app(sys.argv[1:], prog_name='train')"
+)
+
+
+def started_runs(out: Path) -> list[str]:
+    return sorted(p.parent.name for p in (out / "runs").glob("*/started"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals to the study process alone: POSIX")
+@pytest.mark.parametrize(("sent", "jobs"), [("SIGTERM", 1), ("SIGTERM", 2), ("SIGINT", 1), ("SIGINT", 2)])
+def test_a_signalled_study_stops_its_fits_and_says_how_to_go_on(tmp_path: Path, sent: str, jobs: int) -> None:
+    """SIGTERM ended `train study` at once (exit -15, nothing said), its fits killed by their parent-death signal;
+    a SIGINT sent to the study alone (not the terminal's Ctrl-C, which reaches the fits too) made it wait for every
+    running fit to finish, hours perhaps. Both now interrupt the running fits, start no other, and say so."""
+    (tmp_path / "base.toml").write_text("name = 'base'\n")
+    (tmp_path / "s.toml").write_text('name = "s"\nmanifest = "base.toml"\nseeds = [0, 1, 2]\n')
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", STUDY, "study", str(tmp_path / "s.toml"), "--out", str(out), "--jobs", str(jobs)]
+    study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd())
+    try:
+        while len(started_runs(out)) < jobs and study.poll() is None:
+            time.sleep(0.05)
+        study.send_signal(getattr(signal, sent))
+        _, stderr = study.communicate(timeout=30)
+    finally:
+        study.kill()  # a no-op once it has exited; else its children go with it (parent-death signal)
+    assert study.returncode == (143 if sent == "SIGTERM" else 130), stderr
+    assert f"interrupted before {out / 'results.csv'} was written" in stderr and "rerun the same command" in stderr
+    started = started_runs(out)
+    assert len(started) == jobs  # no run was started after the signal
+    stopped = sorted(p.parent.name for p in (out / "runs").glob("*/stopped"))
+    assert stopped == started  # each running fit was interrupted (and so keeps its last.pt), none left training

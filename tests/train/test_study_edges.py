@@ -1,4 +1,4 @@
-"""train study without training: each run's ``train fit`` child is faked at ``subprocess.call``, so the tests
+"""train study without training: each run's ``train fit`` child is faked at ``train.study.call_fit``, so the tests
 see exactly which command a run gets, which rows and tables come back, and how failures and resumes are handled.
 The real children are exercised by tests/train/test_study.py."""
 
@@ -44,7 +44,7 @@ def fake_fit(monkeypatch: pytest.MonkeyPatch, outcome: Outcome, preflight: bool 
         (folder / "eval.json").write_text(json.dumps(result))
         return 0
 
-    monkeypatch.setattr("train.study.subprocess.call", call)
+    monkeypatch.setattr("train.study.call_fit", call)
     return commands
 
 
@@ -282,6 +282,6 @@ def test_the_failure_message_quotes_the_first_failed_runs_error(
         return 1
 
     monkeypatch.setattr("train.study.preflight", lambda study, runs: None)
-    monkeypatch.setattr("train.study.subprocess.call", call)
+    monkeypatch.setattr("train.study.call_fit", call)
     with pytest.raises(TrainError, match=r"The first, seed=0, ended with: error: loss is NaN at step 12"):
         run_study(config, tmp_path / "out", progress=False)

@@ -120,8 +120,6 @@ def test_a_rounds_run_killed_before_its_first_round_folder_resumes_in_the_study(
 ) -> None:
     """A [rounds] run killed after its chain's config.toml but before round-0/ was rerun without --resume (the
     study looked for last.pt or round-0/ only), and fit refused the folder: the run failed on every rerun."""
-    import subprocess
-
     import train.rounds
     import train.study
     from tests.train.test_rounds import chain_table, real_pictures
@@ -133,6 +131,7 @@ def test_a_rounds_run_killed_before_its_first_round_folder_resumes_in_the_study(
     (tmp_path / "chain.toml").write_text('name = "chain"\nmanifest = "base.toml"\nseeds = [0]\n')
     study, out = load_study(tmp_path / "chain.toml"), tmp_path / "out"
     [run] = study.runs()
+    real_call_fit = train.study.call_fit
 
     def killed_child(command: list[str], **kwargs: Any) -> int:
         """The run's child: fit_rounds dies as the first round's fit starts, as SIGKILL there would leave it."""
@@ -143,12 +142,12 @@ def test_a_rounds_run_killed_before_its_first_round_folder_resumes_in_the_study(
         return -9
 
     with monkeypatch.context() as patch:
-        patch.setattr(train.study.subprocess, "call", killed_child)
+        patch.setattr(train.study, "call_fit", killed_child)
         with pytest.raises(train.study.TrainError):
             run_study(study, out, progress=False)
     assert (out / "runs" / run["name"] / "config.toml").is_file()
     assert not (out / "runs" / run["name"] / "round-0").exists()
-    assert train.study.subprocess.call is subprocess.call
+    assert train.study.call_fit is real_call_fit
     rows = run_study(study, out, progress=False)
     assert [r["status"] for r in rows] == ["ok"]
 

@@ -1,6 +1,6 @@
 """train study tabulation, pinned where hand-made mutants survived: the table is the mean (not the median) and the
 sample standard deviation over three or more seeds, only finished runs count, and a child that exits 0 without
-writing eval.json is a failed run. Each run's ``train fit`` child is faked at ``subprocess.call``."""
+writing eval.json is a failed run. Each run's ``train fit`` child is faked at ``train.study.call_fit``."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def fake_fit(monkeypatch: pytest.MonkeyPatch, outcome: Any) -> None:
             (folder / "eval.json").write_text(json.dumps(result))
         return 0
 
-    monkeypatch.setattr("train.study.subprocess.call", call)
+    monkeypatch.setattr("train.study.call_fit", call)
 
 
 def test_the_table_is_the_mean_and_sample_std_over_three_seeds_not_the_median(tmp_path: Path) -> None:
