@@ -149,7 +149,8 @@ def read_images_csv(path: Path) -> Any:
 
 def validation_curve(path: Path) -> list[dict[str, Any]]:
     """The validation records of a run's ``metrics.jsonl``; a missing file or an unreadable line (a run killed while
-    writing it) gives fewer points on the curve, not a traceback."""
+    writing it) gives fewer points on the curve, not a traceback. Not :meth:`train.runlog.MetricsLog.read`, which a
+    resume uses and so must refuse a damaged line before the last one rather than drop steps in silence."""
     records = []
     lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
     for line in lines:

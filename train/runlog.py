@@ -21,7 +21,8 @@ from train.errors import DataError
 def make_out_folder(out: Path, flag: str = "--out") -> Path:
     """``out`` made (with its parents), or a DataError naming ``flag``, the folder and the reason: a parent that is a
     file, a read-only or missing mount. Called before any work, so no evaluation or prediction is computed and then
-    lost to a traceback."""
+    lost to a traceback. Not :func:`rankset.io.out_folder_problem`: that one makes nothing and probes the parent of an
+    existing ``out`` (it writes by renaming into place), so it misses a read-only ``out``; its message differs."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -117,7 +118,8 @@ def remove_temp_files(out: Path) -> list[str]:
     """Delete the temp files (``.NAME.tmp-…``, :func:`rankset.io.staged_file`) that writers killed mid-write left in
     ``out`` and ``out/plots``; returns their names. Only for a run folder whose lock is held (train.runlock): no
     other writer's file is taken. A kill while ``last.pt`` was written leaves one the size of a checkpoint, and a
-    resume never renames it."""
+    resume never renames it. Not :func:`rankset.io.remove_stale_staging`: that one keeps files whose writer it cannot
+    prove dead (a run killed on another machine of a shared disk), where the held lock already proves it here."""
     removed = [str(p.relative_to(out)) for folder in (out, out / "plots") for p in folder.glob(".*.tmp-*")]
     for name in removed:
         (out / name).unlink(missing_ok=True)
