@@ -4,7 +4,7 @@ sections. Reading manifests, ``--set`` overrides and writing configs back are :m
 
 Keys added beyond DESIGN.md's example: ``data.density_scale``, ``data.workers``, ``data.cache_gb``,
 ``schedule.rank_steps``, ``schedule.log_every``, ``schedule.device``, ``schedule.amp``, ``schedule.compile``,
-``schedule.eval_tile``.
+``schedule.eval_tile``, ``optim.lr_mult``.
 
 The ``[tasks]`` section and its per-task tables live in :mod:`train.task_config` and are re-exported here, so
 ``from train.config import TasksConfig`` keeps working. ``model.masksembles = {masks = 4, scale = 2.0}`` is an
@@ -168,6 +168,9 @@ class ScheduleConfig:
             )
 
 
+LR_MULTS = ("uniform", "caffe")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """``[optim]``: optimizer and step learning-rate schedule (MultiStepLR)."""
@@ -178,9 +181,13 @@ class OptimConfig:
     weight_decay: float = 5e-4
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
+    # "caffe": biases at 2x the learning rate without weight decay, and a model's new head at its own multiplier
+    # (vgg16-density: 10, biases 20), as the Caffe prototxt of Liu et al. 2018; "uniform": one rate for all
+    lr_mult: str = "uniform"
 
     def __post_init__(self) -> None:
         require(self.name in OPTIMIZERS, "optim.name", self.name, f"one of {', '.join(OPTIMIZERS)}")
+        require(self.lr_mult in LR_MULTS, "optim.lr_mult", self.lr_mult, f"one of {', '.join(LR_MULTS)}")
         require(0 < self.lr < 10, "optim.lr", self.lr, "a learning rate in (0, 10)")
         require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "a momentum in [0, 1)")
         require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a weight decay >= 0")

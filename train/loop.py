@@ -57,12 +57,32 @@ class FitResult:
     seconds: float = 0.0
 
 
+def param_groups(model: Any, config: RunConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups. ``optim.lr_mult = "uniform"``: one group. ``"caffe"``: Caffe's convention,
+    as in the prototxt of Liu et al. 2018: weights at (lr, weight decay) x (m, 1) and biases x (2m, 0), where m is
+    1, or the model's ``head_lr_mult`` for its new layers (vgg16-density's density conv: 10). Groups keep the order
+    of first appearance, so a resumed run rebuilds the same groups."""
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    o = config.optim
+    if o.lr_mult == "uniform":
+        return [{"params": [p for _, p in params]}]
+    net = model.base if hasattr(model, "base") else model
+    heads: dict[str, float] = getattr(net, "head_lr_mult", {})
+    groups: dict[tuple[float, float], list[Any]] = {}
+    for name, p in params:
+        local = name.removeprefix("base.")
+        mult = next((m for prefix, m in heads.items() if local.startswith(prefix + ".")), 1.0)
+        bias = name.endswith(".bias")
+        groups.setdefault((mult * (2.0 if bias else 1.0), 0.0 if bias else 1.0), []).append(p)
+    return [{"params": ps, "lr": o.lr * lr, "weight_decay": o.weight_decay * wd} for (lr, wd), ps in groups.items()]
+
+
 def build_optimizer(model: Any, config: RunConfig) -> tuple[Any, Any]:
-    """The optimizer of ``[optim]`` and a per-step MultiStepLR over ``lr_milestones``."""
+    """The optimizer of ``[optim]`` over :func:`param_groups` and a per-step MultiStepLR over ``lr_milestones``."""
     import torch
 
     o = config.optim
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = param_groups(model, config)
     if o.name == "sgd":
         optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     elif o.name == "adam":
