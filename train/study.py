@@ -280,12 +280,17 @@ class RunningFits:
 
 def call_fit(command: list[str], children: RunningFits | None = None, **kwargs: Any) -> int:
     """``subprocess.call(command, **kwargs)``, the child known to ``children`` while it runs; once they are
-    stopped, no child starts (exit 130, as a fit stopped by Ctrl-C)."""
+    stopped, no child starts (exit 130, as a fit stopped by Ctrl-C).
+
+    The child runs in a session (and process group) of its own, so that a terminal's Ctrl-C, sent to the study's
+    whole group, reaches the fits only through :meth:`RunningFits.stop`: once. Each used to get it twice, the
+    second perhaps while it printed how to go on, ending its study.log in a traceback. A study killed outright still
+    takes its fits with it (:func:`die_with_parent`)."""
     children = children or RunningFits()
     with children.lock:
         if children.stopped:
             return 130
-        child = subprocess.Popen(command, **kwargs)
+        child = subprocess.Popen(command, start_new_session=True, **kwargs)
         children.running.add(child)
     try:
         return child.wait()

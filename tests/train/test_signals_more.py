@@ -1,0 +1,68 @@
+"""Ctrl-C and SIGTERM in the commands and moments tests/train/test_signals.py leaves out: pseudo-label, upgrade,
+compare and push; any command while it still imports torch and reads its arguments; and a terminal's Ctrl-C on
+`train study`, which reaches the whole process group.
+
+Each test starts a real `train` process whose work is a stand-in that marks that it started and sleeps (no torch is
+imported), signals it once the mark is there, and reads what it said. Nothing is timed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real signals to real processes: POSIX")
+
+# Each run's `train fit` child: mark that it started, then note who sent each SIGINT it gets until a moment after
+# the first (another sent with it has arrived by then; two sent at once may merge, the first sender's kept), exit 130.
+SENDERS_FIT = """
+import pathlib, signal, sys
+out = pathlib.Path(sys.argv[sys.argv.index("--out") + 1])
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+(out / "started").write_text("")
+senders = [signal.sigtimedwait([signal.SIGINT], 60).si_pid]
+while (got := signal.sigtimedwait([signal.SIGINT], 0.5)) is not None:
+    senders.append(got.si_pid)
+(out / "senders").write_text(" ".join(map(str, senders)))
+sys.exit(130)
+"""
+
+STUDY = (
+    "import sys, train.study; real = train.study.child_code; train.study.preflight = lambda study, runs: None; "
+    f"train.study.child_code = lambda code: real({SENDERS_FIT!r}); "
+    "from train.cli import app; app(sys.argv[1:], prog_name='train')"
+)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_terminal_ctrl_c_reaches_each_study_fit_once(tmp_path: Path, jobs: int) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground process group: every `train fit` of a study got it, then
+    again from the study, which passes a SIGINT to each running fit (for one sent to the study alone). The second
+    could land while a fit printed how to go on, ending its study.log in a traceback. The fits now run in their own
+    process group, so only the study's SIGINT reaches them: one each."""
+    (tmp_path / "base.toml").write_text("name = 'base'\n")
+    (tmp_path / "s.toml").write_text('name = "s"\nmanifest = "base.toml"\nseeds = [0, 1, 2]\n')
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", STUDY, "study", str(tmp_path / "s.toml"), "--out", str(out), "--jobs", str(jobs)]
+    study = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd(), start_new_session=True
+    )  # a process group of its own, as a shell gives a job: the test signals that group as a terminal would
+    try:
+        while len(list((out / "runs").glob("*/started"))) < jobs and study.poll() is None:
+            time.sleep(0.02)
+        os.killpg(study.pid, signal.SIGINT)
+        _, stderr = study.communicate(timeout=30)
+    finally:
+        study.kill()
+    assert study.returncode == 130, stderr
+    assert f"interrupted before {out / 'results.csv'} was written" in stderr
+    started = sorted(p.parent for p in (out / "runs").glob("*/started"))
+    assert len(started) == jobs
+    for run in started:  # the terminal's (here the test's) SIGINT did not reach the fit, only the study's
+        assert (run / "senders").read_text() == str(study.pid), run.name
