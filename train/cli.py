@@ -67,12 +67,13 @@ def stop_on_sigterm(ctx: typer.Context) -> None:
 
 
 @contextmanager
-def interrupted_before(output: object, left: str = "") -> Iterator[None]:
-    """Ctrl-C (or SIGTERM) ends the command with exit 130 (143) and a line naming the output it did not write."""
+def interrupted_before(output: object, left: str = "", done: str = "written") -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) ends the command with exit 130 (143) and a line naming the output it did not write
+    (``output`` was not ``done``; ``left`` says what is there meanwhile)."""
     try:
         yield
     except KeyboardInterrupt as e:
-        typer.echo(f"interrupted before {output} was written{left}: rerun the same command", err=True)
+        typer.echo(f"interrupted before {output} was {done}{left}: rerun the same command", err=True)
         raise typer.Exit(exit_code(e)) from None
 
 
@@ -210,7 +211,11 @@ def upgrade(
 
     from train.checkpoint import upgrade_checkpoint
 
-    with run_errors():
+    if not out or Path(out).resolve() == Path(checkpoint).resolve():
+        interrupted = interrupted_before(checkpoint, " (it is as it was)", done="rewritten")
+    else:
+        interrupted = interrupted_before(out)
+    with run_errors(), interrupted:  # the file is replaced in one rename, or not at all
         summary = upgrade_checkpoint(Path(checkpoint), Path(out) if out else None)
     if summary["upgraded"]:
         done = f"wrote {summary['out']}: checkpoint format {summary['from_version']} -> {summary['to_version']}"
@@ -239,7 +244,7 @@ def pseudo_label_command(
 
     with usage_errors():
         config = PseudoLabelConfig(Path(checkpoint), tuple(images), Path(out), keep_fraction, device, seed=seed)
-    with run_errors():
+    with run_errors(), interrupted_before(out):  # the dataset folder is put in place in one rename, or not at all
         rows = pseudo_label(config)
     print_pseudo_label_summary(rows, out)
 
@@ -289,7 +294,7 @@ def compare(
 
     with usage_errors():
         config = CompareConfig(tuple(Path(r) for r in runs), Path(out), examples, tuple(labels))
-    with run_errors():
+    with run_errors(), interrupted_before(out):
         rows, path = compare_runs(config)
     table = Table(title="test metrics")
     for column in ("run", "paradigm", "labeled_fraction", "best_step", *METRICS):
@@ -316,6 +321,10 @@ def push(
 
     with usage_errors():
         config = PushConfig(Path(checkpoint), repo_id, private, revision, Path(dry_run) if dry_run else None, license)
-    with run_errors():
+    if config.dry_run is not None:
+        interrupted = interrupted_before(config.dry_run)
+    else:  # one commit of all the files: the repo has it or not (one that reached the Hub already stays there)
+        interrupted = interrupted_before(f"the commit to {repo_id} (revision {revision})", done="made")
+    with run_errors(), interrupted:
         summary = push_model(config)
     print_push_summary(summary, dry_run=config.dry_run is not None)

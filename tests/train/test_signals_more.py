@@ -19,6 +19,92 @@ import pytest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real signals to real processes: POSIX")
 
+# argv: MODULE NAME MARK then the train command line. MODULE.NAME becomes a stand-in that writes MARK and sleeps.
+STAND_IN = """
+import importlib, pathlib, sys, time
+module, name, mark = sys.argv[1:4]
+def work(*args, **kwargs):
+    pathlib.Path(mark).write_text("")
+    time.sleep(60)
+setattr(importlib.import_module(module), name, work)
+from train.cli import app
+app(sys.argv[4:], prog_name="train")
+"""
+
+
+def signalled(stand_in: str, argv: list[str], sent: signal.Signals, mark: Path) -> tuple[int, str]:
+    """Run ``train ARGV`` with ``stand_in`` (MODULE.NAME) sleeping, send ``sent`` once it runs: (exit code, stderr)."""
+    module, name = stand_in.rsplit(".", 1)
+    command = [sys.executable, "-c", STAND_IN, module, name, str(mark), *argv]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd())
+    try:
+        while not mark.exists() and process.poll() is None:
+            time.sleep(0.02)
+        process.send_signal(sent)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()  # a no-op once it has exited
+    assert mark.exists(), f"the stand-in never ran: {stderr}"
+    return process.returncode, stderr
+
+
+def expected_code(sent: signal.Signals) -> int:
+    return 143 if sent == signal.SIGTERM else 130
+
+
+SIGNALS = [signal.SIGINT, signal.SIGTERM]
+
+
+@pytest.mark.parametrize("sent", SIGNALS, ids=lambda s: s.name)
+@pytest.mark.parametrize("command", ["pseudo-label", "upgrade", "upgrade --out", "compare", "push --dry-run", "push"])
+def test_the_other_commands_say_what_they_did_not_write(tmp_path: Path, command: str, sent: signal.Signals) -> None:
+    """pseudo-label, upgrade, compare and push had no interrupt handler: Ctrl-C and SIGTERM both ended them with
+    exit 130 (typer's, for SIGTERM too) and nothing said. Each now names what it did not write and exits 130 or 143.
+    """
+    checkpoint = tmp_path / "run" / "best.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"")
+    (tmp_path / "run" / "eval.json").write_text("{}")
+    (tmp_path / "pictures").mkdir()
+    out = tmp_path / "out"
+    cases: dict[str, tuple[str, list[str], str]] = {
+        "pseudo-label": (
+            "train.pseudo_label.pseudo_label",
+            ["pseudo-label", str(checkpoint), "--images", str(tmp_path / "pictures"), "--out", str(out)],
+            f"interrupted before {out} was written: rerun the same command",
+        ),
+        "upgrade": (
+            "train.checkpoint.upgrade_checkpoint",
+            ["upgrade", str(checkpoint)],
+            f"interrupted before {checkpoint} was rewritten (it is as it was): rerun the same command",
+        ),
+        "upgrade --out": (
+            "train.checkpoint.upgrade_checkpoint",
+            ["upgrade", str(checkpoint), "--out", str(tmp_path / "new.pt")],
+            f"interrupted before {tmp_path / 'new.pt'} was written: rerun the same command",
+        ),
+        "compare": (
+            "train.compare.compare_runs",
+            ["compare", str(checkpoint.parent), "--out", str(tmp_path / "c.png")],
+            f"interrupted before {tmp_path / 'c.png'} was written: rerun the same command",
+        ),
+        "push --dry-run": (
+            "train.hub.push_model",
+            ["push", str(checkpoint), "--repo-id", "someone/model", "--dry-run", str(out)],
+            f"interrupted before {out} was written: rerun the same command",
+        ),
+        "push": (
+            "train.hub.push_model",
+            ["push", str(checkpoint), "--repo-id", "someone/model"],
+            "interrupted before the commit to someone/model (revision main) was made",
+        ),
+    }
+    stand_in, argv, said = cases[command]
+    code, stderr = signalled(stand_in, argv, sent, tmp_path / "mark")
+    assert code == expected_code(sent), stderr
+    assert said in stderr and "Traceback" not in stderr and "Aborted" not in stderr, stderr
+
+
 # Each run's `train fit` child: mark that it started, then note who sent each SIGINT it gets until a moment after
 # the first (another sent with it has arrived by then; two sent at once may merge, the first sender's kept), exit 130.
 SENDERS_FIT = """
