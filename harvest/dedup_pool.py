@@ -118,7 +118,7 @@ class DedupSummary:
             ("evaluation images (--exclude-like)", self.exclusion_images),
             ("evaluation images that failed to decode", self.exclusion_failures),
             ("pictures marked leak_of", self.leaked_images),
-            ("earlier leak_of marks cleared (--clear-leaks)", self.leaks_cleared),
+            ("earlier leak_of marks cleared, less those made again (--clear-leaks)", self.leaks_cleared),
             ("qbe test-split guard marks kept by --clear-leaks", self.leaks_kept_guard),
             ("rows kept", self.kept),
         ):

@@ -372,3 +372,25 @@ def test_an_evaluation_picture_whose_name_is_not_utf8_marks_its_copy_with_a_stor
     (folder / os.fsdecode(b"caf\xe9.jpg")).write_bytes(encode(scene(1)))  # a Latin-1 name
     dedup_pool(DedupConfig(pool=pool.root, exclude_like=(str(folder),), workers=1))
     assert pool.read_index().set_index("id").loc[ids["a"], "leak_of"] == "eval/caf\\xe9"
+
+
+def test_clear_leaks_counts_only_marks_not_made_again_and_its_table_row_says_so(tmp_path: Path) -> None:
+    """A mark --clear-leaks cleared and this run's --exclude-like made again is not counted: the summary showed
+    "earlier leak_of marks cleared 0" for a pool whose one mark had been cleared and re-made, which read as a bug."""
+    from rich.console import Console
+
+    pool = Pool.create(tmp_path / "pool")
+    add_pictures(pool, {"a": scene(1), "b": scene(2)})
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "IMG_1.jpg").write_bytes(encode(scene(1)))  # a copy of a
+    dedup_pool(DedupConfig(pool.root, exclude_like=(str(evaluation),), workers=1, progress=False))
+    assert by_name(pool).loc["a", "leak_of"] == "eval/IMG_1"
+    summary = dedup_pool(
+        DedupConfig(pool.root, exclude_like=(str(evaluation),), clear_leaks=True, workers=1, progress=False)
+    )
+    assert by_name(pool).loc["a", "leak_of"] == "eval/IMG_1" and summary.leaks_cleared == 0
+    console = Console(record=True, width=200)
+    console.print(summary.table())
+    line = next(line for line in console.export_text().splitlines() if "earlier leak_of marks" in line)
+    assert "less those made again" in line and line.rstrip(" │|").endswith("0")
