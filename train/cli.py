@@ -77,6 +77,17 @@ def interrupted_before(output: object, left: str = "", done: str = "written") ->
         raise typer.Exit(exit_code(e)) from None
 
 
+@contextmanager
+def interrupted_starting(command: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while a command imports torch and reads its arguments (its first second or so), before it
+    writes anything: a line saying so. It ended the command with typer's exit 130, for SIGTERM too, and no word."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        typer.echo(f"interrupted before train {command} started: nothing was written; rerun the same command", err=True)
+        raise typer.Exit(exit_code(e)) from None
+
+
 @app.callback()
 def main(ctx: typer.Context) -> None:
     """Train, evaluate and predict with crowd-counting density networks (manifests/*.toml)."""
@@ -98,13 +109,14 @@ def fit(
 
     With a \\[rounds] table: RUN/round-0, round-1, … with pseudo-labels between them, rounds.csv and rounds.png.
     """
-    from train.loop import fit as run_fit
-    from train.manifest import load_manifest
-    from train.report import print_fit_summary
-    from train.rounds import fit_rounds, print_rounds_summary
+    with interrupted_starting("fit"):
+        from train.loop import fit as run_fit
+        from train.manifest import load_manifest
+        from train.report import print_fit_summary
+        from train.rounds import fit_rounds, print_rounds_summary
 
-    with usage_errors():
-        config = load_manifest(manifest, set_)
+        with usage_errors():
+            config = load_manifest(manifest, set_)
     run = out or f"runs/{config.name}"
     try:
         with run_errors():
@@ -145,13 +157,14 @@ def eval_command(
     ranked_sets: int = typer.Option(500, "--ranked-sets", help="Ranked sets to check (the first N)."),
 ) -> None:
     """Evaluate a checkpoint on whole images: MAE, RMSE, NAE, GAME(0-3) into eval.json, one CSV row per image."""
-    from pathlib import Path
+    with interrupted_starting("eval"):
+        from pathlib import Path
 
-    from train.evaluate import EvalConfig, evaluate_checkpoint
-    from train.report import print_eval_summary
+        from train.evaluate import EvalConfig, evaluate_checkpoint
+        from train.report import print_eval_summary
 
-    with usage_errors():
-        config = EvalConfig(Path(checkpoint), data, split, Path(out), device, tile, ranked, ranked_sets)
+        with usage_errors():
+            config = EvalConfig(Path(checkpoint), data, split, Path(out), device, tile, ranked, ranked_sets)
     with run_errors(), interrupted_before(Path(out) / "eval.json"):
         summary = evaluate_checkpoint(config)
     print_eval_summary(summary, out)
@@ -166,13 +179,14 @@ def predict(
     tile: int = typer.Option(1024, "--tile", help="Largest tile side for whole-image inference."),
 ) -> None:
     """Count people in images: counts.csv plus a density overlay PNG per image."""
-    from pathlib import Path
+    with interrupted_starting("predict"):
+        from pathlib import Path
 
-    from train.predict import PredictConfig, predict_images
-    from train.report import print_predict_summary
+        from train.predict import PredictConfig, predict_images
+        from train.report import print_predict_summary
 
-    with usage_errors():
-        config = PredictConfig(Path(checkpoint), tuple(Path(p) for p in images), Path(out), device, tile)
+        with usage_errors():
+            config = PredictConfig(Path(checkpoint), tuple(Path(p) for p in images), Path(out), device, tile)
     with run_errors(), interrupted_before(Path(out) / "counts.csv", " (overlays/ may hold some of its overlays)"):
         rows = predict_images(config)
     print_predict_summary(rows, out)
@@ -184,14 +198,15 @@ def export(
     out: str = typer.Option("model.pt", "--out", help="The inference-only checkpoint to write."),
 ) -> None:
     """Drop auxiliary heads, optimizer and RNG states: a checkpoint that eval/predict read, costing no extra."""
-    from pathlib import Path
+    with interrupted_starting("export"):
+        from pathlib import Path
 
-    from rich.console import Console
+        from rich.console import Console
 
-    from train.export import ExportConfig, export_model
+        from train.export import ExportConfig, export_model
 
-    with usage_errors():
-        config = ExportConfig(Path(checkpoint), Path(out))
+        with usage_errors():
+            config = ExportConfig(Path(checkpoint), Path(out))
     with run_errors(), interrupted_before(out):
         summary = export_model(config)
     kept, dropped = summary["kept_values"], summary["dropped_values"]
@@ -205,11 +220,12 @@ def upgrade(
     out: str = typer.Option(None, "--out", help="Write the upgraded file here (default: replace CHECKPOINT)."),
 ) -> None:
     """Rewrite an old checkpoint you wrote yourself in the safe format (it is unpickled once: never a stranger's)."""
-    from pathlib import Path
+    with interrupted_starting("upgrade"):
+        from pathlib import Path
 
-    from rich.console import Console
+        from rich.console import Console
 
-    from train.checkpoint import upgrade_checkpoint
+        from train.checkpoint import upgrade_checkpoint
 
     if not out or Path(out).resolve() == Path(checkpoint).resolve():
         interrupted = interrupted_before(checkpoint, " (it is as it was)", done="rewritten")
@@ -237,13 +253,14 @@ def pseudo_label_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the head positions drawn from the density."),
 ) -> None:
     """Label real pictures with a Masksembles model's most confident counts (lowest std/mean across masks)."""
-    from pathlib import Path
+    with interrupted_starting("pseudo-label"):
+        from pathlib import Path
 
-    from train.pseudo_label import PseudoLabelConfig, pseudo_label
-    from train.report import print_pseudo_label_summary
+        from train.pseudo_label import PseudoLabelConfig, pseudo_label
+        from train.report import print_pseudo_label_summary
 
-    with usage_errors():
-        config = PseudoLabelConfig(Path(checkpoint), tuple(images), Path(out), keep_fraction, device, seed=seed)
+        with usage_errors():
+            config = PseudoLabelConfig(Path(checkpoint), tuple(images), Path(out), keep_fraction, device, seed=seed)
     with run_errors(), interrupted_before(out):  # the dataset folder is put in place in one rename, or not at all
         rows = pseudo_label(config)
     print_pseudo_label_summary(rows, out)
@@ -257,16 +274,17 @@ def study(
     jobs: int = typer.Option(1, "--jobs", help="Runs trained at once (CPU threads are split between them)."),
 ) -> None:
     """Run a grid of manifests (paradigm x labeled fraction x seed), resumable run by run, and tabulate it."""
-    from pathlib import Path
+    with interrupted_starting("study"):
+        from pathlib import Path
 
-    from rich.console import Console
-    from rich.markdown import Markdown
+        from rich.console import Console
+        from rich.markdown import Markdown
 
-    from train.study import load_study, run_study
-    from train.study_results import results_stem
+        from train.study import load_study, run_study
+        from train.study_results import results_stem
 
-    with usage_errors():
-        config = load_study(study_file, overrides)
+        with usage_errors():
+            config = load_study(study_file, overrides)
     left = " (finished runs are kept, interrupted ones continue from their last.pt)"
     try:  # Ctrl-C ended the study with exit 130 and nothing said
         with interrupted_before(Path(out) / f"{results_stem(config, Path(out))}.csv", left), run_errors():
@@ -285,15 +303,16 @@ def compare(
     examples: int = typer.Option(3, "--examples", help="Test pictures drawn with each run's density map."),
 ) -> None:
     """Compare finished runs: a table of test metrics and a PNG (curves, predicted vs annotated, density maps)."""
-    from pathlib import Path
+    with interrupted_starting("compare"):
+        from pathlib import Path
 
-    from rich.console import Console
-    from rich.table import Table
+        from rich.console import Console
+        from rich.table import Table
 
-    from train.compare import METRICS, CompareConfig, compare_runs
+        from train.compare import METRICS, CompareConfig, compare_runs
 
-    with usage_errors():
-        config = CompareConfig(tuple(Path(r) for r in runs), Path(out), examples, tuple(labels))
+        with usage_errors():
+            config = CompareConfig(tuple(Path(r) for r in runs), Path(out), examples, tuple(labels))
     with run_errors(), interrupted_before(out):
         rows, path = compare_runs(config)
     table = Table(title="test metrics")
@@ -315,12 +334,14 @@ def push(
     license: str = typer.Option("other", "--license", help="Hub licence id of the weights, e.g. mit, cc-by-4.0."),
 ) -> None:
     """Publish the density model (heads dropped) as model.safetensors, config.toml, crowdrank.json and a card."""
-    from pathlib import Path
+    with interrupted_starting("push"):
+        from pathlib import Path
 
-    from train.hub import PushConfig, print_push_summary, push_model
+        from train.hub import PushConfig, print_push_summary, push_model
 
-    with usage_errors():
-        config = PushConfig(Path(checkpoint), repo_id, private, revision, Path(dry_run) if dry_run else None, license)
+        with usage_errors():
+            target = Path(dry_run) if dry_run else None
+            config = PushConfig(Path(checkpoint), repo_id, private, revision, target, license)
     if config.dry_run is not None:
         interrupted = interrupted_before(config.dry_run)
     else:  # one commit of all the files: the repo has it or not (one that reached the Hub already stays there)

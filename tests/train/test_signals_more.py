@@ -105,6 +105,35 @@ def test_the_other_commands_say_what_they_did_not_write(tmp_path: Path, command:
     assert said in stderr and "Traceback" not in stderr and "Aborted" not in stderr, stderr
 
 
+@pytest.mark.parametrize("sent", SIGNALS, ids=lambda s: s.name)
+def test_a_signal_while_fit_starts_says_nothing_was_written(tmp_path: Path, sent: signal.Signals) -> None:
+    """In its first second or so `train fit` imports torch and reads the manifest, outside the block that says what an
+    interrupted run kept: Ctrl-C there ended it with exit 130 and nothing said, and SIGTERM with 130 as well."""
+    argv = ["fit", str(tmp_path / "m.toml"), "--out", str(tmp_path / "run")]
+    code, stderr = signalled("train.manifest.load_manifest", argv, sent, tmp_path / "mark")
+    assert code == expected_code(sent), stderr
+    assert "interrupted before train fit started: nothing was written; rerun the same command" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("stand_in", "argv"),
+    [
+        ("train.evaluate.EvalConfig", ["eval", "x.pt", "--data", "d"]),
+        ("train.predict.PredictConfig", ["predict", "x.pt", "a.jpg"]),
+        ("train.export.ExportConfig", ["export", "x.pt"]),
+        ("train.study.load_study", ["study", "s.toml", "--out", "o"]),
+    ],
+)
+def test_every_command_says_so_when_stopped_while_starting(tmp_path: Path, stand_in: str, argv: list[str]) -> None:
+    """The same for eval, predict, export and study: SIGTERM while they read their arguments ended them with typer's
+    exit 130 and no word."""
+    code, stderr = signalled(stand_in, argv, signal.SIGTERM, tmp_path / "mark")
+    assert code == 143, stderr
+    assert f"interrupted before train {argv[0]} started: nothing was written" in stderr, stderr
+
+
 # Each run's `train fit` child: mark that it started, then note who sent each SIGINT it gets until a moment after
 # the first (another sent with it has arrived by then; two sent at once may merge, the first sender's kept), exit 130.
 SENDERS_FIT = """
