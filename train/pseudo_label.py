@@ -200,17 +200,19 @@ def pseudo_label(config: PseudoLabelConfig, show_progress: bool = True) -> list[
     out = Path(config.out)
     csv_tmp = out.parent / f".{out.name}.csv-tmp"
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_rows_csv(csv_tmp, rows)
     features = labeled_features(extra={"uncertainty": datasets.Value("float32")})
-    write_dataset_dict(
-        out,
-        {"train": labeled_rows()},
-        features,
-        description=encode_build_info(
-            {"pseudo_labels_from": str(config.checkpoint), "keep_fraction": config.keep_fraction}
-        ),  # JSON, as rankset's info/publish read it back: a quote or backslash in the path stays valid
-        extra_files={"pseudo_labels.csv": csv_tmp.read_bytes(), "uncertainty.png": figure.getvalue()},
-        inputs=inputs,
-    )
-    csv_tmp.unlink()
+    try:  # the CSV's temp file goes whatever happens: Ctrl-C or a failed write left it beside --out
+        write_rows_csv(csv_tmp, rows)
+        write_dataset_dict(
+            out,
+            {"train": labeled_rows()},
+            features,
+            description=encode_build_info(
+                {"pseudo_labels_from": str(config.checkpoint), "keep_fraction": config.keep_fraction}
+            ),  # JSON, as rankset's info/publish read it back: a quote or backslash in the path stays valid
+            extra_files={"pseudo_labels.csv": csv_tmp.read_bytes(), "uncertainty.png": figure.getvalue()},
+            inputs=inputs,
+        )
+    finally:
+        csv_tmp.unlink(missing_ok=True)
     return rows

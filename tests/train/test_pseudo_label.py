@@ -303,3 +303,20 @@ def test_the_pseudo_label_summary_warns_about_an_empty_input_and_does_not_count_
     captured = capsys.readouterr()
     assert "inputs with no pictures" in captured.out and "│ 0 " in captured.out.split("pictures", 1)[1]
     assert "warning: --images empty holds no pictures" in captured.err
+
+
+def test_an_interrupted_write_leaves_no_hidden_csv_beside_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or a failure) inside the dataset write left ``.OUT.csv-tmp`` beside --out until a rerun succeeded."""
+    import train.pseudo_label as module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rankset.io.write_dataset_dict", interrupted)
+    pictures = write_blobs(tmp_path / "real", 3)
+    config = PseudoLabelConfig(
+        tiny_checkpoint(tmp_path / "ckpt.pt"), (str(pictures),), tmp_path / "pseudo", device="cpu"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        module.pseudo_label(config, show_progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "real"]
