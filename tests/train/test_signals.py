@@ -84,10 +84,10 @@ def test_sigterm_in_predict_names_what_it_did_not_write(
 
 
 # Each run's `train fit` child: mark that it started, sleep, and on Ctrl-C (SIGINT) mark that it stopped in order.
-SLEEPING_FIT = (
+SLEEPING_FIT = (  # "started" is written inside the try: a signal sent once it exists always finds the handler
     "import pathlib, sys, time; out = pathlib.Path(sys.argv[sys.argv.index('--out') + 1]); "
-    "(out / 'started').write_text(''); "
-    'exec(\'try:\\n time.sleep(60)\\nexcept KeyboardInterrupt:\\n (out / "stopped").write_text(""); sys.exit(130)\')'
+    'exec(\'try:\\n (out / "started").write_text(""); time.sleep(60)\\n'
+    'except KeyboardInterrupt:\\n (out / "stopped").write_text(""); sys.exit(130)\')'
 )
 
 # The study process: every dataset check left out (the base manifest names none), each fit a SLEEPING_FIT tied to
