@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harvest import qbe_local
@@ -68,3 +69,48 @@ def test_a_ctrl_c_wrapped_in_runtime_errors_more_than_once_is_still_a_ctrl_c() -
     assert _caused_by_ctrl_c(chained(RuntimeError("a"), RuntimeError("b"), KeyboardInterrupt()))
     assert not _caused_by_ctrl_c(chained(RuntimeError("a"), RuntimeError("b"), ValueError("c")))
     assert not _caused_by_ctrl_c(RuntimeError("a"))
+
+
+def test_a_from_pool_whose_cache_cannot_be_written_still_gives_its_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache only saves work: a --from-pool qbe cannot write (read-only, full disk) must still be ranked."""
+    pool = Pool.create(tmp_path / "keyword-pool")
+    pictures = {f"p{seed}": scene(seed, 48, 40) for seed in range(2)}
+    add_pictures(pool, pictures)
+    embedder = LookupEmbedder({encode(pictures["p0"]): [1, 0, 0], encode(pictures["p1"]): [0, 1, 0]})
+
+    def unwritable(self: EmbeddingCache, ids: object, embeddings: object) -> None:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(EmbeddingCache, "add_shard", unwritable)
+    result = pool_vectors(pool, embedder)
+    assert result.embedded_now == 2 and len(result.rows) == 2 and result.vectors.shape == (2, 3)
+
+
+def test_reading_the_cache_starts_over_as_often_as_folds_keep_removing_its_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three folds in a row by other commands, each between a listing of the shards and the reading of one (a
+    filter saving every 1024 pictures): the read starts over each time instead of failing on the second."""
+    from harvest import embed
+
+    cache = EmbeddingCache(tmp_path, "tag")
+    cache.add_shard(["a"], np.ones((1, 3), dtype=np.float32))
+    real_read = embed._read_shard
+    folds: list[str] = []
+    folding: list[bool] = []  # the other command's own reads, while it folds, go through unhooked
+
+    def fold_and_add_before_the_read(path: Path) -> tuple[list[str], np.ndarray]:
+        if len(folds) < 3 and not folding:
+            other = EmbeddingCache(tmp_path, "tag")
+            folding.append(True)
+            other.consolidate()
+            folding.clear()
+            folds.append(f"n{len(folds)}")
+            other.add_shard([folds[-1]], np.full((1, 3), len(folds) + 1, dtype=np.float32))
+        return real_read(path)
+
+    monkeypatch.setattr(embed, "_read_shard", fold_and_add_before_the_read)
+    ids, vectors = cache.load()
+    assert len(folds) == 3 and ids == ["a", "n0", "n1", "n2"] and vectors[:, 0].tolist() == [1, 2, 3, 4]
