@@ -55,11 +55,20 @@ def context_margin(model: Any, tile: int, align: int) -> int:
 
 
 def predict_density(
-    model: Any, image: np.ndarray, stride: int, tile: int, device: Any, amp: bool, density_scale: float
+    model: Any,
+    image: np.ndarray,
+    stride: int,
+    tile: int,
+    device: Any,
+    amp: bool,
+    density_scale: float,
+    members: bool = False,
 ) -> np.ndarray:
     """(ceil(H/s), ceil(W/s)) density in people per cell for an (H, W, 3) uint8 image, in tiles of <= ``tile``.
 
-    Whole images come in many sizes, so cuDNN autotuning is off here (:func:`~train.device.no_autotune`)."""
+    With ``members`` (a Masksembles model in eval mode, no member selected): (n, ceil(H/s), ceil(W/s)), the density
+    of each of its n members, from one pass of the layers they share. Whole images come in many sizes, so cuDNN
+    autotuning is off here (:func:`~train.device.no_autotune`)."""
     import torch
 
     from train.models.registry import density_of
@@ -73,21 +82,26 @@ def predict_density(
     batch[:, :height, :width] = normalize(pixels)
     tile = max(align, tile // align * align)
     margin = context_margin(model, tile, align)
-    total = torch.zeros(padded_h // stride, padded_w // stride, device=device)
+    lead = (model.masksembles.n,) if members else ()
+    total = torch.zeros(*lead, padded_h // stride, padded_w // stride, device=device)
     with torch.no_grad(), autocast(device, amp), no_autotune():
         for top, bottom, core_top, core_bottom in tile_spans(padded_h, tile, margin):
             for left, right, core_left, core_right in tile_spans(padded_w, tile, margin):
                 window = batch[:, top:bottom, left:right][None]  # (1, 3, <=T, <=T)
-                out = density_of(model(window))[0, 0].float()  # (<=T/s, <=T/s)
+                result = model(window)
+                # ([n,] <=T/s, <=T/s): members is (n, 1, 1, h, w), the density (1, 1, h, w)
+                out = (result["members"][:, 0, 0] if members else density_of(result)[0, 0]).float()
                 inside = (  # the core's cells, in the window's map and in the whole map
                     slice((core_top - top) // stride, (core_bottom - top) // stride),
                     slice((core_left - left) // stride, (core_right - left) // stride),
                 )
-                total[core_top // stride : core_bottom // stride, core_left // stride : core_right // stride] = out[
-                    inside
-                ]
+                core = (
+                    slice(core_top // stride, core_bottom // stride),
+                    slice(core_left // stride, core_right // stride),
+                )
+                total[(..., *core)] = out[(..., *inside)]
     cells_h, cells_w = math.ceil(height / stride), math.ceil(width / stride)  # the padding past them is dropped
-    return (total / density_scale)[:cells_h, :cells_w].cpu().numpy()
+    return (total / density_scale)[..., :cells_h, :cells_w].cpu().numpy()
 
 
 def failure_line(error: BaseException) -> str:

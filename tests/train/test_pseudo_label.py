@@ -320,3 +320,44 @@ def test_an_interrupted_write_leaves_no_hidden_csv_beside_out(tmp_path: Path, mo
     with pytest.raises(KeyboardInterrupt):
         module.pseudo_label(config, show_progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "real"]
+
+
+@pytest.mark.parametrize("tile", [1024, 64])
+def test_every_members_density_from_one_pass_equals_one_pass_per_member(tmp_path: Path, tile: int) -> None:
+    """member_densities ran the whole network once per member (4x the time for 4 masks); one pass of the shared
+    layers must give each member's map as selecting that member does, whole or in tiles."""
+    import torch
+
+    from train.checkpoint import model_from_checkpoint
+    from train.evaluate import predict_density
+    from train.pseudo_label import member_densities
+
+    model, state, _ = model_from_checkpoint(busy_checkpoint(tmp_path / "ckpt.pt"), torch.device("cpu"))
+    with torch.no_grad():
+        for p in model.parameters():  # untrained weights give near-equal members: make them differ
+            p.add_(0.05 * torch.randn_like(p))
+    image = np.random.default_rng(0).integers(0, 255, (150, 200, 3), dtype=np.uint8)
+    stride, scale = int(state["output_stride"]), float(state["density_scale"])
+    together = member_densities(model, image, stride, tile, torch.device("cpu"), False, scale)
+    one_by_one = []
+    for member in range(model.masksembles.n):
+        model.masksembles.member = member
+        one_by_one.append(predict_density(model, image, stride, tile, torch.device("cpu"), False, scale))
+    model.masksembles.member = None
+    assert together.shape == (4, 38, 50)
+    np.testing.assert_allclose(together, np.stack(one_by_one), rtol=1e-5, atol=1e-6)
+    assert np.ptp(together.sum(axis=(1, 2))) > 0  # the members differ, so a mix-up of their order would show
+
+
+def test_all_members_come_from_one_pass_of_the_shared_layers(tmp_path: Path) -> None:
+    import torch
+
+    from train.checkpoint import model_from_checkpoint
+    from train.pseudo_label import member_densities
+
+    model, state, _ = model_from_checkpoint(tiny_checkpoint(tmp_path / "ckpt.pt"), torch.device("cpu"))
+    passes = []
+    model.base.register_forward_hook(lambda module, inputs, output: passes.append(inputs[0].shape[0]))
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    maps = member_densities(model, image, int(state["output_stride"]), 1024, torch.device("cpu"), False, 100.0)
+    assert maps.shape[0] == 4 and passes == [1]  # one window, one pass (it ran 4 before)
