@@ -466,7 +466,7 @@ def test_cli_dedup_clear_leaks_is_wired(pool_with_copies, tmp_path) -> None:
     dedup_pool(DedupConfig(pool.root, exclude_like=(str(wrong),), progress=False, workers=1))
     result = CliRunner().invoke(app, ["dedup", str(pool.root), "--clear-leaks"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "leak_of marks cleared (--clear-leaks)" in result.output
+    assert "leak_of marks cleared, less those made again (--clear-leaks)" in result.output
     assert by_url(pool).loc["file:///scene3.jpg", "kept"]
 
 
