@@ -516,15 +516,22 @@ def test_local_file_paths_never_reach_the_published_files(tmp_path: Path) -> Non
         assert "file://" not in text and str(pics) not in text
 
 
-def test_local_paths_in_the_pool_commands_and_the_import_root_never_reach_the_card(tmp_path: Path) -> None:
+def pool_of_one_picture(folder: Path, seed: int) -> Any:
+    """A harvest pool at ``folder/pool`` holding one kept CC0 picture."""
     from harvest.pool import Pool
+
+    pool = Pool.create(folder / "pool")
+    sha, rel = pool.store_image(jpeg(seed), "jpg")
+    pool.append_rows([{"id": sha, "url": "https://img.example.org/0.jpg", "license": "cc0-1.0", "status": "ok",
+                       "path": rel, "kept": True}])  # fmt: skip
+    return pool
+
+
+def test_local_paths_in_the_pool_commands_and_the_import_root_never_reach_the_card(tmp_path: Path) -> None:
     from rankset.importers import ImportConfig, import_benchmark
 
     private = tmp_path / "private-folder"
-    pool = Pool.create(private / "pool")
-    sha, rel = pool.store_image(jpeg(30), "jpg")
-    pool.append_rows([{"id": sha, "url": "https://img.example.org/0.jpg", "license": "cc0-1.0", "status": "ok",
-                       "path": rel, "kept": True}])  # fmt: skip
+    pool = pool_of_one_picture(private, 30)
     argv = [str(private / "venv" / "bin" / "harvest"), "local", str(private / "photos"), "--out", str(private / "pool")]
     pool.log_command(argv, command="local", config={"root": str(private / "photos"), "out": str(private / "pool")})
     pool.log_command(["harvest", "dedup"], stage="dedup", exclude_like=[str(private / "shb"), "data/shb", "me/shb"])
@@ -546,13 +553,8 @@ def test_local_paths_in_the_pool_commands_and_the_import_root_never_reach_the_ca
 
 def test_a_local_path_given_as_flag_equals_value_in_the_pool_commands_never_reaches_the_card(tmp_path: Path) -> None:
     """`harvest local DIR --out=/abs/pool` keeps the path inside one argv item: it is cut to its last name too."""
-    from harvest.pool import Pool
-
     private = tmp_path / "private-folder"
-    pool = Pool.create(private / "pool")
-    sha, rel = pool.store_image(jpeg(32), "jpg")
-    pool.append_rows([{"id": sha, "url": "https://img.example.org/0.jpg", "license": "cc0-1.0", "status": "ok",
-                       "path": rel, "kept": True}])  # fmt: skip
+    pool = pool_of_one_picture(private, 32)
     argv = ["harvest", "dedup", f"--exclude-like={private / 'shb'}", f"-o={private / 'pool'}", "--threshold=12"]
     pool.log_command(argv, stage="dedup", exclude_like=[str(private / "shb")])
     build_ranked_sets(BuildConfig(str(private / "pool"), str(tmp_path / "ranked"), k=3, size=16), progress=False)
