@@ -81,21 +81,24 @@ def build_ranked(out: Path, sets: int, k: int = 3, patch: int = 32, seed: int = 
             image.crop(tuple(round(v) for v in box)).resize((patch, patch)).save(buffer, format="JPEG")
             images.append({"bytes": buffer.getvalue(), "path": None})
             boxes.append(box)
-        rows.append(
-            {
-                "set_id": f"img{i}-0",
-                "source_id": f"img{i}",
-                "images": images,
-                "boxes": boxes,
-                "anchor": [32.0, 32.0],
-                "source_size": [64, 64],
-                "license": "cc0",
-                "author": "test",
-                "source_url": "",
-            }
-        )
+        rows.append(ranked_set_row(i, images, boxes, 64))
     write_dataset_dict(out, {"train": (_rows, {"rows": rows})}, ranked_features(k))
     return out
+
+
+def ranked_set_row(i: int, images: list[dict[str, Any]], boxes: list[list[float]], side: int) -> dict[str, Any]:
+    """Ranked-set row ``img{i}-0`` of a ``side`` x ``side`` CC0 source picture, anchored at its centre."""
+    return {
+        "set_id": f"img{i}-0",
+        "source_id": f"img{i}",
+        "images": images,
+        "boxes": boxes,
+        "anchor": [side / 2, side / 2],
+        "source_size": [side, side],
+        "license": "cc0",
+        "author": "test",
+        "source_url": "",
+    }
 
 
 def blob_data_table(blobs: dict[str, Path], **overrides: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,13 @@ from train.errors import DataError
 from train.manifest import config_from_dict
 from train.sources import resolve_sources
 
-from .conftest import build_labeled
+from .conftest import _rows, build_labeled, ranked_set_row
 
 
 def _patch(shade: int) -> dict[str, Any]:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (shade, shade, shade)).save(buffer, format="PNG")
     return {"bytes": buffer.getvalue(), "path": None}
-
-
-def _rows(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield from rows
 
 
 def build_mixed_k(out: Path, sizes: list[int]) -> Path:
@@ -44,17 +39,9 @@ def build_mixed_k(out: Path, sizes: list[int]) -> Path:
     rows = []
     for i, k in enumerate(sizes):
         rows.append(
-            {
-                "set_id": f"img{i}-0",
-                "source_id": f"img{i}",
-                "images": [_patch(40 * j) for j in range(k)],
-                "boxes": [[0.0, 0.0, 16.0 - j, 16.0 - j] for j in range(k)],
-                "anchor": [8.0, 8.0],
-                "source_size": [16, 16],
-                "license": "cc0",
-                "author": "test",
-                "source_url": "",
-            }
+            ranked_set_row(
+                i, [_patch(40 * j) for j in range(k)], [[0.0, 0.0, 16.0 - j, 16.0 - j] for j in range(k)], 16
+            )
         )
     write_dataset_dict(out, {"train": (_rows, {"rows": rows})}, ranked_features(None))
     return out
