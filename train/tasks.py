@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from train.config import RunConfig
+from train.losses import scale_compensation
 
 
 def count_group_edges(counts: np.ndarray, groups: int) -> np.ndarray:
@@ -90,8 +91,6 @@ def auxiliary_terms(
     ``count_batch`` holds (pixels, target, count, skipped[, depth]) on the model's device.
     """
     from torch.nn import functional as F
-
-    from train.losses import scale_compensation
 
     tasks, terms = config.tasks, {}
     boost = scale_compensation(config.data.density_scale, degree=0)
